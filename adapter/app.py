@@ -1,0 +1,52 @@
+"""create_app(settings) -> Flask: wiring only."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from adapter.clock import Clock, SystemClock
+from adapter.config import Settings
+from adapter.dispatch import Dispatcher
+from adapter.engine.core import Engine
+from adapter.metrics import Metrics
+from adapter.providers import build_providers
+from adapter.rendering import Renderer, local_time, utc
+from adapter.store import Store
+from adapter.web import api, errors, ops, status, webhooks
+from adapter.web.serialize import iso
+from adapter.web.services import EXTENSION, Services
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    metrics: Metrics | None = None,
+) -> Flask:
+    app = Flask(__name__)
+    # Werkzeug enforces the limit while reading, so a huge body never reaches memory.
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    clock = clock or SystemClock()
+    store = store or Store(settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous)
+    metrics = metrics or Metrics()
+    dispatcher = Dispatcher(store, build_providers(settings.providers), settings.delivery, clock, metrics)
+    renderer = Renderer(
+        settings.templates_dir,
+        on_fallback=lambda audience, phase: metrics.template_fallbacks.labels(audience, phase).inc(),
+    )
+    engine = Engine(settings, store, renderer, clock, metrics, on_commit=dispatcher.wake)
+    app.extensions[EXTENSION] = Services(
+        settings=settings,
+        store=store,
+        engine=engine,
+        dispatcher=dispatcher,
+        metrics=metrics,
+        clock=clock,
+    )
+    app.jinja_env.filters.update(iso=iso, utc=utc, local_time=local_time)
+    errors.register(app)
+    for blueprint in (webhooks.bp, api.bp, status.bp, ops.bp):
+        app.register_blueprint(blueprint)
+    return app

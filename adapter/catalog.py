@@ -1,0 +1,122 @@
+"""The service-to-customer map: services, tenants, segments, and lookups between them."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Segment = Literal["technical", "business"]
+
+
+class Service(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    business_name: str = Field(min_length=1)
+    incident_type: str = "general"
+    critical_infrastructure: bool = False
+    # Other label values (e.g. a Prometheus job name) that mean this service.
+    aliases: list[str] = []
+    # provider name → that provider's component id for this service.
+    components: dict[str, str] = {}
+
+
+class Contacts(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    email: str | None = None
+    webhook: str | None = None
+    phone: str | None = None
+
+
+class Tenant(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    # The seed's FAQ: unsegmented accounts get the business version.
+    segment: Segment = "business"
+    tier: str = "standard"
+    timezone: str = "UTC"
+    services: list[str] = []
+    contacts: Contacts = Contacts()
+    sla: dict[str, float] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value not in available_timezones() and value != "UTC":
+            raise ValueError(f"unknown time zone {value!r}")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    services: list[Service] = []
+    tenants: list[Tenant] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        service_ids: set[str] = set()
+        for index, service in enumerate(self.services):
+            if service.id in service_ids:
+                raise ValueError(f"services[{index}].id: {service.id!r} is used twice")
+            service_ids.add(service.id)
+        tenant_ids: set[str] = set()
+        for index, tenant in enumerate(self.tenants):
+            if tenant.id in tenant_ids:
+                raise ValueError(f"tenants[{index}].id: {tenant.id!r} is used twice")
+            tenant_ids.add(tenant.id)
+            for pos, service_id in enumerate(tenant.services):
+                if service_id not in service_ids:
+                    raise ValueError(f"tenants[{index}].services[{pos}]: unknown service id {service_id!r}")
+        return self
+
+    @cached_property
+    def _by_key(self) -> dict[str, Service]:
+        keys: dict[str, Service] = {}
+        for service in self.services:
+            for alias in service.aliases:
+                keys.setdefault(alias, service)
+        for service in self.services:
+            keys[service.id] = service
+        return keys
+
+    def service(self, key: str) -> Service | None:
+        """The service with this id or alias."""
+        return self._by_key.get(key)
+
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.id == tenant_id), None)
+
+    def tenants_for(self, service_ids: list[str]) -> list[Tenant]:
+        wanted = set(service_ids)
+        return [t for t in self.tenants if wanted.intersection(t.services)]
+
+
+def load_catalog(path: Path, problems: list[str]) -> Catalog | None:
+    """Read the catalog file; append `file: key.path: message` lines to problems on error."""
+    from adapter.config import format_validation_error, read_yaml
+
+    data = read_yaml(path, problems)
+    if data is None:
+        return None
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        lines = format_validation_error(str(path), exc)
+        # Cross-field errors carry their own key path in the message.
+        problems.extend(
+            line.replace(": (top level): ", ": ", 1) if ": (top level): " in line else line for line in lines
+        )
+        return None

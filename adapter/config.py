@@ -1,0 +1,316 @@
+"""YAML + environment → validated settings; every error names the file and the key path."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from adapter.catalog import Catalog, load_catalog
+from adapter.durations import parse_duration
+
+Duration = Annotated[timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)]
+AudienceChoice = Literal["technical", "business", "all"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; `problems` holds one `file: key.path: message` line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Strict):
+    bind: str = "127.0.0.1:9095"
+    public_url: str = "http://127.0.0.1:9095"
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    workers: int = Field(default=2, ge=1)
+
+    @field_validator("bind")
+    @classmethod
+    def _bind_has_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9095")
+        return value
+
+
+class StorageSettings(Strict):
+    url: str = "sqlite:///data/dualtrack.db"
+    # FULL makes every commit durable across power loss, not only process crashes.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class BasicAuthUser(Strict):
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+
+
+class SourceAuth(Strict):
+    bearer_tokens: list[Annotated[str, Field(min_length=1)]] = []
+    basic_auth: list[BasicAuthUser] = []
+
+
+class AuthSettings(Strict):
+    alertmanager: SourceAuth = SourceAuth()
+
+
+class ApiSettings(Strict):
+    tokens: list[Annotated[str, Field(min_length=1)]] = []
+
+
+class CorrelationSettings(Strict):
+    service_labels: list[str] = ["service", "job"]
+    reopen_window: Duration = timedelta(minutes=30)
+
+
+class SeverityRule(Strict):
+    matchers: list[str] = Field(min_length=1)
+    level: int = Field(ge=1, le=5)
+
+    @field_validator("matchers")
+    @classmethod
+    def _parse_matchers(cls, value: list[str]) -> list[str]:
+        from adapter.engine.severity import parse_matcher
+
+        for text in value:
+            parse_matcher(text)
+        return value
+
+
+def _default_rules() -> list[SeverityRule]:
+    return [
+        SeverityRule(matchers=['severity="critical"'], level=4),
+        SeverityRule(matchers=['severity=~"error|major"'], level=3),
+        SeverityRule(matchers=['severity="warning"'], level=2),
+        SeverityRule(matchers=['severity="info"'], level=1),
+    ]
+
+
+class SeveritySettings(Strict):
+    level_label: str = "incident_level"
+    rules: list[SeverityRule] = Field(default_factory=_default_rules)
+    default_level: int = Field(default=2, ge=1, le=5)
+    # Matchers that make an alert "critical" for the critical-infrastructure bump.
+    critical_matchers: list[str] = ['severity="critical"']
+    critical_infrastructure_level: int = Field(default=5, ge=1, le=5)
+
+
+class DeliverySettings(Strict):
+    backoff_initial: Duration = timedelta(seconds=1)
+    backoff_max: Duration = timedelta(minutes=5)
+    max_age: Duration = timedelta(hours=24)
+    lease: Duration = timedelta(seconds=60)
+    poll_interval: Duration = timedelta(seconds=1)
+    batch: int = Field(default=10, ge=1)
+
+
+class ProviderSettings(BaseModel):
+    """Common provider keys; each provider type validates the rest with its own model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str
+    audience: AudienceChoice = "all"
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        return ("technical", "business") if self.audience == "all" else (self.audience,)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Settings(Strict):
+    """Everything dualtrack needs to run, validated; paths already resolved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    catalog_file: str = Field(default="catalog.yaml", alias="catalog")
+    templates_dir: str | None = None
+    auth: AuthSettings = AuthSettings()
+    api: ApiSettings = ApiSettings()
+    correlation: CorrelationSettings = CorrelationSettings()
+    severity: SeveritySettings = SeveritySettings()
+    delivery: DeliverySettings = DeliverySettings()
+    providers: list[ProviderSettings] = Field(
+        default_factory=lambda: [ProviderSettings(name="status", type="builtin", audience="all")]
+    )
+    # Filled by load_settings, never read from YAML (the aliases cannot occur there).
+    config_path: str = Field(default="", validation_alias="__config_path__")
+    catalog: Catalog = Field(default_factory=Catalog, validation_alias="__catalog__")
+
+    @model_validator(mode="after")
+    def _unique_provider_names(self) -> Settings:
+        seen: set[str] = set()
+        for provider in self.providers:
+            if provider.name in seen:
+                raise ValueError(f"provider name {provider.name!r} is used twice")
+            seen.add(provider.name)
+        return self
+
+    def provider(self, name: str) -> ProviderSettings:
+        for provider in self.providers:
+            if provider.name == name:
+                return provider
+        raise KeyError(name)
+
+
+def _expand_env(node: Any, path: str, problems: list[str], where: str) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _expand_env(v, f"{path}.{k}" if path else str(k), problems, where) for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]", problems, where) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = os.environ.get(name)
+            if value is None:
+                if default is not None:
+                    return default
+                problems.append(f"{where}: {path}: environment variable {name} is not set")
+                return ""
+            return value
+
+        return _ENV_REF.sub(substitute, node)
+    return node
+
+
+def _read_file_refs(node: Any, path: str, problems: list[str], where: str, base: Path) -> Any:
+    """`password_file: /run/secrets/x` → `password: <file contents, stripped>`."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            child = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and key.endswith("_file") and isinstance(value, str):
+                target = key[: -len("_file")]
+                try:
+                    out[target] = (base / value).read_text().strip()
+                except OSError as exc:
+                    problems.append(f"{where}: {child}: cannot read {value}: {exc.strerror}")
+                continue
+            out[key] = _read_file_refs(value, child, problems, where, base)
+        return out
+    if isinstance(node, list):
+        return [_read_file_refs(v, f"{path}[{i}]", problems, where, base) for i, v in enumerate(node)]
+    return node
+
+
+def format_validation_error(where: str, error: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"] if part not in ("function-after",))
+        loc = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", loc)
+        full = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "(top level)")
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {full}: {message}")
+    return lines
+
+
+def read_yaml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        problems.append(f"{path}: (file): cannot read: {exc.strerror}")
+        return None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}" if mark is not None else "(file)"
+        problems.append(f"{path}: {at}: invalid YAML: {getattr(exc, 'problem', exc)}")
+        return None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"{path}: (top level): expected a mapping")
+        return None
+    expanded = _expand_env(data, "", problems, str(path))
+    return _read_file_refs(expanded, "", problems, str(path), path.parent)
+
+
+def _resolve_storage_url(url: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:" and not rest.startswith("file:"):
+            return prefix + str((base / rest).resolve())
+    return url
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate the main config and its catalog; raise ConfigError listing every problem."""
+    from adapter.providers import validate_provider
+
+    config_path = Path(path)
+    problems: list[str] = []
+    data = read_yaml(config_path, problems)
+    if data is None:
+        raise ConfigError(problems)
+    where = str(config_path)
+    base = config_path.parent
+    settings: Settings | None = None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(format_validation_error(where, exc))
+    if settings is None:
+        raise ConfigError(problems)
+
+    for index, provider in enumerate(settings.providers):
+        problems.extend(validate_provider(provider, f"{where}: providers[{index}]"))
+
+    catalog_path = base / settings.catalog_file
+    catalog = load_catalog(catalog_path, problems)
+    if catalog is not None:
+        provider_names = {p.name for p in settings.providers}
+        for index, service in enumerate(catalog.services):
+            for name in service.components:
+                if name not in provider_names:
+                    problems.append(
+                        f"{catalog_path}: services[{index}].components.{name}: no provider named {name!r}"
+                    )
+    templates_dir = settings.templates_dir
+    if templates_dir is not None:
+        resolved = base / templates_dir
+        if not resolved.is_dir():
+            problems.append(f"{where}: templates_dir: {resolved} is not a folder")
+        templates_dir = str(resolved)
+    if problems:
+        raise ConfigError(problems)
+    assert catalog is not None
+    storage = settings.storage.model_copy(update={"url": _resolve_storage_url(settings.storage.url, base)})
+    return settings.model_copy(
+        update={
+            "storage": storage,
+            "catalog": catalog,
+            "templates_dir": templates_dir,
+            "config_path": str(config_path.resolve()),
+        }
+    )

@@ -1,0 +1,194 @@
+"""The outbox worker: claim due notices under a lease, deliver, mark; backoff and dead letters."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from adapter.clock import Clock
+from adapter.config import DeliverySettings
+from adapter.metrics import Metrics
+from adapter.providers import DeliveryError, Message, Provider
+from adapter.store import Store, outbox
+from adapter.store import incidents as repo
+
+log = logging.getLogger(__name__)
+
+
+def backoff(attempts: int, settings: DeliverySettings, rng: random.Random) -> timedelta:
+    """Exponential from backoff_initial, capped at backoff_max, with ±50% jitter."""
+    base = settings.backoff_initial.total_seconds() * (2 ** max(0, attempts - 1))
+    capped = min(base, settings.backoff_max.total_seconds())
+    return timedelta(seconds=capped * rng.uniform(0.5, 1.5))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        providers: dict[str, Provider],
+        settings: DeliverySettings,
+        clock: Clock,
+        metrics: Metrics,
+        owner: str | None = None,
+    ):
+        self.store = store
+        self.providers = providers
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.rng = random.Random()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- one pass, used by the loop and directly by tests ----------------------------------
+
+    def run_once(self) -> int:
+        """Claim and deliver one batch; returns how many notices were attempted."""
+        now = self.clock.now()
+        claimed = outbox.claim_due(self.store, self.owner, now, self.settings.lease, self.settings.batch)
+        done = 0
+        blocked: set[tuple[int, str, str | None]] = set()
+        unstarted: list[int] = []
+        for notice in claimed:
+            stream = outbox.stream_of(notice)
+            # Draining, or an earlier notice of the stream must be retried: hand it back.
+            if self._stop.is_set() or stream in blocked:
+                unstarted.append(notice["id"])
+                continue
+            if not self._deliver(notice):
+                blocked.add(stream)
+            done += 1
+        outbox.release(self.store, unstarted, self.owner)
+        return done
+
+    def _message(self, notice: dict[str, Any]) -> Message:
+        with self.store.read() as conn:
+            incident = repo.get_incident(conn, notice["incident_id"])
+            provider_ref = outbox.first_ref(conn, notice["incident_id"], notice["provider"], notice["tenant"])
+        assert incident is not None
+        # The notice carries the facts as they were when it was written; fall back to now.
+        facts: dict[str, Any] = {
+            "level": incident["level"],
+            "status": incident["status"],
+            "services": incident["services"],
+            "tenants": incident["tenants"],
+            **(notice["data"] or {}),
+        }
+        return Message(
+            notice_id=notice["id"],
+            incident_ref=incident["ref"],
+            phase=notice["phase"],
+            audience=notice["audience"],
+            subject=notice["subject"],
+            body=notice["body"],
+            level=int(facts["level"]),
+            status=str(facts["status"]),
+            services=list(facts["services"]),
+            tenants=list(facts["tenants"]),
+            tenant=notice["tenant"],
+            provider_ref=provider_ref,
+            data=facts,
+        )
+
+    def _deliver(self, notice: dict[str, Any]) -> bool:
+        """Send one notice and record the outcome; False when it waits for a retry."""
+        name = notice["provider"]
+        provider = self.providers.get(name)
+        if provider is None:
+            outbox.mark_dead(self.store, notice["id"], self.owner, f"provider {name!r} is not configured")
+            self.metrics.deliveries.labels(name, "dead").inc()
+            log.warning(
+                "delivery notice=%s provider=%s outcome=dead reason=unconfigured",
+                notice["id"],
+                name,
+            )
+            return True
+        started = time.monotonic()
+        try:
+            ref = provider.send(self._message(notice))
+        except DeliveryError as exc:
+            return self._failed(notice, str(exc), exc.permanent, exc.retry_after)
+        except Exception as exc:  # a provider bug must not kill the dispatcher; retry later
+            return self._failed(notice, f"{type(exc).__name__}: {exc}", False, None)
+        else:
+            outbox.mark_delivered(self.store, notice["id"], self.owner, self.clock.now(), ref)
+            self.metrics.deliveries.labels(name, "delivered").inc()
+            log.info(
+                "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=%d",
+                notice["id"],
+                name,
+                notice["phase"],
+                notice["audience"],
+                notice["attempts"] + 1,
+            )
+            return True
+        finally:
+            self.metrics.delivery_seconds.labels(name).observe(time.monotonic() - started)
+
+    def _failed(self, notice: dict[str, Any], error: str, permanent: bool, retry_after: float | None) -> bool:
+        """Schedule a retry or give up; True when the notice is finished (dead)."""
+        now = self.clock.now()
+        attempts = notice["attempts"] + 1
+        delay = backoff(attempts, self.settings, self.rng)
+        if retry_after is not None:
+            delay = max(delay, timedelta(seconds=retry_after))
+        expired = now + delay > notice["created_at"] + self.settings.max_age
+        outcome = "dead" if permanent or expired else "retry"
+        if outcome == "dead":
+            reason = error if permanent else f"{error} (gave up after {attempts} attempts: max_age)"
+            outbox.mark_dead(self.store, notice["id"], self.owner, reason)
+        else:
+            outbox.mark_retry(self.store, notice["id"], self.owner, now + delay, error)
+        self.metrics.deliveries.labels(notice["provider"], outcome).inc()
+        log.warning(
+            "delivery notice=%s provider=%s outcome=%s attempt=%d retry_in=%.1fs error=%s",
+            notice["id"],
+            notice["provider"],
+            outcome,
+            attempts,
+            delay.total_seconds() if outcome == "retry" else 0,
+            error,
+        )
+        return outcome == "dead"
+
+    # -- background loop ---------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="dualtrack-dispatcher", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        poll = self.settings.poll_interval.total_seconds()
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:
+                log.exception("dispatcher pass failed")
+                worked = 0
+            if not worked:
+                self._wake.wait(poll)
+                self._wake.clear()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the delivery in flight, give back unstarted leases, and return."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        for provider in self.providers.values():
+            provider.close()

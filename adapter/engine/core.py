@@ -1,0 +1,345 @@
+"""Ingest: dedupe, correlate into incidents, classify, and plan notices, all in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from adapter.clock import Clock
+from adapter.config import Settings
+from adapter.engine.planning import plan_notices, render_context
+from adapter.engine.severity import classify
+from adapter.metrics import Metrics
+from adapter.rendering import Renderer
+from adapter.sources.signal import Batch, Signal
+from adapter.store import Store, outbox
+from adapter.store import incidents as repo
+
+log = logging.getLogger(__name__)
+
+
+def _alert_label(name: str, labels: dict[str, str]) -> str:
+    instance = labels.get("instance")
+    return f"{name} on {instance}" if instance else name
+
+
+@dataclass
+class Change:
+    """What one batch did to one incident."""
+
+    ref: str
+    opened: bool = False
+    reopened: bool = False
+    fired: int = 0
+    resolved: int = 0
+
+
+@dataclass
+class IngestResult:
+    refs: list[str] = field(default_factory=list)
+    notices: int = 0
+    duplicates: int = 0
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        renderer: Renderer,
+        clock: Clock,
+        metrics: Metrics,
+        on_commit: Callable[[], None] | None = None,
+    ):
+        self.settings = settings
+        self.store = store
+        self.renderer = renderer
+        self.clock = clock
+        self.metrics = metrics
+        self.on_commit = on_commit
+
+    # -- services -----------------------------------------------------------------------------
+
+    def services_of(self, labels: dict[str, str]) -> tuple[list[str], list[str]]:
+        """(known service ids, unknown service names) an alert's labels point at."""
+        catalog = self.settings.catalog
+        present = [labels[n] for n in self.settings.correlation.service_labels if labels.get(n)]
+        for value in present:
+            service = catalog.service(value)
+            if service is not None:
+                return [service.id], []
+        return [], present[:1]
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    def ingest(self, batch: Batch) -> IngestResult:
+        result = IngestResult()
+        if batch.test:
+            return result
+        now = self.clock.now()
+        with self.store.transaction() as conn:
+            changes: dict[int, Change] = {}
+            for signal in batch.signals:
+                outcome = self._apply(conn, signal, now, changes)
+                self.metrics.signals.labels(batch.source, outcome).inc()
+                result.duplicates += outcome in ("duplicate", "stale")
+            for incident_id, change in changes.items():
+                result.notices += self._settle(conn, incident_id, change, now)
+                result.refs.append(change.ref)
+        if result.notices and self.on_commit:
+            self.on_commit()
+        return result
+
+    def _apply(self, conn: Connection, signal: Signal, now: datetime, changes: dict[int, Change]) -> str:
+        existing = repo.find_alert(conn, signal.source, signal.fingerprint, signal.starts_at)
+        if existing is not None:
+            if existing["status"] == signal.status:
+                return "duplicate"
+            if existing["status"] == "resolved":
+                # A firing copy of an instance already resolved: a late or replayed notification.
+                return "stale"
+            repo.update_alert(
+                conn,
+                existing["id"],
+                {"status": "resolved", "ends_at": signal.ends_at or now, "updated_at": now},
+            )
+            change = self._change_for(conn, existing["incident_id"], changes)
+            change.resolved += 1
+            repo.add_timeline(
+                conn,
+                existing["incident_id"],
+                now,
+                "alert_resolved",
+                f"{_alert_label(existing['name'], existing['labels'])} resolved",
+                alert=existing["id"],
+            )
+            return "resolved"
+        if signal.status == "resolved":
+            return "orphan"
+
+        service_ids, unknown = self.services_of(signal.labels)
+        if unknown:
+            self.metrics.unknown_services.inc()
+        services = [s for s in map(self.settings.catalog.service, service_ids) if s is not None]
+        level = classify(signal.labels, services, self.settings.severity)
+
+        incident = repo.open_incident_for(conn, signal.fingerprint, signal.group_key)
+        if incident is None:
+            since = now - self.settings.correlation.reopen_window
+            incident = repo.reopenable_incident_for(conn, signal.fingerprint, signal.group_key, since)
+            if incident is not None:
+                self._reopen(conn, incident, now, changes)
+        if incident is None:
+            incident = self._open(conn, signal, service_ids, level, now)
+            changes[incident["id"]] = Change(ref=incident["ref"], opened=True)
+        change = self._change_for(conn, incident["id"], changes)
+        alert_id = repo.insert_alert(
+            conn,
+            {
+                "incident_id": incident["id"],
+                "source": signal.source,
+                "fingerprint": signal.fingerprint,
+                "starts_at": signal.starts_at,
+                "ends_at": None,
+                "status": "firing",
+                "name": signal.name,
+                "summary": signal.summary,
+                "group_key": signal.group_key,
+                "level": level,
+                "services": service_ids or unknown,
+                "labels": signal.labels,
+                "annotations": signal.annotations,
+                "links": signal.links,
+                "updated_at": now,
+            },
+        )
+        change.fired += 1
+        if not change.opened or change.fired > 1:
+            repo.add_timeline(
+                conn,
+                incident["id"],
+                now,
+                "alert_fired",
+                f"{_alert_label(signal.name, signal.labels)} firing",
+                alert=alert_id,
+            )
+        return "new"
+
+    def _change_for(self, conn: Connection, incident_id: int, changes: dict[int, Change]) -> Change:
+        if incident_id not in changes:
+            incident = repo.get_incident(conn, incident_id)
+            assert incident is not None
+            changes[incident_id] = Change(ref=incident["ref"])
+        return changes[incident_id]
+
+    def _open(
+        self, conn: Connection, signal: Signal, service_ids: list[str], level: int, now: datetime
+    ) -> dict[str, Any]:
+        ref = repo.next_ref(conn, now.year)
+        values = {
+            "ref": ref,
+            "title": signal.summary[:500],
+            "status": "investigating",
+            "level": level,
+            "level_locked": False,
+            "reopen_count": 0,
+            "incident_type": self._incident_type(signal.labels, service_ids),
+            "services": [],
+            "unknown_services": [],
+            "tenants": [],
+            "source": signal.source,
+            "opened_at": now,
+            "resolved_at": None,
+            "updated_at": now,
+        }
+        incident_id = repo.insert_incident(conn, values)
+        repo.add_timeline(conn, incident_id, now, "opened", f"Incident opened: {signal.summary}")
+        self.metrics.incidents_opened.labels(str(level)).inc()
+        log.info("incident opened ref=%s level=%d source=%s", ref, level, signal.source)
+        return {**values, "id": incident_id}
+
+    def _reopen(
+        self, conn: Connection, incident: dict[str, Any], now: datetime, changes: dict[int, Change]
+    ) -> None:
+        repo.update_incident(
+            conn,
+            incident["id"],
+            {
+                "status": "investigating",
+                "resolved_at": None,
+                "reopen_count": incident["reopen_count"] + 1,
+                "updated_at": now,
+            },
+        )
+        repo.add_timeline(conn, incident["id"], now, "reopened", "Incident reopened: the alert fired again")
+        changes[incident["id"]] = Change(ref=incident["ref"], reopened=True)
+        log.info("incident reopened ref=%s", incident["ref"])
+
+    def _incident_type(self, labels: dict[str, str], service_ids: list[str]) -> str:
+        if labels.get("incident_type"):
+            return labels["incident_type"]
+        for service_id in service_ids:
+            service = self.settings.catalog.service(service_id)
+            if service is not None:
+                return service.incident_type
+        return "general"
+
+    def _settle(self, conn: Connection, incident_id: int, change: Change, now: datetime) -> int:
+        """Recompute the incident from its alerts, record what changed, plan the notices."""
+        incident = repo.get_incident(conn, incident_id)
+        assert incident is not None
+        alerts = repo.alerts_of(conn, incident_id)
+        firing = [a for a in alerts if a["status"] == "firing"]
+        known = {s.id for s in self.settings.catalog.services}
+        services: list[str] = []
+        unknown: list[str] = []
+        for alert in alerts:
+            for name in alert["services"]:
+                bucket = services if name in known else unknown
+                if name not in bucket:
+                    bucket.append(name)
+        tenants = [t.id for t in self.settings.catalog.tenants_for(services)]
+        level_before = incident["level"]
+        level = level_before
+        if not incident["level_locked"] and firing:
+            computed = max(a["level"] for a in firing)
+            # An open incident's level never drops by itself.
+            level = computed if change.opened else max(level_before, computed)
+        incident_type = incident["incident_type"]
+        if incident_type == "general" and services:
+            incident_type = self._incident_type({}, services)
+        values: dict[str, Any] = {
+            "services": services,
+            "unknown_services": unknown,
+            "tenants": tenants,
+            "level": level,
+            "incident_type": incident_type,
+            "updated_at": now,
+        }
+        resolved_now = not firing and incident["status"] != "resolved"
+        if resolved_now:
+            values.update(status="resolved", resolved_at=now)
+        repo.update_incident(conn, incident_id, values)
+        incident.update(values)
+
+        events: list[tuple[str, str]] = []
+        generation = incident["reopen_count"]
+        if change.opened:
+            events.append(("acknowledgement", "open"))
+        elif change.reopened:
+            events.append(("update", f"reopen-{generation}"))
+        elif level > level_before:
+            repo.add_timeline(
+                conn,
+                incident_id,
+                now,
+                "level_changed",
+                f"Level raised from {level_before} to {level}",
+            )
+            events.append(("update", f"level-{level}-g{generation}"))
+        if resolved_now:
+            repo.add_timeline(conn, incident_id, now, "resolved", "All alerts resolved")
+            self.metrics.incidents_resolved.inc()
+            log.info("incident resolved ref=%s", incident["ref"])
+            events.append(("resolution", f"resolve-g{generation}"))
+        if not events:
+            return 0
+        return self._write_notices(conn, incident, alerts, events, now)
+
+    def _write_notices(
+        self,
+        conn: Connection,
+        incident: dict[str, Any],
+        alerts: list[dict[str, Any]],
+        events: list[tuple[str, str]],
+        now: datetime,
+    ) -> int:
+        timeline = repo.timeline_of(conn, incident["id"])
+        written = 0
+        for phase, event in events:
+            context = render_context(
+                incident,
+                alerts,
+                timeline,
+                self.settings.catalog,
+                phase,
+                event,
+                now,
+                self.settings.server.public_url,
+            )
+            for notice in plan_notices(
+                incident=incident,
+                context=context,
+                phase=phase,
+                event=event,
+                providers=self.settings.providers,
+                renderer=self.renderer,
+                now=now,
+            ):
+                notice_id = outbox.insert_notice(
+                    conn,
+                    {
+                        "incident_id": incident["id"],
+                        "provider": notice.provider,
+                        "audience": notice.audience,
+                        "phase": notice.phase,
+                        "tenant": notice.tenant,
+                        "state": "pending",
+                        "attempts": 0,
+                        "subject": notice.subject,
+                        "body": notice.body,
+                        "data": notice.data,
+                        "created_at": now,
+                        "due_at": now,
+                        "dedupe_key": notice.dedupe_key,
+                    },
+                )
+                if notice_id is not None:
+                    written += 1
+                    self.metrics.notices_planned.labels(notice.provider, notice.audience, notice.phase).inc()
+        return written

@@ -1,0 +1,85 @@
+"""Every Prometheus metric dualtrack exports, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+
+class Metrics:
+    """Built per app; under gunicorn the values live in prometheus_client's multiprocess files."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        r = registry if registry is not None else CollectorRegistry()
+        self.registry = r
+        self.webhooks = Counter(
+            "dualtrack_webhooks_total",
+            "Inbound webhook requests by source and outcome.",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.signals = Counter(
+            "dualtrack_signals_total",
+            "Alert events received, by source and outcome (new, duplicate, stale, orphan).",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.incidents_opened = Counter(
+            "dualtrack_incidents_opened_total", "Incidents opened, by level.", ["level"], registry=r
+        )
+        self.incidents_resolved = Counter(
+            "dualtrack_incidents_resolved_total", "Incidents resolved.", registry=r
+        )
+        self.unknown_services = Counter(
+            "dualtrack_unknown_services_total",
+            "Alerts whose service label matched no catalog service.",
+            registry=r,
+        )
+        self.notices_planned = Counter(
+            "dualtrack_notices_planned_total",
+            "Notices written to the outbox.",
+            ["provider", "audience", "phase"],
+            registry=r,
+        )
+        self.template_fallbacks = Counter(
+            "dualtrack_template_fallbacks_total",
+            "Notices rendered with the built-in template because a template was missing or broken.",
+            ["audience", "phase"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "dualtrack_deliveries_total",
+            "Delivery attempts by provider and outcome (delivered, retry, dead).",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "dualtrack_delivery_seconds",
+            "Time spent in one provider send.",
+            ["provider"],
+            registry=r,
+        )
+        self.ingest_seconds = Histogram(
+            "dualtrack_ingest_seconds",
+            "Time from a parsed webhook to its committed transaction.",
+            ["source"],
+            registry=r,
+        )
+
+
+class BacklogCollector:
+    """Outbox backlog, read from the database at scrape time so every worker reports the same."""
+
+    def __init__(self, read: Callable[[], tuple[int, float]]):
+        self.read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pending, oldest = self.read()
+        yield GaugeMetricFamily("dualtrack_outbox_pending", "Notices waiting for delivery.", pending)
+        yield GaugeMetricFamily(
+            "dualtrack_outbox_oldest_pending_seconds",
+            "Age of the oldest notice waiting for delivery.",
+            oldest,
+        )

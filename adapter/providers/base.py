@@ -1,0 +1,109 @@
+"""What every provider is: a `send(message)` that returns the provider's id or raises DeliveryError."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import requests
+from pydantic import BaseModel, ConfigDict
+
+from adapter.config import ProviderSettings
+
+
+class DeliveryError(Exception):
+    """A failed delivery; the outbox retries it unless it is permanent."""
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class ProviderOptions(BaseModel):
+    """Base of each provider's own settings (the keys beside name, type and audience)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notice as a provider sees it."""
+
+    notice_id: int
+    incident_ref: str
+    phase: str
+    audience: str
+    subject: str
+    body: str
+    level: int
+    status: str
+    services: list[str]
+    tenants: list[str]
+    tenant: str | None = None
+    # The provider's own id for this incident, from the first delivery of the stream.
+    provider_ref: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider:
+    type: ClassVar[str]
+    Options: ClassVar[builtins.type[ProviderOptions]] = ProviderOptions
+
+    def __init__(self, settings: ProviderSettings):
+        self.name = settings.name
+        self.audiences = settings.audiences
+        self.options = self.Options.model_validate(settings.options())
+
+    def send(self, message: Message) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections; called when the dispatcher stops."""
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds, from either of its two forms."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def check_response(response: requests.Response, what: str) -> requests.Response:
+    """Raise DeliveryError for anything but 2xx: 429 and 5xx retry, other 4xx are permanent."""
+    code = response.status_code
+    if 200 <= code < 300:
+        return response
+    reason = f"{what}: HTTP {code} {response.reason or ''}".strip()
+    if code in (420, 429):
+        raise DeliveryError(reason, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
+    if code >= 500 or code in (408, 409, 425):
+        raise DeliveryError(reason, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
+    raise DeliveryError(reason, permanent=True)
+
+
+def http_request(
+    session: requests.Session, method: str, url: str, what: str, **kwargs: Any
+) -> requests.Response:
+    """One request with transport errors turned into retryable DeliveryErrors."""
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.Timeout:
+        raise DeliveryError(f"{what}: timed out") from None
+    except requests.ConnectionError as exc:
+        raise DeliveryError(f"{what}: connection failed ({type(exc).__name__})") from None
+    except requests.RequestException as exc:
+        raise DeliveryError(f"{what}: {type(exc).__name__}") from None
+    return check_response(response, what)

@@ -1,0 +1,75 @@
+"""Generic webhook: the notice as JSON, HMAC-SHA256 signed when a secret is set."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+
+import requests
+from pydantic import Field, HttpUrl
+
+from adapter.config import Duration, ProviderSettings
+from adapter.providers.base import Message, Provider, ProviderOptions, http_request
+
+
+class WebhookOptions(ProviderOptions):
+    url: HttpUrl
+    secret: str | None = Field(default=None, min_length=1)
+    timeout: Duration = timedelta(seconds=10)
+    headers: dict[str, str] = {}
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Webhook(Provider):
+    type = "webhook"
+    Options = WebhookOptions
+    options: WebhookOptions
+
+    def __init__(self, settings: ProviderSettings):
+        super().__init__(settings)
+        self.session = requests.Session()
+
+    def payload(self, message: Message) -> dict[str, object]:
+        return {
+            "notice_id": message.notice_id,
+            "incident": message.incident_ref,
+            "phase": message.phase,
+            "audience": message.audience,
+            "level": message.level,
+            "status": message.status,
+            "subject": message.subject,
+            "body": message.body,
+            "services": message.services,
+            "tenants": message.tenants,
+            "tenant": message.tenant,
+        }
+
+    def send(self, message: Message) -> str:
+        body = json.dumps(self.payload(message), separators=(",", ":")).encode()
+        headers = {
+            **self.options.headers,
+            "Content-Type": "application/json",
+            "User-Agent": "dualtrack",
+            # Lets a receiver drop the rare repeat after a crash between send and mark.
+            "Idempotency-Key": f"dualtrack-notice-{message.notice_id}",
+        }
+        if self.options.secret:
+            headers["X-Dualtrack-Signature"] = signature(self.options.secret, body)
+        response = http_request(
+            self.session,
+            "POST",
+            str(self.options.url),
+            f"webhook {self.name}",
+            data=body,
+            headers=headers,
+            timeout=self.options.timeout.total_seconds(),
+        )
+        return response.headers.get("X-Request-Id") or f"{self.name}/{message.notice_id}"
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,144 @@
+"""Notice templates (sandboxed Jinja2) → subject and body, falling back to a built-in template."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import FileSystemLoader, TemplateError, TemplateNotFound
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+log = logging.getLogger(__name__)
+
+SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+# Deliberately plain: used when a template is missing or broken, so it must never fail.
+_BUILTIN = {
+    "technical": (
+        "{{ incident.ref }}: {{ incident.title }} - {{ phase_title }}\n\n"
+        "Status: {{ incident.status }} (level {{ incident.level }})\n"
+        "Affected services: {{ incident.services | map(attribute='name') | join(', ') or 'unknown' }}\n"
+        "First detected: {{ incident.opened_at | utc }}\n"
+    ),
+    "business": (
+        "Service update: {{ phase_title }}\n\n"
+        "{% if incident.services %}Affected: "
+        "{{ incident.services | map(attribute='business_name') | join(', ') }}\n{% endif %}"
+        "Status: {{ incident.status_text }}\n"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+    template: str
+    fallback: bool
+
+
+def local_time(value: datetime | None, tz: str = "UTC", fmt: str = "%H:%M %Z") -> str:
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(tz)).strftime(fmt)
+
+
+def utc(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
+    return local_time(value, "UTC", fmt)
+
+
+def human_duration(value: timedelta | float | int | None) -> str:
+    if value is None:
+        return ""
+    seconds = int(value.total_seconds() if isinstance(value, timedelta) else value)
+    if seconds < 60:
+        return "less than a minute"
+    minutes, _ = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = []
+    for count, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")):
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return humanize_list(parts[:2])
+
+
+def humanize_list(items: Iterable[Any], conjunction: str = "and") -> str:
+    values = [str(i) for i in items if i not in (None, "")]
+    if len(values) <= 1:
+        return "".join(values)
+    return f"{', '.join(values[:-1])} {conjunction} {values[-1]}"
+
+
+def split_subject(text: str) -> tuple[str, str]:
+    """The first non-empty line is the subject; the rest, trimmed, is the body."""
+    lines = text.strip().splitlines()
+    if not lines:
+        return "", ""
+    subject = lines[0].strip().removeprefix("Subject:").strip()
+    body = "\n".join(lines[1:]).strip("\n")
+    # Collapse runs of blank lines that conditional blocks leave behind.
+    out: list[str] = []
+    for line in body.splitlines():
+        if line.strip() == "" and out and out[-1] == "":
+            continue
+        out.append(line.rstrip())
+    return subject, "\n".join(out).strip()
+
+
+class Renderer:
+    """Looks templates up as {type}/{audience}/{phase}.md.j2, then {audience}/{phase}.md.j2."""
+
+    def __init__(
+        self,
+        templates_dir: str | None = None,
+        *,
+        on_fallback: Callable[[str, str], None] | None = None,
+        extra_filters: dict[str, Callable[..., Any]] | None = None,
+    ):
+        folders = [p for p in (templates_dir, str(SHIPPED_TEMPLATES)) if p]
+        self.env = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(folders),
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self.env.filters.update(
+            local_time=local_time,
+            utc=utc,
+            duration=human_duration,
+            humanize_list=humanize_list,
+            **(extra_filters or {}),
+        )
+        self.builtin = {audience: self.env.from_string(source) for audience, source in _BUILTIN.items()}
+        self.on_fallback = on_fallback
+
+    def render(self, incident_type: str, audience: str, phase: str, context: dict[str, Any]) -> Rendered:
+        names = [f"{incident_type}/{audience}/{phase}.md.j2", f"{audience}/{phase}.md.j2"]
+        try:
+            template = self.env.select_template(names)
+            subject, body = split_subject(template.render(context))
+            if not subject:
+                raise TemplateError("template rendered no subject line")
+            return Rendered(subject, body, str(template.name), fallback=False)
+        except TemplateNotFound:
+            reason = "no template"
+        except Exception as exc:  # a broken template must never drop a notice
+            reason = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "template fallback audience=%s phase=%s type=%s reason=%s",
+            audience,
+            phase,
+            incident_type,
+            reason,
+        )
+        if self.on_fallback:
+            self.on_fallback(audience, phase)
+        subject, body = split_subject(self.builtin[audience].render(context))
+        return Rendered(subject, body, "builtin", fallback=True)

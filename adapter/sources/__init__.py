@@ -1,0 +1,1 @@
+"""Inbound formats, one module each: pure parse(raw) -> signals, no I/O."""

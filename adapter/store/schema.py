@@ -1,0 +1,138 @@
+"""Tables, as SQLAlchemy Core metadata shared by the repositories and the migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+ref_counters = Table(
+    "ref_counters",
+    metadata,
+    Column("year", Integer, primary_key=True, autoincrement=False),
+    Column("last", Integer, nullable=False),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("ref", String(32), nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("level_locked", Boolean, nullable=False, default=False),
+    Column("reopen_count", Integer, nullable=False, default=0),
+    Column("incident_type", String(64), nullable=False),
+    Column("services", JSON, nullable=False),
+    Column("unknown_services", JSON, nullable=False),
+    Column("tenants", JSON, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_incidents_status", "status"),
+    Index("ix_incidents_resolved_at", "resolved_at"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("fingerprint", String(128), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime),
+    Column("status", String(16), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("group_key", Text, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("services", JSON, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("annotations", JSON, nullable=False),
+    Column("links", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # One row per alert instance: the dedupe key's first two parts (status is the third).
+    UniqueConstraint("source", "fingerprint", "starts_at", name="uq_alerts_instance"),
+    Index("ix_alerts_incident", "incident_id"),
+    Index("ix_alerts_fingerprint", "fingerprint"),
+    Index("ix_alerts_group_key", "group_key"),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_timeline_incident", "incident_id"),
+)
+
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("audience", String(16), nullable=False),
+    Column("phase", String(32), nullable=False),
+    Column("tenant", String(64)),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UTCDateTime),
+    Column("delivered_at", UTCDateTime),
+    Column("provider_ref", Text),
+    # Last line of defence against a second notice for the same event.
+    Column("dedupe_key", String(255), nullable=False, unique=True),
+    Index("ix_notices_due", "state", "due_at"),
+    Index("ix_notices_stream", "incident_id", "provider", "tenant"),
+)

@@ -1,0 +1,1 @@
+"""HTTP blueprints: webhooks, API, status pages, and ops endpoints."""

@@ -1,0 +1,53 @@
+"""Prometheus-style ops endpoints: /-/healthy, /-/ready, /metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Blueprint, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy.exc import SQLAlchemyError
+
+from adapter.metrics import BacklogCollector
+from adapter.store import outbox
+from adapter.web.errors import error_response
+from adapter.web.services import services
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/-/healthy")
+def healthy() -> Response:
+    return Response("OK\n", mimetype="text/plain")
+
+
+@bp.get("/-/ready")
+def ready() -> Response:
+    try:
+        services().store.ping()
+    except SQLAlchemyError as exc:
+        log.warning("not ready: database unreachable (%s)", type(exc).__name__)
+        return error_response(503, "not_ready", "database unreachable")
+    return Response("OK\n", mimetype="text/plain")
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    svc = services()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = svc.metrics.registry
+    scrape = CollectorRegistry()
+
+    def read_backlog() -> tuple[int, float]:
+        with svc.store.read() as conn:
+            return outbox.backlog(conn, svc.clock.now())
+
+    scrape.register(BacklogCollector(read_backlog))
+    body = generate_latest(registry) + generate_latest(scrape)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,31 @@
+"""The per-app services views reach through `app.extensions`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from adapter.clock import Clock
+from adapter.config import Settings
+from adapter.dispatch import Dispatcher
+from adapter.engine.core import Engine
+from adapter.metrics import Metrics
+from adapter.store import Store
+
+EXTENSION = "dualtrack"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    engine: Engine
+    dispatcher: Dispatcher
+    metrics: Metrics
+    clock: Clock
+
+
+def services() -> Services:
+    svc: Services = current_app.extensions[EXTENSION]
+    return svc

@@ -1,0 +1,450 @@
+"""Ingest benchmark: `dualtrack serve` against a bare Flask app under the same gunicorn settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.server import (  # noqa: E402
+    AM_TOKEN,
+    PROVIDER_BUILTIN,
+    VENV_BIN,
+    Dualtrack,
+    Process,
+    fingerprint,
+    free_port,
+    wait_until,
+    write_config,
+)
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+ALERTS = [
+    ("HighErrorRate", "5xx ratio above 5%"),
+    ("LatencyP99High", "p99 latency above 2s"),
+    ("InstanceDown", "target is not scraped"),
+    ("DiskFillingUp", "disk will be full within 4h"),
+    ("ReplicationLag", "replica lag above 30s"),
+    ("CertificateExpiry", "TLS certificate expires within 7 days"),
+]
+SEVERITIES = ["critical"] * 2 + ["warning"] * 6 + ["info"] * 2
+SERVICES = [
+    ("mysql-shared", "Shared MySQL (mysql-cluster-03)", "Website databases", "database", True),
+    ("checkout", "Checkout API (checkout-api)", "Online checkout", "web", False),
+    ("search", "Search API (search-api)", "Site search", "web", False),
+    ("edge-network", "Edge network (lb-eu-west)", "Website connectivity", "network", True),
+    ("object-storage", "Object storage (ceph-rgw)", "File storage and backups", "storage", False),
+]
+CATALOG: dict[str, Any] = {
+    "services": [
+        {"id": i, "name": n, "business_name": b, "incident_type": t, "critical_infrastructure": c}
+        for i, n, b, t, c in SERVICES
+    ],
+    "tenants": [
+        {
+            "id": f"tenant-{k:02d}",
+            "name": f"Customer {k:02d}",
+            "segment": "technical" if k % 3 == 0 else "business",
+            "tier": "enterprise" if k % 4 == 0 else "standard",
+            "timezone": "Europe/Dublin",
+            "services": [s[0] for j, s in enumerate(SERVICES) if (j + k) % 3 != 0],
+        }
+        for k in range(20)
+    ],
+}
+
+
+# --------------------------------------------------------------------------------------------
+# the notification stream
+
+
+@dataclass
+class Group:
+    number: int
+    key: str
+    group_labels: dict[str, str]
+    alerts: list[dict[str, Any]]
+    refs: list[str] = field(default_factory=list)
+
+    def notification(self, resolved: bool) -> bytes:
+        alerts = []
+        for alert in self.alerts:
+            item = dict(alert)
+            if resolved:
+                ends = datetime.fromisoformat(alert["startsAt"]) + timedelta(minutes=7)
+                item["status"] = "resolved"
+                item["endsAt"] = ends.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            alerts.append(item)
+        common = {
+            k: v
+            for k, v in alerts[0]["labels"].items()
+            if all(a["labels"].get(k) == v for a in alerts)
+        }
+        body = {
+            "receiver": "dualtrack",
+            "status": "resolved" if resolved else "firing",
+            "alerts": alerts,
+            "groupLabels": self.group_labels,
+            "commonLabels": common,
+            "commonAnnotations": {"summary": alerts[0]["annotations"]["summary"]},
+            "externalURL": "http://alertmanager.example.org:9093",
+            "version": "4",
+            "groupKey": self.key,
+            "truncatedAlerts": 0,
+        }
+        # Go's json.Encoder: compact, HTML characters escaped, trailing newline.
+        text = json.dumps(body, separators=(",", ":"))
+        text = text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+        return (text + "\n").encode()
+
+
+class Stream:
+    """Distinct groups (1-3 alerts each); about a third of the sends resolve an earlier group."""
+
+    def __init__(self, seed: int, resolve_share: float = 0.3):
+        self.random = random.Random(seed)
+        self.resolve_share = resolve_share
+        self.lock = threading.Lock()
+        self.count = 0
+        self.base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        self.confirmed: deque[Group] = deque()
+
+    def _new_group(self) -> Group:
+        self.count += 1
+        n, rnd = self.count, self.random
+        alertname, summary = rnd.choice(ALERTS)
+        service = rnd.choice(SERVICES)[0] if rnd.random() > 0.05 else f"legacy-{n % 7}"
+        cluster = f"k8s-eu-{n:06d}"
+        severity = rnd.choice(SEVERITIES)
+        group_labels = {"alertname": alertname, "cluster": cluster, "service": service}
+        key = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}"
+        starts = self.base + timedelta(milliseconds=n * 37)
+        alerts = []
+        for i in range(rnd.randint(1, 3)):
+            labels = {
+                **group_labels,
+                "instance": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:{9100 + i}",
+                "job": f"{service}-exporter",
+                "severity": severity,
+            }
+            labels = dict(sorted(labels.items()))  # Go encodes maps with sorted keys
+            moment = starts + timedelta(microseconds=i * 1013 + 1)
+            alerts.append(
+                {
+                    "status": "firing",
+                    "labels": labels,
+                    "annotations": {
+                        "summary": f"{service}: {summary}",
+                        "description": f"{summary} on {labels['instance']}",
+                        "runbook_url": f"https://runbooks.example.org/{alertname}",
+                    },
+                    "startsAt": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "endsAt": ZERO_TIME,
+                    "generatorURL": "http://prometheus.example.org:9090/graph?g0.expr=up&g0.tab=1",
+                    "fingerprint": fingerprint(labels),
+                }
+            )
+        return Group(n, key, group_labels, alerts)
+
+    def next(self) -> tuple[Group, bool]:
+        """(group, resolved?) for the next request."""
+        with self.lock:
+            if self.confirmed and self.random.random() < self.resolve_share:
+                return self.confirmed.popleft(), True
+            return self._new_group(), False
+
+    def confirm(self, group: Group) -> None:
+        with self.lock:
+            self.confirmed.append(group)
+
+
+# --------------------------------------------------------------------------------------------
+# load
+
+
+@dataclass
+class Result:
+    name: str
+    duration: float
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    firing_ok: list[Group] = field(default_factory=list)
+    resolved_ok: list[Group] = field(default_factory=list)
+    unknown: list[Group] = field(default_factory=list)  # no answer: may or may not be stored
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies)
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+
+
+def drive(name: str, url: str, duration: float, concurrency: int, seed: int) -> Result:
+    stream = Stream(seed)
+    result = Result(name, duration)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Alertmanager/0.25.0",
+        "Authorization": f"Bearer {AM_TOKEN}",
+    }
+    start = threading.Barrier(concurrency + 1)
+    deadline = [0.0]
+
+    def client() -> None:
+        with requests.Session() as session:
+            start.wait()
+            while time.monotonic() < deadline[0]:
+                group, resolved = stream.next()
+                body = group.notification(resolved)
+                began = time.perf_counter()
+                try:
+                    response = session.post(url, data=body, headers=headers, timeout=60)
+                except requests.RequestException:
+                    with result.lock:
+                        result.errors += 1
+                        result.unknown.append(group)
+                    continue
+                took = time.perf_counter() - began
+                good = 200 <= response.status_code < 300
+                with result.lock:
+                    if not good:
+                        result.errors += 1
+                        continue
+                    result.latencies.append(took)
+                    if resolved:
+                        result.resolved_ok.append(group)
+                if good and not resolved:
+                    if name == "dualtrack":
+                        group.refs = list(response.json().get("incidents", []))
+                    with result.lock:
+                        result.firing_ok.append(group)
+                    stream.confirm(group)
+
+    threads = [threading.Thread(target=client, name=f"client-{i}") for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    deadline[0] = time.monotonic() + duration
+    began = time.monotonic()
+    start.wait()
+    for thread in threads:
+        thread.join()
+    result.duration = time.monotonic() - began
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# servers
+
+
+def start_bare(folder: Path, workers: int) -> tuple[Process, str]:
+    port = free_port()
+    argv = [
+        str(VENV_BIN / "gunicorn"),
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--timeout",
+        "30",
+        "--graceful-timeout",
+        "30",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--chdir",
+        str(Path(__file__).resolve().parent),
+        "bare_app:app",
+    ]
+    process = Process("bare", argv, folder / "logs", cwd=folder)
+    process.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if not process.running:
+            raise RuntimeError("bare gunicorn exited early\n" + process.logs())
+        data = b'{"alerts": []}'
+        return requests.post(f"{url}/webhooks/alertmanager", data=data, timeout=2).ok
+
+    wait_until(ready, timeout=30, message="bare app")
+    return process, url
+
+
+# --------------------------------------------------------------------------------------------
+# durability
+
+
+def check_durability(db_path: Path, result: Result) -> tuple[bool, list[str]]:
+    """Compare what dualtrack answered 2xx to with what is in its SQLite file after stop."""
+    lines: list[str] = []
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        incidents = dict(conn.execute("SELECT ref, status FROM incidents").fetchall())
+        alert_rows = conn.execute(
+            "SELECT i.ref, a.fingerprint, a.status FROM alerts a "
+            "JOIN incidents i ON i.id = a.incident_id"
+        ).fetchall()
+    conn.close()
+    alerts_by_ref: dict[str, dict[str, str]] = {}
+    for ref, fp, status in alert_rows:
+        alerts_by_ref.setdefault(ref, {})[fp] = status
+
+    resolved_numbers = {g.number for g in result.resolved_ok}
+    problems = 0
+    refs_seen: dict[str, int] = {}
+    want_alerts = have_alerts = want_resolved = have_resolved = 0
+    for group in result.firing_ok:
+        if len(group.refs) != 1:
+            problems += 1
+            if problems <= 5:
+                lines.append(f"  group {group.key}: 202 named {group.refs} (want one incident)")
+            continue
+        ref = group.refs[0]
+        refs_seen[ref] = refs_seen.get(ref, 0) + 1
+        stored = alerts_by_ref.get(ref, {})
+        want_alerts += len(group.alerts)
+        have_alerts += sum(1 for a in group.alerts if a["fingerprint"] in stored)
+        if ref not in incidents:
+            problems += 1
+            if problems <= 5:
+                lines.append(f"  {ref} ({group.key}) was accepted but is not stored")
+            continue
+        if group.number in resolved_numbers:
+            want_resolved += 1
+            if incidents[ref] == "resolved" and all(
+                stored.get(a["fingerprint"]) == "resolved" for a in group.alerts
+            ):
+                have_resolved += 1
+            else:
+                problems += 1
+                if problems <= 5:
+                    lines.append(f"  {ref} resolve was accepted but status is {incidents[ref]}")
+    shared = {ref: n for ref, n in refs_seen.items() if n > 1}
+    extra = set(incidents) - set(refs_seen)
+    lines.insert(
+        0,
+        f"  accepted: {result.ok} notifications = {len(result.firing_ok)} new groups"
+        f" + {len(result.resolved_ok)} resolves; no answer: {len(result.unknown)}",
+    )
+    lines.insert(1, f"  incidents stored {len(set(refs_seen) & set(incidents))}/{len(refs_seen)}")
+    lines.insert(2, f"  alerts stored {have_alerts}/{want_alerts}")
+    lines.insert(3, f"  resolved groups stored as resolved {have_resolved}/{want_resolved}")
+    lines.insert(
+        4,
+        f"  incidents in DB not named by any 202: {len(extra)} (unanswered: up to "
+        f"{len(result.unknown)})",
+    )
+    if shared:
+        lines.append(f"  {len(shared)} incidents were named by several groups")
+    ok = (
+        problems == 0
+        and not shared
+        and have_alerts == want_alerts
+        and have_resolved == want_resolved
+        and len(extra) <= len(result.unknown)
+    )
+    return ok, lines
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def report(result: Result) -> str:
+    rate = result.ok / result.duration
+    return (
+        f"{result.name:<10} {result.ok:>9} {rate:>10.1f} {result.percentile(50):>9.2f}"
+        f" {result.percentile(99):>9.2f} {result.errors:>7}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per target")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for both")
+    parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
+    args = parser.parse_args()
+
+    tmp = tempfile.TemporaryDirectory(prefix="dualtrack-bench-")
+    folder = Path(tmp.name)
+    results: dict[str, Result] = {}
+    durable: tuple[bool, list[str]] = (False, ["  not run"])
+    try:
+        bare, bare_url = start_bare(folder / "bare", args.workers)
+        try:
+            results["bare"] = drive(
+                "bare",
+                f"{bare_url}/webhooks/alertmanager",
+                args.duration,
+                args.concurrency,
+                args.seed,
+            )
+        finally:
+            bare.stop()
+
+        port = free_port()
+        config = write_config(
+            folder / "dualtrack", port, providers=[PROVIDER_BUILTIN], catalog=CATALOG
+        )
+        server = Dualtrack(config, port, workers=args.workers)
+        try:
+            server.start()
+            results["dualtrack"] = drive(
+                "dualtrack",
+                f"{server.url}/webhooks/alertmanager",
+                args.duration,
+                args.concurrency,
+                args.seed,
+            )
+        finally:
+            code = server.stop()
+            server.session.close()
+        print(f"dualtrack stopped with exit code {code}; logs in {config.parent / 'logs'}")
+        durable = check_durability(config.parent / "dualtrack.db", results["dualtrack"])
+    finally:
+        if args.keep:
+            print(f"kept {folder}")
+        else:
+            tmp.cleanup()
+
+    bare_r, dt_r = results["bare"], results["dualtrack"]
+    print()
+    print(
+        f"ingest: {args.concurrency} client threads, {args.duration:.0f} s per target, "
+        f"gunicorn {args.workers} sync workers, Alertmanager v4 bodies (1-3 alerts, ~30% resolves)"
+    )
+    print(f"{'target':<10} {'2xx':>9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    print(report(bare_r))
+    print(report(dt_r))
+    ratio = (dt_r.ok / dt_r.duration) / max(bare_r.ok / bare_r.duration, 1e-9)
+    print(
+        f"ratio dualtrack/bare: throughput {ratio:.3f}x, "
+        f"p50 {dt_r.percentile(50) / bare_r.percentile(50):.1f}x, "
+        f"p99 {dt_r.percentile(99) / bare_r.percentile(99):.1f}x"
+    )
+    ok, lines = durable
+    print(f"durability (SQLite after SIGTERM): {'OK' if ok else 'FAILED'}")
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

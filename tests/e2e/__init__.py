@@ -1,0 +1,1 @@
+"""End-to-end tests with real dualtrack, Alertmanager and HTTP sinks."""

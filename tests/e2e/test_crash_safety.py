@@ -1,0 +1,110 @@
+"""A 202 survives kill -9: after a restart the outbox still delivers the notice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.server import (
+    FIXTURES,
+    HOOK_SECRET,
+    PROVIDER_BUILTIN,
+    SIGNATURE_HEADER,
+    Dualtrack,
+    free_port,
+    provider_webhook,
+    signature_ok,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+FIRING = FIXTURES / "alertmanager" / "alertmanager-firing.json"
+
+
+def hook_notice(incident: dict[str, Any]) -> dict[str, Any]:
+    found = [n for n in incident["notices"] if n["provider"] == "ops-hook"]
+    assert len(found) == 1, incident["notices"]
+    return found[0]
+
+
+def test_accepted_webhook_survives_kill_9(tmp_path, dualtrack_factory, sink_factory):
+    sink_port = free_port()  # nothing listens here until the end of the test
+    folder = tmp_path / "dualtrack"
+    providers = [PROVIDER_BUILTIN, provider_webhook(f"http://127.0.0.1:{sink_port}/hook")]
+    # A short lease, so a notice claimed by the killed server is soon free to claim again.
+    delivery = {"backoff_initial": "1s", "backoff_max": "2s", "lease": "10s"}
+    first: Dualtrack = dualtrack_factory(folder=folder, providers=providers, delivery=delivery)
+    first.start()
+
+    body = FIRING.read_bytes()
+    response = first.post_alertmanager(body)
+    assert response.status_code == 202, response.text
+    refs = response.json()["incidents"]
+    assert len(refs) == 1, refs
+    first.kill()
+    assert not first.process.running
+
+    # Same config, same port, same database file.
+    second: Dualtrack = dualtrack_factory(
+        folder=folder, port=first.port, providers=providers, delivery=delivery
+    )
+    second.start()
+
+    incident = second.incident(refs[0])
+    assert incident["services"] == ["checkout"]
+    assert incident["status"] != "resolved"
+    assert incident["level"] == 4  # severity=critical on a service that is not critical infra
+    assert len(incident["alerts"]) == 2
+    acks = [n for n in incident["notices"] if n["phase"] == "acknowledgement"]
+    assert sorted((n["provider"], n["audience"]) for n in acks) == [
+        ("ops-hook", "technical"),
+        ("status", "business"),
+        ("status", "technical"),
+    ]
+
+    # The webhook cannot be delivered yet: the dispatcher tries, fails and keeps it for later.
+    failing = wait_until(
+        lambda: (lambda n: n if n["attempts"] >= 1 else None)(
+            hook_notice(second.incident(refs[0]))
+        ),
+        timeout=30,
+        message=lambda: f"a failed delivery attempt: {second.incident(refs[0])['notices']}",
+    )
+    assert failing["state"] in {"pending", "failed"}, failing
+    assert failing["last_error"]
+
+    # Bring the sink up: the retry delivers the notice, signed, exactly once.
+    sink = sink_factory(sink_port).start()
+    done = wait_until(
+        lambda: (lambda n: n if n["state"] == "delivered" else None)(
+            hook_notice(second.incident(refs[0]))
+        ),
+        timeout=30,
+        message=lambda: f"delivery after restart: {second.incident(refs[0])['notices']}",
+    )
+    assert done["delivered_at"]
+    posts = sink.received("/hook")
+    assert len(posts) == 1, [p.body for p in posts]
+    assert signature_ok(HOOK_SECRET, posts[0].body, posts[0].header(SIGNATURE_HEADER))
+    payload = posts[0].json()
+    assert payload["incident"] == refs[0]
+    assert payload["phase"] == "acknowledgement"
+    assert payload["audience"] == "technical"
+
+    # Builtin notices were not lost either.
+    status = [n for n in second.incident(refs[0])["notices"] if n["provider"] == "status"]
+    wait_until(
+        lambda: all(
+            n["state"] == "delivered"
+            for n in second.incident(refs[0])["notices"]
+            if n["provider"] == "status"
+        ),
+        timeout=30,
+        message="builtin notices delivered",
+    )
+    assert len(status) == 2
+
+    # A clean stop after all that.
+    assert second.stop() == 0
