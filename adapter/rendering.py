@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,14 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 log = logging.getLogger(__name__)
 
-SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+def _shipped_templates() -> Path:
+    """The repository's templates/ in a checkout, else the copy installed under share/."""
+    checkout = Path(__file__).resolve().parent.parent / "templates"
+    installed = Path(sys.prefix) / "share" / "dualtrack" / "templates"
+    return checkout if checkout.is_dir() else installed
+
+
+SHIPPED_TEMPLATES = _shipped_templates()
 
 # Deliberately plain: used when a template is missing or broken, so it must never fail.
 _BUILTIN = {

@@ -268,6 +268,7 @@ def start_bare(folder: Path, workers: int) -> tuple[Process, str]:
         "30",
         "--graceful-timeout",
         "30",
+        "--no-control-socket",
         "--bind",
         f"127.0.0.1:{port}",
         "--chdir",

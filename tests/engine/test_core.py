@@ -1,0 +1,279 @@
+"""Engine: dedupe, correlation, severity, reopen, and the notices each incident event plans."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapter.engine.core import Engine
+from adapter.sources import alertmanager
+from adapter.store import incidents as repo
+from adapter.store import outbox
+from tests.conftest import base_config, fixture_json
+from tests.payloads import am_alert, am_body
+
+
+@pytest.fixture
+def engine(app) -> Engine:
+    return app.extensions["dualtrack"].engine
+
+
+def ingest(engine: Engine, body: dict[str, Any]):
+    return engine.ingest(alertmanager.parse(body))
+
+
+def incident(store, ref: str) -> dict[str, Any]:
+    with store.read() as conn:
+        row = repo.get_incident_by_ref(conn, ref)
+        assert row is not None
+        row["alerts"] = repo.alerts_of(conn, row["id"])
+        row["notices"] = outbox.notices_of(conn, [row["id"]])
+        row["timeline"] = repo.timeline_of(conn, row["id"])
+    return row
+
+
+def all_incidents(store) -> list[dict[str, Any]]:
+    with store.read() as conn:
+        return repo.list_incidents(conn)
+
+
+def test_firing_fixture_opens_one_incident_with_both_versions(engine, store):
+    result = ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
+    assert result.refs == ["INC-2026-0001"]
+    inc = incident(store, "INC-2026-0001")
+    assert inc["status"] == "investigating"
+    assert inc["level"] == 4  # severity critical, checkout is not critical infrastructure
+    assert inc["services"] == ["checkout"]
+    assert inc["tenants"] == ["acme", "bloom"]
+    assert inc["incident_type"] == "web"
+    assert inc["title"] == "Checkout API 5xx ratio above 5%"
+    assert len(inc["alerts"]) == 2
+    assert [(n["provider"], n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
+        ("status", "technical", "acknowledgement", "pending"),
+        ("status", "business", "acknowledgement", "pending"),
+    ]
+
+
+def test_repeat_notification_adds_no_notice_and_no_timeline_entry(engine, store, clock):
+    body = fixture_json("alertmanager/alertmanager-firing.json")
+    ingest(engine, body)
+    before = incident(store, "INC-2026-0001")
+    clock.advance(timedelta(hours=4))  # repeat_interval
+    result = ingest(engine, body)
+    assert result.refs == [] and result.duplicates == 2
+    after = incident(store, "INC-2026-0001")
+    assert len(after["notices"]) == len(before["notices"])
+    assert len(after["timeline"]) == len(before["timeline"])
+    assert len(all_incidents(store)) == 1
+
+
+def test_partial_then_full_resolution(engine, store, clock):
+    ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
+    clock.advance(timedelta(minutes=2))
+    ingest(engine, fixture_json("alertmanager/alertmanager-mixed.json"))
+    inc = incident(store, "INC-2026-0001")
+    assert inc["status"] == "investigating"
+    assert [a["status"] for a in inc["alerts"]] == ["resolved", "firing"]
+    assert len(inc["notices"]) == 2  # an alert resolving inside an open incident is timeline only
+    assert inc["timeline"][-1]["kind"] == "alert_resolved"
+    assert "10.0.0.1:8080" in inc["timeline"][-1]["message"]
+    # The mixed notification again (HA duplicate) changes nothing.
+    assert ingest(engine, fixture_json("alertmanager/alertmanager-mixed.json")).refs == []
+
+    clock.advance(timedelta(minutes=1))
+    ingest(engine, fixture_json("alertmanager/alertmanager-resolved.json"))
+    inc = incident(store, "INC-2026-0001")
+    assert inc["status"] == "resolved"
+    assert inc["resolved_at"] == clock.now()
+    phases = [(n["audience"], n["phase"]) for n in inc["notices"]]
+    assert phases[2:] == [("technical", "resolution"), ("business", "resolution")]
+    assert "Duration: 3 minutes" in inc["notices"][2]["body"]
+    # Resolved again after an Alertmanager restart: nothing new.
+    assert ingest(engine, fixture_json("alertmanager/alertmanager-resolved.json")).refs == []
+    assert len(incident(store, "INC-2026-0001")["notices"]) == 4
+
+
+def test_resolved_alert_without_incident_opens_nothing(engine, store):
+    result = ingest(engine, fixture_json("alertmanager/alertmanager-resolved.json"))
+    assert result.refs == []
+    assert all_incidents(store) == []
+
+
+def _fire(engine, fingerprint, starts_at, severity="warning", service="checkout", group="g1", **extra):
+    labels = {"alertname": "Slow", "service": service, "severity": severity, **extra}
+    return ingest(engine, am_body([am_alert(fingerprint, labels, starts_at=starts_at)], group_key=group))
+
+
+def _resolve(engine, fingerprint, starts_at, ends_at, severity="warning", service="checkout", group="g1"):
+    labels = {"alertname": "Slow", "service": service, "severity": severity}
+    alert = am_alert(fingerprint, labels, status="resolved", starts_at=starts_at, ends_at=ends_at)
+    return ingest(engine, am_body([alert], group_key=group))
+
+
+def test_refire_within_reopen_window_reopens(engine, store, clock):
+    t0 = clock.now()
+    _fire(engine, "aaaa000000000001", t0)
+    clock.advance(timedelta(minutes=5))
+    _resolve(engine, "aaaa000000000001", t0, clock.now())
+    clock.advance(timedelta(minutes=10))
+    result = _fire(engine, "aaaa000000000001", clock.now())
+    assert result.refs == ["INC-2026-0001"]
+    inc = incident(store, "INC-2026-0001")
+    assert inc["status"] == "investigating" and inc["resolved_at"] is None
+    assert [n["phase"] for n in inc["notices"]] == [
+        "acknowledgement",
+        "acknowledgement",
+        "resolution",
+        "resolution",
+        "update",
+        "update",
+    ]
+    assert "reopened" in inc["notices"][-2]["body"]
+    # It can resolve a second time, with a second resolution notice.
+    clock.advance(timedelta(minutes=5))
+    _resolve(engine, "aaaa000000000001", clock.now() - timedelta(minutes=5), clock.now())
+    assert [n["phase"] for n in incident(store, "INC-2026-0001")["notices"]][-2:] == ["resolution"] * 2
+
+
+def test_refire_after_reopen_window_opens_a_new_incident(engine, store, clock):
+    t0 = clock.now()
+    _fire(engine, "aaaa000000000001", t0)
+    _resolve(engine, "aaaa000000000001", t0, clock.advance(timedelta(minutes=5)))
+    clock.advance(timedelta(minutes=31))
+    assert _fire(engine, "aaaa000000000001", clock.now()).refs == ["INC-2026-0002"]
+
+
+def test_fingerprint_correlates_across_group_keys(engine, store, clock):
+    t0 = clock.now()
+    _fire(engine, "bbbb000000000001", t0, group="old-route")
+    # After a routing change the same alert arrives under another groupKey.
+    clock.advance(timedelta(minutes=1))
+    result = _fire(engine, "bbbb000000000001", clock.now(), group="new-route")
+    assert result.refs == ["INC-2026-0001"]
+    assert len(all_incidents(store)) == 1
+
+
+def test_alerts_of_one_group_share_an_incident_and_level_rises_but_never_drops(engine, store, clock):
+    t0 = clock.now()
+    _fire(engine, "cccc000000000001", t0, severity="warning")
+    assert incident(store, "INC-2026-0001")["level"] == 2
+    clock.advance(timedelta(minutes=1))
+    _fire(engine, "cccc000000000002", clock.now(), severity="critical", instance="db-1:3306")
+    inc = incident(store, "INC-2026-0001")
+    assert inc["level"] == 4
+    assert [n["phase"] for n in inc["notices"]][-2:] == ["update", "update"]
+    assert any(t["kind"] == "level_changed" for t in inc["timeline"])
+    # The critical alert resolves; the warning still fires: level stays 4, no notice.
+    clock.advance(timedelta(minutes=1))
+    _resolve(engine, "cccc000000000002", t0 + timedelta(minutes=1), clock.now(), severity="critical")
+    inc = incident(store, "INC-2026-0001")
+    assert inc["level"] == 4 and inc["status"] == "investigating"
+    assert len(inc["notices"]) == 4
+
+
+def test_critical_on_critical_infrastructure_is_level_5(engine, store, clock):
+    _fire(engine, "dddd000000000001", clock.now(), severity="critical", service="mysql-shared")
+    inc = incident(store, "INC-2026-0001")
+    assert inc["level"] == 5
+    assert inc["incident_type"] == "database"
+    assert inc["tenants"] == ["acme"]
+
+
+def test_incident_level_label_wins(engine, store, clock):
+    _fire(engine, "eeee000000000001", clock.now(), severity="critical", incident_level="1")
+    assert incident(store, "INC-2026-0001")["level"] == 1
+
+
+def test_unknown_service_is_kept_and_counted(app, engine, store, clock):
+    metrics = app.extensions["dualtrack"].metrics
+    _fire(engine, "ffff000000000001", clock.now(), service="billing")
+    inc = incident(store, "INC-2026-0001")
+    assert inc["services"] == [] and inc["unknown_services"] == ["billing"]
+    assert inc["tenants"] == []
+    assert metrics.registry.get_sample_value("dualtrack_unknown_services_total") == 1
+    assert len(inc["notices"]) == 2
+
+
+def test_service_found_through_job_label_alias(engine, store, clock):
+    labels = {"alertname": "Down", "job": "checkout-api", "severity": "warning"}
+    ingest(engine, am_body([am_alert("1111000000000001", labels, starts_at=clock.now())]))
+    assert incident(store, "INC-2026-0001")["services"] == ["checkout"]
+
+
+def test_grafana_fixture_opens_an_incident_over_two_services(engine, store):
+    result = ingest(engine, fixture_json("grafana/grafana-webhook.json"))
+    inc = incident(store, result.refs[0])
+    assert inc["source"] == "grafana"
+    assert inc["services"] == ["checkout", "search"]
+    assert inc["tenants"] == ["acme", "bloom"]
+    links = inc["alerts"][0]["links"]
+    assert links["dashboard"].startswith("https://grafana.example.org/d/api-overview")
+    assert "panel" in links and "runbook" in links
+    # The resolved fixture carries only the checkout alert: search still fires.
+    ingest(engine, fixture_json("grafana/grafana-webhook-resolved.json"))
+    inc = incident(store, result.refs[0])
+    assert [a["status"] for a in inc["alerts"]] == ["resolved", "firing"]
+    assert inc["status"] == "investigating"
+
+
+def test_refs_are_sequential_per_year(engine, clock):
+    refs = [_fire(engine, f"{i:016x}", clock.now(), group=f"group-{i}").refs[0] for i in range(1, 4)]
+    assert refs == ["INC-2026-0001", "INC-2026-0002", "INC-2026-0003"]
+
+
+def test_broken_template_falls_back_and_is_counted(make_settings, clock, tmp_path: Path):
+    from adapter.app import create_app
+    from adapter.metrics import Metrics
+    from adapter.store import Store
+
+    overrides = tmp_path / "config" / "templates" / "business"
+    overrides.mkdir(parents=True)
+    (overrides / "acknowledgement.md.j2").write_text("{{ incident.ref }\n")  # syntax error
+    config = base_config()
+    config["templates_dir"] = "templates"
+    settings = make_settings(config)
+    store = Store(settings.storage.url)
+    store.migrate()
+    metrics = Metrics()
+    engine = create_app(settings, clock=clock, store=store, metrics=metrics).extensions["dualtrack"].engine
+    ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
+    inc = incident(store, "INC-2026-0001")
+    business = [n for n in inc["notices"] if n["audience"] == "business"]
+    assert len(business) == 1
+    assert business[0]["subject"] == "Service update: Initial Response"
+    assert business[0]["data"]["template"] == "builtin"
+    technical = next(n for n in inc["notices"] if n["audience"] == "technical")
+    assert technical["data"]["template"] == "technical/acknowledgement.md.j2"
+    sample = metrics.registry.get_sample_value(
+        "dualtrack_template_fallbacks_total", {"audience": "business", "phase": "acknowledgement"}
+    )
+    assert sample == 1
+    store.dispose()
+
+
+def test_every_provider_gets_its_audiences(make_settings, clock):
+    from adapter.app import create_app
+    from adapter.store import Store
+
+    config = base_config()
+    config["providers"] = [
+        {"name": "status", "type": "builtin", "audience": "all"},
+        {"name": "ops", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/hook"},
+        {"name": "biz", "type": "webhook", "audience": "business", "url": "http://127.0.0.1:9/biz"},
+    ]
+    settings = make_settings(config)
+    store = Store(settings.storage.url)
+    store.migrate()
+    engine = create_app(settings, clock=clock, store=store).extensions["dualtrack"].engine
+    ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
+    notices = incident(store, "INC-2026-0001")["notices"]
+    assert sorted((n["provider"], n["audience"]) for n in notices) == [
+        ("biz", "business"),
+        ("ops", "technical"),
+        ("status", "business"),
+        ("status", "technical"),
+    ]
+    store.dispose()

@@ -1,0 +1,208 @@
+"""Dispatcher and outbox: ordering per stream, leases, retries with backoff, dead letters."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import timedelta
+
+import pytest
+
+from adapter.app import create_app
+from adapter.config import DeliverySettings
+from adapter.dispatch import Dispatcher, backoff
+from adapter.metrics import Metrics
+from adapter.providers import build_providers
+from adapter.store import Store, outbox
+from adapter.store import incidents as repo
+from tests.conftest import base_config, fixture_json
+from tests.support.scripted import Reply, ScriptedServer
+
+
+@pytest.fixture
+def hook():
+    with ScriptedServer(Reply(200)) as server:
+        yield server
+
+
+@pytest.fixture
+def world(make_settings, clock, hook):
+    """An app whose only provider is a webhook to the scripted server."""
+    config = base_config()
+    config["providers"] = [{"name": "hook", "type": "webhook", "audience": "all", "url": hook.url}]
+    config["delivery"] = {"backoff_initial": "10s", "backoff_max": "5m", "max_age": "1h", "lease": "1m"}
+    settings = make_settings(config)
+    store = Store(settings.storage.url)
+    store.migrate()
+    metrics = Metrics()
+    app = create_app(settings, clock=clock, store=store, metrics=metrics)
+    yield app.extensions["dualtrack"]
+    store.dispose()
+
+
+def ingest(svc, name: str) -> None:
+    from adapter.sources import alertmanager
+
+    svc.engine.ingest(alertmanager.parse(fixture_json(name)))
+
+
+def notices(svc) -> list[dict]:
+    with svc.store.read() as conn:
+        return outbox.notices_of(conn, [i["id"] for i in repo.list_incidents(conn)])
+
+
+def test_delivers_in_order_and_records_outcome(world, hook):
+    ingest(world, "alertmanager/alertmanager-firing.json")
+    ingest(world, "alertmanager/alertmanager-resolved.json")
+    ingest(world, "alertmanager/alertmanager-mixed.json")
+    assert world.dispatcher.run_once() == 4
+    rows = notices(world)
+    assert [r["state"] for r in rows] == ["delivered"] * 4
+    assert all(r["attempts"] == 1 and r["delivered_at"] == world.clock.now() for r in rows)
+    sent = [(r.headers["Idempotency-Key"], __import__("json").loads(r.body)["phase"]) for r in hook.requests]
+    assert [phase for _, phase in sent] == ["acknowledgement"] * 2 + ["resolution"] * 2
+    assert (
+        world.metrics.registry.get_sample_value(
+            "dualtrack_deliveries_total", {"provider": "hook", "outcome": "delivered"}
+        )
+        == 4
+    )
+
+
+def test_retryable_failure_backs_off_and_holds_back_the_stream(world, hook, clock):
+    hook.replies = [Reply(503), Reply(503), Reply(200)]
+    ingest(world, "alertmanager/alertmanager-firing.json")
+    ingest(world, "alertmanager/alertmanager-resolved.json")
+    ingest(world, "alertmanager/alertmanager-mixed.json")
+    world.dispatcher.rng = random.Random(1)
+    # Pass 1: the first notice fails; the one behind it in the stream is not attempted.
+    world.dispatcher.run_once()
+    rows = notices(world)
+    assert [r["state"] for r in rows] == ["failed", "pending", "pending", "pending"]
+    assert "HTTP 503" in rows[0]["last_error"]
+    first_due = rows[0]["due_at"] - clock.now()
+    assert timedelta(seconds=5) <= first_due <= timedelta(seconds=15)
+    assert len(hook.requests) == 1
+    # Not due yet: nothing happens.
+    assert world.dispatcher.run_once() == 0
+    clock.advance(first_due)
+    world.dispatcher.run_once()
+    rows = notices(world)
+    assert rows[0]["attempts"] == 2 and rows[0]["state"] == "failed"
+    second_due = rows[0]["due_at"] - clock.now()
+    assert timedelta(seconds=10) <= second_due <= timedelta(seconds=30)
+    clock.advance(second_due)
+    while world.dispatcher.run_once():
+        pass
+    assert [r["state"] for r in notices(world)] == ["delivered"] * 4
+    phases = [__import__("json").loads(r.body)["phase"] for r in hook.requests]
+    assert phases == ["acknowledgement"] * 4 + ["resolution"] * 2
+
+
+def test_retry_after_is_honoured(world, hook, clock):
+    hook.replies = [Reply(429, {"Retry-After": "600"}), Reply(200)]
+    ingest(world, "alertmanager/alertmanager-firing.json")
+    world.dispatcher.run_once()
+    row = notices(world)[0]
+    assert row["state"] == "failed"
+    assert row["due_at"] - clock.now() >= timedelta(seconds=600)
+
+
+def test_permanent_failure_is_dead_with_its_error_and_does_not_block(world, hook):
+    hook.replies = [Reply(400), Reply(200)]
+    ingest(world, "alertmanager/alertmanager-firing.json")
+    while world.dispatcher.run_once():
+        pass
+    rows = notices(world)
+    assert rows[0]["state"] == "dead" and "HTTP 400" in rows[0]["last_error"]
+    assert rows[1]["state"] == "delivered"
+
+
+def test_gives_up_after_max_age(world, hook, clock):
+    hook.replies = [Reply(500)]
+    ingest(world, "alertmanager/alertmanager-firing.json")
+    for _ in range(40):
+        world.dispatcher.run_once()
+        clock.advance(timedelta(minutes=5))
+    rows = notices(world)
+    assert [r["state"] for r in rows] == ["dead", "dead"]
+    assert "max_age" in rows[0]["last_error"]
+    assert rows[0]["attempts"] > 3
+
+
+def test_unconfigured_provider_is_dead(world):
+    ingest(world, "alertmanager/alertmanager-firing.json")
+    world.dispatcher.providers = {}
+    world.dispatcher.run_once()
+    assert "not configured" in notices(world)[0]["last_error"]
+
+
+def test_a_lease_keeps_others_off_until_it_expires(world, clock):
+    ingest(world, "alertmanager/alertmanager-firing.json")
+    claimed = outbox.claim_due(world.store, "crashed-worker", clock.now(), timedelta(minutes=1), 10)
+    assert len(claimed) == 2
+    assert outbox.claim_due(world.store, "other", clock.now(), timedelta(minutes=1), 10) == []
+    # The first owner died; once the lease runs out another dispatcher takes over.
+    clock.advance(timedelta(minutes=1, seconds=1))
+    assert world.dispatcher.run_once() == 2
+    assert [r["state"] for r in notices(world)] == ["delivered", "delivered"]
+    # The late owner's marks are refused: it no longer holds the lease.
+    assert not outbox.mark_delivered(world.store, claimed[0]["id"], "crashed-worker", clock.now(), "x")
+
+
+def test_concurrent_dispatchers_never_claim_the_same_notice(world, clock, settings):
+    for i in range(30):
+        from adapter.sources import alertmanager
+        from tests.payloads import am_alert, am_body
+
+        labels = {"alertname": "A", "service": "checkout", "severity": "warning"}
+        world.engine.ingest(alertmanager.parse(am_body([am_alert(f"{i:016x}", labels)], group_key=f"g{i}")))
+    claims: list[list[int]] = []
+    lock = threading.Lock()
+
+    def claim(owner: str) -> None:
+        store = Store(world.store.engine.url.render_as_string(hide_password=False))
+        try:
+            while True:
+                rows = outbox.claim_due(store, owner, clock.now(), timedelta(minutes=1), 3)
+                if not rows:
+                    return
+                with lock:
+                    claims.append([r["id"] for r in rows])
+                for row in rows:
+                    outbox.mark_delivered(store, row["id"], owner, clock.now(), "ok")
+        finally:
+            store.dispose()
+
+    threads = [threading.Thread(target=claim, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [i for batch in claims for i in batch]
+    assert len(ids) == len(set(ids)) == 60
+
+
+def test_backoff_grows_exponentially_within_jitter_and_cap():
+    settings = DeliverySettings(backoff_initial="1s", backoff_max="5m")
+    rng = random.Random(0)
+    for attempts, base in [(1, 1), (2, 2), (3, 4), (6, 32), (20, 300)]:
+        for _ in range(20):
+            delay = backoff(attempts, settings, rng).total_seconds()
+            assert base * 0.5 <= delay <= base * 1.5
+
+
+def test_stop_drains_and_hands_back_unstarted_leases(make_settings, clock):
+    config = base_config()
+    settings = make_settings(config)
+    store = Store(settings.storage.url)
+    store.migrate()
+    app = create_app(settings, clock=clock, store=store)
+    svc = app.extensions["dualtrack"]
+    ingest(svc, "alertmanager/alertmanager-firing.json")
+    dispatcher = Dispatcher(store, build_providers(settings.providers), settings.delivery, clock, Metrics())
+    dispatcher._stop.set()  # as if SIGTERM arrived just after the claim
+    assert dispatcher.run_once() == 0
+    rows = notices(svc)
+    assert all(r["lease_owner"] is None and r["state"] == "pending" for r in rows)
+    store.dispose()

@@ -1,0 +1,144 @@
+"""The built-in status page: HTML per audience, JSON and Atom, only published notices, escaped."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from html.parser import HTMLParser
+from xml.etree import ElementTree
+
+from tests.conftest import am_headers, fixture_bytes
+from tests.payloads import am_alert, am_body, encode
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def post(client, data):
+    response = client.post("/webhooks/alertmanager", data=data, headers=am_headers())
+    assert response.status_code == 202
+
+
+def deliver(app) -> None:
+    dispatcher = app.extensions["dualtrack"].dispatcher
+    while dispatcher.run_once():
+        pass
+
+
+class _Checker(HTMLParser):
+    """Tracks open elements to catch unbalanced markup."""
+
+    VOID = {"meta", "link", "br", "img", "input", "hr"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> with open {self.stack[-3:]}")
+        else:
+            self.stack.pop()
+
+
+def assert_well_formed_html(text: str) -> None:
+    assert text.startswith("<!DOCTYPE html>")
+    assert '<meta name="viewport"' in text
+    checker = _Checker()
+    checker.feed(text)
+    assert checker.errors == [] and checker.stack == []
+
+
+def test_empty_page_says_operational(client):
+    response = client.get("/status")
+    assert response.status_code == 200
+    assert "All systems operational" in response.text
+    assert_well_formed_html(response.text)
+
+
+def test_notices_appear_only_once_delivered(app, client):
+    post(client, fixture_bytes("alertmanager/alertmanager-firing.json"))
+    assert "All systems operational" in client.get("/status").text
+    deliver(app)
+    business = client.get("/status").text
+    technical = client.get("/status/technical").text
+    assert_well_formed_html(business)
+    assert_well_formed_html(technical)
+    assert "Service Update: Investigating issues with Online checkout" in business
+    assert "1 ongoing incident" in business
+    # The business view carries no infrastructure detail; the technical one does.
+    for jargon in ("10.0.0.1", "HighErrorRate", "checkout-api", "INC-2026-0001: Checkout API 5xx"):
+        assert jargon not in business
+    assert "INC-2026-0001: Checkout API 5xx ratio above 5%" in technical
+    assert "10.0.0.1:8080" in technical
+
+
+def test_resolved_incident_moves_below_and_disappears_after_7_days(app, client, clock):
+    post(client, fixture_bytes("alertmanager/alertmanager-firing.json"))
+    post(client, fixture_bytes("alertmanager/alertmanager-resolved.json"))
+    post(client, fixture_bytes("alertmanager/alertmanager-mixed.json"))
+    deliver(app)
+    page = client.get("/status").text
+    assert "All systems operational" in page
+    assert page.index("Resolved in the last 7 days") < page.index("working normally again")
+    clock.advance(timedelta(days=7, minutes=1))
+    assert "working normally again" not in client.get("/status").text
+
+
+def test_html_in_alert_text_is_escaped(app, client):
+    evil = '<script>alert("x")</script>'
+    alert = am_alert("abcd000000000001", {"alertname": "X", "service": "checkout", "severity": "warning"})
+    alert["annotations"] = {"summary": evil, "description": evil}
+    post(client, encode(am_body([alert])))
+    deliver(app)
+    technical = client.get("/status/technical").text
+    assert "<script>" not in technical
+    assert "&lt;script&gt;" in technical
+
+
+def test_status_json_lists_both_tracks(app, client):
+    post(client, fixture_bytes("alertmanager/alertmanager-firing.json"))
+    deliver(app)
+    body = client.get("/status.json").get_json()
+    assert body["status"] == "degraded"
+    (incident,) = body["incidents"]
+    assert incident["ref"] == "INC-2026-0001"
+    assert incident["services"][0]["business_name"] == "Online checkout"
+    assert [u["audience"] for u in incident["updates"]] == ["technical", "business"]
+
+
+def test_atom_feed_is_valid_per_audience(app, client, clock):
+    post(client, fixture_bytes("alertmanager/alertmanager-firing.json"))
+    deliver(app)
+    clock.advance(timedelta(minutes=5))
+    post(client, fixture_bytes("alertmanager/alertmanager-resolved.json"))
+    post(client, fixture_bytes("alertmanager/alertmanager-mixed.json"))
+    deliver(app)
+    for audience in ("business", "technical"):
+        response = client.get(f"/status/feed.atom?audience={audience}")
+        assert response.status_code == 200
+        assert response.mimetype == "application/atom+xml"
+        feed = ElementTree.fromstring(response.data)
+        assert feed.tag == f"{ATOM}feed"
+        for required in ("id", "title", "updated"):
+            assert feed.find(f"{ATOM}{required}") is not None
+        entries = feed.findall(f"{ATOM}entry")
+        assert len(entries) == 2
+        for entry in entries:
+            for required in ("id", "title", "updated"):
+                assert entry.find(f"{ATOM}{required}").text
+        # Newest first.
+        assert [e.find(f"{ATOM}category").get("term") for e in entries] == ["resolution", "acknowledgement"]
+    assert client.get("/status/feed.atom?audience=everyone").status_code == 400
+
+
+def test_ops_endpoints(client):
+    assert client.get("/-/healthy").status_code == 200
+    assert client.get("/-/ready").status_code == 200
+    post(client, fixture_bytes("alertmanager/alertmanager-firing.json"))
+    metrics = client.get("/metrics").text
+    assert 'dualtrack_webhooks_total{outcome="accepted",source="alertmanager"} 1.0' in metrics
+    assert "dualtrack_outbox_pending 2.0" in metrics
