@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Segment = Literal["technical", "business"]
 
@@ -65,22 +65,23 @@ class Catalog(BaseModel):
     services: list[Service] = []
     tenants: list[Tenant] = []
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Catalog:
+    def problems(self) -> list[str]:
+        """Cross-reference problems as `key.path: message`, all of them."""
+        found: list[str] = []
         service_ids: set[str] = set()
         for index, service in enumerate(self.services):
             if service.id in service_ids:
-                raise ValueError(f"services[{index}].id: {service.id!r} is used twice")
+                found.append(f"services[{index}].id: {service.id!r} is used twice")
             service_ids.add(service.id)
         tenant_ids: set[str] = set()
         for index, tenant in enumerate(self.tenants):
             if tenant.id in tenant_ids:
-                raise ValueError(f"tenants[{index}].id: {tenant.id!r} is used twice")
+                found.append(f"tenants[{index}].id: {tenant.id!r} is used twice")
             tenant_ids.add(tenant.id)
             for pos, service_id in enumerate(tenant.services):
                 if service_id not in service_ids:
-                    raise ValueError(f"tenants[{index}].services[{pos}]: unknown service id {service_id!r}")
-        return self
+                    found.append(f"tenants[{index}].services[{pos}]: unknown service id {service_id!r}")
+        return found
 
     @cached_property
     def _by_key(self) -> dict[str, Service]:
@@ -112,11 +113,10 @@ def load_catalog(path: Path, problems: list[str]) -> Catalog | None:
     if data is None:
         return None
     try:
-        return Catalog.model_validate(data)
+        catalog = Catalog.model_validate(data)
     except ValidationError as exc:
-        lines = format_validation_error(str(path), exc)
-        # Cross-field errors carry their own key path in the message.
-        problems.extend(
-            line.replace(": (top level): ", ": ", 1) if ": (top level): " in line else line for line in lines
-        )
+        problems.extend(format_validation_error(str(path), exc))
         return None
+    cross = catalog.problems()
+    problems.extend(f"{path}: {line}" for line in cross)
+    return None if cross else catalog

@@ -16,7 +16,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from adapter.catalog import Catalog, load_catalog
@@ -163,15 +162,6 @@ class Settings(Strict):
     config_path: str = Field(default="", validation_alias="__config_path__")
     catalog: Catalog = Field(default_factory=Catalog, validation_alias="__catalog__")
 
-    @model_validator(mode="after")
-    def _unique_provider_names(self) -> Settings:
-        seen: set[str] = set()
-        for provider in self.providers:
-            if provider.name in seen:
-                raise ValueError(f"provider name {provider.name!r} is used twice")
-            seen.add(provider.name)
-        return self
-
     def provider(self, name: str) -> ProviderSettings:
         for provider in self.providers:
             if provider.name == name:
@@ -191,9 +181,9 @@ def _expand_env(node: Any, path: str, problems: list[str], where: str) -> Any:
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             value = os.environ.get(name)
+            if default is not None and not value:
+                return default
             if value is None:
-                if default is not None:
-                    return default
                 problems.append(f"{where}: {path}: environment variable {name} is not set")
                 return ""
             return value
@@ -281,9 +271,19 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
     except ValidationError as exc:
         problems.extend(format_validation_error(where, exc))
     if settings is None:
+        # Still check the catalog, so one run lists the problems of both files.
+        catalog_file = data.get("catalog", "catalog.yaml")
+        if isinstance(catalog_file, str):
+            load_catalog(base / catalog_file, problems)
         raise ConfigError(problems)
 
+    seen: set[str] = set()
     for index, provider in enumerate(settings.providers):
+        if provider.name in seen:
+            problems.append(
+                f"{where}: providers[{index}].name: provider name {provider.name!r} is used twice"
+            )
+        seen.add(provider.name)
         problems.extend(validate_provider(provider, f"{where}: providers[{index}]"))
 
     catalog_path = base / settings.catalog_file

@@ -14,6 +14,7 @@ _UNITS = {
     "w": 7 * 86400,
     "y": 365 * 86400,
 }
+_ORDER = ("y", "w", "d", "h", "m", "s", "ms")
 _PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 
 
@@ -25,9 +26,14 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(0)
     pos = 0
     seconds = 0.0
+    last_rank = -1
     for match in _PART.finditer(text):
-        if match.start() != pos:
+        rank = _ORDER.index(match.group(2))
+        # Like Prometheus: each unit at most once, largest first.
+        if match.start() != pos or rank <= last_rank:
+            pos = -1
             break
+        last_rank = rank
         seconds += int(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if pos != len(text):

@@ -16,6 +16,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 log = logging.getLogger(__name__)
 
+
 def _shipped_templates() -> Path:
     """The repository's templates/ in a checkout, else the copy installed under share/."""
     checkout = Path(__file__).resolve().parent.parent / "templates"

@@ -128,12 +128,10 @@ class Engine:
         services = [s for s in map(self.settings.catalog.service, service_ids) if s is not None]
         level = classify(signal.labels, services, self.settings.severity)
 
-        incident = repo.open_incident_for(conn, signal.fingerprint, signal.group_key)
-        if incident is None:
-            since = now - self.settings.correlation.reopen_window
-            incident = repo.reopenable_incident_for(conn, signal.fingerprint, signal.group_key, since)
-            if incident is not None:
-                self._reopen(conn, incident, now, changes)
+        since = now - self.settings.correlation.reopen_window
+        incident, reopen = repo.related_incident(conn, signal.fingerprint, signal.group_key, since)
+        if incident is not None and reopen:
+            self._reopen(conn, incident, now, changes)
         if incident is None:
             incident = self._open(conn, signal, service_ids, level, now)
             changes[incident["id"]] = Change(ref=incident["ref"], opened=True)
@@ -312,7 +310,7 @@ class Engine:
                 now,
                 self.settings.server.public_url,
             )
-            for notice in plan_notices(
+            planned = plan_notices(
                 incident=incident,
                 context=context,
                 phase=phase,
@@ -320,26 +318,26 @@ class Engine:
                 providers=self.settings.providers,
                 renderer=self.renderer,
                 now=now,
-            ):
-                notice_id = outbox.insert_notice(
-                    conn,
-                    {
-                        "incident_id": incident["id"],
-                        "provider": notice.provider,
-                        "audience": notice.audience,
-                        "phase": notice.phase,
-                        "tenant": notice.tenant,
-                        "state": "pending",
-                        "attempts": 0,
-                        "subject": notice.subject,
-                        "body": notice.body,
-                        "data": notice.data,
-                        "created_at": now,
-                        "due_at": now,
-                        "dedupe_key": notice.dedupe_key,
-                    },
-                )
-                if notice_id is not None:
-                    written += 1
-                    self.metrics.notices_planned.labels(notice.provider, notice.audience, notice.phase).inc()
+            )
+            rows = [
+                {
+                    "incident_id": incident["id"],
+                    "provider": notice.provider,
+                    "audience": notice.audience,
+                    "phase": notice.phase,
+                    "tenant": notice.tenant,
+                    "state": "pending",
+                    "attempts": 0,
+                    "subject": notice.subject,
+                    "body": notice.body,
+                    "data": notice.data,
+                    "created_at": now,
+                    "due_at": now,
+                    "dedupe_key": notice.dedupe_key,
+                }
+                for notice in planned
+            ]
+            for row in outbox.insert_notices(conn, rows):
+                written += 1
+                self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
         return written

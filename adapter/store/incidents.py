@@ -5,21 +5,48 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
 
 from adapter.store.schema import alerts, incidents, ref_counters, timeline
 
 Row = dict[str, Any]
 OPEN = ("investigating", "identified", "monitoring")
 
+# Built once: the webhook path runs these on every request, and building is most of their cost.
+_INSERT_INCIDENT = insert(incidents)
+_UPDATE_INCIDENT = update(incidents).where(incidents.c.id == bindparam("b_id"))
+_GET_INCIDENT = select(incidents).where(incidents.c.id == bindparam("b_id"))
+_INSERT_ALERT = insert(alerts)
+_UPDATE_ALERT = update(alerts).where(alerts.c.id == bindparam("b_id"))
+_ALERTS_OF = (
+    select(alerts).where(alerts.c.incident_id == bindparam("b_id")).order_by(alerts.c.starts_at, alerts.c.id)
+)
+_FIND_ALERT = select(alerts).where(
+    alerts.c.source == bindparam("source"),
+    alerts.c.fingerprint == bindparam("fingerprint"),
+    alerts.c.starts_at == bindparam("starts_at"),
+)
+_FP = bindparam("fingerprint", type_=alerts.c.fingerprint.type)
+_RELATED = (
+    select(incidents, func.max(case((alerts.c.fingerprint == _FP, 1), else_=0)).label("by_fingerprint"))
+    .join(alerts, alerts.c.incident_id == incidents.c.id)
+    .where(or_(alerts.c.fingerprint == _FP, alerts.c.group_key == bindparam("group_key")))
+    .where(or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= bindparam("since")))
+    .group_by(incidents.c.id)
+)
+_INSERT_TIMELINE = insert(timeline)
+_TIMELINE_OF = (
+    select(timeline).where(timeline.c.incident_id == bindparam("b_id")).order_by(timeline.c.at, timeline.c.id)
+)
 
-def _one(conn: Connection, query: Any) -> Row | None:
-    row = conn.execute(query).mappings().first()
+
+def _one(conn: Connection, query: Any, params: Row | None = None) -> Row | None:
+    row = conn.execute(query, params).mappings().first()
     return dict(row) if row is not None else None
 
 
-def _all(conn: Connection, query: Any) -> list[Row]:
-    return [dict(row) for row in conn.execute(query).mappings()]
+def _all(conn: Connection, query: Any, params: Row | None = None) -> list[Row]:
+    return [dict(row) for row in conn.execute(query, params).mappings()]
 
 
 def next_ref(conn: Connection, year: int) -> str:
@@ -37,15 +64,15 @@ def next_ref(conn: Connection, year: int) -> str:
 
 
 def insert_incident(conn: Connection, values: Row) -> int:
-    return int(conn.execute(insert(incidents).values(**values)).inserted_primary_key[0])  # type: ignore[index]
+    return int(conn.execute(_INSERT_INCIDENT, values).inserted_primary_key[0])  # type: ignore[index]
 
 
 def update_incident(conn: Connection, incident_id: int, values: Row) -> None:
-    conn.execute(update(incidents).where(incidents.c.id == incident_id).values(**values))
+    conn.execute(_UPDATE_INCIDENT, {"b_id": incident_id, **values})
 
 
 def get_incident(conn: Connection, incident_id: int) -> Row | None:
-    return _one(conn, select(incidents).where(incidents.c.id == incident_id))
+    return _one(conn, _GET_INCIDENT, {"b_id": incident_id})
 
 
 def get_incident_by_ref(conn: Connection, ref: str) -> Row | None:
@@ -78,71 +105,49 @@ def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
 
 
 def find_alert(conn: Connection, source: str, fingerprint: str, starts_at: datetime) -> Row | None:
-    return _one(
-        conn,
-        select(alerts).where(
-            alerts.c.source == source,
-            alerts.c.fingerprint == fingerprint,
-            alerts.c.starts_at == starts_at,
-        ),
-    )
+    return _one(conn, _FIND_ALERT, {"source": source, "fingerprint": fingerprint, "starts_at": starts_at})
 
 
-def _incident_holding(conn: Connection, condition: Any, statuses: tuple[str, ...]) -> Row | None:
-    query = (
-        select(incidents)
-        .join(alerts, alerts.c.incident_id == incidents.c.id)
-        .where(condition, incidents.c.status.in_(statuses))
-        .order_by(incidents.c.id.desc())
-        .limit(1)
-    )
-    return _one(conn, query)
-
-
-def open_incident_for(conn: Connection, fingerprint: str, group_key: str) -> Row | None:
-    """The open incident that holds this fingerprint, else the one of this group."""
-    return _incident_holding(conn, alerts.c.fingerprint == fingerprint, OPEN) or _incident_holding(
-        conn, alerts.c.group_key == group_key, OPEN
-    )
-
-
-def reopenable_incident_for(
+def related_incident(
     conn: Connection, fingerprint: str, group_key: str, resolved_since: datetime
-) -> Row | None:
-    """A recently resolved incident of this fingerprint or group, to reopen instead of opening anew."""
-    recent = incidents.c.resolved_at >= resolved_since
-    for condition in (alerts.c.fingerprint == fingerprint, alerts.c.group_key == group_key):
-        found = _incident_holding(conn, and_(condition, recent), ("resolved",))
-        if found:
-            return found
-    return None
+) -> tuple[Row | None, bool]:
+    """The incident a new alert belongs to, and whether it must be reopened.
+
+    In order: the open incident holding the fingerprint, the open incident of the group, then
+    the same two among incidents resolved since `resolved_since` (to reopen, not open anew).
+    """
+    rows = _all(conn, _RELATED, {"fingerprint": fingerprint, "group_key": group_key, "since": resolved_since})
+
+    def rank(row: Row) -> tuple[bool, bool, int]:
+        return (row["status"] in OPEN, bool(row["by_fingerprint"]), row["id"])
+
+    if not rows:
+        return None, False
+    best = max(rows, key=rank)
+    best.pop("by_fingerprint")
+    return best, best["status"] not in OPEN
 
 
 def insert_alert(conn: Connection, values: Row) -> int:
-    return int(conn.execute(insert(alerts).values(**values)).inserted_primary_key[0])  # type: ignore[index]
+    return int(conn.execute(_INSERT_ALERT, values).inserted_primary_key[0])  # type: ignore[index]
 
 
 def update_alert(conn: Connection, alert_id: int, values: Row) -> None:
-    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
+    conn.execute(_UPDATE_ALERT, {"b_id": alert_id, **values})
 
 
 def alerts_of(conn: Connection, incident_id: int) -> list[Row]:
-    return _all(
-        conn,
-        select(alerts).where(alerts.c.incident_id == incident_id).order_by(alerts.c.starts_at, alerts.c.id),
-    )
+    return _all(conn, _ALERTS_OF, {"b_id": incident_id})
 
 
 def add_timeline(
     conn: Connection, incident_id: int, at: datetime, kind: str, message: str, **data: Any
 ) -> None:
     conn.execute(
-        insert(timeline).values(incident_id=incident_id, at=at, kind=kind, message=message, data=data)
+        _INSERT_TIMELINE,
+        {"incident_id": incident_id, "at": at, "kind": kind, "message": message, "data": data},
     )
 
 
 def timeline_of(conn: Connection, incident_id: int) -> list[Row]:
-    return _all(
-        conn,
-        select(timeline).where(timeline.c.incident_id == incident_id).order_by(timeline.c.at, timeline.c.id),
-    )
+    return _all(conn, _TIMELINE_OF, {"b_id": incident_id})

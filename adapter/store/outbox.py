@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from adapter.store.db import Store
 from adapter.store.schema import notices
@@ -18,14 +17,24 @@ WAITING = ("pending", "failed")
 UNFINISHED = ("held", "pending", "failed")
 
 
-def insert_notice(conn: Connection, values: Row) -> int | None:
-    """Insert one notice; None when its dedupe key exists already (the event was planned before)."""
-    with conn.begin_nested():
-        try:
-            result = conn.execute(insert(notices).values(**values))
-        except IntegrityError:
-            return None
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
+    """Insert notices in one statement; those whose dedupe key exists already are skipped.
+
+    Returns the rows inserted: a key that exists means the event was planned before.
+    """
+    if not rows:
+        return []
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = (
+        dialect_insert(notices)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(notices.c.dedupe_key)
+    )
+    inserted = {row.dedupe_key for row in conn.execute(statement, rows)}
+    return [row for row in rows if row["dedupe_key"] in inserted]
 
 
 def notices_of(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:

@@ -84,9 +84,7 @@ def dualtrack_factory(tmp_path: Path) -> Iterator[Callable[..., Dualtrack]]:
 
 
 @pytest.fixture
-def alertmanager_factory(
-    tmp_path: Path, need_alertmanager: None
-) -> Iterator[Callable[..., Alertmanager]]:
+def alertmanager_factory(tmp_path: Path, need_alertmanager: None) -> Iterator[Callable[..., Alertmanager]]:
     made: list[Alertmanager] = []
 
     def make(webhook_urls: list[Any], **kwargs: Any) -> Alertmanager:

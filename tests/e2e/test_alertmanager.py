@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,9 +84,21 @@ def check_hook_requests(sink: Sink) -> None:
         assert body["audience"] == "technical"
 
 
-def test_alertmanager_open_repeat_resolve(
-    dualtrack_factory, alertmanager_factory, sink, sink_factory
-):
+def check_status_pages(dt: Dualtrack, ref: str) -> None:
+    """The built-in pages show the open incident; the business one without jargon."""
+    business = dt.session.get(f"{dt.url}/status", timeout=10)
+    technical = dt.session.get(f"{dt.url}/status/technical", timeout=10)
+    as_json = dt.session.get(f"{dt.url}/status.json", timeout=10)
+    assert business.status_code == technical.status_code == as_json.status_code == 200
+    assert "text/html" in business.headers["Content-Type"]
+    assert "Website databases" in business.text
+    for jargon in ("mysql-cluster-03", "10.0.0.1", "MySQLDown", "severity", "mysql-shared"):
+        assert jargon not in business.text, f"business status page shows {jargon!r}"
+    assert ref in technical.text or "Shared MySQL" in technical.text
+    assert ref in json.dumps(as_json.json())
+
+
+def test_alertmanager_open_repeat_resolve(dualtrack_factory, alertmanager_factory, sink, sink_factory):
     dt: Dualtrack = dualtrack_factory(
         workers=2, providers=[PROVIDER_BUILTIN, provider_webhook(f"{sink.url}/hook")]
     )
@@ -156,6 +169,7 @@ def test_alertmanager_open_repeat_resolve(
         assert len(posts) == 1, posts
         assert posts[0]["level"] == incident["level"]
     check_hook_requests(sink)
+    check_status_pages(dt, db["ref"])
 
     # --- repeats: Alertmanager re-sends both groups; nothing new may appear ----------------
     before = {i["ref"]: dt.incident(i["ref"]) for i in opened}
@@ -190,8 +204,7 @@ def test_alertmanager_open_repeat_resolve(
         assert resolved["status"] == "resolved"
         assert resolved["resolved_at"]
         assert pairs(resolved["notices"]) == Counter(EXPECTED) + Counter(EXPECTED), (
-            "expected exactly acknowledgement + resolution per provider and audience: "
-            f"{resolved['notices']}"
+            f"expected exactly acknowledgement + resolution per provider and audience: {resolved['notices']}"
         )
         posts = wait_until(lambda ref=ref: hook_posts(sink, ref, "resolution"), timeout=10)
         assert len(posts) == 1, posts

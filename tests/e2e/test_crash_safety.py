@@ -66,9 +66,7 @@ def test_accepted_webhook_survives_kill_9(tmp_path, dualtrack_factory, sink_fact
 
     # The webhook cannot be delivered yet: the dispatcher tries, fails and keeps it for later.
     failing = wait_until(
-        lambda: (lambda n: n if n["attempts"] >= 1 else None)(
-            hook_notice(second.incident(refs[0]))
-        ),
+        lambda: (lambda n: n if n["attempts"] >= 1 else None)(hook_notice(second.incident(refs[0]))),
         timeout=30,
         message=lambda: f"a failed delivery attempt: {second.incident(refs[0])['notices']}",
     )
@@ -78,9 +76,7 @@ def test_accepted_webhook_survives_kill_9(tmp_path, dualtrack_factory, sink_fact
     # Bring the sink up: the retry delivers the notice, signed, exactly once.
     sink = sink_factory(sink_port).start()
     done = wait_until(
-        lambda: (lambda n: n if n["state"] == "delivered" else None)(
-            hook_notice(second.incident(refs[0]))
-        ),
+        lambda: (lambda n: n if n["state"] == "delivered" else None)(hook_notice(second.incident(refs[0]))),
         timeout=30,
         message=lambda: f"delivery after restart: {second.incident(refs[0])['notices']}",
     )
