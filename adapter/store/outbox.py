@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
 from adapter.store.schema import notices
@@ -24,12 +25,8 @@ def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
     """
     if not rows:
         return []
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
     statement = (
-        dialect_insert(notices)
+        (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(notices)
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(notices.c.dedupe_key)
     )
