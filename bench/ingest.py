@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -384,8 +385,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args()
 
-    tmp = tempfile.TemporaryDirectory(prefix="dualtrack-bench-")
-    folder = Path(tmp.name)
+    folder = Path(tempfile.mkdtemp(prefix="dualtrack-bench-"))
     results: dict[str, Result] = {}
     durable: tuple[bool, list[str]] = (False, ["  not run"])
     try:
@@ -424,7 +424,7 @@ def main() -> int:
         if args.keep:
             print(f"kept {folder}")
         else:
-            tmp.cleanup()
+            shutil.rmtree(folder, ignore_errors=True)
 
     bare_r, dt_r = results["bare"], results["dualtrack"]
     print()

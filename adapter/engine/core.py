@@ -30,9 +30,9 @@ def _alert_label(name: str, labels: dict[str, str]) -> str:
 
 @dataclass
 class Change:
-    """What one batch did to one incident."""
+    """What one batch did to one incident, and the incident row as the batch left it."""
 
-    ref: str
+    incident: dict[str, Any]
     opened: bool = False
     reopened: bool = False
     fired: int = 0
@@ -90,7 +90,7 @@ class Engine:
                 result.duplicates += outcome in ("duplicate", "stale")
             for incident_id, change in changes.items():
                 result.notices += self._settle(conn, incident_id, change, now)
-                result.refs.append(change.ref)
+                result.refs.append(change.incident["ref"])
         if result.notices and self.on_commit:
             self.on_commit()
         return result
@@ -134,8 +134,8 @@ class Engine:
             self._reopen(conn, incident, now, changes)
         if incident is None:
             incident = self._open(conn, signal, service_ids, level, now)
-            changes[incident["id"]] = Change(ref=incident["ref"], opened=True)
-        change = self._change_for(conn, incident["id"], changes)
+            changes[incident["id"]] = Change(incident, opened=True)
+        change = self._change_for(conn, incident["id"], changes, incident)
         alert_id = repo.insert_alert(
             conn,
             {
@@ -168,11 +168,17 @@ class Engine:
             )
         return "new"
 
-    def _change_for(self, conn: Connection, incident_id: int, changes: dict[int, Change]) -> Change:
+    def _change_for(
+        self,
+        conn: Connection,
+        incident_id: int,
+        changes: dict[int, Change],
+        incident: dict[str, Any] | None = None,
+    ) -> Change:
         if incident_id not in changes:
-            incident = repo.get_incident(conn, incident_id)
+            incident = incident or repo.get_incident(conn, incident_id)
             assert incident is not None
-            changes[incident_id] = Change(ref=incident["ref"])
+            changes[incident_id] = Change(incident)
         return changes[incident_id]
 
     def _open(
@@ -204,18 +210,16 @@ class Engine:
     def _reopen(
         self, conn: Connection, incident: dict[str, Any], now: datetime, changes: dict[int, Change]
     ) -> None:
-        repo.update_incident(
-            conn,
-            incident["id"],
-            {
-                "status": "investigating",
-                "resolved_at": None,
-                "reopen_count": incident["reopen_count"] + 1,
-                "updated_at": now,
-            },
-        )
+        values = {
+            "status": "investigating",
+            "resolved_at": None,
+            "reopen_count": incident["reopen_count"] + 1,
+            "updated_at": now,
+        }
+        repo.update_incident(conn, incident["id"], values)
+        incident.update(values)
         repo.add_timeline(conn, incident["id"], now, "reopened", "Incident reopened: the alert fired again")
-        changes[incident["id"]] = Change(ref=incident["ref"], reopened=True)
+        changes[incident["id"]] = Change(incident, reopened=True)
         log.info("incident reopened ref=%s", incident["ref"])
 
     def _incident_type(self, labels: dict[str, str], service_ids: list[str]) -> str:
@@ -229,8 +233,7 @@ class Engine:
 
     def _settle(self, conn: Connection, incident_id: int, change: Change, now: datetime) -> int:
         """Recompute the incident from its alerts, record what changed, plan the notices."""
-        incident = repo.get_incident(conn, incident_id)
-        assert incident is not None
+        incident = change.incident
         alerts = repo.alerts_of(conn, incident_id)
         firing = [a for a in alerts if a["status"] == "firing"]
         known = {s.id for s in self.settings.catalog.services}
