@@ -83,7 +83,7 @@ def serve(args: argparse.Namespace) -> int:
         "loglevel": "info",
         "proc_name": "dualtrack",
         # Several servers may run side by side (tests, replicas); none needs gunicorn's control socket.
-        "no_control_socket": True,
+        "control_socket_disable": True,
         "post_worker_init": _post_worker_init,
         "worker_exit": _worker_exit,
         "child_exit": _child_exit,
@@ -92,7 +92,9 @@ def serve(args: argparse.Namespace) -> int:
     class Server(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():
-                self.cfg.set(key, value)
+                # control_socket_disable exists from gunicorn 24 on; older ones have no socket.
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
 
         def load(self) -> Any:
             return create_app(valid)

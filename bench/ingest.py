@@ -92,9 +92,7 @@ class Group:
                 item["endsAt"] = ends.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             alerts.append(item)
         common = {
-            k: v
-            for k, v in alerts[0]["labels"].items()
-            if all(a["labels"].get(k) == v for a in alerts)
+            k: v for k, v in alerts[0]["labels"].items() if all(a["labels"].get(k) == v for a in alerts)
         }
         body = {
             "receiver": "dualtrack",
@@ -300,8 +298,7 @@ def check_durability(db_path: Path, result: Result) -> tuple[bool, list[str]]:
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
         incidents = dict(conn.execute("SELECT ref, status FROM incidents").fetchall())
         alert_rows = conn.execute(
-            "SELECT i.ref, a.fingerprint, a.status FROM alerts a "
-            "JOIN incidents i ON i.id = a.incident_id"
+            "SELECT i.ref, a.fingerprint, a.status FROM alerts a JOIN incidents i ON i.id = a.incident_id"
         ).fetchall()
     conn.close()
     alerts_by_ref: dict[str, dict[str, str]] = {}
@@ -350,8 +347,7 @@ def check_durability(db_path: Path, result: Result) -> tuple[bool, list[str]]:
     lines.insert(3, f"  resolved groups stored as resolved {have_resolved}/{want_resolved}")
     lines.insert(
         4,
-        f"  incidents in DB not named by any 202: {len(extra)} (unanswered: up to "
-        f"{len(result.unknown)})",
+        f"  incidents in DB not named by any 202: {len(extra)} (unanswered: up to {len(result.unknown)})",
     )
     if shared:
         lines.append(f"  {len(shared)} incidents were named by several groups")
@@ -402,9 +398,7 @@ def main() -> int:
             bare.stop()
 
         port = free_port()
-        config = write_config(
-            folder / "dualtrack", port, providers=[PROVIDER_BUILTIN], catalog=CATALOG
-        )
+        config = write_config(folder / "dualtrack", port, providers=[PROVIDER_BUILTIN], catalog=CATALOG)
         server = Dualtrack(config, port, workers=args.workers)
         try:
             server.start()

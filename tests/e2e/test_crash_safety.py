@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 from typing import Any
 
 import pytest
+import requests
 
 from tests.support.server import (
+    AM_TOKEN,
     FIXTURES,
     HOOK_SECRET,
     PROVIDER_BUILTIN,
@@ -16,6 +20,7 @@ from tests.support.server import (
     provider_webhook,
     signature_ok,
     wait_until,
+    webhook_body,
 )
 
 pytestmark = pytest.mark.e2e
@@ -104,3 +109,55 @@ def test_accepted_webhook_survives_kill_9(tmp_path, dualtrack_factory, sink_fact
 
     # A clean stop after all that.
     assert second.stop() == 0
+
+
+def test_kill_9_under_load_loses_no_accepted_webhook(tmp_path, dualtrack_factory):
+    folder = tmp_path / "dualtrack"
+    first: Dualtrack = dualtrack_factory(folder=folder, workers=2)
+    first.start()
+    accepted: list[tuple[dict[str, Any], list[str]]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(number: int) -> None:
+        headers = {"Authorization": f"Bearer {AM_TOKEN}", "Content-Type": "application/json"}
+        with requests.Session() as session:
+            for i in itertools.count():
+                if stop.is_set():
+                    return
+                body = webhook_body(
+                    {"alertname": "CrashLoad", "service": "checkout", "client": f"c{number}-{i}"},
+                    [{"instance": f"10.1.{number}.{n}:9100", "severity": "warning"} for n in (1, 2)],
+                )
+                try:
+                    response = session.post(
+                        f"{first.url}/webhooks/alertmanager", json=body, headers=headers, timeout=10
+                    )
+                except requests.RequestException:
+                    return  # the server is gone; this one may or may not be stored
+                if response.status_code == 202:
+                    with lock:
+                        accepted.append((body, response.json()["incidents"]))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: len(accepted) >= 40, timeout=30, message="40 accepted webhooks")
+        first.kill()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    with lock:
+        done = list(accepted)
+
+    second: Dualtrack = dualtrack_factory(folder=folder, port=first.port, workers=2)
+    second.start()
+    stored = {i["ref"]: i for i in second.incidents("all")}
+    for body, refs in done:
+        assert len(refs) == 1, refs
+        assert refs[0] in stored, f"{refs[0]} was answered 202 but is gone after kill -9"
+        fingerprints = {a["fingerprint"] for a in second.incident(refs[0])["alerts"]}
+        assert fingerprints == {a["fingerprint"] for a in body["alerts"]}
+    assert len({refs[0] for _, refs in done}) == len(done), "two groups share an incident"

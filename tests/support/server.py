@@ -509,6 +509,46 @@ def am_alert(
     return alert
 
 
+def webhook_body(
+    group_labels: Mapping[str, str],
+    alerts: Iterable[Mapping[str, str]],
+    *,
+    status: str = "firing",
+    starts_at: str | None = None,
+    ends_at: str | None = None,
+) -> dict[str, Any]:
+    """An Alertmanager v4 webhook notification for one group; each alert given by its labels."""
+    starts_at = starts_at or rfc3339()
+    items = []
+    for labels in alerts:
+        full = dict(sorted({**group_labels, **labels}.items()))
+        items.append(
+            {
+                "status": status,
+                "labels": full,
+                "annotations": {"summary": f"{full.get('alertname', 'alert')} is {status}"},
+                "startsAt": starts_at,
+                "endsAt": ends_at if status == "resolved" and ends_at else "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": fingerprint(full),
+            }
+        )
+    common = {k: v for k, v in items[0]["labels"].items() if all(a["labels"].get(k) == v for a in items)}
+    key = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}"
+    return {
+        "receiver": "dualtrack",
+        "status": status,
+        "alerts": items,
+        "groupLabels": dict(group_labels),
+        "commonLabels": common,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example.org:9093",
+        "version": "4",
+        "groupKey": key,
+        "truncatedAlerts": 0,
+    }
+
+
 class Alertmanager:
     """A real prometheus-alertmanager (no clustering) with a fast route to webhook receivers."""
 
