@@ -124,6 +124,104 @@ class DeliverySettings(Strict):
     batch: int = Field(default=10, ge=1)
 
 
+class AudiencePolicy(Strict):
+    hold_for: Duration = timedelta(0)
+    first_notice_within: Duration
+    update_every: Duration
+
+
+def _audience_policy(hold: str, within: str, every: str) -> dict[str, str]:
+    return {"hold_for": hold, "first_notice_within": within, "update_every": every}
+
+
+# The seed's severity table: business customers hear less often, and not about 10-minute blips.
+_DEFAULT_LEVELS: dict[int, dict[str, dict[str, str]]] = {
+    **dict.fromkeys(
+        (1, 2),
+        {
+            "technical": _audience_policy("0s", "30m", "2h"),
+            "business": _audience_policy("10m", "45m", "3h"),
+        },
+    ),
+    **dict.fromkeys(
+        (3, 4),
+        {
+            "technical": _audience_policy("0s", "15m", "1h"),
+            "business": _audience_policy("0s", "15m", "1h"),
+        },
+    ),
+    5: {
+        "technical": _audience_policy("0s", "0s", "30m"),
+        "business": _audience_policy("0s", "0s", "1h"),
+    },
+}
+
+
+def _merge_levels(value: Any) -> Any:
+    """A level or audience left out keeps its default; given keys override one by one."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        return value
+    merged: dict[Any, Any] = {}
+    for level, audiences in _DEFAULT_LEVELS.items():
+        given = value.get(level, value.get(str(level), {}))
+        if not isinstance(given, dict):
+            merged[level] = given
+            continue
+        merged[level] = {
+            audience: {**defaults, **(given.get(audience) or {})}
+            if isinstance(given.get(audience, {}), dict)
+            else given.get(audience)
+            for audience, defaults in audiences.items()
+        }
+        for extra in set(given) - set(audiences):
+            merged[level][extra] = given[extra]
+    for key in value:
+        if str(key) not in {str(level) for level in _DEFAULT_LEVELS}:
+            merged[key] = value[key]
+    return merged
+
+
+class SlaFollowupSettings(Strict):
+    enabled: bool = False
+    delay: Duration = timedelta(hours=2)
+
+
+class PolicySettings(Strict):
+    levels: Annotated[
+        dict[Literal[1, 2, 3, 4, 5], dict[Literal["technical", "business"], AudiencePolicy]],
+        BeforeValidator(_merge_levels),
+    ] = Field(default_factory=lambda: _merge_levels({}))
+    # Business notices word the default ETA as "within 2 hours" unless a human gives one.
+    expected_resolution: dict[Literal[1, 2, 3, 4, 5], Duration] = {
+        1: timedelta(hours=8),
+        2: timedelta(hours=4),
+        3: timedelta(hours=2),
+        4: timedelta(hours=2),
+        5: timedelta(hours=1),
+    }
+    scheduler_interval: Duration = timedelta(seconds=5)
+    # A short business summary of preventive measures beside the technical post-mortem.
+    business_summary: bool = False
+    postmortem_due: Duration = timedelta(hours=48)
+    # Providers that reach the team itself: post-mortem reminders and level-5 executive notices.
+    internal_providers: list[str] = []
+    # Shown in business notices of level 3 and up, for urgent concerns.
+    urgent_contact: str | None = None
+    sla_followup: SlaFollowupSettings = SlaFollowupSettings()
+
+    @field_validator("scheduler_interval")
+    @classmethod
+    def _at_least_every_5s(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= timedelta(seconds=5):
+            raise ValueError("the scheduler must check at least every 5s")
+        return value
+
+    def audience(self, level: int, audience: str) -> AudiencePolicy:
+        return self.levels[level][audience]  # type: ignore[index]
+
+
 class ProviderSettings(BaseModel):
     """Common provider keys; each provider type validates the rest with its own model."""
 
@@ -155,6 +253,7 @@ class Settings(Strict):
     correlation: CorrelationSettings = CorrelationSettings()
     severity: SeveritySettings = SeveritySettings()
     delivery: DeliverySettings = DeliverySettings()
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     providers: list[ProviderSettings] = Field(
         default_factory=lambda: [ProviderSettings(name="status", type="builtin", audience="all")]
     )
@@ -215,7 +314,7 @@ def _read_file_refs(node: Any, path: str, problems: list[str], where: str, base:
 def format_validation_error(where: str, error: ValidationError, prefix: str = "") -> list[str]:
     lines = []
     for item in error.errors():
-        loc = ".".join(str(part) for part in item["loc"] if part not in ("function-after",))
+        loc = ".".join(str(part) for part in item["loc"] if part not in ("function-after", "[key]"))
         loc = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", loc)
         full = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "(top level)")
         message = item["msg"].removeprefix("Value error, ")

@@ -412,11 +412,11 @@ def main() -> int:
         finally:
             code = server.stop()
             server.session.close()
-        print(f"dualtrack stopped with exit code {code}; logs in {config.parent / 'logs'}")
+        print(f"dualtrack stopped with exit code {code}")
         durable = check_durability(config.parent / "dualtrack.db", results["dualtrack"])
     finally:
         if args.keep:
-            print(f"kept {folder}")
+            print(f"kept {folder} (configs, logs, dualtrack.db)")
         else:
             shutil.rmtree(folder, ignore_errors=True)
 

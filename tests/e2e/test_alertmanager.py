@@ -216,3 +216,6 @@ def test_alertmanager_open_repeat_resolve(dualtrack_factory, alertmanager_factor
     assert set(seen("resolved")) == set(baseline)
     answers = Counter(r.answered for r in proxy.received())
     assert set(answers) == {202}, f"dualtrack answered Alertmanager with {answers}"
+
+    # SIGTERM drains and exits cleanly.
+    assert dt.stop() == 0, dt.logs()
