@@ -135,25 +135,24 @@ def _audience_policy(hold: str, within: str, every: str) -> dict[str, str]:
 
 
 # The seed's severity table: business customers hear less often, and not about 10-minute blips.
+_DEGRADATION = {
+    "technical": _audience_policy("0s", "30m", "2h"),
+    "business": _audience_policy("10m", "45m", "3h"),
+}
+_OUTAGE = {
+    "technical": _audience_policy("0s", "15m", "1h"),
+    "business": _audience_policy("0s", "15m", "1h"),
+}
+_CRITICAL = {
+    "technical": _audience_policy("0s", "0s", "30m"),
+    "business": _audience_policy("0s", "0s", "1h"),
+}
 _DEFAULT_LEVELS: dict[int, dict[str, dict[str, str]]] = {
-    **dict.fromkeys(
-        (1, 2),
-        {
-            "technical": _audience_policy("0s", "30m", "2h"),
-            "business": _audience_policy("10m", "45m", "3h"),
-        },
-    ),
-    **dict.fromkeys(
-        (3, 4),
-        {
-            "technical": _audience_policy("0s", "15m", "1h"),
-            "business": _audience_policy("0s", "15m", "1h"),
-        },
-    ),
-    5: {
-        "technical": _audience_policy("0s", "0s", "30m"),
-        "business": _audience_policy("0s", "0s", "1h"),
-    },
+    1: _DEGRADATION,
+    2: _DEGRADATION,
+    3: _OUTAGE,
+    4: _OUTAGE,
+    5: _CRITICAL,
 }
 
 
