@@ -121,7 +121,9 @@ class DeliverySettings(Strict):
     max_age: Duration = timedelta(hours=24)
     lease: Duration = timedelta(seconds=60)
     poll_interval: Duration = timedelta(seconds=1)
-    batch: int = Field(default=10, ge=1)
+    # After a wake-up, wait this long so a burst's notices are claimed together.
+    coalesce: Duration = timedelta(milliseconds=50)
+    batch: int = Field(default=50, ge=1)
 
 
 class AudiencePolicy(Strict):

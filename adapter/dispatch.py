@@ -52,113 +52,120 @@ class Dispatcher:
     # -- one pass, used by the loop and directly by tests ----------------------------------
 
     def run_once(self) -> int:
-        """Claim and deliver one batch; returns how many notices were attempted."""
+        """Claim and deliver one batch, then record every outcome in one transaction.
+
+        Returns how many notices were attempted.
+        """
         now = self.clock.now()
         claimed = outbox.claim_due(self.store, self.owner, now, self.settings.lease, self.settings.batch)
-        done = 0
+        if not claimed:
+            return 0
+        messages = self._messages(claimed)
+        # Stop starting sends well before the lease runs out, so nobody else takes them meanwhile.
+        budget = time.monotonic() + self.settings.lease.total_seconds() / 2
         blocked: set[tuple[int, str, str | None]] = set()
+        outcomes: list[outbox.Outcome] = []
         unstarted: list[int] = []
         for notice in claimed:
             stream = outbox.stream_of(notice)
-            # Draining, or an earlier notice of the stream must be retried: hand it back.
-            if self._stop.is_set() or stream in blocked:
+            # Draining, out of time, or an earlier notice of the stream waits for a retry.
+            if self._stop.is_set() or stream in blocked or time.monotonic() > budget:
                 unstarted.append(notice["id"])
                 continue
-            if not self._deliver(notice):
+            outcome = self._deliver(notice, messages[notice["id"]])
+            outcomes.append(outcome)
+            if outcome.state == "failed":
                 blocked.add(stream)
-            done += 1
-        outbox.release(self.store, unstarted, self.owner)
-        return done
+        outbox.finish(self.store, self.owner, outcomes, unstarted)
+        return len(outcomes)
 
-    def _message(self, notice: dict[str, Any]) -> Message:
+    def _messages(self, notices: list[dict[str, Any]]) -> dict[int, Message]:
         with self.store.read() as conn:
-            incident = repo.get_incident(conn, notice["incident_id"])
-            provider_ref = outbox.first_ref(conn, notice["incident_id"], notice["provider"], notice["tenant"])
-        assert incident is not None
-        # The notice carries the facts as they were when it was written; fall back to now.
-        facts: dict[str, Any] = {
-            "level": incident["level"],
-            "status": incident["status"],
-            "services": incident["services"],
-            "tenants": incident["tenants"],
-            **(notice["data"] or {}),
-        }
-        return Message(
-            notice_id=notice["id"],
-            incident_ref=incident["ref"],
-            phase=notice["phase"],
-            audience=notice["audience"],
-            subject=notice["subject"],
-            body=notice["body"],
-            level=int(facts["level"]),
-            status=str(facts["status"]),
-            services=list(facts["services"]),
-            tenants=list(facts["tenants"]),
-            tenant=notice["tenant"],
-            provider_ref=provider_ref,
-            data=facts,
-        )
+            incidents = {i["id"]: i for i in repo.incidents_by_id(conn, {n["incident_id"] for n in notices})}
+            refs = {
+                n["id"]: outbox.first_ref(conn, n["incident_id"], n["provider"], n["tenant"]) for n in notices
+            }
+        messages = {}
+        for notice in notices:
+            incident = incidents[notice["incident_id"]]
+            # The notice carries the facts as they were when it was written; fall back to now.
+            facts: dict[str, Any] = {
+                "level": incident["level"],
+                "status": incident["status"],
+                "services": incident["services"],
+                "tenants": incident["tenants"],
+                **(notice["data"] or {}),
+            }
+            messages[notice["id"]] = Message(
+                notice_id=notice["id"],
+                incident_ref=incident["ref"],
+                phase=notice["phase"],
+                audience=notice["audience"],
+                subject=notice["subject"],
+                body=notice["body"],
+                level=int(facts["level"]),
+                status=str(facts["status"]),
+                services=list(facts["services"]),
+                tenants=list(facts["tenants"]),
+                tenant=notice["tenant"],
+                provider_ref=refs[notice["id"]],
+                data=facts,
+            )
+        return messages
 
-    def _deliver(self, notice: dict[str, Any]) -> bool:
-        """Send one notice and record the outcome; False when it waits for a retry."""
+    def _deliver(self, notice: dict[str, Any], message: Message) -> outbox.Outcome:
+        """Send one notice; the outcome says how to record it."""
         name = notice["provider"]
         provider = self.providers.get(name)
         if provider is None:
-            outbox.mark_dead(self.store, notice["id"], self.owner, f"provider {name!r} is not configured")
-            self.metrics.deliveries.labels(name, "dead").inc()
-            log.warning(
-                "delivery notice=%s provider=%s outcome=dead reason=unconfigured",
-                notice["id"],
-                name,
-            )
-            return True
+            return self._failed(notice, f"provider {name!r} is not configured", True, None)
         started = time.monotonic()
         try:
-            ref = provider.send(self._message(notice))
+            ref = provider.send(message)
         except DeliveryError as exc:
             return self._failed(notice, str(exc), exc.permanent, exc.retry_after)
         except Exception as exc:  # a provider bug must not kill the dispatcher; retry later
             return self._failed(notice, f"{type(exc).__name__}: {exc}", False, None)
-        else:
-            outbox.mark_delivered(self.store, notice["id"], self.owner, self.clock.now(), ref)
-            self.metrics.deliveries.labels(name, "delivered").inc()
-            log.info(
-                "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=%d",
-                notice["id"],
-                name,
-                notice["phase"],
-                notice["audience"],
-                notice["attempts"] + 1,
-            )
-            return True
         finally:
             self.metrics.delivery_seconds.labels(name).observe(time.monotonic() - started)
+        self.metrics.deliveries.labels(name, "delivered").inc()
+        log.info(
+            "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=%d",
+            notice["id"],
+            name,
+            notice["phase"],
+            notice["audience"],
+            notice["attempts"] + 1,
+        )
+        return outbox.Outcome(notice["id"], "delivered", at=self.clock.now(), ref=ref)
 
-    def _failed(self, notice: dict[str, Any], error: str, permanent: bool, retry_after: float | None) -> bool:
-        """Schedule a retry or give up; True when the notice is finished (dead)."""
+    def _failed(
+        self, notice: dict[str, Any], error: str, permanent: bool, retry_after: float | None
+    ) -> outbox.Outcome:
+        """A retry at a backed-off time, or a dead letter when permanent or past max_age."""
         now = self.clock.now()
         attempts = notice["attempts"] + 1
         delay = backoff(attempts, self.settings, self.rng)
         if retry_after is not None:
             delay = max(delay, timedelta(seconds=retry_after))
         expired = now + delay > notice["created_at"] + self.settings.max_age
-        outcome = "dead" if permanent or expired else "retry"
-        if outcome == "dead":
+        if permanent or expired:
             reason = error if permanent else f"{error} (gave up after {attempts} attempts: max_age)"
-            outbox.mark_dead(self.store, notice["id"], self.owner, reason)
+            outcome = outbox.Outcome(notice["id"], "dead", at=now, error=reason)
         else:
-            outbox.mark_retry(self.store, notice["id"], self.owner, now + delay, error)
-        self.metrics.deliveries.labels(notice["provider"], outcome).inc()
+            outcome = outbox.Outcome(notice["id"], "failed", at=now + delay, error=error)
+        label = "retry" if outcome.state == "failed" else "dead"
+        self.metrics.deliveries.labels(notice["provider"], label).inc()
         log.warning(
             "delivery notice=%s provider=%s outcome=%s attempt=%d retry_in=%.1fs error=%s",
             notice["id"],
             notice["provider"],
-            outcome,
+            label,
             attempts,
-            delay.total_seconds() if outcome == "retry" else 0,
+            delay.total_seconds() if label == "retry" else 0,
             error,
         )
-        return outcome == "dead"
+        return outcome
 
     # -- background loop ---------------------------------------------------------------------
 
@@ -182,6 +189,8 @@ class Dispatcher:
             if not worked:
                 self._wake.wait(poll)
                 self._wake.clear()
+                # Let a burst of webhooks commit, then claim their notices in one batch.
+                self._stop.wait(self.settings.coalesce.total_seconds())
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the delivery in flight, give back unstarted leases, and return."""

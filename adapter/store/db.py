@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -22,10 +24,13 @@ class Store:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {}
+        self._writer_lock = threading.Lock()
+        self._writer_file: IO[bytes] | None = None
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+                self._writer_file = open(f"{database}.lock", "ab")  # noqa: SIM115 - held for the Store's life
             # The busy timeout lets workers queue for the write lock instead of failing.
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         self.engine: Engine = create_engine(url, **kwargs)
@@ -51,8 +56,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        if self._writer_file is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        # One writer at a time across threads and processes, woken the moment the lock frees;
+        # SQLite's own busy handler would poll with sleeps of up to 100 ms instead.
+        with self._writer_lock:
+            fcntl.flock(self._writer_file, fcntl.LOCK_EX)
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            finally:
+                fcntl.flock(self._writer_file, fcntl.LOCK_UN)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -73,3 +89,6 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._writer_file is not None:
+            self._writer_file.close()
+            self._writer_file = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +74,10 @@ def update_incident(conn: Connection, incident_id: int, values: Row) -> None:
 
 def get_incident(conn: Connection, incident_id: int) -> Row | None:
     return _one(conn, _GET_INCIDENT, {"b_id": incident_id})
+
+
+def incidents_by_id(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
+    return _all(conn, select(incidents).where(incidents.c.id.in_(list(incident_ids))))
 
 
 def get_incident_by_ref(conn: Connection, ref: str) -> Row | None:

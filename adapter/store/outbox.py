@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
@@ -116,65 +117,56 @@ def claim_due(store: Store, owner: str, now: datetime, lease: timedelta, limit: 
         return [{**row, "lease_owner": owner, "lease_until": now + lease} for row in claimed]
 
 
-def _finish(store: Store, notice_id: int, owner: str, values: Row) -> bool:
+@dataclass(frozen=True)
+class Outcome:
+    """What one delivery attempt came to: delivered (at, ref), failed (retry at), or dead."""
+
+    notice_id: int
+    state: str
+    at: datetime
+    ref: str | None = None
+    error: str | None = None
+
+
+_FINISH = (
+    update(notices)
+    .where(notices.c.id == bindparam("b_id"), notices.c.lease_owner == bindparam("b_owner"))
+    .values(attempts=notices.c.attempts + 1, lease_owner=None, lease_until=None)
+)
+_RELEASE = (
+    update(notices)
+    .where(notices.c.id == bindparam("b_id"), notices.c.lease_owner == bindparam("b_owner"))
+    .values(lease_owner=None, lease_until=None)
+)
+
+
+def finish(store: Store, owner: str, outcomes: list[Outcome], unstarted: Iterable[int] = ()) -> int:
+    """Record outcomes and give back unstarted leases, in one transaction.
+
+    Only rows this owner still leases change: a dispatcher whose lease ran out records nothing.
+    Returns how many outcomes were recorded.
+    """
+    release = [{"b_id": notice_id, "b_owner": owner} for notice_id in unstarted]
+    if not outcomes and not release:
+        return 0
+    recorded = 0
     with store.transaction() as conn:
-        result = conn.execute(
-            update(notices)
-            .where(notices.c.id == notice_id, notices.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None, **values)
-        )
-        return result.rowcount == 1
+        for outcome in outcomes:
+            values: Row = {"b_id": outcome.notice_id, "b_owner": owner, "state": outcome.state}
+            if outcome.state == "delivered":
+                values.update(delivered_at=outcome.at, provider_ref=outcome.ref, last_error=None)
+            elif outcome.state == "failed":
+                values.update(due_at=outcome.at, last_error=outcome.error)
+            else:
+                values.update(last_error=outcome.error)
+            recorded += conn.execute(_FINISH, values).rowcount
+        if release:
+            conn.execute(_RELEASE, release)
+    return recorded
 
 
 def mark_delivered(store: Store, notice_id: int, owner: str, now: datetime, ref: str) -> bool:
-    return _finish(
-        store,
-        notice_id,
-        owner,
-        {
-            "state": "delivered",
-            "delivered_at": now,
-            "provider_ref": ref,
-            "attempts": notices.c.attempts + 1,
-            "last_error": None,
-        },
-    )
-
-
-def mark_retry(store: Store, notice_id: int, owner: str, due_at: datetime, error: str) -> bool:
-    return _finish(
-        store,
-        notice_id,
-        owner,
-        {
-            "state": "failed",
-            "due_at": due_at,
-            "attempts": notices.c.attempts + 1,
-            "last_error": error,
-        },
-    )
-
-
-def mark_dead(store: Store, notice_id: int, owner: str, error: str) -> bool:
-    return _finish(
-        store,
-        notice_id,
-        owner,
-        {"state": "dead", "attempts": notices.c.attempts + 1, "last_error": error},
-    )
-
-
-def release(store: Store, notice_ids: Iterable[int], owner: str) -> None:
-    """Give back leases on notices this owner claimed but did not start."""
-    ids = list(notice_ids)
-    if not ids:
-        return
-    with store.transaction() as conn:
-        conn.execute(
-            update(notices)
-            .where(notices.c.id.in_(ids), notices.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
-        )
+    return finish(store, owner, [Outcome(notice_id, "delivered", at=now, ref=ref)]) == 1
 
 
 def first_ref(conn: Connection, incident_id: int, provider: str, tenant: str | None) -> str | None:
