@@ -17,6 +17,23 @@ from adapter.web.serialize import iso
 from adapter.web.services import EXTENSION, Services
 
 
+def make_renderer(settings: Settings, metrics: Metrics | None = None) -> Renderer:
+    """The notice renderer for these settings, with the catalog's `business_name` filter."""
+
+    def business_name(service: str | dict[str, str]) -> str:
+        key = service if isinstance(service, str) else service.get("id", "")
+        found = settings.catalog.service(key)
+        return found.business_name if found else "one of our services"
+
+    def fallback(audience: str, phase: str) -> None:
+        if metrics is not None:
+            metrics.template_fallbacks.labels(audience, phase).inc()
+
+    return Renderer(
+        settings.templates_dir, on_fallback=fallback, extra_filters={"business_name": business_name}
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -32,10 +49,7 @@ def create_app(
     store = store or Store(settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous)
     metrics = metrics or Metrics()
     dispatcher = Dispatcher(store, build_providers(settings.providers), settings.delivery, clock, metrics)
-    renderer = Renderer(
-        settings.templates_dir,
-        on_fallback=lambda audience, phase: metrics.template_fallbacks.labels(audience, phase).inc(),
-    )
+    renderer = make_renderer(settings, metrics)
     engine = Engine(settings, store, renderer, clock, metrics, on_commit=dispatcher.wake)
     app.extensions[EXTENSION] = Services(
         settings=settings,

@@ -193,7 +193,7 @@ class PolicySettings(Strict):
     levels: Annotated[
         dict[Literal[1, 2, 3, 4, 5], dict[Literal["technical", "business"], AudiencePolicy]],
         BeforeValidator(_merge_levels),
-    ] = Field(default_factory=lambda: _merge_levels({}))
+    ] = Field(default_factory=dict, validate_default=True)
     # Business notices word the default ETA as "within 2 hours" unless a human gives one.
     expected_resolution: dict[Literal[1, 2, 3, 4, 5], Duration] = {
         1: timedelta(hours=8),
@@ -231,6 +231,23 @@ class ProviderSettings(BaseModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     type: str
     audience: AudienceChoice = "all"
+    # Business notices show times in this zone (per-tenant notices use the tenant's).
+    timezone: str = "UTC"
+    # Post only incidents that affect a tenant of this provider's audience.
+    only_when_affected: bool = True
+    # One notice per affected tenant, to the tenant's own contact, in its own segment.
+    per_tenant: bool = False
+    min_level: int = Field(default=1, ge=1, le=5)
+    tiers: list[str] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import available_timezones
+
+        if value != "UTC" and value not in available_timezones():
+            raise ValueError(f"unknown time zone {value!r}")
+        return value
 
     @property
     def audiences(self) -> tuple[str, ...]:

@@ -155,7 +155,7 @@ def test_concurrent_dispatchers_never_claim_the_same_notice(world, clock, settin
         from adapter.sources import alertmanager
         from tests.payloads import am_alert, am_body
 
-        labels = {"alertname": "A", "service": "checkout", "severity": "warning"}
+        labels = {"alertname": "A", "service": "checkout", "severity": "critical"}
         world.engine.ingest(alertmanager.parse(am_body([am_alert(f"{i:016x}", labels)], group_key=f"g{i}")))
     claims: list[list[int]] = []
     lock = threading.Lock()

@@ -12,12 +12,12 @@ from sqlalchemy import Connection
 
 from adapter.clock import Clock
 from adapter.config import Settings
-from adapter.engine.planning import plan_notices, render_context
+from adapter.engine.notify import Notifier
 from adapter.engine.severity import classify
 from adapter.metrics import Metrics
 from adapter.rendering import Renderer
 from adapter.sources.signal import Batch, Signal
-from adapter.store import Store, outbox
+from adapter.store import Store
 from adapter.store import incidents as repo
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class Engine:
         self.clock = clock
         self.metrics = metrics
         self.on_commit = on_commit
+        self.notifier = Notifier(settings, renderer, metrics)
 
     # -- services -----------------------------------------------------------------------------
 
@@ -268,79 +269,25 @@ class Engine:
         repo.update_incident(conn, incident_id, values)
         incident.update(values)
 
-        events: list[tuple[str, str]] = []
         generation = incident["reopen_count"]
+        written = 0
+        notifier = self.notifier
         if change.opened:
-            events.append(("acknowledgement", "open"))
+            written += notifier.notify(conn, incident, "acknowledgement", "open", now)
         elif change.reopened:
-            events.append(("update", f"reopen-{generation}"))
+            written += notifier.notify(conn, incident, "update", f"reopen-{generation}", now)
         elif level > level_before:
             repo.add_timeline(
-                conn,
-                incident_id,
-                now,
-                "level_changed",
-                f"Level raised from {level_before} to {level}",
+                conn, incident_id, now, "level_changed", f"Level raised from {level_before} to {level}"
             )
-            events.append(("update", f"level-{level}-g{generation}"))
+            # Updates skip readers whose first notice is held; released now, it carries the new level.
+            written += notifier.notify(conn, incident, "update", f"level-{level}-g{generation}", now)
+            written += notifier.rehold(conn, incident, now)
+        if level == 5 and (change.opened or level_before < 5):
+            written += notifier.notify(conn, incident, "executive", f"executive-g{generation}", now)
         if resolved_now:
             repo.add_timeline(conn, incident_id, now, "resolved", "All alerts resolved")
             self.metrics.incidents_resolved.inc()
             log.info("incident resolved ref=%s", incident["ref"])
-            events.append(("resolution", f"resolve-g{generation}"))
-        if not events:
-            return 0
-        return self._write_notices(conn, incident, alerts, events, now)
-
-    def _write_notices(
-        self,
-        conn: Connection,
-        incident: dict[str, Any],
-        alerts: list[dict[str, Any]],
-        events: list[tuple[str, str]],
-        now: datetime,
-    ) -> int:
-        timeline = repo.timeline_of(conn, incident["id"])
-        written = 0
-        for phase, event in events:
-            context = render_context(
-                incident,
-                alerts,
-                timeline,
-                self.settings.catalog,
-                phase,
-                event,
-                now,
-                self.settings.server.public_url,
-            )
-            planned = plan_notices(
-                incident=incident,
-                context=context,
-                phase=phase,
-                event=event,
-                providers=self.settings.providers,
-                renderer=self.renderer,
-                now=now,
-            )
-            rows = [
-                {
-                    "incident_id": incident["id"],
-                    "provider": notice.provider,
-                    "audience": notice.audience,
-                    "phase": notice.phase,
-                    "tenant": notice.tenant,
-                    "state": "pending",
-                    "attempts": 0,
-                    "subject": notice.subject,
-                    "body": notice.body,
-                    "data": notice.data,
-                    "created_at": now,
-                    "due_at": now,
-                    "dedupe_key": notice.dedupe_key,
-                }
-                for notice in planned
-            ]
-            for row in outbox.insert_notices(conn, rows):
-                written += 1
-                self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
+            written += notifier.notify(conn, incident, "resolution", f"resolve-g{generation}", now)
         return written

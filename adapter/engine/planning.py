@@ -1,21 +1,26 @@
-"""Which notices an incident event produces, rendered for each audience and provider."""
+"""Who hears about an incident event, and the notice each of them gets, rendered for them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapter.catalog import Catalog
-from adapter.config import ProviderSettings
-from adapter.rendering import Renderer
+from adapter.catalog import Tenant
+from adapter.config import PolicySettings, ProviderSettings, Settings
+from adapter.rendering import Renderer, human_duration
 
+PHASES = ("acknowledgement", "update", "resolution", "postmortem", "sla_followup")
+# Notices for the team itself, sent to policy.internal_providers only.
+INTERNAL_PHASES = ("executive", "postmortem_reminder")
 PHASE_TITLES = {
     "acknowledgement": "Initial Response",
     "update": "Update",
     "resolution": "Resolved",
     "postmortem": "Post-Mortem",
     "sla_followup": "Service Level Follow-up",
+    "executive": "Executive Briefing",
+    "postmortem_reminder": "Post-Mortem Overdue",
 }
 STATUS_TEXT = {
     "investigating": "We are investigating the cause.",
@@ -23,118 +28,253 @@ STATUS_TEXT = {
     "monitoring": "A fix is in place and we are monitoring the results.",
     "resolved": "The issue is resolved.",
 }
-# The seed's cadence, until the policy is configurable: (technical, business) update intervals.
-UPDATE_EVERY = {
-    1: (timedelta(hours=2), timedelta(hours=3)),
-    2: (timedelta(hours=2), timedelta(hours=3)),
-    3: (timedelta(hours=1), timedelta(hours=1)),
-    4: (timedelta(hours=1), timedelta(hours=1)),
-    5: (timedelta(minutes=30), timedelta(hours=1)),
+LEVEL_NAMES = {
+    1: "Level 1 (service degradation)",
+    2: "Level 2 (service degradation)",
+    3: "Level 3 (significant outage)",
+    4: "Level 4 (significant outage)",
+    5: "Level 5 (critical infrastructure failure)",
 }
 
 
 @dataclass(frozen=True)
-class PlannedNotice:
-    provider: str
+class Recipient:
+    """One stream of notices: a provider, the version it gets, and for whom."""
+
+    provider: ProviderSettings
     audience: str
+    tenant: Tenant | None = None
+
+    @property
+    def timezone(self) -> str:
+        if self.tenant is not None:
+            return self.tenant.timezone
+        return self.provider.timezone
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return (self.provider.name, self.audience, self.tenant.id if self.tenant else None)
+
+
+@dataclass
+class PlannedNotice:
+    recipient: Recipient
     phase: str
-    tenant: str | None
     subject: str
     body: str
     dedupe_key: str
-    data: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    state: str = "pending"
+    due_at: datetime | None = None
+
+    @property
+    def provider(self) -> str:
+        return self.recipient.provider.name
+
+    @property
+    def audience(self) -> str:
+        return self.recipient.audience
+
+    @property
+    def tenant(self) -> str | None:
+        return self.recipient.tenant.id if self.recipient.tenant else None
 
 
-def service_views(catalog: Catalog, service_ids: list[str]) -> list[dict[str, Any]]:
-    views = []
-    for service_id in service_ids:
-        service = catalog.service(service_id)
-        if service is not None:
-            views.append(service.model_dump())
-    return views
+def recipients(
+    settings: Settings, incident: dict[str, Any], phase: str, audiences: tuple[str, ...] | None = None
+) -> list[Recipient]:
+    """Every stream this incident's `phase` notice goes to, after targeting by audience and tier.
+
+    A provider serving one audience hears about an incident only when an affected tenant is in
+    that audience (unless `only_when_affected: false`); an incident that touches no known tenant
+    goes to the technical audience only. Per-tenant providers get one stream per affected tenant
+    of their tiers, in the tenant's own segment.
+    """
+    catalog = settings.catalog
+    if phase in INTERNAL_PHASES:
+        internal = set(settings.policy.internal_providers)
+        return [Recipient(p, "technical") for p in settings.providers if p.name in internal]
+    tenants = [t for t in map(catalog.tenant, incident["tenants"]) if t is not None]
+    segments = {t.segment for t in tenants} or {"technical"}
+    out: list[Recipient] = []
+    for provider in settings.providers:
+        if incident["level"] < provider.min_level:
+            continue
+        if provider.per_tenant:
+            for tenant in tenants:
+                if provider.tiers and tenant.tier not in provider.tiers:
+                    continue
+                if tenant.segment in provider.audiences and (not audiences or tenant.segment in audiences):
+                    out.append(Recipient(provider, tenant.segment, tenant))
+            continue
+        if phase == "sla_followup":
+            continue  # SLA figures are per tenant, never on a shared page
+        for audience in provider.audiences:
+            if audiences and audience not in audiences:
+                continue
+            if provider.only_when_affected and audience not in segments:
+                continue
+            out.append(Recipient(provider, audience))
+    return out
 
 
-def next_update_at(level: int, audience: str, now: datetime) -> datetime:
-    technical, business = UPDATE_EVERY[level]
-    return now + (technical if audience == "technical" else business)
+def expected_resolution(
+    incident: dict[str, Any], policy: PolicySettings, timezone: str, now: datetime
+) -> str:
+    """A human's ETA in the reader's time, else the level's default worded as "within 2 hours"."""
+    eta = incident.get("eta")
+    if eta is not None:
+        from adapter.rendering import local_time
+
+        day = "" if eta.date() == now.date() else local_time(eta, timezone, " on %d %B")
+        return f"by {local_time(eta, timezone, '%H:%M %Z')}{day}"
+    return "within " + human_duration(policy.expected_resolution[incident["level"]])
 
 
-def render_context(
-    incident: dict[str, Any],
-    alerts: list[dict[str, Any]],
-    timeline: list[dict[str, Any]],
-    catalog: Catalog,
-    phase: str,
-    event: str,
-    now: datetime,
-    public_url: str,
-) -> dict[str, Any]:
-    """Everything a template may use. Alert labels are data here, never template source."""
-    services = service_views(catalog, incident["services"])
+def alert_view(alert: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": alert["name"],
+        "summary": alert["summary"],
+        "status": alert["status"],
+        "level": alert["level"],
+        "labels": alert["labels"],
+        "annotations": alert["annotations"],
+        "links": alert["links"],
+        "instance": alert["labels"].get("instance"),
+        "starts_at": alert["starts_at"],
+        "ends_at": alert["ends_at"],
+    }
+
+
+@dataclass
+class EventFacts:
+    """What templates may know about an incident at one moment; built once per event."""
+
+    incident: dict[str, Any]
+    alerts: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]
+    phase: str
+    event: str
+    now: datetime
+    # Per audience: the human's text, and what changed since that audience last heard.
+    messages: dict[str, str | None] = field(default_factory=dict)
+    changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def render_context(facts: EventFacts, recipient: Recipient, settings: Settings) -> dict[str, Any]:
+    """Everything a template may use. Alert labels are data here, never template source.
+
+    Shared notices carry no tenant at all; a per-tenant notice carries only its own tenant.
+    """
+    incident = facts.incident
+    policy = settings.policy
+    audience = recipient.audience
+    services = [s.model_dump() for s in map(settings.catalog.service, incident["services"]) if s]
+    alerts = [alert_view(a) for a in facts.alerts]
+    level = incident["level"]
+    resolved = incident["status"] == "resolved"
+    every = policy.audience(level, audience).update_every
+    public = settings.server.public_url.rstrip("/")
+    tenant = recipient.tenant
     view = {
-        **incident,
-        "services": services,
-        "service_ids": incident["services"],
+        "ref": incident["ref"],
+        "title": incident["title"],
+        "status": incident["status"],
         "status_text": STATUS_TEXT.get(incident["status"], ""),
-        "duration": (incident["resolved_at"] or now) - incident["opened_at"],
+        "level": level,
+        "level_name": LEVEL_NAMES[level],
+        "incident_type": incident["incident_type"],
+        "services": services,
+        "unknown_services": incident["unknown_services"],
+        "opened_at": incident["opened_at"],
+        "resolved_at": incident["resolved_at"],
+        "duration": (incident["resolved_at"] or facts.now) - incident["opened_at"],
+        "eta": incident.get("eta"),
+        "workaround": incident.get("workaround"),
+        "root_cause": incident.get("root_cause"),
+        "action_required": incident.get("action_required"),
+        "preventive_measures": incident.get("preventive_measures"),
     }
     return {
         "incident": view,
         "alerts": alerts,
         "firing": [a for a in alerts if a["status"] == "firing"],
         "resolved_alerts": [a for a in alerts if a["status"] == "resolved"],
-        "timeline": timeline,
-        "phase": phase,
-        "phase_title": PHASE_TITLES.get(phase, phase.title()),
-        "event": event,
-        "now": now,
-        "public_url": public_url.rstrip("/"),
-        "status_url": public_url.rstrip("/") + "/status",
-        "incident_types": sorted({s["incident_type"] for s in services}),
+        "instances": sorted({a["instance"] for a in alerts if a["instance"]}),
+        "timeline": facts.timeline,
+        "changes": facts.changes.get(audience, []),
+        "phase": facts.phase,
+        "phase_title": PHASE_TITLES.get(facts.phase, facts.phase.title()),
+        "event": facts.event,
+        "message": facts.messages.get(audience),
+        "audience": audience,
+        "timezone": recipient.timezone,
+        "tenant": (
+            {"id": tenant.id, "name": tenant.name, "tier": tenant.tier, "timezone": tenant.timezone}
+            if tenant
+            else None
+        ),
+        "now": facts.now,
+        "next_update_at": None if resolved else facts.now + every,
+        "update_every": every,
+        "expected_resolution": expected_resolution(incident, policy, recipient.timezone, facts.now),
+        "urgent_contact": policy.urgent_contact if level >= 3 else None,
+        "public_url": public,
+        "status_url": public + ("/status/technical" if audience == "technical" else "/status"),
+        **facts.extra,
     }
 
 
 def plan_notices(
-    *,
-    incident: dict[str, Any],
-    context: dict[str, Any],
-    phase: str,
-    event: str,
-    providers: list[ProviderSettings],
+    facts: EventFacts,
+    streams: list[Recipient],
+    settings: Settings,
     renderer: Renderer,
-    now: datetime,
 ) -> list[PlannedNotice]:
-    """One notice per provider and audience it serves, each audience rendered once."""
-    rendered: dict[str, tuple[str, str, str]] = {}
+    """One rendered notice per stream; streams that read the same text share one render."""
+    incident = facts.incident
+    rendered: dict[tuple[str, str, str | None], tuple[str, str, str]] = {}
     planned = []
-    for provider in providers:
-        for audience in provider.audiences:
-            if audience not in rendered:
-                ctx = {
-                    **context,
-                    "audience": audience,
-                    "next_update_at": next_update_at(incident["level"], audience, now),
-                }
-                result = renderer.render(incident["incident_type"], audience, phase, ctx)
-                rendered[audience] = (result.subject, result.body, result.template)
-            subject, body, template = rendered[audience]
-            planned.append(
-                PlannedNotice(
-                    provider=provider.name,
-                    audience=audience,
-                    phase=phase,
-                    tenant=None,
-                    subject=subject,
-                    body=body,
-                    dedupe_key=f"{incident['id']}/{event}/{provider.name}/{audience}/-",
-                    data={
-                        "level": incident["level"],
-                        "status": incident["status"],
-                        "services": incident["services"],
-                        "tenants": incident["tenants"],
-                        "template": template,
-                        "event": event,
-                    },
-                )
+    for recipient in streams:
+        cache_key = (
+            recipient.audience,
+            recipient.timezone,
+            recipient.tenant.id if recipient.tenant else None,
+        )
+        if cache_key not in rendered:
+            context = render_context(facts, recipient, settings)
+            result = renderer.render(incident["incident_type"], recipient.audience, facts.phase, context)
+            rendered[cache_key] = (result.subject, result.body, result.template)
+        subject, body, template = rendered[cache_key]
+        provider, audience, tenant = recipient.key
+        planned.append(
+            PlannedNotice(
+                recipient=recipient,
+                phase=facts.phase,
+                subject=subject,
+                body=body,
+                dedupe_key=f"{incident['id']}/{facts.event}/{provider}/{audience}/{tenant or '-'}",
+                data={
+                    "level": incident["level"],
+                    "status": incident["status"],
+                    "services": incident["services"],
+                    # A tenant's own notice names only that tenant.
+                    "tenants": [tenant] if tenant else incident["tenants"],
+                    "template": template,
+                    "event": facts.event,
+                    "timezone": recipient.timezone,
+                    "contact": recipient.tenant.contacts.model_dump() if recipient.tenant else None,
+                },
             )
+        )
     return planned
+
+
+def first_notice_deadline(policy: PolicySettings, incident: dict[str, Any], audience: str) -> datetime:
+    opened: datetime = incident["opened_at"]
+    return opened + policy.audience(incident["level"], audience).first_notice_within
+
+
+def hold_for(policy: PolicySettings, level: int, audience: str) -> timedelta:
+    return policy.audience(level, audience).hold_for

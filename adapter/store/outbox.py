@@ -35,6 +35,60 @@ def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
     return [row for row in rows if row["dedupe_key"] in inserted]
 
 
+_VISIBLE_PHASES = ("acknowledgement", "update")
+
+
+def held(conn: Connection, incident_id: int) -> list[Row]:
+    query = (
+        select(notices)
+        .where(notices.c.incident_id == incident_id, notices.c.state == "held")
+        .order_by(notices.c.id)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def held_streams(conn: Connection, incident_id: int) -> set[tuple[str, str, str | None]]:
+    """(provider, audience, tenant) of the streams that still hold a notice back."""
+    return {(n["provider"], n["audience"], n["tenant"]) for n in held(conn, incident_id)}
+
+
+def heard_streams(conn: Connection, incident_id: int) -> set[tuple[str, str, str | None]]:
+    """Streams that were told of the incident: a first notice neither held nor suppressed."""
+    query = select(notices.c.provider, notices.c.audience, notices.c.tenant).where(
+        notices.c.incident_id == incident_id,
+        notices.c.phase == "acknowledgement",
+        notices.c.state.not_in(("held", "suppressed")),
+    )
+    return {(r.provider, r.audience, r.tenant) for r in conn.execute(query)}
+
+
+def suppress_held(conn: Connection, incident_id: int) -> set[tuple[str, str, str | None]]:
+    """Held notices of a resolved incident are never sent; returns their streams."""
+    streams = held_streams(conn, incident_id)
+    if streams:
+        conn.execute(
+            update(notices)
+            .where(notices.c.incident_id == incident_id, notices.c.state == "held")
+            .values(state="suppressed", last_error="resolved while held")
+        )
+    return streams
+
+
+def update_notice(conn: Connection, notice_id: int, values: Row) -> None:
+    conn.execute(update(notices).where(notices.c.id == notice_id).values(**values))
+
+
+def last_heard(conn: Connection, incident_id: int, audience: str) -> datetime | None:
+    """When this audience last got an acknowledgement or update of the incident (held ones aside)."""
+    query = select(func.max(notices.c.created_at)).where(
+        notices.c.incident_id == incident_id,
+        notices.c.audience == audience,
+        notices.c.phase.in_(_VISIBLE_PHASES),
+        notices.c.state.not_in(("held", "suppressed")),
+    )
+    return conn.execute(query).scalar()
+
+
 def notices_of(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
     ids = list(incident_ids)
     if not ids:

@@ -60,6 +60,13 @@ incidents = Table(
     Column("level", Integer, nullable=False),
     Column("level_locked", Boolean, nullable=False, default=False),
     Column("reopen_count", Integer, nullable=False, default=0),
+    # Set by humans through the API.
+    Column("eta", UTCDateTime),
+    Column("workaround", Text),
+    Column("root_cause", Text),
+    Column("action_required", Text),
+    Column("preventive_measures", Text),
+    Column("postmortem_at", UTCDateTime),
     Column("incident_type", String(64), nullable=False),
     Column("services", JSON, nullable=False),
     Column("unknown_services", JSON, nullable=False),
@@ -108,6 +115,14 @@ timeline = Table(
     Column("message", Text, nullable=False),
     Column("data", JSON, nullable=False),
     Index("ix_timeline_incident", "incident_id"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 notices = Table(

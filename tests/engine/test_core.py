@@ -123,19 +123,26 @@ def test_refire_within_reopen_window_reopens(engine, store, clock):
     assert result.refs == ["INC-2026-0001"]
     inc = incident(store, "INC-2026-0001")
     assert inc["status"] == "investigating" and inc["resolved_at"] is None
-    assert [n["phase"] for n in inc["notices"]] == [
-        "acknowledgement",
-        "acknowledgement",
-        "resolution",
-        "resolution",
-        "update",
-        "update",
+    # Level 2: business readers are held for 10 minutes, so the 5-minute blip never reached
+    # them; the reopen is an update for technical readers and a (held) first notice for them.
+    assert [(n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
+        ("technical", "acknowledgement", "pending"),
+        ("business", "acknowledgement", "suppressed"),
+        ("technical", "resolution", "pending"),
+        ("business", "resolution", "suppressed"),
+        ("technical", "update", "pending"),
+        ("business", "acknowledgement", "held"),
     ]
-    assert "reopened" in inc["notices"][-2]["body"]
+    assert "reopened" in inc["notices"][4]["body"]
     # It can resolve a second time, with a second resolution notice.
     clock.advance(timedelta(minutes=5))
     _resolve(engine, "aaaa000000000001", clock.now() - timedelta(minutes=5), clock.now())
-    assert [n["phase"] for n in incident(store, "INC-2026-0001")["notices"]][-2:] == ["resolution"] * 2
+    notices = incident(store, "INC-2026-0001")["notices"]
+    assert [(n["audience"], n["phase"], n["state"]) for n in notices[5:]] == [
+        ("business", "acknowledgement", "suppressed"),
+        ("technical", "resolution", "pending"),
+        ("business", "resolution", "suppressed"),
+    ]
 
 
 def test_refire_after_reopen_window_opens_a_new_incident(engine, store, clock):
@@ -164,14 +171,21 @@ def test_alerts_of_one_group_share_an_incident_and_level_rises_but_never_drops(e
     _fire(engine, "cccc000000000002", clock.now(), severity="critical", instance="db-1:3306")
     inc = incident(store, "INC-2026-0001")
     assert inc["level"] == 4
-    assert [n["phase"] for n in inc["notices"]][-2:] == ["update", "update"]
+    # Technical readers get an update; the business first notice, held at level 2, goes out now
+    # (level 4 holds nothing), rendered at the new level.
+    assert [(n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
+        ("technical", "acknowledgement", "pending"),
+        ("business", "acknowledgement", "pending"),
+        ("technical", "update", "pending"),
+    ]
+    assert "Within 2 hours" in inc["notices"][1]["body"]
     assert any(t["kind"] == "level_changed" for t in inc["timeline"])
     # The critical alert resolves; the warning still fires: level stays 4, no notice.
     clock.advance(timedelta(minutes=1))
     _resolve(engine, "cccc000000000002", t0 + timedelta(minutes=1), clock.now(), severity="critical")
     inc = incident(store, "INC-2026-0001")
     assert inc["level"] == 4 and inc["status"] == "investigating"
-    assert len(inc["notices"]) == 4
+    assert len(inc["notices"]) == 3
 
 
 def test_critical_on_critical_infrastructure_is_level_5(engine, store, clock):
@@ -194,7 +208,8 @@ def test_unknown_service_is_kept_and_counted(app, engine, store, clock):
     assert inc["services"] == [] and inc["unknown_services"] == ["billing"]
     assert inc["tenants"] == []
     assert metrics.registry.get_sample_value("dualtrack_unknown_services_total") == 1
-    assert len(inc["notices"]) == 2
+    # Nobody known is affected: only the technical audience hears of it.
+    assert [n["audience"] for n in inc["notices"]] == ["technical"]
 
 
 def test_service_found_through_job_label_alias(engine, store, clock):

@@ -17,7 +17,7 @@ def two_incidents(client, clock):
 
     client.post("/webhooks/alertmanager", data=fixture_bytes(FIRING), headers=am_headers())
     clock.advance(timedelta(minutes=1))
-    alert = am_alert("9999000000000001", {"alertname": "DiskFull", "service": "search", "severity": "info"})
+    alert = am_alert("9999000000000001", {"alertname": "DiskFull", "service": "search", "severity": "critical"})
     client.post("/webhooks/alertmanager", data=encode(am_body([alert], "g2")), headers=am_headers())
     clock.advance(timedelta(minutes=1))
     resolved = dict(alert, status="resolved", endsAt="2026-11-26T14:40:00Z")
@@ -63,7 +63,7 @@ def test_one_incident_has_the_contract_fields(client, two_incidents):
     ):
         assert key in body
     assert body["status"] == "resolved"
-    assert body["level"] == 1
+    assert body["level"] == 4
     assert body["services"] == ["search"]
     assert body["tenants"] == ["bloom"]
     assert body["opened_at"] == "2026-11-26T14:33:00Z"
@@ -85,10 +85,9 @@ def test_one_incident_has_the_contract_fields(client, two_incidents):
         "delivered_at",
     ):
         assert key in notice
+    # Search serves only a business tenant: the technical version is not posted.
     assert [(n["audience"], n["phase"], n["state"]) for n in body["notices"]] == [
-        ("technical", "acknowledgement", "pending"),
         ("business", "acknowledgement", "pending"),
-        ("technical", "resolution", "pending"),
         ("business", "resolution", "pending"),
     ]
 

@@ -1,0 +1,221 @@
+"""Writing an event's notices: holds for flap damping, suppression, release, and deadlines."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from adapter.config import Settings
+from adapter.engine.planning import (
+    EventFacts,
+    PlannedNotice,
+    Recipient,
+    first_notice_deadline,
+    hold_for,
+    plan_notices,
+    recipients,
+)
+from adapter.metrics import Metrics
+from adapter.rendering import Renderer
+from adapter.store import incidents as repo
+from adapter.store import outbox
+
+log = logging.getLogger(__name__)
+
+# Grace after a cadence update falls due before it counts as late: the scheduler's own delay.
+UPDATE_GRACE = timedelta(minutes=5)
+
+
+class Notifier:
+    def __init__(self, settings: Settings, renderer: Renderer, metrics: Metrics):
+        self.settings = settings
+        self.renderer = renderer
+        self.metrics = metrics
+
+    def _recipient(self, notice: dict[str, Any]) -> Recipient | None:
+        provider = next((p for p in self.settings.providers if p.name == notice["provider"]), None)
+        if provider is None:
+            return None
+        tenant = self.settings.catalog.tenant(notice["tenant"]) if notice["tenant"] else None
+        return Recipient(provider, notice["audience"], tenant)
+
+    def facts(
+        self,
+        conn: Connection,
+        incident: dict[str, Any],
+        phase: str,
+        event: str,
+        now: datetime,
+        *,
+        messages: dict[str, str | None] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> EventFacts:
+        # Internal notes (PagerDuty annotations, say) are never published.
+        timeline = [t for t in repo.timeline_of(conn, incident["id"]) if t["kind"] != "note"]
+        changes: dict[str, list[dict[str, Any]]] = {}
+        if phase == "update":
+            for audience in ("technical", "business"):
+                since = outbox.last_heard(conn, incident["id"], audience)
+                changes[audience] = [t for t in timeline if since is None or t["at"] > since]
+        return EventFacts(
+            incident=incident,
+            alerts=repo.alerts_of(conn, incident["id"]),
+            timeline=timeline,
+            phase=phase,
+            event=event,
+            now=now,
+            messages=messages or {},
+            changes=changes,
+            extra=extra or {},
+        )
+
+    def notify(
+        self,
+        conn: Connection,
+        incident: dict[str, Any],
+        phase: str,
+        event: str,
+        now: datetime,
+        *,
+        audiences: tuple[str, ...] | None = None,
+        messages: dict[str, str | None] | None = None,
+        extra: dict[str, Any] | None = None,
+        deadline: datetime | None = None,
+        streams: list[Recipient] | None = None,
+    ) -> int:
+        """Plan, render and write one event's notices; returns how many were new."""
+        if streams is None:
+            streams = recipients(self.settings, incident, phase, audiences)
+        held = outbox.held_streams(conn, incident["id"])
+        suppressed: set[tuple[str, str, str | None]] = set()
+        unheard: list[Recipient] = []
+        if phase == "resolution":
+            # Readers still inside the hold never heard of it: they need no resolution either.
+            suppressed = outbox.suppress_held(conn, incident["id"])
+            unheard = [s for s in streams if s.key not in outbox.heard_streams(conn, incident["id"])]
+            suppressed |= {s.key for s in unheard}
+        elif phase == "update":
+            # A held first notice is rendered afresh when released; a reader who never heard of
+            # the incident (its first notice was suppressed) gets a first notice, not an update.
+            heard = outbox.heard_streams(conn, incident["id"])
+            unheard = [s for s in streams if s.key not in heard and s.key not in held]
+            streams = [s for s in streams if s.key in heard]
+        written = self._write(
+            conn, incident, phase, event, now, streams, suppressed, deadline, messages, extra
+        )
+        if phase == "update" and unheard:
+            written += self.notify(conn, incident, "acknowledgement", f"{event}-first", now, streams=unheard)
+        return written
+
+    def _write(
+        self,
+        conn: Connection,
+        incident: dict[str, Any],
+        phase: str,
+        event: str,
+        now: datetime,
+        streams: list[Recipient],
+        suppressed: set[tuple[str, str, str | None]],
+        deadline: datetime | None,
+        messages: dict[str, str | None] | None,
+        extra: dict[str, Any] | None,
+    ) -> int:
+        if not streams:
+            return 0
+        facts = self.facts(conn, incident, phase, event, now, messages=messages, extra=extra)
+        planned = plan_notices(facts, streams, self.settings, self.renderer)
+        rows = []
+        for notice in planned:
+            self._schedule(notice, incident, now, suppressed, deadline)
+            rows.append(self.row(incident["id"], notice, now))
+        inserted = outbox.insert_notices(conn, rows)
+        for row in inserted:
+            self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
+        return len(inserted)
+
+    def _schedule(
+        self,
+        notice: PlannedNotice,
+        incident: dict[str, Any],
+        now: datetime,
+        suppressed: set[tuple[str, str, str | None]],
+        deadline: datetime | None,
+    ) -> None:
+        policy = self.settings.policy
+        notice.due_at = now
+        if notice.recipient.key in suppressed:
+            notice.state = "suppressed"
+        elif notice.phase == "acknowledgement":
+            hold = hold_for(policy, incident["level"], notice.audience)
+            if hold > timedelta(0):
+                notice.state, notice.due_at = "held", now + hold
+            deadline = first_notice_deadline(policy, incident, notice.audience)
+        if deadline is not None:
+            notice.data["deadline"] = deadline.isoformat()
+        notice.data["opened_at"] = incident["opened_at"].isoformat()
+
+    @staticmethod
+    def row(incident_id: int, notice: PlannedNotice, now: datetime) -> dict[str, Any]:
+        return {
+            "incident_id": incident_id,
+            "provider": notice.provider,
+            "audience": notice.audience,
+            "phase": notice.phase,
+            "tenant": notice.tenant,
+            "state": notice.state,
+            "attempts": 0,
+            "subject": notice.subject,
+            "body": notice.body,
+            "data": notice.data,
+            "created_at": now,
+            "due_at": notice.due_at or now,
+            "dedupe_key": notice.dedupe_key,
+        }
+
+    def rehold(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
+        """After a level change: shorten holds to the new level's, and release what is due."""
+        for notice in outbox.held(conn, incident["id"]):
+            hold = hold_for(self.settings.policy, incident["level"], notice["audience"])
+            due = min(notice["due_at"], notice["created_at"] + hold)
+            if due != notice["due_at"]:
+                outbox.update_notice(conn, notice["id"], {"due_at": due})
+        return self.release(conn, incident, now)
+
+    def release(
+        self, conn: Connection, incident: dict[str, Any], now: datetime, *, all_held: bool = False
+    ) -> int:
+        """Held notices whose hold is over go out, rendered with what is known now."""
+        due = [n for n in outbox.held(conn, incident["id"]) if all_held or n["due_at"] <= now]
+        if not due:
+            return 0
+        released = 0
+        for notice in due:
+            recipient = self._recipient(notice)
+            if recipient is None:
+                outbox.update_notice(
+                    conn, notice["id"], {"state": "dead", "last_error": "provider is no longer configured"}
+                )
+                continue
+            facts = self.facts(conn, incident, notice["phase"], "open", now)
+            (fresh,) = plan_notices(facts, [recipient], self.settings, self.renderer)
+            data = {**notice["data"], **fresh.data, "held_until": now.isoformat()}
+            data["deadline"] = notice["data"].get("deadline")
+            outbox.update_notice(
+                conn,
+                notice["id"],
+                {
+                    "state": "pending",
+                    "subject": fresh.subject,
+                    "body": fresh.body,
+                    "data": data,
+                    # From here the notice counts as written: cadence and max_age start now.
+                    "created_at": now,
+                    "due_at": now,
+                },
+            )
+            released += 1
+        log.info("released held notices ref=%s count=%d", incident["ref"], released)
+        return released
