@@ -114,12 +114,15 @@ def _services(worker: Any) -> Any:
 
 
 def _post_worker_init(worker: Any) -> None:
-    _services(worker).dispatcher.start()
+    services = _services(worker)
+    services.dispatcher.start()
+    services.scheduler.start()
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
     services = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("dualtrack")
     if services is not None:
+        services.scheduler.stop()
         services.dispatcher.stop()
         services.store.dispose()
 

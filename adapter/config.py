@@ -187,6 +187,8 @@ def _merge_levels(value: Any) -> Any:
 class SlaFollowupSettings(Strict):
     enabled: bool = False
     delay: Duration = timedelta(hours=2)
+    # Incidents from this level up count as downtime against the availability target.
+    min_level: int = Field(default=3, ge=1, le=5)
 
 
 class PolicySettings(Strict):

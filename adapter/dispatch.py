@@ -6,11 +6,11 @@ import logging
 import os
 import random
 import socket
-import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from adapter.background import BackgroundLoop
 from adapter.clock import Clock
 from adapter.config import DeliverySettings
 from adapter.metrics import Metrics
@@ -28,7 +28,9 @@ def backoff(attempts: int, settings: DeliverySettings, rng: random.Random) -> ti
     return timedelta(seconds=capped * rng.uniform(0.5, 1.5))
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
+    name = "dualtrack-dispatcher"
+
     def __init__(
         self,
         store: Store,
@@ -45,9 +47,7 @@ class Dispatcher:
         self.metrics = metrics
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = random.Random()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # -- one pass, used by the loop and directly by tests ----------------------------------
 
@@ -69,7 +69,7 @@ class Dispatcher:
         for notice in claimed:
             stream = outbox.stream_of(notice)
             # Draining, out of time, or an earlier notice of the stream waits for a retry.
-            if self._stop.is_set() or stream in blocked or time.monotonic() > budget:
+            if self.stopping or stream in blocked or time.monotonic() > budget:
                 unstarted.append(notice["id"])
                 continue
             outcome = self._deliver(notice, messages[notice["id"]])
@@ -129,6 +129,7 @@ class Dispatcher:
         finally:
             self.metrics.delivery_seconds.labels(name).observe(time.monotonic() - started)
         self.metrics.deliveries.labels(name, "delivered").inc()
+        self._measure_deadline(notice, message)
         log.info(
             "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=%d",
             notice["id"],
@@ -138,6 +139,17 @@ class Dispatcher:
             notice["attempts"] + 1,
         )
         return outbox.Outcome(notice["id"], "delivered", at=self.clock.now(), ref=ref)
+
+    def _measure_deadline(self, notice: dict[str, Any], message: Message) -> None:
+        now = self.clock.now()
+        data = message.data
+        if notice["phase"] == "acknowledgement" and data.get("opened_at"):
+            opened = datetime.fromisoformat(data["opened_at"])
+            self.metrics.first_notice_seconds.labels(notice["audience"], str(message.level)).observe(
+                max(0.0, (now - opened).total_seconds())
+            )
+        if data.get("deadline") and now > datetime.fromisoformat(data["deadline"]):
+            self.metrics.deadline_missed.labels(notice["audience"], notice["phase"]).inc()
 
     def _failed(
         self, notice: dict[str, Any], error: str, permanent: bool, retry_after: float | None
@@ -169,35 +181,14 @@ class Dispatcher:
 
     # -- background loop ---------------------------------------------------------------------
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="dualtrack-dispatcher", daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        poll = self.settings.poll_interval.total_seconds()
-        while not self._stop.is_set():
-            try:
-                worked = self.run_once()
-            except Exception:
-                log.exception("dispatcher pass failed")
-                worked = 0
-            if not worked:
-                self._wake.wait(poll)
-                self._wake.clear()
-                # Let a burst of webhooks commit, then claim their notices in one batch.
-                self._stop.wait(self.settings.coalesce.total_seconds())
+    def idle(self) -> None:
+        self._wake.wait(self.settings.poll_interval.total_seconds())
+        self._wake.clear()
+        # Let a burst of webhooks commit, then claim their notices in one batch.
+        self._stop.wait(self.settings.coalesce.total_seconds())
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the delivery in flight, give back unstarted leases, and return."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        super().stop(timeout)
         for provider in self.providers.values():
             provider.close()

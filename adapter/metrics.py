@@ -61,6 +61,24 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.first_notice_seconds = Histogram(
+            "dualtrack_first_notice_seconds",
+            "From an incident's opening to the delivery of its first notice, per audience and level.",
+            ["audience", "level"],
+            buckets=(5, 15, 30, 60, 120, 300, 600, 900, 1800, 2700, 3600, 7200),
+            registry=r,
+        )
+        self.deadline_missed = Counter(
+            "dualtrack_deadline_missed_total",
+            "Notices delivered after their policy deadline (first notice within, update every).",
+            ["audience", "phase"],
+            registry=r,
+        )
+        self.postmortem_overdue = Counter(
+            "dualtrack_postmortem_overdue",
+            "Resolved incidents with no post-mortem after policy.postmortem_due.",
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "dualtrack_ingest_seconds",
             "Time from a parsed webhook to its committed transaction.",

@@ -156,3 +156,23 @@ def add_timeline(
 
 def timeline_of(conn: Connection, incident_id: int) -> list[Row]:
     return _all(conn, _TIMELINE_OF, {"b_id": incident_id})
+
+
+def resolved_between(conn: Connection, start: datetime, end: datetime) -> list[Row]:
+    query = select(incidents).where(
+        incidents.c.status == "resolved", incidents.c.resolved_at >= start, incidents.c.resolved_at < end
+    )
+    return _all(conn, query.order_by(incidents.c.id))
+
+
+def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Row]:
+    """Incidents open at some moment in [start, end)."""
+    query = select(incidents).where(
+        incidents.c.opened_at < end, or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start)
+    )
+    return _all(conn, query)
+
+
+def has_timeline(conn: Connection, incident_id: int, kind: str) -> bool:
+    query = select(timeline.c.id).where(timeline.c.incident_id == incident_id, timeline.c.kind == kind)
+    return conn.execute(query.limit(1)).first() is not None

@@ -10,6 +10,7 @@ from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
+from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
 from adapter.store import Store
 
@@ -22,6 +23,7 @@ class Services:
     store: Store
     engine: Engine
     dispatcher: Dispatcher
+    scheduler: Scheduler
     metrics: Metrics
     clock: Clock
 

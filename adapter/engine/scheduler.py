@@ -1,0 +1,188 @@
+"""Timed work under one lease: held notices, progress updates, post-mortem reminders, SLA follow-ups."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from calendar import monthrange
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from adapter.background import BackgroundLoop
+from adapter.clock import Clock
+from adapter.config import Settings
+from adapter.engine.notify import UPDATE_GRACE, Notifier
+from adapter.engine.planning import recipients
+from adapter.metrics import Metrics
+from adapter.store import Store, leases, outbox
+from adapter.store import incidents as repo
+
+log = logging.getLogger(__name__)
+LEASE = "scheduler"
+AUDIENCES = ("technical", "business")
+
+
+def month_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    start = moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    days = monthrange(start.year, start.month)[1]
+    return start, start + timedelta(days=days)
+
+
+def downtime(incidents: list[dict[str, Any]], start: datetime, end: datetime, now: datetime) -> timedelta:
+    """The union of the incidents' open intervals, clipped to [start, end)."""
+    spans = sorted(
+        (max(i["opened_at"], start), min(i["resolved_at"] or now, end))
+        for i in incidents
+        if (i["resolved_at"] or now) > start and i["opened_at"] < end
+    )
+    total = timedelta(0)
+    current_start, current_end = None, None
+    for span_start, span_end in spans:
+        if current_end is None or span_start > current_end:
+            if current_end is not None and current_start is not None:
+                total += current_end - current_start
+            current_start, current_end = span_start, span_end
+        else:
+            current_end = max(current_end, span_end)
+    if current_end is not None and current_start is not None:
+        total += current_end - current_start
+    return total
+
+
+class Scheduler(BackgroundLoop):
+    name = "dualtrack-scheduler"
+    paced = True
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        notifier: Notifier,
+        clock: Clock,
+        metrics: Metrics,
+        owner: str | None = None,
+        on_commit: Any = None,
+    ):
+        super().__init__()
+        self.settings = settings
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.metrics = metrics
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.on_commit = on_commit
+
+    def idle(self) -> None:
+        self._stop.wait(self.settings.policy.scheduler_interval.total_seconds())
+
+    def run_once(self) -> int:
+        """One pass if this process holds the lease; returns notices written (0 otherwise)."""
+        now = self.clock.now()
+        ttl = max(timedelta(seconds=30), 3 * self.settings.policy.scheduler_interval)
+        with self.store.transaction() as conn:
+            if not leases.acquire(conn, LEASE, self.owner, now, ttl):
+                return 0
+        written = 0
+        with self.store.read() as conn:
+            open_ids = [i["id"] for i in repo.list_incidents(conn, "open", limit=10_000)]
+        for incident_id in open_ids:
+            with self.store.transaction() as conn:
+                written += self._open_incident(conn, incident_id, now)
+        written += self._after_resolution(now)
+        if written and self.on_commit:
+            self.on_commit()
+        return written
+
+    def _open_incident(self, conn: Connection, incident_id: int, now: datetime) -> int:
+        incident = repo.get_incident(conn, incident_id)
+        if incident is None or incident["status"] == "resolved":
+            return 0
+        written = self.notifier.release(conn, incident, now)
+        policy = self.settings.policy
+        for audience in AUDIENCES:
+            last = outbox.last_heard(conn, incident_id, audience)
+            if last is None:
+                continue
+            due = last + policy.audience(incident["level"], audience).update_every
+            if now < due:
+                continue
+            written += self.notifier.notify(
+                conn,
+                incident,
+                "update",
+                f"cadence-{audience}-{int(last.timestamp())}",
+                now,
+                audiences=(audience,),
+                deadline=due + UPDATE_GRACE,
+            )
+        return written
+
+    def _after_resolution(self, now: datetime) -> int:
+        policy = self.settings.policy
+        written = 0
+        horizon = now - timedelta(days=31)
+        with self.store.read() as conn:
+            recent = repo.resolved_between(conn, horizon, now)
+        for incident in recent:
+            if incident["postmortem_at"] is None and incident["resolved_at"] <= now - policy.postmortem_due:
+                with self.store.transaction() as conn:
+                    written += self._postmortem_overdue(conn, incident, now)
+            if policy.sla_followup.enabled and incident["resolved_at"] <= now - policy.sla_followup.delay:
+                with self.store.transaction() as conn:
+                    written += self._sla_followup(conn, incident, now)
+        return written
+
+    def _postmortem_overdue(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
+        if repo.has_timeline(conn, incident["id"], "postmortem_overdue"):
+            return 0
+        repo.add_timeline(conn, incident["id"], now, "postmortem_overdue", "Post-mortem is overdue")
+        self.metrics.postmortem_overdue.inc()
+        log.info("post-mortem overdue ref=%s", incident["ref"])
+        return self.notifier.notify(
+            conn, incident, "postmortem_reminder", f"postmortem-reminder-g{incident['reopen_count']}", now
+        )
+
+    def _sla_followup(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
+        settings = self.settings
+        if incident["level"] < settings.policy.sla_followup.min_level:
+            return 0
+        if repo.has_timeline(conn, incident["id"], "sla_followup"):
+            return 0
+        repo.add_timeline(conn, incident["id"], now, "sla_followup", "SLA follow-ups planned")
+        start, end = month_bounds(incident["resolved_at"])
+        month = repo.overlapping(conn, start, end)
+        streams = recipients(settings, incident, "sla_followup")
+        written = 0
+        for tenant_id in incident["tenants"]:
+            tenant = settings.catalog.tenant(tenant_id)
+            target = tenant.sla.get("availability") if tenant else None
+            mine = [s for s in streams if s.tenant is not None and s.tenant.id == tenant_id]
+            if tenant is None or target is None or not mine:
+                continue
+            counted = [
+                i
+                for i in month
+                if tenant_id in i["tenants"] and i["level"] >= settings.policy.sla_followup.min_level
+            ]
+            down = downtime(counted, start, end, now)
+            availability = 100.0 * (1 - down / (end - start))
+            sla = {
+                "target": target,
+                "availability": round(availability, 3),
+                "impact": (incident["resolved_at"] - incident["opened_at"]),
+                "month_downtime": down,
+                "below_target": availability < target,
+                "month": start.strftime("%B %Y"),
+            }
+            written += self.notifier.notify(
+                conn, incident, "sla_followup", "sla", now, streams=mine, extra={"sla": sla}
+            )
+        return written
+
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
+        with self.store.transaction() as conn:
+            leases.release(conn, LEASE, self.owner)

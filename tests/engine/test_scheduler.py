@@ -1,0 +1,199 @@
+"""Cadence with an injected clock: holds, progress updates per level and audience, reminders, SLA."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from adapter.app import create_app
+from adapter.engine.scheduler import downtime, month_bounds
+from adapter.metrics import Metrics
+from adapter.sources import alertmanager
+from adapter.store import Store, outbox
+from adapter.store import incidents as repo
+from tests.conftest import base_config
+from tests.payloads import am_alert, am_body
+
+STEP = timedelta(minutes=1)
+
+
+@pytest.fixture
+def make_world(make_settings, clock):
+    made = []
+
+    def make(config_changes=None, catalog=None):
+        config = base_config()
+        for key, value in (config_changes or {}).items():
+            config[key] = value
+        settings = make_settings(config, catalog)
+        store = Store(settings.storage.url)
+        store.migrate()
+        metrics = Metrics()
+        svc = create_app(settings, clock=clock, store=store, metrics=metrics).extensions["dualtrack"]
+        made.append(store)
+        return svc
+
+    yield make
+    for store in made:
+        store.dispose()
+
+
+def fire(svc, fingerprint, severity, service="checkout", status="firing", starts_at=None, ends_at=None):
+    labels = {"alertname": "Slow", "service": service, "severity": severity}
+    alert = am_alert(fingerprint, labels, status=status, starts_at=starts_at or svc.clock.now(), ends_at=ends_at)
+    return svc.engine.ingest(alertmanager.parse(am_body([alert], group_key=f"g-{fingerprint}")))
+
+
+def run_for(svc, duration: timedelta, step: timedelta = STEP) -> None:
+    end = svc.clock.now() + duration
+    while svc.clock.now() < end:
+        svc.clock.advance(step)
+        svc.scheduler.run_once()
+
+
+def notices(svc, ref="INC-2026-0001"):
+    with svc.store.read() as conn:
+        incident = repo.get_incident_by_ref(conn, ref)
+        return outbox.notices_of(conn, [incident["id"]])
+
+
+def sent_times(rows, audience):
+    return [
+        r["created_at"]
+        for r in rows
+        if r["audience"] == audience and r["phase"] in ("acknowledgement", "update") and r["state"] == "pending"
+    ]
+
+
+def test_six_hour_level_2_incident_updates_technical_every_2h_and_business_every_3h(make_world, clock):
+    svc = make_world()
+    t0 = clock.now()
+    fire(svc, "a000000000000001", "warning")
+    rows = notices(svc)
+    assert [(r["audience"], r["state"]) for r in rows] == [("technical", "pending"), ("business", "held")]
+    run_for(svc, timedelta(hours=6))
+    rows = notices(svc)
+    technical = sent_times(rows, "technical")
+    business = sent_times(rows, "business")
+    assert technical == [t0, t0 + timedelta(hours=2), t0 + timedelta(hours=4), t0 + timedelta(hours=6)]
+    # Business: the first notice waits out the 10-minute hold, then every 3 hours.
+    assert business == [t0 + timedelta(minutes=10), t0 + timedelta(hours=3, minutes=10)]
+    updates = [r for r in rows if r["phase"] == "update"]
+    assert all(r["state"] == "pending" for r in updates)
+    # Nothing changed: the updates reassure rather than repeat the first notice.
+    technical_update = next(r for r in updates if r["audience"] == "technical")
+    assert technical_update["subject"].endswith("- Update")
+
+
+def test_five_minute_level_1_blip_never_reaches_business(make_world, clock):
+    svc = make_world()
+    t0 = clock.now()
+    fire(svc, "b000000000000001", "info")
+    run_for(svc, timedelta(minutes=5))
+    fire(svc, "b000000000000001", "info", status="resolved", starts_at=t0, ends_at=clock.now())
+    run_for(svc, timedelta(hours=1))
+    rows = notices(svc)
+    business = [r for r in rows if r["audience"] == "business"]
+    technical = [r for r in rows if r["audience"] == "technical"]
+    assert {r["state"] for r in business} == {"suppressed"}
+    assert [r["phase"] for r in business] == ["acknowledgement", "resolution"]
+    assert [(r["phase"], r["state"]) for r in technical] == [
+        ("acknowledgement", "pending"),
+        ("resolution", "pending"),
+    ]
+    # The dispatcher never sends a suppressed notice.
+    while svc.dispatcher.run_once():
+        pass
+    assert {r["state"] for r in notices(svc) if r["audience"] == "business"} == {"suppressed"}
+
+
+def test_raising_level_2_to_4_tightens_both_cadences_at_once(make_world, clock):
+    svc = make_world()
+    t0 = clock.now()
+    fire(svc, "c000000000000001", "warning")
+    run_for(svc, timedelta(minutes=30))
+    # Level 2 so far: business heard at 10m, technical at 0; no update due before 2h.
+    assert sent_times(notices(svc), "technical") == [t0]
+    assert sent_times(notices(svc), "business") == [t0 + timedelta(minutes=10)]
+    fire(svc, "c000000000000002", "critical")  # same service, new group: its own incident
+    fire_same_group = am_alert(
+        "c000000000000003", {"alertname": "Slow", "service": "checkout", "severity": "critical"}
+    )
+    svc.engine.ingest(alertmanager.parse(am_body([fire_same_group], group_key="g-c000000000000001")))
+    with svc.store.read() as conn:
+        assert repo.get_incident_by_ref(conn, "INC-2026-0001")["level"] == 4
+    raised_at = clock.now()
+    run_for(svc, timedelta(minutes=100))
+    technical = sent_times(notices(svc), "technical")
+    business = sent_times(notices(svc), "business")
+    # The level change is an update for both tracks at once; from then on both follow level 4's
+    # hourly cadence instead of level 2's 2 hours (technical) and 3 hours (business).
+    assert technical == [t0, raised_at, raised_at + timedelta(hours=1)]
+    assert business == [t0 + timedelta(minutes=10), raised_at, raised_at + timedelta(hours=1)]
+
+
+def test_held_first_notice_is_rendered_when_released(make_world, clock):
+    svc = make_world()
+    fire(svc, "d000000000000001", "warning")
+    held = next(r for r in notices(svc) if r["state"] == "held")
+    assert held["due_at"] == clock.now() + timedelta(minutes=10)
+    run_for(svc, timedelta(minutes=10))
+    released = next(r for r in notices(svc) if r["id"] == held["id"])
+    assert released["state"] == "pending"
+    assert released["created_at"] == clock.now()
+    assert released["data"]["held_until"] == clock.now().isoformat()
+
+
+def test_only_one_scheduler_holds_the_lease(make_world, clock):
+    svc = make_world()
+    from adapter.engine.scheduler import Scheduler
+
+    other = Scheduler(svc.settings, svc.store, svc.engine.notifier, clock, Metrics(), owner="other")
+    fire(svc, "e000000000000001", "warning")
+    clock.advance(timedelta(minutes=11))
+    assert other.run_once() == 1  # takes the lease and releases the held notice
+    assert svc.scheduler.run_once() == 0  # lease held by "other"
+    clock.advance(timedelta(minutes=5))  # the lease (30s) expired: the survivor takes over
+    assert svc.scheduler.run_once() == 0
+    with svc.store.read() as conn:
+        from sqlalchemy import select
+
+        from adapter.store.schema import leases
+
+        assert conn.execute(select(leases.c.owner)).scalar() == svc.scheduler.owner
+
+
+def test_postmortem_overdue_reminds_internal_providers_once(make_world, clock):
+    svc = make_world(
+        {
+            "providers": [
+                {"name": "status", "type": "builtin", "audience": "all"},
+                {"name": "team", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/t"},
+            ],
+            "policy": {"internal_providers": ["team"], "postmortem_due": "48h"},
+        }
+    )
+    t0 = clock.now()
+    fire(svc, "f000000000000001", "critical")
+    clock.advance(timedelta(minutes=20))
+    fire(svc, "f000000000000001", "critical", status="resolved", starts_at=t0, ends_at=clock.now())
+    run_for(svc, timedelta(hours=47), step=timedelta(hours=1))
+    assert not [r for r in notices(svc) if r["phase"] == "postmortem_reminder"]
+    run_for(svc, timedelta(hours=3), step=timedelta(hours=1))
+    reminders = [r for r in notices(svc) if r["phase"] == "postmortem_reminder"]
+    assert [(r["provider"], r["audience"]) for r in reminders] == [("team", "technical")]
+    assert svc.metrics.registry.get_sample_value("dualtrack_postmortem_overdue_total") == 1
+
+
+def test_downtime_merges_overlaps_and_clips_to_the_month():
+    start, end = month_bounds(datetime(2026, 11, 15, tzinfo=UTC))
+    assert (start, end) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    h = timedelta(hours=1)
+    incidents = [
+        {"opened_at": start - h, "resolved_at": start + h},  # 1h inside the month
+        {"opened_at": start + 10 * h, "resolved_at": start + 12 * h},
+        {"opened_at": start + 11 * h, "resolved_at": start + 13 * h},  # overlaps the previous one
+        {"opened_at": end - h, "resolved_at": None},  # still open at `now` past the month end
+    ]
+    assert downtime(incidents, start, end, now=end + 5 * h) == 5 * h
