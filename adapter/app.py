@@ -8,6 +8,7 @@ from adapter.clock import Clock, SystemClock
 from adapter.config import Settings
 from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
+from adapter.engine.humans import HumanActions
 from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
 from adapter.providers import build_providers
@@ -53,12 +54,14 @@ def create_app(
     renderer = make_renderer(settings, metrics)
     engine = Engine(settings, store, renderer, clock, metrics, on_commit=dispatcher.wake)
     scheduler = Scheduler(settings, store, engine.notifier, clock, metrics, on_commit=dispatcher.wake)
+    humans = HumanActions(settings, store, engine.notifier, clock, on_commit=dispatcher.wake)
     app.extensions[EXTENSION] = Services(
         settings=settings,
         store=store,
         engine=engine,
         dispatcher=dispatcher,
         scheduler=scheduler,
+        humans=humans,
         metrics=metrics,
         clock=clock,
     )

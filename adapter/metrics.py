@@ -101,3 +101,21 @@ class BacklogCollector:
             "Age of the oldest notice waiting for delivery.",
             oldest,
         )
+
+
+class _Discarded:
+    def labels(self, *_: object, **__: object) -> _Discarded:
+        return self
+
+    def inc(self, *_: object) -> None:
+        pass
+
+    def observe(self, *_: object) -> None:
+        pass
+
+
+class DiscardMetrics:
+    """Stands in for Metrics where nothing may be counted (previews)."""
+
+    def __getattr__(self, name: str) -> _Discarded:
+        return _Discarded()

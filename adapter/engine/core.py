@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 
@@ -14,10 +14,10 @@ from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.engine.notify import Notifier
 from adapter.engine.severity import classify
-from adapter.metrics import Metrics
+from adapter.metrics import DiscardMetrics, Metrics
 from adapter.rendering import Renderer
 from adapter.sources.signal import Batch, Signal
-from adapter.store import Store
+from adapter.store import Store, outbox
 from adapter.store import incidents as repo
 
 log = logging.getLogger(__name__)
@@ -82,19 +82,37 @@ class Engine:
         result = IngestResult()
         if batch.test:
             return result
-        now = self.clock.now()
         with self.store.transaction() as conn:
-            changes: dict[int, Change] = {}
-            for signal in batch.signals:
-                outcome = self._apply(conn, signal, now, changes)
-                self.metrics.signals.labels(batch.source, outcome).inc()
-                result.duplicates += outcome in ("duplicate", "stale")
-            for incident_id, change in changes.items():
-                result.notices += self._settle(conn, incident_id, change, now)
-                result.refs.append(change.incident["ref"])
+            result = self._ingest_in(conn, batch, self.clock.now())
         if result.notices and self.on_commit:
             self.on_commit()
         return result
+
+    def _ingest_in(self, conn: Connection, batch: Batch, now: datetime) -> IngestResult:
+        result = IngestResult()
+        changes: dict[int, Change] = {}
+        for signal in batch.signals:
+            outcome = self._apply(conn, signal, now, changes)
+            self.metrics.signals.labels(batch.source, outcome).inc()
+            result.duplicates += outcome in ("duplicate", "stale")
+        for incident_id, change in changes.items():
+            result.notices += self._settle(conn, incident_id, change, now)
+            result.refs.append(change.incident["ref"])
+        return result
+
+    def preview(self, batch: Batch) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """The incidents and notices this batch would produce; nothing is stored, sent or counted."""
+        if batch.test:
+            return []
+        quiet = Engine(self.settings, self.store, self.renderer, self.clock, cast(Metrics, DiscardMetrics()))
+        with self.store.rolled_back() as conn:
+            result = quiet._ingest_in(conn, batch, self.clock.now())
+            out = []
+            for ref in result.refs:
+                incident = repo.get_incident_by_ref(conn, ref)
+                assert incident is not None
+                out.append((incident, outbox.notices_of(conn, [incident["id"]])))
+        return out
 
     def _apply(self, conn: Connection, signal: Signal, now: datetime, changes: dict[int, Change]) -> str:
         existing = repo.find_alert(conn, signal.source, signal.fingerprint, signal.starts_at)

@@ -92,11 +92,12 @@ class Notifier:
         held = outbox.held_streams(conn, incident["id"])
         suppressed: set[tuple[str, str, str | None]] = set()
         unheard: list[Recipient] = []
-        if phase == "resolution":
-            # Readers still inside the hold never heard of it: they need no resolution either.
-            suppressed = outbox.suppress_held(conn, incident["id"])
-            unheard = [s for s in streams if s.key not in outbox.heard_streams(conn, incident["id"])]
-            suppressed |= {s.key for s in unheard}
+        if phase in ("resolution", "postmortem"):
+            # Readers who never heard of it (held, then suppressed) need no ending either.
+            if phase == "resolution":
+                suppressed = outbox.suppress_held(conn, incident["id"])
+            heard = outbox.heard_streams(conn, incident["id"])
+            suppressed |= {s.key for s in streams if s.key not in heard}
         elif phase == "update":
             # A held first notice is rendered afresh when released; a reader who never heard of
             # the incident (its first notice was suppressed) gets a first notice, not an update.

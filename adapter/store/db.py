@@ -71,6 +71,16 @@ class Store:
                 fcntl.flock(self._writer_file, fcntl.LOCK_UN)
 
     @contextmanager
+    def rolled_back(self) -> Iterator[Connection]:
+        """A write transaction that is always rolled back: for previews."""
+        with self.transaction() as conn:
+            nested = conn.begin_nested()
+            try:
+                yield conn
+            finally:
+                nested.rollback()
+
+    @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             yield conn

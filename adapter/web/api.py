@@ -1,19 +1,127 @@
-"""The read API over incidents and their notices (Bearer API token)."""
+"""The incident API (Bearer API token): read incidents, and let humans update, resolve, review."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapter.durations import parse_duration
+from adapter.engine.humans import Conflict, HumanUpdate, NotFound
+from adapter.sources import alertmanager
+from adapter.sources.signal import PayloadError
 from adapter.store import incidents as repo
 from adapter.store import outbox
 from adapter.web import auth
-from adapter.web.errors import ApiError
+from adapter.web.errors import ApiError, read_json
 from adapter.web.serialize import alert_json, incident_json, notice_json, timeline_json
-from adapter.web.services import services
+from adapter.web.services import Services, services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 STATUSES = ("open", "resolved", "all")
+Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UpdateBody(_Body):
+    status: Literal["investigating", "identified", "monitoring"] | None = None
+    technical: Text | None = None
+    business: Text | None = None
+    # An absolute time, or a duration from now such as "2h".
+    eta: AwareDatetime | str | None = None
+    workaround: Text | None = None
+    root_cause: Text | None = None
+    action_required: Text | None = None
+
+    @field_validator("eta")
+    @classmethod
+    def _eta(cls, value: datetime | str | None) -> datetime | str | None:
+        if isinstance(value, str):
+            parse_duration(value)
+        return value
+
+
+class PatchBody(_Body):
+    level: int | None = Field(default=None, ge=1, le=5)
+    title: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    incident_type: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")] | None = None
+
+
+class ResolveBody(_Body):
+    technical: Text | None = None
+    business: Text | None = None
+    root_cause: Text | None = None
+
+
+class PostmortemBody(_Body):
+    technical: Text
+    business: Text | None = None
+    preventive_measures: Text | None = None
+
+
+def _body(model: type[Model], svc: Services) -> Model:
+    data = read_json(request, svc.settings.server.max_body_bytes)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ApiError(422, "invalid_payload", "request body is not valid", details) from None
+
+
+def _human(action: Any, *args: Any) -> None:
+    try:
+        action(*args)
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except Conflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+
+
+def call_list(svc: Services, incident: dict[str, Any]) -> list[dict[str, Any]]:
+    """Level 3 and up: the affected enterprise tenants to call, largest accounts first."""
+    if incident["level"] < 3:
+        return []
+    out = []
+    for tenant in map(svc.settings.catalog.tenant, incident["tenants"]):
+        if tenant is None or tenant.tier != "enterprise":
+            continue
+        contacts = tenant.contacts
+        account = (contacts.model_extra or {}).get("account")
+        out.append(
+            {
+                "tenant": tenant.id,
+                "name": tenant.name,
+                "contact": account or contacts.phone or contacts.email,
+            }
+        )
+    return out
+
+
+def _incident_document(svc: Services, ref: str) -> dict[str, Any]:
+    with svc.store.read() as conn:
+        row = repo.get_incident_by_ref(conn, ref)
+        if row is None:
+            raise ApiError(404, "not_found", f"no incident {ref}")
+        alerts = repo.alerts_of(conn, row["id"])
+        notices = outbox.notices_of(conn, [row["id"]])
+        timeline = repo.timeline_of(conn, row["id"])
+    return {
+        **incident_json(row),
+        "call_list": call_list(svc, row),
+        "alerts": [alert_json(a) for a in alerts],
+        "notices": [notice_json(n) for n in notices],
+        "timeline": [timeline_json(t) for t in timeline],
+    }
 
 
 @bp.before_request
@@ -31,25 +139,86 @@ def list_incidents() -> ResponseReturnValue:
             "status must be open, resolved or all",
             [{"field": "status", "message": f"got {status!r}"}],
         )
-    with services().store.read() as conn:
+    svc = services()
+    with svc.store.read() as conn:
         rows = repo.list_incidents(conn, status)
-    return jsonify({"incidents": [incident_json(r) for r in rows]})
+    return jsonify({"incidents": [{**incident_json(r), "call_list": call_list(svc, r)} for r in rows]})
 
 
 @bp.get("/incidents/<ref>")
 def get_incident(ref: str) -> ResponseReturnValue:
-    with services().store.read() as conn:
-        row = repo.get_incident_by_ref(conn, ref)
-        if row is None:
-            raise ApiError(404, "not_found", f"no incident {ref}")
-        alerts = repo.alerts_of(conn, row["id"])
-        notices = outbox.notices_of(conn, [row["id"]])
-        timeline = repo.timeline_of(conn, row["id"])
+    return jsonify(_incident_document(services(), ref))
+
+
+@bp.post("/incidents/<ref>/updates")
+def post_update(ref: str) -> ResponseReturnValue:
+    svc = services()
+    body = _body(UpdateBody, svc)
+    eta = body.eta
+    if isinstance(eta, str):
+        eta = svc.clock.now() + parse_duration(eta)
+    update = HumanUpdate(**{**body.model_dump(), "eta": eta})
+    _human(svc.humans.update, ref, update)
+    return jsonify(_incident_document(svc, ref)), 201
+
+
+@bp.patch("/incidents/<ref>")
+def patch_incident(ref: str) -> ResponseReturnValue:
+    svc = services()
+    body = _body(PatchBody, svc)
+    _human(svc.humans.patch, ref, body.level, body.title, body.incident_type)
+    return jsonify(_incident_document(svc, ref))
+
+
+@bp.post("/incidents/<ref>/resolve")
+def resolve_incident(ref: str) -> ResponseReturnValue:
+    svc = services()
+    body = _body(ResolveBody, svc)
+    _human(svc.humans.resolve, ref, body.technical, body.business, body.root_cause)
+    return jsonify(_incident_document(svc, ref))
+
+
+@bp.post("/incidents/<ref>/postmortem")
+def post_postmortem(ref: str) -> ResponseReturnValue:
+    svc = services()
+    body = _body(PostmortemBody, svc)
+    _human(svc.humans.postmortem, ref, body.technical, body.business, body.preventive_measures)
+    return jsonify(_incident_document(svc, ref)), 201
+
+
+@bp.post("/preview")
+def preview() -> ResponseReturnValue:
+    """What an inbound payload would open and every first notice, rendered; nothing stored or sent."""
+    svc = services()
+    source = request.args.get("source", "alertmanager")
+    if source != "alertmanager":
+        raise ApiError(
+            400,
+            "bad_request",
+            f"source {source!r} is not supported here yet; use alertmanager",
+            [{"field": "source", "message": f"got {source!r}"}],
+        )
+    try:
+        batch = alertmanager.parse(read_json(request, svc.settings.server.max_body_bytes))
+    except PayloadError as exc:
+        raise ApiError(422, "invalid_payload", str(exc), exc.details) from None
+    results = svc.engine.preview(batch)
+    incidents = [
+        {
+            **incident_json(incident),
+            "call_list": call_list(svc, incident),
+            "notices": [
+                {k: n[k] for k in ("provider", "audience", "phase", "tenant", "state", "subject", "body")}
+                for n in notices
+            ],
+        }
+        for incident, notices in results
+    ]
+    first = incidents[0] if incidents else None
     return jsonify(
         {
-            **incident_json(row),
-            "alerts": [alert_json(a) for a in alerts],
-            "notices": [notice_json(n) for n in notices],
-            "timeline": [timeline_json(t) for t in timeline],
+            "incident": {k: v for k, v in first.items() if k != "notices"} if first else None,
+            "notices": first["notices"] if first else [],
+            "incidents": incidents,
         }
     )

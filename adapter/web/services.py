@@ -10,6 +10,7 @@ from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
+from adapter.engine.humans import HumanActions
 from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
 from adapter.store import Store
@@ -24,6 +25,7 @@ class Services:
     engine: Engine
     dispatcher: Dispatcher
     scheduler: Scheduler
+    humans: HumanActions
     metrics: Metrics
     clock: Clock
 

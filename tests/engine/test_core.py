@@ -261,7 +261,7 @@ def test_broken_template_falls_back_and_is_counted(make_settings, clock, tmp_pat
     assert business[0]["subject"] == "Service update: Initial Response"
     assert business[0]["data"]["template"] == "builtin"
     technical = next(n for n in inc["notices"] if n["audience"] == "technical")
-    assert technical["data"]["template"] == "technical/acknowledgement.md.j2"
+    assert technical["data"]["template"] == "web/technical/acknowledgement.md.j2"
     sample = metrics.registry.get_sample_value(
         "dualtrack_template_fallbacks_total", {"audience": "business", "phase": "acknowledgement"}
     )

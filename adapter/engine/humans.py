@@ -1,0 +1,183 @@
+"""What on-call engineers do through the API: updates, severity, resolution, post-mortems."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from adapter.clock import Clock
+from adapter.config import Settings
+from adapter.engine.notify import Notifier
+from adapter.store import Store
+from adapter.store import incidents as repo
+
+log = logging.getLogger(__name__)
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class HumanUpdate:
+    status: str | None = None
+    technical: str | None = None
+    business: str | None = None
+    eta: datetime | None = None
+    workaround: str | None = None
+    root_cause: str | None = None
+    action_required: str | None = None
+
+
+class HumanActions:
+    def __init__(self, settings: Settings, store: Store, notifier: Notifier, clock: Clock, on_commit: Any):
+        self.settings = settings
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.on_commit = on_commit
+
+    def _incident(self, conn: Connection, ref: str) -> dict[str, Any]:
+        incident = repo.get_incident_by_ref(conn, ref)
+        if incident is None:
+            raise NotFound(f"no incident {ref}")
+        return incident
+
+    def _count(self, conn: Connection, incident_id: int, kind: str) -> int:
+        return sum(1 for t in repo.timeline_of(conn, incident_id) if t["kind"] == kind)
+
+    def _done(self, written: int) -> None:
+        if written and self.on_commit:
+            self.on_commit()
+
+    def update(self, ref: str, change: HumanUpdate) -> str:
+        """A human update, sent at once to both audiences; it resets the cadence timer."""
+        now = self.clock.now()
+        with self.store.transaction() as conn:
+            incident = self._incident(conn, ref)
+            if incident["status"] == "resolved":
+                raise Conflict(f"{ref} is resolved; reopen it or publish a post-mortem instead")
+            values: dict[str, Any] = {
+                key: getattr(change, key)
+                for key in ("status", "eta", "workaround", "root_cause", "action_required")
+                if getattr(change, key) is not None
+            }
+            values["updated_at"] = now
+            repo.update_incident(conn, incident["id"], values)
+            incident.update(values)
+            number = self._count(conn, incident["id"], "human_update") + 1
+            summary = change.technical or (f"Status: {change.status}" if change.status else "Update")
+            repo.add_timeline(conn, incident["id"], now, "human_update", summary[:500])
+            # A human chose to speak: readers still inside a hold hear the first notice now.
+            written = self.notifier.release(conn, incident, now, all_held=True)
+            written += self.notifier.notify(
+                conn,
+                incident,
+                "update",
+                f"human-{number}",
+                now,
+                messages={"technical": change.technical, "business": change.business},
+            )
+        log.info("human update ref=%s notices=%d", ref, written)
+        self._done(written)
+        return ref
+
+    def patch(self, ref: str, level: int | None, title: str | None, incident_type: str | None) -> str:
+        """The on-call engineer sets severity (later alert rules do not override it), title, type."""
+        now = self.clock.now()
+        with self.store.transaction() as conn:
+            incident = self._incident(conn, ref)
+            values: dict[str, Any] = {"updated_at": now}
+            if title is not None:
+                values["title"] = title
+            if incident_type is not None:
+                values["incident_type"] = incident_type
+            before = incident["level"]
+            if level is not None:
+                values.update(level=level, level_locked=True)
+            repo.update_incident(conn, incident["id"], values)
+            incident.update(values)
+            written = 0
+            if level is not None and level != before:
+                repo.add_timeline(
+                    conn, incident["id"], now, "level_changed", f"Level set from {before} to {level} by hand"
+                )
+                open_ = incident["status"] != "resolved"
+                if open_ and level > before:
+                    generation = incident["reopen_count"]
+                    written += self.notifier.notify(
+                        conn, incident, "update", f"level-{level}-g{generation}", now
+                    )
+                    if level == 5:
+                        written += self.notifier.notify(
+                            conn, incident, "executive", f"executive-g{generation}", now
+                        )
+                if open_:
+                    written += self.notifier.rehold(conn, incident, now)
+        self._done(written)
+        return ref
+
+    def resolve(self, ref: str, technical: str | None, business: str | None, root_cause: str | None) -> str:
+        now = self.clock.now()
+        with self.store.transaction() as conn:
+            incident = self._incident(conn, ref)
+            if incident["status"] == "resolved":
+                raise Conflict(f"{ref} is already resolved")
+            values: dict[str, Any] = {"status": "resolved", "resolved_at": now, "updated_at": now}
+            if root_cause is not None:
+                values["root_cause"] = root_cause
+            repo.update_incident(conn, incident["id"], values)
+            incident.update(values)
+            repo.add_timeline(conn, incident["id"], now, "resolved", "Resolved by hand")
+            written = self.notifier.notify(
+                conn,
+                incident,
+                "resolution",
+                f"resolve-g{incident['reopen_count']}",
+                now,
+                messages={"technical": technical, "business": business},
+            )
+        self._done(written)
+        return ref
+
+    def postmortem(
+        self, ref: str, technical: str, business: str | None, preventive_measures: str | None
+    ) -> str:
+        now = self.clock.now()
+        with self.store.transaction() as conn:
+            incident = self._incident(conn, ref)
+            if incident["status"] != "resolved":
+                raise Conflict(f"{ref} is still open; resolve it before its post-mortem")
+            values: dict[str, Any] = {"postmortem_at": now, "updated_at": now}
+            if preventive_measures is not None:
+                values["preventive_measures"] = preventive_measures
+            repo.update_incident(conn, incident["id"], values)
+            incident.update(values)
+            number = self._count(conn, incident["id"], "postmortem") + 1
+            repo.add_timeline(conn, incident["id"], now, "postmortem", "Post-mortem published")
+            audiences = ("technical", "business") if self.settings.policy.business_summary else ("technical",)
+            postmortem = {
+                "technical": technical,
+                "business": business,
+                "preventive_measures": incident.get("preventive_measures"),
+            }
+            written = self.notifier.notify(
+                conn,
+                incident,
+                "postmortem",
+                f"postmortem-{number}",
+                now,
+                audiences=audiences,
+                messages={"technical": technical, "business": business},
+                extra={"postmortem": postmortem},
+            )
+        self._done(written)
+        return ref
