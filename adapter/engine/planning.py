@@ -101,9 +101,12 @@ def recipients(
         if incident["level"] < provider.min_level:
             continue
         if provider.per_tenant:
+            contact = contact_key(provider)
             for tenant in tenants:
                 if provider.tiers and tenant.tier not in provider.tiers:
                     continue
+                if contact and not tenant.contacts.model_dump().get(contact):
+                    continue  # nowhere to send it; check-config cannot know every tenant's needs
                 if tenant.segment in provider.audiences and (not audiences or tenant.segment in audiences):
                     out.append(Recipient(provider, tenant.segment, tenant))
             continue
@@ -116,6 +119,13 @@ def recipients(
                 continue
             out.append(Recipient(provider, audience))
     return out
+
+
+def contact_key(provider: ProviderSettings) -> str | None:
+    from adapter.providers import REGISTRY
+
+    kind = REGISTRY.get(provider.type)
+    return kind.contact if kind else None
 
 
 def expected_resolution(

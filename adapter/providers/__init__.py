@@ -32,10 +32,10 @@ def validate_provider(settings: ProviderSettings, where: str) -> list[str]:
         known = ", ".join(sorted(REGISTRY))
         return [f"{file}: {prefix}.type: unknown provider type {settings.type!r} (known: {known})"]
     try:
-        kind.Options.model_validate(settings.options())
+        options = kind.Options.model_validate(settings.options())
     except ValidationError as exc:
         return format_validation_error(file, exc, prefix)
-    return []
+    return [f"{file}: {prefix}.{key}: {message}" for key, message in kind.check(settings, options)]
 
 
 def build_providers(all_settings: list[ProviderSettings]) -> dict[str, Provider]:

@@ -52,11 +52,21 @@ class Message:
 class Provider:
     type: ClassVar[str]
     Options: ClassVar[builtins.type[ProviderOptions]] = ProviderOptions
+    # Per-tenant delivery goes to this key of the tenant's catalog contacts (None: not supported).
+    contact: ClassVar[str | None] = None
 
     def __init__(self, settings: ProviderSettings):
         self.name = settings.name
         self.audiences = settings.audiences
+        self.per_tenant = settings.per_tenant
         self.options = self.Options.model_validate(settings.options())
+
+    @classmethod
+    def check(cls, settings: ProviderSettings, options: ProviderOptions) -> list[tuple[str, str]]:
+        """(key, message) problems that span the common settings and the provider's own."""
+        if settings.per_tenant and cls.contact is None:
+            return [("per_tenant", f"{cls.type} providers cannot deliver per tenant")]
+        return []
 
     def send(self, message: Message) -> str:
         raise NotImplementedError

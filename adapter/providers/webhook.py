@@ -11,11 +11,12 @@ import requests
 from pydantic import Field, HttpUrl
 
 from adapter.config import Duration, ProviderSettings
-from adapter.providers.base import Message, Provider, ProviderOptions, http_request
+from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions, http_request
 
 
 class WebhookOptions(ProviderOptions):
-    url: HttpUrl
+    # Not needed with per_tenant: each tenant's `contacts.webhook` is used instead.
+    url: HttpUrl | None = None
     secret: str | None = Field(default=None, min_length=1)
     timeout: Duration = timedelta(seconds=10)
     headers: dict[str, str] = {}
@@ -29,6 +30,22 @@ class Webhook(Provider):
     type = "webhook"
     Options = WebhookOptions
     options: WebhookOptions
+    contact = "webhook"
+
+    @classmethod
+    def check(cls, settings: ProviderSettings, options: ProviderOptions) -> list[tuple[str, str]]:
+        assert isinstance(options, WebhookOptions)
+        if options.url is None and not settings.per_tenant:
+            return [("url", "required unless per_tenant is true")]
+        return super().check(settings, options)
+
+    def destination(self, message: Message) -> str:
+        if self.per_tenant:
+            url = (message.data.get("contact") or {}).get("webhook")
+            if not url:
+                raise DeliveryError(f"tenant {message.tenant} has no webhook contact", permanent=True)
+            return str(url)
+        return str(self.options.url)
 
     def __init__(self, settings: ProviderSettings):
         super().__init__(settings)
@@ -63,7 +80,7 @@ class Webhook(Provider):
         response = http_request(
             self.session,
             "POST",
-            str(self.options.url),
+            self.destination(message),
             f"webhook {self.name}",
             data=body,
             headers=headers,

@@ -41,7 +41,9 @@ def make_world(make_settings, clock):
 
 def fire(svc, fingerprint, severity, service="checkout", status="firing", starts_at=None, ends_at=None):
     labels = {"alertname": "Slow", "service": service, "severity": severity}
-    alert = am_alert(fingerprint, labels, status=status, starts_at=starts_at or svc.clock.now(), ends_at=ends_at)
+    alert = am_alert(
+        fingerprint, labels, status=status, starts_at=starts_at or svc.clock.now(), ends_at=ends_at
+    )
     return svc.engine.ingest(alertmanager.parse(am_body([alert], group_key=f"g-{fingerprint}")))
 
 
@@ -62,7 +64,9 @@ def sent_times(rows, audience):
     return [
         r["created_at"]
         for r in rows
-        if r["audience"] == audience and r["phase"] in ("acknowledgement", "update") and r["state"] == "pending"
+        if r["audience"] == audience
+        and r["phase"] in ("acknowledgement", "update")
+        and r["state"] == "pending"
     ]
 
 

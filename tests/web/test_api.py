@@ -17,7 +17,9 @@ def two_incidents(client, clock):
 
     client.post("/webhooks/alertmanager", data=fixture_bytes(FIRING), headers=am_headers())
     clock.advance(timedelta(minutes=1))
-    alert = am_alert("9999000000000001", {"alertname": "DiskFull", "service": "search", "severity": "critical"})
+    alert = am_alert(
+        "9999000000000001", {"alertname": "DiskFull", "service": "search", "severity": "critical"}
+    )
     client.post("/webhooks/alertmanager", data=encode(am_body([alert], "g2")), headers=am_headers())
     clock.advance(timedelta(minutes=1))
     resolved = dict(alert, status="resolved", endsAt="2026-11-26T14:40:00Z")

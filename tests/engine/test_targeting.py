@@ -1,0 +1,212 @@
+"""Audience targeting, per-tenant delivery, tiers and levels, escalation, SLA follow-ups."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from adapter.app import create_app
+from adapter.metrics import Metrics
+from adapter.sources import alertmanager
+from adapter.store import Store, outbox
+from adapter.store import incidents as repo
+from tests.conftest import CATALOG, base_config
+from tests.payloads import am_alert, am_body
+from tests.support.scripted import Reply, ScriptedServer
+
+TENANTS = [
+    {
+        "id": "acme",
+        "name": "Acme Ltd",
+        "segment": "technical",
+        "tier": "enterprise",
+        "timezone": "Europe/Dublin",
+        "services": ["mysql-shared", "checkout"],
+        "contacts": {"email": "ops@acme.example", "webhook": "http://127.0.0.1:9/acme"},
+    },
+    {
+        "id": "bloom",
+        "name": "Bloom Florists",
+        "timezone": "Europe/London",
+        "services": ["checkout", "search"],
+        "contacts": {"email": "owner@bloom.example"},
+    },
+    {
+        "id": "nordlys",
+        "name": "Nordlys Media AS",
+        "segment": "business",
+        "tier": "enterprise",
+        "timezone": "Europe/Oslo",
+        "services": ["search", "mysql-shared"],
+        "contacts": {"webhook": "http://127.0.0.1:9/nordlys", "phone": "+47 555 01 234"},
+        "sla": {"availability": 99.9},
+    },
+]
+CATALOG3 = {"services": CATALOG["services"], "tenants": TENANTS}
+
+
+@pytest.fixture
+def make_world(make_settings, clock):
+    stores = []
+
+    def make(providers, policy=None, catalog=CATALOG3):
+        config = base_config()
+        config["providers"] = providers
+        if policy:
+            config["policy"] = policy
+        settings = make_settings(config, catalog)
+        store = Store(settings.storage.url)
+        store.migrate()
+        stores.append(store)
+        return create_app(settings, clock=clock, store=store, metrics=Metrics()).extensions["dualtrack"]
+
+    yield make
+    for store in stores:
+        store.dispose()
+
+
+def fire(svc, service, severity="critical", fingerprint="1000000000000001", status="firing", **kw):
+    labels = {"alertname": "Down", "service": service, "severity": severity, "instance": "db-7.prod:3306"}
+    alert = am_alert(fingerprint, labels, status=status, **kw)
+    return svc.engine.ingest(alertmanager.parse(am_body([alert], group_key=f"g-{service}")))
+
+
+def notices(svc, ref="INC-2026-0001"):
+    with svc.store.read() as conn:
+        incident = repo.get_incident_by_ref(conn, ref)
+        return outbox.notices_of(conn, [incident["id"]]) if incident else []
+
+
+def streams(svc, ref="INC-2026-0001", phase="acknowledgement"):
+    return sorted(
+        (n["provider"], n["audience"], n["tenant"]) for n in notices(svc, ref) if n["phase"] == phase
+    )
+
+
+TECH = {"name": "tech", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/t"}
+BIZ = {"name": "biz", "type": "webhook", "audience": "business", "url": "http://127.0.0.1:9/b"}
+
+
+def test_providers_hear_only_of_incidents_affecting_their_audience(make_world):
+    svc = make_world([TECH, BIZ, {**TECH, "name": "tech-all", "only_when_affected": False}])
+    fire(svc, "search")  # bloom and nordlys: business tenants only
+    assert streams(svc) == [("biz", "business", None), ("tech-all", "technical", None)]
+
+
+def test_unknown_services_go_to_technical_providers_only(make_world):
+    svc = make_world([TECH, BIZ, {"name": "status", "type": "builtin", "audience": "all"}])
+    fire(svc, "billing")
+    assert streams(svc) == [("status", "technical", None), ("tech", "technical", None)]
+
+
+def test_per_tenant_provider_sends_each_tenant_its_own_version(make_world):
+    direct = {"name": "direct", "type": "webhook", "audience": "all", "per_tenant": True}
+    svc = make_world([direct])
+    fire(svc, "mysql-shared")  # acme (technical) and nordlys (business); critical infra: level 5
+    rows = [n for n in notices(svc) if n["phase"] == "acknowledgement"]
+    assert sorted((n["tenant"], n["audience"]) for n in rows) == [
+        ("acme", "technical"),
+        ("nordlys", "business"),
+    ]
+    for row in rows:
+        assert row["data"]["tenants"] == [row["tenant"]]
+        others = {"acme": "Acme Ltd", "nordlys": "Nordlys Media AS", "bloom": "Bloom Florists"}
+        others.pop(row["tenant"])
+        for name in others.values():
+            assert name not in row["subject"] + row["body"]
+    nordlys = next(n for n in rows if n["tenant"] == "nordlys")
+    assert nordlys["data"]["timezone"] == "Europe/Oslo"
+    assert "CET" in nordlys["body"] or "CEST" in nordlys["body"]
+    assert "db-7.prod" not in nordlys["body"]
+
+
+def test_tiers_and_min_level_limit_per_tenant_delivery(make_world):
+    enterprise_l5 = {
+        "name": "enterprise",
+        "type": "webhook",
+        "audience": "all",
+        "per_tenant": True,
+        "tiers": ["enterprise"],
+        "min_level": 5,
+    }
+    svc = make_world([enterprise_l5])
+    fire(svc, "checkout")  # level 4: below min_level
+    assert streams(svc) == []
+    fire(svc, "mysql-shared", fingerprint="2000000000000001")  # level 5; bloom is not affected
+    assert streams(svc, "INC-2026-0002") == [
+        ("enterprise", "business", "nordlys"),
+        ("enterprise", "technical", "acme"),
+    ]
+
+
+def test_tenant_without_the_contact_is_skipped(make_world):
+    direct = {"name": "direct", "type": "webhook", "audience": "all", "per_tenant": True}
+    svc = make_world([direct])
+    fire(svc, "checkout")  # acme (has a webhook) and bloom (has none)
+    assert streams(svc) == [("direct", "technical", "acme")]
+
+
+def test_per_tenant_webhook_posts_to_the_tenant_contact(make_world, clock):
+    with ScriptedServer(Reply(200)) as server:
+        tenants = json.loads(json.dumps(TENANTS))
+        tenants[0]["contacts"]["webhook"] = server.url + "/acme-hook"
+        direct = {"name": "direct", "type": "webhook", "audience": "all", "per_tenant": True, "secret": "k"}
+        svc = make_world([direct], catalog={"services": CATALOG["services"], "tenants": tenants})
+        fire(svc, "checkout")
+        while svc.dispatcher.run_once():
+            pass
+    (request,) = server.requests
+    assert request.path == "/acme-hook"
+    payload = json.loads(request.body)
+    assert payload["tenant"] == "acme" and payload["tenants"] == ["acme"]
+
+
+def test_level_5_sends_an_executive_notice_to_internal_providers(make_world):
+    team = {"name": "team", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/x"}
+    svc = make_world([TECH, team], policy={"internal_providers": ["team"]})
+    fire(svc, "mysql-shared")
+    assert streams(svc, phase="executive") == [("team", "technical", None)]
+    fire(svc, "checkout", fingerprint="3000000000000001")  # level 4: no executive notice
+    assert streams(svc, "INC-2026-0002", phase="executive") == []
+
+
+def test_per_tenant_provider_config_errors_name_the_key(make_settings):
+    from adapter.config import ConfigError
+
+    config = base_config()
+    config["providers"] = [
+        {"name": "hook", "type": "webhook", "audience": "all"},
+        {"name": "page", "type": "builtin", "per_tenant": True},
+    ]
+    with pytest.raises(ConfigError) as info:
+        make_settings(config)
+    problems = [p.split(": ", 1)[1] for p in info.value.problems]
+    assert problems == [
+        "providers[0].url: required unless per_tenant is true",
+        "providers[1].per_tenant: builtin providers cannot deliver per tenant",
+    ]
+
+
+def test_sla_followup_after_resolution_for_tenants_with_a_target(make_world, clock):
+    direct = {"name": "direct", "type": "webhook", "audience": "all", "per_tenant": True}
+    svc = make_world([direct], policy={"sla_followup": {"enabled": True, "delay": "2h"}})
+    t0 = clock.now()
+    fire(svc, "mysql-shared", starts_at=t0)
+    clock.advance(timedelta(minutes=90))
+    fire(svc, "mysql-shared", status="resolved", starts_at=t0, ends_at=clock.now())
+    # Never inside active-incident notices.
+    assert not [n for n in notices(svc) if "99.9" in n["body"]]
+    clock.advance(timedelta(hours=1))
+    svc.scheduler.run_once()
+    assert streams(svc, phase="sla_followup") == []
+    clock.advance(timedelta(hours=1, minutes=1))
+    svc.scheduler.run_once()
+    svc.scheduler.run_once()
+    followups = [n for n in notices(svc) if n["phase"] == "sla_followup"]
+    assert [(n["tenant"], n["audience"]) for n in followups] == [("nordlys", "business")]
+    body = followups[0]["body"]
+    # 90 minutes down in November (30 days): 99.792% against a 99.9% target.
+    assert "99.79" in body and "99.9" in body
+    assert "Acme" not in body

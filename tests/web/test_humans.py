@@ -1,0 +1,211 @@
+"""Humans in the loop through the API: updates, severity, manual resolution, post-mortem, preview."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from adapter.app import create_app
+from adapter.metrics import Metrics
+from adapter.store import Store
+from tests.conftest import am_headers, api_headers, base_config, fixture_bytes
+
+FIRING = "alertmanager/alertmanager-firing.json"
+
+
+@pytest.fixture
+def world(make_settings, clock):
+    config = base_config()
+    config["providers"] = [
+        {"name": "status", "type": "builtin", "audience": "all"},
+        {"name": "team", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/team"},
+    ]
+    config["policy"] = {
+        "internal_providers": ["team"],
+        "urgent_contact": "+353 1 555 0100 (incident line)",
+        "business_summary": True,
+    }
+    settings = make_settings(config)
+    store = Store(settings.storage.url)
+    store.migrate()
+    app = create_app(settings, clock=clock, store=store, metrics=Metrics())
+    yield app.test_client(), app.extensions["dualtrack"]
+    store.dispose()
+
+
+def post(client, url, body):
+    return client.post(
+        url, data=json.dumps(body), headers={**api_headers(), "Content-Type": "application/json"}
+    )
+
+
+def open_incident(client) -> dict:
+    response = client.post("/webhooks/alertmanager", data=fixture_bytes(FIRING), headers=am_headers())
+    assert response.status_code == 202
+    return client.get("/api/v1/incidents/INC-2026-0001", headers=api_headers()).get_json()
+
+
+def test_human_update_goes_to_both_audiences_at_once_and_resets_the_cadence(world, clock):
+    client, svc = world
+    open_incident(client)
+    clock.advance(timedelta(minutes=20))
+    response = post(
+        client,
+        "/api/v1/incidents/INC-2026-0001/updates",
+        {
+            "status": "identified",
+            "technical": "Connection pool exhausted after deploy 4.2.1; rolling back.",
+            "business": "We found the cause and are rolling back a recent change.",
+            "eta": "45m",
+            "workaround": "Retry failed checkouts after a minute.",
+        },
+    )
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["status"] == "identified"
+    updates = [n for n in body["notices"] if n["phase"] == "update"]
+    assert sorted((n["provider"], n["audience"]) for n in updates) == [
+        ("status", "business"),
+        ("status", "technical"),
+        ("team", "technical"),
+    ]
+    technical = next(n for n in updates if n["audience"] == "technical")
+    business = next(n for n in updates if n["audience"] == "business")
+    assert "rolling back" in technical["body"]
+    assert "Retry failed checkouts" in technical["body"]
+    assert "rolling back a recent change" in business["body"]
+    assert "deploy 4.2.1" not in business["body"]
+    assert "15:37" in business["body"]  # ETA 14:52 + 45m, in the provider's zone (UTC)
+    # The cadence counts from the human update: nothing more is due for the next hour (level 4).
+    clock.advance(timedelta(minutes=59))
+    svc.scheduler.run_once()
+    again = client.get("/api/v1/incidents/INC-2026-0001", headers=api_headers()).get_json()
+    assert len([n for n in again["notices"] if n["phase"] == "update"]) == 3
+    clock.advance(timedelta(minutes=2))
+    svc.scheduler.run_once()
+    again = client.get("/api/v1/incidents/INC-2026-0001", headers=api_headers()).get_json()
+    assert len([n for n in again["notices"] if n["phase"] == "update"]) == 6
+
+
+def test_patch_sets_the_level_and_later_rules_do_not_override_it(world, clock):
+    client, svc = world
+    open_incident(client)
+    response = client.patch(
+        "/api/v1/incidents/INC-2026-0001",
+        data=json.dumps({"level": 5, "title": "Checkout errors", "incident_type": "database"}),
+        headers={**api_headers(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["level"], body["title"], body["incident_type"], body["level_locked"]) == (
+        5,
+        "Checkout errors",
+        "database",
+        True,
+    )
+    executive = [n for n in body["notices"] if n["phase"] == "executive"]
+    assert [(n["provider"], n["audience"]) for n in executive] == [("team", "technical")]
+    assert body["call_list"] == [{"tenant": "acme", "name": "Acme Ltd", "contact": "ops@acme.example"}]
+    # A new alert with severity info joins; the human's level stands.
+    from tests.payloads import am_alert, am_body, encode
+
+    group = json.loads(fixture_bytes(FIRING))["groupKey"]
+    alert = am_alert("7777000000000001", {"alertname": "X", "service": "checkout", "severity": "info"})
+    client.post("/webhooks/alertmanager", data=encode(am_body([alert], group)), headers=am_headers())
+    assert client.get("/api/v1/incidents/INC-2026-0001", headers=api_headers()).get_json()["level"] == 5
+
+
+def test_business_notices_carry_the_urgent_contact_from_level_3(world):
+    client, _ = world
+    body = open_incident(client)  # level 4
+    business = next(n for n in body["notices"] if n["audience"] == "business")
+    assert "+353 1 555 0100" in business["body"]
+
+
+def test_manual_resolve_and_postmortem(world, clock):
+    client, _ = world
+    open_incident(client)
+    clock.advance(timedelta(minutes=30))
+    response = post(
+        client,
+        "/api/v1/incidents/INC-2026-0001/resolve",
+        {"technical": "Rolled back 4.2.1.", "business": "Checkout works again.", "root_cause": "Pool size"},
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "resolved"
+    assert body["resolved_at"] == "2026-11-26T15:02:00Z"
+    resolutions = [n for n in body["notices"] if n["phase"] == "resolution"]
+    assert len(resolutions) == 3
+    assert any("Checkout works again." in n["body"] for n in resolutions if n["audience"] == "business")
+    assert post(client, "/api/v1/incidents/INC-2026-0001/resolve", {}).status_code == 409
+
+    response = post(
+        client,
+        "/api/v1/incidents/INC-2026-0001/postmortem",
+        {
+            "technical": "The pool was sized for 200 connections; deploy 4.2.1 doubled the workers.",
+            "business": "We have added safeguards so a change like this cannot slow checkout again.",
+            "preventive_measures": "Pool size alerts at 80%; load test every deploy.",
+        },
+    )
+    assert response.status_code == 201
+    postmortems = [n for n in response.get_json()["notices"] if n["phase"] == "postmortem"]
+    technical = next(n for n in postmortems if n["provider"] == "status" and n["audience"] == "technical")
+    assert "doubled the workers" in technical["body"]
+    assert "Incident opened" in technical["body"] or "opened" in technical["body"].lower()
+    assert any(n["audience"] == "business" for n in postmortems)  # policy.business_summary is on
+
+
+def test_human_actions_validate_and_404(world):
+    client, _ = world
+    open_incident(client)
+    bad = post(client, "/api/v1/incidents/INC-2026-0001/updates", {"status": "fixed", "colour": 1})
+    assert bad.status_code == 422
+    fields = {d["field"] for d in bad.get_json()["error"]["details"]}
+    assert {"status", "colour"} <= fields
+    assert post(client, "/api/v1/incidents/INC-2026-0001/updates", {"eta": "soon"}).status_code == 422
+    assert post(client, "/api/v1/incidents/INC-2026-0404/updates", {}).status_code == 404
+    assert post(client, "/api/v1/incidents/INC-2026-0001/postmortem", {"technical": "x"}).status_code == 409
+    assert (
+        client.patch(
+            "/api/v1/incidents/INC-2026-0001",
+            data=json.dumps({"level": 9}),
+            headers={**api_headers(), "Content-Type": "application/json"},
+        ).status_code
+        == 422
+    )
+    unauth = client.post("/api/v1/incidents/INC-2026-0001/updates", json={})
+    assert unauth.status_code == 401
+
+
+def test_preview_renders_every_first_notice_and_stores_nothing(world):
+    client, svc = world
+    response = client.post(
+        "/api/v1/preview?source=alertmanager",
+        data=fixture_bytes(FIRING),
+        headers={**api_headers(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["incident"]["ref"] == "INC-2026-0001"
+    assert body["incident"]["level"] == 4
+    assert sorted((n["provider"], n["audience"], n["phase"]) for n in body["notices"]) == [
+        ("status", "business", "acknowledgement"),
+        ("status", "technical", "acknowledgement"),
+        ("team", "technical", "acknowledgement"),
+    ]
+    assert all(n["subject"] and n["body"] for n in body["notices"])
+    assert client.get("/api/v1/incidents", headers=api_headers()).get_json() == {"incidents": []}
+    # The real webhook still gets the first reference: nothing was consumed.
+    assert open_incident(client)["ref"] == "INC-2026-0001"
+    assert (
+        client.post(
+            "/api/v1/preview?source=nagios",
+            data=fixture_bytes(FIRING),
+            headers={**api_headers(), "Content-Type": "application/json"},
+        ).status_code
+        == 400
+    )
