@@ -90,7 +90,7 @@ def test_human_update_goes_to_both_audiences_at_once_and_resets_the_cadence(worl
 
 
 def test_patch_sets_the_level_and_later_rules_do_not_override_it(world, clock):
-    client, svc = world
+    client, _svc = world
     open_incident(client)
     response = client.patch(
         "/api/v1/incidents/INC-2026-0001",
@@ -182,7 +182,7 @@ def test_human_actions_validate_and_404(world):
 
 
 def test_preview_renders_every_first_notice_and_stores_nothing(world):
-    client, svc = world
+    client, _svc = world
     response = client.post(
         "/api/v1/preview?source=alertmanager",
         data=fixture_bytes(FIRING),
