@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from adapter.config import ConfigError, Settings, load_settings
@@ -107,6 +108,77 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def side_by_side(left: str, right: str, width: int = 60) -> str:
+    """Two texts in columns, each line wrapped to `width`."""
+    import textwrap
+
+    def column(text: str) -> list[str]:
+        lines: list[str] = []
+        for line in text.splitlines() or [""]:
+            lines.extend(textwrap.wrap(line, width) or [""])
+        return lines
+
+    a, b = column(left), column(right)
+    a += [""] * (len(b) - len(a))
+    b += [""] * (len(a) - len(b))
+    return "\n".join(f"{x:<{width}} | {y}".rstrip() for x, y in zip(a, b, strict=True))
+
+
+def preview(args: argparse.Namespace) -> int:
+    """Render what a payload would open, against an empty database; nothing is stored or sent."""
+    settings = _load(args.config)
+    if settings is None:
+        return 1
+    import json
+
+    from adapter.app import create_app
+    from adapter.sources import alertmanager
+    from adapter.sources.signal import PayloadError
+    from adapter.store import Store
+
+    try:
+        batch = alertmanager.parse(json.loads(Path(args.payload).read_bytes()))
+    except PayloadError as exc:
+        detail = "; ".join(f"{d['field']}: {d['message']}" for d in exc.details)
+        print(f"{args.payload}: {exc} ({detail})", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"{args.payload}: {exc}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="dualtrack-preview-") as folder:
+        store = Store(f"sqlite:///{folder}/preview.db")
+        store.migrate()
+        app = create_app(settings, store=store)
+        results = app.extensions["dualtrack"].engine.preview(batch)
+        store.dispose()
+    if not results:
+        print("nothing would open (a test notification, or only resolved alerts)")
+        return 0
+    for incident, notices in results:
+        print(
+            f"{incident['ref']}  level {incident['level']}  {incident['incident_type']}  "
+            f"services: {', '.join(incident['services'] + incident['unknown_services']) or '-'}  "
+            f"tenants: {', '.join(incident['tenants']) or '-'}"
+        )
+        streams: dict[tuple[str, str | None], dict[str, dict[str, Any]]] = {}
+        for notice in notices:
+            streams.setdefault((notice["provider"], notice["tenant"]), {})[notice["audience"]] = notice
+        for (provider, tenant), by_audience in streams.items():
+            heading = f"provider {provider}" + (f", tenant {tenant}" if tenant else "")
+            texts = {
+                audience: (
+                    f"[{audience}, {n['phase']}, {n['state']}]\n{n['subject']}\n\n{n['body']}"
+                    if (n := by_audience.get(audience))
+                    else f"[{audience}: not sent to this provider]"
+                )
+                for audience in ("technical", "business")
+            }
+            print(f"\n== {heading} " + "=" * max(0, 118 - len(heading)))
+            print(side_by_side(texts["technical"], texts["business"]))
+        print()
+    return 0
+
+
 def _services(worker: Any) -> Any:
     from adapter.web.services import EXTENSION
 
@@ -147,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_check = sub.add_parser("check-config", help="validate config and catalog")
     p_check.add_argument("--config", default=default)
     p_check.set_defaults(func=check_config)
+
+    p_preview = sub.add_parser("preview", help="print the incident and notices a payload would produce")
+    p_preview.add_argument("--config", default=default)
+    p_preview.add_argument("payload", help="an Alertmanager or Grafana webhook body (JSON file)")
+    p_preview.set_defaults(func=preview)
 
     p_migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     p_migrate.add_argument("--config", default=default)
