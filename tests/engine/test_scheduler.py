@@ -201,3 +201,33 @@ def test_downtime_merges_overlaps_and_clips_to_the_month():
         {"opened_at": end - h, "resolved_at": None},  # still open at `now` past the month end
     ]
     assert downtime(incidents, start, end, now=end + 5 * h) == 5 * h
+
+
+def test_first_notice_time_and_missed_deadlines_are_measured(make_world, clock):
+    svc = make_world()
+    t0 = clock.now()
+    fire(svc, "a100000000000001", "critical")  # level 4: first notices due within 15 minutes
+    clock.advance(timedelta(seconds=30))
+    svc.dispatcher.run_once()
+    registry = svc.metrics.registry
+    count = registry.get_sample_value(
+        "dualtrack_first_notice_seconds_count", {"audience": "technical", "level": "4"}
+    )
+    total = registry.get_sample_value(
+        "dualtrack_first_notice_seconds_sum", {"audience": "technical", "level": "4"}
+    )
+    assert (count, total) == (1, 30)
+    assert registry.get_sample_value(
+        "dualtrack_deadline_missed_total", {"audience": "technical", "phase": "acknowledgement"}
+    ) in (None, 0)
+    # A second incident whose first notices only go out after 20 minutes (a provider outage).
+    fire(svc, "a100000000000002", "critical", service="search")
+    clock.advance(timedelta(minutes=20))
+    svc.dispatcher.run_once()
+    assert (
+        registry.get_sample_value(
+            "dualtrack_deadline_missed_total", {"audience": "business", "phase": "acknowledgement"}
+        )
+        == 1
+    )
+    assert t0 < clock.now()
