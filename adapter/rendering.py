@@ -69,7 +69,8 @@ def human_duration(value: timedelta | float | int | None) -> str:
         return "less than a minute"
     minutes, _ = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
+    # "48 hours" reads better than "2 days" for the short spans incidents deal in.
+    days, hours = divmod(hours, 24) if hours >= 72 else (0, hours)
     parts = []
     for count, unit in ((days, "day"), (hours, "hour"), (minutes, "minute")):
         if count:

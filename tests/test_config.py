@@ -333,7 +333,7 @@ def test_webhook_without_url(tmp_path: Path) -> None:
     config = base_config()
     config["providers"].append({"name": "hook", "type": "webhook", "audience": "technical"})
     path = write_config(config_dir(tmp_path), config)
-    assert problems_of(path) == [f"{path}: providers[1].url: Field required"]
+    assert problems_of(path) == [f"{path}: providers[1].url: required unless per_tenant is true"]
 
 
 def test_webhook_with_bad_url(tmp_path: Path) -> None:
@@ -573,7 +573,7 @@ def test_problems_from_config_and_providers_and_catalog_together(tmp_path: Path)
     path = write_config(config_dir(tmp_path), config, catalog)
     problems = problems_of(path)
     assert problems == [
-        f"{path}: providers[1].url: Field required",
+        f"{path}: providers[1].url: required unless per_tenant is true",
         f"{path.parent / 'catalog.yaml'}: tenants[0].timezone: unknown time zone 'Nowhere/Land'",
     ]
 

@@ -283,7 +283,8 @@ class Engine:
         }
         resolved_now = not firing and incident["status"] != "resolved"
         if resolved_now:
-            values.update(status="resolved", resolved_at=now)
+            # An action asked of customers during the incident no longer applies.
+            values.update(status="resolved", resolved_at=now, action_required=None)
         repo.update_incident(conn, incident_id, values)
         incident.update(values)
 

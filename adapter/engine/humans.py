@@ -65,6 +65,7 @@ class HumanActions:
             incident = self._incident(conn, ref)
             if incident["status"] == "resolved":
                 raise Conflict(f"{ref} is resolved; reopen it or publish a post-mortem instead")
+            before_status = incident["status"]
             values: dict[str, Any] = {
                 key: getattr(change, key)
                 for key in ("status", "eta", "workaround", "root_cause", "action_required")
@@ -74,7 +75,11 @@ class HumanActions:
             repo.update_incident(conn, incident["id"], values)
             incident.update(values)
             number = self._count(conn, incident["id"], "human_update") + 1
-            summary = change.technical or (f"Status: {change.status}" if change.status else "Update")
+            if change.status and change.status != before_status:
+                repo.add_timeline(conn, incident["id"], now, "status_changed", f"Status: {change.status}")
+            if change.eta is not None:
+                repo.add_timeline(conn, incident["id"], now, "eta_changed", f"ETA {change.eta.isoformat()}")
+            summary = change.technical or "Update from the on-call engineer"
             repo.add_timeline(conn, incident["id"], now, "human_update", summary[:500])
             # A human chose to speak: readers still inside a hold hear the first notice now.
             written = self.notifier.release(conn, incident, now, all_held=True)
@@ -131,7 +136,13 @@ class HumanActions:
             incident = self._incident(conn, ref)
             if incident["status"] == "resolved":
                 raise Conflict(f"{ref} is already resolved")
-            values: dict[str, Any] = {"status": "resolved", "resolved_at": now, "updated_at": now}
+            # An action asked of customers during the incident no longer applies.
+            values: dict[str, Any] = {
+                "status": "resolved",
+                "resolved_at": now,
+                "updated_at": now,
+                "action_required": None,
+            }
             if root_cause is not None:
                 values["root_cause"] = root_cause
             repo.update_incident(conn, incident["id"], values)

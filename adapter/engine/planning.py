@@ -230,6 +230,7 @@ def render_context(facts: EventFacts, recipient: Recipient, settings: Settings) 
         "update_every": every,
         "expected_resolution": expected_resolution(incident, policy, recipient.timezone, facts.now),
         "urgent_contact": policy.urgent_contact if level >= 3 else None,
+        "postmortem_due": policy.postmortem_due,
         "public_url": public,
         "status_url": public + ("/status/technical" if audience == "technical" else "/status"),
         **facts.extra,

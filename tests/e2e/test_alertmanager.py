@@ -38,7 +38,8 @@ DB_LABELS = {
 WEB_LABELS = {
     "alertname": "CheckoutLatencyHigh",
     "service": "checkout",
-    "severity": "warning",
+    # Level 3: no hold, so business readers hear at once (level 2 holds them 10 minutes).
+    "severity": "error",
     "instance": "10.0.0.1:8080",
     "job": "checkout-api",
 }
@@ -144,8 +145,8 @@ def test_alertmanager_open_repeat_resolve(dualtrack_factory, alertmanager_factor
 
     assert db["level"] == 5, db
     assert db["incident_type"] == "database"
-    assert set(db["tenants"]) == {"acme"}
-    assert web["level"] == 2, web
+    assert set(db["tenants"]) == {"acme", "bloom"}
+    assert web["level"] == 3, web
     assert web["incident_type"] == "web"
     assert set(web["tenants"]) == {"acme", "bloom"}
     for incident in (db, web):

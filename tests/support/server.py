@@ -68,7 +68,7 @@ DEFAULT_CATALOG: dict[str, Any] = {
             "name": "Bloom Florists",
             "tier": "standard",
             "timezone": "Europe/London",
-            "services": ["checkout"],
+            "services": ["mysql-shared", "checkout"],
         },
     ],
 }
