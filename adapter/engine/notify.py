@@ -89,7 +89,6 @@ class Notifier:
         """Plan, render and write one event's notices; returns how many were new."""
         if streams is None:
             streams = recipients(self.settings, incident, phase, audiences)
-        held = outbox.held_streams(conn, incident["id"])
         suppressed: set[tuple[str, str, str | None]] = set()
         unheard: list[Recipient] = []
         if phase in ("resolution", "postmortem"):
@@ -102,6 +101,7 @@ class Notifier:
             # A held first notice is rendered afresh when released; a reader who never heard of
             # the incident (its first notice was suppressed) gets a first notice, not an update.
             heard = outbox.heard_streams(conn, incident["id"])
+            held = outbox.held_streams(conn, incident["id"])
             unheard = [s for s in streams if s.key not in heard and s.key not in held]
             streams = [s for s in streams if s.key in heard]
         written = self._write(

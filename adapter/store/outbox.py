@@ -38,13 +38,15 @@ def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
 _VISIBLE_PHASES = ("acknowledgement", "update")
 
 
+_HELD = (
+    select(notices)
+    .where(notices.c.incident_id == bindparam("b_id"), notices.c.state == "held")
+    .order_by(notices.c.id)
+)
+
+
 def held(conn: Connection, incident_id: int) -> list[Row]:
-    query = (
-        select(notices)
-        .where(notices.c.incident_id == incident_id, notices.c.state == "held")
-        .order_by(notices.c.id)
-    )
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [dict(r) for r in conn.execute(_HELD, {"b_id": incident_id}).mappings()]
 
 
 def held_streams(conn: Connection, incident_id: int) -> set[tuple[str, str, str | None]]:
