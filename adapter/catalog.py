@@ -64,6 +64,8 @@ class Catalog(BaseModel):
 
     services: list[Service] = []
     tenants: list[Tenant] = []
+    # PagerDuty service id or name → catalog service id.
+    pagerduty: dict[str, str] = {}
 
     def problems(self) -> list[str]:
         """Cross-reference problems as `key.path: message`, all of them."""
@@ -81,6 +83,9 @@ class Catalog(BaseModel):
             for pos, service_id in enumerate(tenant.services):
                 if service_id not in service_ids:
                     found.append(f"tenants[{index}].services[{pos}]: unknown service id {service_id!r}")
+        for key, service_id in self.pagerduty.items():
+            if service_id not in service_ids:
+                found.append(f"pagerduty.{key}: unknown service id {service_id!r}")
         return found
 
     @cached_property

@@ -70,8 +70,36 @@ class SourceAuth(Strict):
     basic_auth: list[BasicAuthUser] = []
 
 
+class PagerDutyAuth(Strict):
+    # Several during secret rotation; any match accepts.
+    signing_secrets: list[Annotated[str, Field(min_length=1)]] = []
+    # Accept unsigned webhooks when no secret is configured: for trying things out only.
+    allow_unsigned: bool = False
+
+
+class EventsAuth(Strict):
+    routing_keys: list[Annotated[str, Field(min_length=1)]] = []
+
+
 class AuthSettings(Strict):
     alertmanager: SourceAuth = SourceAuth()
+    pagerduty: PagerDutyAuth = PagerDutyAuth()
+    events: EventsAuth = EventsAuth()
+
+
+class PagerDutySettings(Strict):
+    priorities: dict[str, int] = {"P1": 5, "P2": 4, "P3": 3, "P4": 2, "P5": 1}
+    urgencies: dict[str, int] = {"high": 4, "low": 2}
+    # What an acknowledgement in PagerDuty makes of the incident's status.
+    acknowledged_status: Literal["investigating", "identified"] = "investigating"
+
+    @field_validator("priorities", "urgencies")
+    @classmethod
+    def _levels(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, level in value.items():
+            if not 1 <= level <= 5:
+                raise ValueError(f"{name}: level must be 1 to 5, got {level}")
+        return value
 
 
 class ApiSettings(Strict):
@@ -81,6 +109,8 @@ class ApiSettings(Strict):
 class CorrelationSettings(Strict):
     service_labels: list[str] = ["service", "job"]
     reopen_window: Duration = timedelta(minutes=30)
+    # Alertmanager → PagerDuty → dualtrack: one outage, one incident (dedup key = sha256(groupKey)).
+    cross_source: bool = True
 
 
 class SeverityRule(Strict):
@@ -274,6 +304,7 @@ class Settings(Strict):
     severity: SeveritySettings = SeveritySettings()
     delivery: DeliverySettings = DeliverySettings()
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    pagerduty: PagerDutySettings = PagerDutySettings()
     providers: list[ProviderSettings] = Field(
         default_factory=lambda: [ProviderSettings(name="status", type="builtin", audience="all")]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,7 +116,13 @@ class Engine:
         return out
 
     def _apply(self, conn: Connection, signal: Signal, now: datetime, changes: dict[int, Change]) -> str:
-        existing = repo.find_alert(conn, signal.source, signal.fingerprint, signal.starts_at)
+        if signal.identity == "open":
+            # PagerDuty and Events API alerts are one alert while open, however often re-sent.
+            existing = repo.find_firing(conn, signal.source, signal.fingerprint)
+            if existing is not None and signal.status == "firing":
+                return self._refresh_level(conn, existing, signal, now, changes)
+        else:
+            existing = repo.find_alert(conn, signal.source, signal.fingerprint, signal.starts_at)
         if existing is not None:
             if existing["status"] == signal.status:
                 return "duplicate"
@@ -148,7 +155,8 @@ class Engine:
         level = classify(signal.labels, services, self.settings.severity)
 
         since = now - self.settings.correlation.reopen_window
-        incident, reopen = repo.related_incident(conn, signal.fingerprint, signal.group_key, since)
+        group_keys = self._group_keys(conn, signal)
+        incident, reopen = repo.related_incident(conn, signal.fingerprint, group_keys, since)
         if incident is not None and reopen:
             self._reopen(conn, incident, now, changes)
         if incident is None:
@@ -186,6 +194,42 @@ class Engine:
                 alert=alert_id,
             )
         return "new"
+
+    def _group_keys(self, conn: Connection, signal: Signal) -> list[str]:
+        """The group keys that mean the same outage as this signal's.
+
+        Alertmanager's PagerDuty notifier sends sha256(groupKey) as the dedup key, so with
+        cross-source correlation an Alertmanager group and its PagerDuty incident are one.
+        """
+        keys = [signal.group_key]
+        if not self.settings.correlation.cross_source:
+            return keys
+        if signal.source in ("alertmanager", "grafana"):
+            keys.append(hashlib.sha256(signal.group_key.encode()).hexdigest())
+        else:
+            keys += [
+                group_key
+                for group_key, _ in repo.open_group_keys(conn)
+                if hashlib.sha256(group_key.encode()).hexdigest() == signal.group_key
+            ]
+        return keys
+
+    def _refresh_level(
+        self,
+        conn: Connection,
+        alert: dict[str, Any],
+        signal: Signal,
+        now: datetime,
+        changes: dict[int, Change],
+    ) -> str:
+        """A repeat of an open alert: a duplicate, unless it now asks for a higher level."""
+        services = [s for s in map(self.settings.catalog.service, alert["services"]) if s is not None]
+        level = classify(signal.labels, services, self.settings.severity)
+        if level <= alert["level"]:
+            return "duplicate"
+        repo.update_alert(conn, alert["id"], {"level": level, "labels": signal.labels, "updated_at": now})
+        self._change_for(conn, alert["incident_id"], changes)
+        return "updated"
 
     def _change_for(
         self,

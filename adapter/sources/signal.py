@@ -30,6 +30,9 @@ class Signal:
     generator_url: str = ""
     # Named links a human can follow: runbook, dashboard, panel, silence, source.
     links: dict[str, str] = field(default_factory=dict)
+    # "instance": fingerprint + startsAt name one firing (Alertmanager); "open": the fingerprint
+    # alone names the alert while it fires (PagerDuty incidents, Events API dedup keys).
+    identity: str = "instance"
 
     @property
     def name(self) -> str:

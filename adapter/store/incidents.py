@@ -31,7 +31,7 @@ _FP = bindparam("fingerprint", type_=alerts.c.fingerprint.type)
 _RELATED = (
     select(incidents, func.max(case((alerts.c.fingerprint == _FP, 1), else_=0)).label("by_fingerprint"))
     .join(alerts, alerts.c.incident_id == incidents.c.id)
-    .where(or_(alerts.c.fingerprint == _FP, alerts.c.group_key == bindparam("group_key")))
+    .where(or_(alerts.c.fingerprint == _FP, alerts.c.group_key.in_(bindparam("group_keys", expanding=True))))
     .where(or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= bindparam("since")))
     .group_by(incidents.c.id)
 )
@@ -114,14 +114,16 @@ def find_alert(conn: Connection, source: str, fingerprint: str, starts_at: datet
 
 
 def related_incident(
-    conn: Connection, fingerprint: str, group_key: str, resolved_since: datetime
+    conn: Connection, fingerprint: str, group_keys: list[str], resolved_since: datetime
 ) -> tuple[Row | None, bool]:
     """The incident a new alert belongs to, and whether it must be reopened.
 
     In order: the open incident holding the fingerprint, the open incident of the group, then
     the same two among incidents resolved since `resolved_since` (to reopen, not open anew).
     """
-    rows = _all(conn, _RELATED, {"fingerprint": fingerprint, "group_key": group_key, "since": resolved_since})
+    rows = _all(
+        conn, _RELATED, {"fingerprint": fingerprint, "group_keys": group_keys, "since": resolved_since}
+    )
 
     def rank(row: Row) -> tuple[bool, bool, int]:
         return (row["status"] in OPEN, bool(row["by_fingerprint"]), row["id"])
@@ -176,3 +178,55 @@ def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Row]:
 def has_timeline(conn: Connection, incident_id: int, kind: str) -> bool:
     query = select(timeline.c.id).where(timeline.c.incident_id == incident_id, timeline.c.kind == kind)
     return conn.execute(query.limit(1)).first() is not None
+
+
+def seen_before(conn: Connection, source: str, keys: list[str], now: datetime) -> bool:
+    """Record these event ids; True when any of them was recorded before."""
+    from adapter.store.schema import inbound_events
+
+    wanted = [k[:255] for k in keys if k]
+    if not wanted:
+        return False
+    known = conn.execute(
+        select(inbound_events.c.key).where(
+            inbound_events.c.source == source, inbound_events.c.key.in_(wanted)
+        )
+    ).first()
+    if known is not None:
+        return True
+    conn.execute(
+        insert(inbound_events), [{"source": source, "key": k, "received_at": now} for k in set(wanted)]
+    )
+    return False
+
+
+def find_firing(conn: Connection, source: str, fingerprint: str) -> Row | None:
+    """The firing instance of an alert whose identity does not include its start (PagerDuty, Events)."""
+    query = (
+        select(alerts)
+        .where(alerts.c.source == source, alerts.c.fingerprint == fingerprint, alerts.c.status == "firing")
+        .order_by(alerts.c.id.desc())
+        .limit(1)
+    )
+    return _one(conn, query)
+
+
+def latest_alert(conn: Connection, source: str, fingerprint: str) -> Row | None:
+    query = (
+        select(alerts)
+        .where(alerts.c.source == source, alerts.c.fingerprint == fingerprint)
+        .order_by(alerts.c.id.desc())
+        .limit(1)
+    )
+    return _one(conn, query)
+
+
+def open_group_keys(conn: Connection) -> list[tuple[str, int]]:
+    """(group key, incident id) of every alert in an open incident."""
+    query = (
+        select(alerts.c.group_key, alerts.c.incident_id)
+        .join(incidents, incidents.c.id == alerts.c.incident_id)
+        .where(incidents.c.status.in_(OPEN))
+        .distinct()
+    )
+    return [(r.group_key, r.incident_id) for r in conn.execute(query)]

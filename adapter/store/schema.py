@@ -117,6 +117,14 @@ timeline = Table(
     Index("ix_timeline_incident", "incident_id"),
 )
 
+inbound_events = Table(
+    "inbound_events",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+
 leases = Table(
     "leases",
     metadata,
