@@ -9,6 +9,7 @@ from adapter.config import Settings
 from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
 from adapter.engine.humans import HumanActions
+from adapter.engine.pagerduty import PagerDutyIntake
 from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
 from adapter.providers import build_providers
@@ -54,6 +55,7 @@ def create_app(
     renderer = make_renderer(settings, metrics)
     engine = Engine(settings, store, renderer, clock, metrics, on_commit=dispatcher.wake)
     scheduler = Scheduler(settings, store, engine.notifier, clock, metrics, on_commit=dispatcher.wake)
+    pagerduty = PagerDutyIntake(engine)
     humans = HumanActions(settings, store, engine.notifier, clock, on_commit=dispatcher.wake)
     app.extensions[EXTENSION] = Services(
         settings=settings,
@@ -62,6 +64,7 @@ def create_app(
         dispatcher=dispatcher,
         scheduler=scheduler,
         humans=humans,
+        pagerduty=pagerduty,
         metrics=metrics,
         clock=clock,
     )

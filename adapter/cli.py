@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from adapter.config import ConfigError, Settings, load_settings
+from adapter.config import ConfigError, Settings, config_warnings, load_settings
 
 DEFAULT_CONFIG = "config/dualtrack.yaml"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -30,6 +30,8 @@ def check_config(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None:
         return 1
+    for line in config_warnings(settings):
+        print(f"warning: {line}", file=sys.stderr)
     print(
         f"{args.config}: ok ({len(settings.providers)} providers, "
         f"{len(settings.catalog.services)} services, {len(settings.catalog.tenants)} tenants)"

@@ -404,6 +404,21 @@ def _resolve_storage_url(url: str, base: Path) -> str:
     return url
 
 
+def config_warnings(settings: Settings) -> list[str]:
+    """Valid but risky choices, as `file: key.path: message` lines."""
+    where = settings.config_path
+    found = []
+    pagerduty = settings.auth.pagerduty
+    if pagerduty.allow_unsigned and not pagerduty.signing_secrets:
+        found.append(
+            f"{where}: auth.pagerduty.allow_unsigned: PagerDuty webhooks are accepted without a "
+            "signature; anyone who can reach /webhooks/pagerduty can post incidents"
+        )
+    if not settings.auth.alertmanager.bearer_tokens and not settings.auth.alertmanager.basic_auth:
+        found.append(f"{where}: auth.alertmanager: no credentials: every Alertmanager webhook gets 401")
+    return found
+
+
 def load_settings(path: str | os.PathLike[str]) -> Settings:
     """Read and validate the main config and its catalog; raise ConfigError listing every problem."""
     from adapter.providers import validate_provider

@@ -11,8 +11,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from adapter.durations import parse_duration
 from adapter.engine.humans import Conflict, HumanUpdate, NotFound
-from adapter.sources import alertmanager
-from adapter.sources.signal import PayloadError
+from adapter.sources import alertmanager, events, pagerduty
+from adapter.sources.events import EventsError
+from adapter.sources.signal import Batch, PayloadError
 from adapter.store import incidents as repo
 from adapter.store import outbox
 from adapter.web import auth
@@ -191,17 +192,31 @@ def preview() -> ResponseReturnValue:
     """What an inbound payload would open and every first notice, rendered; nothing stored or sent."""
     svc = services()
     source = request.args.get("source", "alertmanager")
-    if source != "alertmanager":
+    if source not in ("alertmanager", "pagerduty", "events"):
         raise ApiError(
             400,
             "bad_request",
-            f"source {source!r} is not supported here yet; use alertmanager",
+            "source must be alertmanager, pagerduty or events",
             [{"field": "source", "message": f"got {source!r}"}],
         )
+    body = read_json(request, svc.settings.server.max_body_bytes)
     try:
-        batch = alertmanager.parse(read_json(request, svc.settings.server.max_body_bytes))
+        if source == "alertmanager":
+            batch = alertmanager.parse(body)
+        elif source == "pagerduty":
+            event = pagerduty.parse(body)
+            signals = [svc.pagerduty.signal(event, "firing")] if event.incident_id else []
+            batch = Batch("pagerduty", event.incident_key or "", signals)
+        else:
+            enqueued = events.parse(body)
+            signal = svc.pagerduty.events_signal(enqueued, enqueued.dedup_key or "preview", svc.clock.now())
+            batch = Batch("events", signal.group_key, [signal])
     except PayloadError as exc:
         raise ApiError(422, "invalid_payload", str(exc), exc.details) from None
+    except EventsError as exc:
+        raise ApiError(
+            422, "invalid_payload", str(exc), [{"field": "(body)", "message": e} for e in exc.errors]
+        ) from None
     results = svc.engine.preview(batch)
     incidents = [
         {

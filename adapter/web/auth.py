@@ -13,7 +13,7 @@ from adapter.config import BasicAuthUser
 from adapter.web.errors import ApiError
 
 
-def _matches_any(given: str, secrets: Iterable[str]) -> bool:
+def matches_any(given: str, secrets: Iterable[str]) -> bool:
     found = False
     for secret in secrets:
         # Compare against every secret so timing says nothing about which one matched.
@@ -34,7 +34,7 @@ def require(
 ) -> None:
     """Raise 401 unless the request carries one of the configured credentials."""
     scheme, value = _credentials(request)
-    if scheme == "bearer" and value and _matches_any(value, bearer_tokens):
+    if scheme == "bearer" and value and matches_any(value, bearer_tokens):
         return
     if scheme == "basic" and value and basic_users:
         try:
@@ -42,7 +42,7 @@ def require(
         except (binascii.Error, UnicodeDecodeError):
             user, password = "", ""
         wanted = [f"{u.username}:{u.password}" for u in basic_users]
-        if user and _matches_any(f"{user}:{password}", wanted):
+        if user and matches_any(f"{user}:{password}", wanted):
             return
     if not scheme:
         raise ApiError(401, "unauthorized", "missing credentials (Authorization header)")

@@ -11,6 +11,7 @@ from adapter.config import Settings
 from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
 from adapter.engine.humans import HumanActions
+from adapter.engine.pagerduty import PagerDutyIntake
 from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
 from adapter.store import Store
@@ -26,6 +27,7 @@ class Services:
     dispatcher: Dispatcher
     scheduler: Scheduler
     humans: HumanActions
+    pagerduty: PagerDutyIntake
     metrics: Metrics
     clock: Clock
 

@@ -8,8 +8,10 @@ import time
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from adapter.sources import alertmanager
+from adapter.sources import alertmanager, events, pagerduty
+from adapter.sources.events import EventsError
 from adapter.sources.signal import PayloadError
+from adapter.sources.signatures import pagerduty_signature_valid
 from adapter.web import auth
 from adapter.web.errors import ApiError, read_json
 from adapter.web.services import services
@@ -51,3 +53,71 @@ def alertmanager_webhook() -> ResponseReturnValue:
         result.notices,
     )
     return jsonify({"incidents": result.refs}), 202
+
+
+@bp.post("/webhooks/pagerduty")
+def pagerduty_webhook() -> ResponseReturnValue:
+    """PagerDuty Webhooks V3: signed, retried for 48 hours, and disabled after repeated 4xx."""
+    svc = services()
+    raw = request.get_data(cache=True)
+    settings = svc.settings.auth.pagerduty
+    try:
+        if settings.signing_secrets or not settings.allow_unsigned:
+            header = request.headers.get("X-PagerDuty-Signature")
+            if not pagerduty_signature_valid(raw, header, settings.signing_secrets):
+                raise ApiError(401, "unauthorized", "missing or invalid X-PagerDuty-Signature")
+        body = read_json(request, svc.settings.server.max_body_bytes)
+        try:
+            event = pagerduty.parse(body)
+        except PayloadError as exc:
+            raise ApiError(422, "invalid_payload", str(exc), exc.details) from None
+    except ApiError as exc:
+        svc.metrics.webhooks.labels("pagerduty", f"rejected_{exc.status}").inc()
+        log.info("webhook source=pagerduty outcome=rejected status=%d code=%s", exc.status, exc.code)
+        raise
+    intake = svc.pagerduty.handle_webhook(event, request.headers.get("X-Webhook-Id"))
+    svc.metrics.webhooks.labels("pagerduty", intake.outcome).inc()
+    log.info(
+        "webhook source=pagerduty event=%s type=%s outcome=%s incidents=%s",
+        event.event_id,
+        event.event_type,
+        intake.outcome,
+        ",".join(intake.refs) or "-",
+    )
+    return jsonify({"incidents": intake.refs, "outcome": intake.outcome}), 202
+
+
+def _events_error(message: str, errors: list[str], status: int = 400) -> ResponseReturnValue:
+    return jsonify({"status": "invalid event", "message": message, "errors": errors}), status
+
+
+@bp.post("/v2/enqueue")
+def events_enqueue() -> ResponseReturnValue:
+    """PagerDuty's Events API v2, so anything that can send to PagerDuty can send here."""
+    svc = services()
+    try:
+        body = read_json(request, svc.settings.server.max_body_bytes)
+    except ApiError as exc:
+        svc.metrics.webhooks.labels("events", f"rejected_{exc.status}").inc()
+        if exc.status == 400:
+            return _events_error("Event object is invalid", ["Invalid JSON"])
+        raise
+    try:
+        event = events.parse(body)
+    except EventsError as exc:
+        svc.metrics.webhooks.labels("events", "rejected_400").inc()
+        return _events_error(str(exc), exc.errors)
+    keys = svc.settings.auth.events.routing_keys
+    if not auth.matches_any(event.routing_key, keys):
+        svc.metrics.webhooks.labels("events", "rejected_400").inc()
+        log.info("webhook source=events outcome=rejected reason=routing_key")
+        return _events_error("Event object is invalid", ["Invalid routing key"])
+    intake = svc.pagerduty.handle_event(event)
+    svc.metrics.webhooks.labels("events", intake.outcome).inc()
+    log.info(
+        "webhook source=events action=%s outcome=%s incidents=%s",
+        event.event_action,
+        intake.outcome,
+        ",".join(intake.refs) or "-",
+    )
+    return jsonify({"status": "success", "message": "Event processed", "dedup_key": intake.dedup_key}), 202
