@@ -145,12 +145,6 @@ def test_retries_are_deduplicated_by_webhook_id_and_event_id(client):
 
 
 def test_ping_and_unknown_events_are_acknowledged_and_ignored(client):
-    assert send(
-        client, "pagerduty/pagerduty-v3-ping.json".split("/")[1].replace(".json", "")
-    ).status_code in (
-        202,
-        404,
-    )
     ping = fixture_bytes("pagerduty/pagerduty-v3-ping.json")
     response = send(client, ping)
     assert response.status_code == 202 and response.get_json()["outcome"] == "ignored"
@@ -235,7 +229,7 @@ def test_merge_folds_into_the_surviving_incident_without_a_resolution(client):
     assert folded["timeline"][-1]["message"] == "Merged into INC-2026-0002"
     assert survivor["status"] != "resolved"
     assert len(survivor["alerts"]) == 2
-    assert any("INC-2026-0001 merged into this incident" == t["message"] for t in survivor["timeline"])
+    assert any(t["message"] == "INC-2026-0001 merged into this incident" for t in survivor["timeline"])
 
 
 # -- one outage, one incident -----------------------------------------------------------------
