@@ -78,7 +78,16 @@ class PagerDutyAuth(Strict):
 
 
 class EventsAuth(Strict):
-    routing_keys: list[Annotated[str, Field(min_length=1)]] = []
+    routing_keys: list[str] = []
+
+    @field_validator("routing_keys")
+    @classmethod
+    def _pagerduty_format(cls, value: list[str]) -> list[str]:
+        # PagerDuty's integration key format, which Events API senders may check before sending.
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z0-9]{32}", key):
+                raise ValueError("a routing key is 32 letters and digits, like a PagerDuty integration key")
+        return value
 
 
 class AuthSettings(Strict):

@@ -562,6 +562,7 @@ class Alertmanager:
         group_wait: str = "1s",
         group_interval: str = "2s",
         repeat_interval: str = "4s",
+        pagerduty_configs: Iterable[Mapping[str, Any]] = (),
     ):
         self.folder = folder
         self.port = port or free_port()
@@ -578,8 +579,12 @@ class Alertmanager:
                 "group_interval": group_interval,
                 "repeat_interval": repeat_interval,
             },
-            "receivers": [{"name": "dualtrack", "webhook_configs": configs}],
+            "receivers": [{"name": "dualtrack"}],
         }
+        if configs:
+            config["receivers"][0]["webhook_configs"] = configs
+        if pagerduty_configs:
+            config["receivers"][0]["pagerduty_configs"] = [dict(c) for c in pagerduty_configs]
         folder.mkdir(parents=True, exist_ok=True)
         self.config_path = folder / "alertmanager.yml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
