@@ -331,3 +331,20 @@ def test_events_errors_answer_like_pagerduty(client):
     garbage = client.post("/v2/enqueue", data=b"{nope", headers={"Content-Type": "application/json"})
     assert garbage.status_code == 400 and garbage.get_json()["status"] == "invalid event"
     assert incidents(client) == []
+
+
+def test_reopened_in_pagerduty_reopens_the_incident(client, clock):
+    send(client, "triggered")
+    clock.advance(timedelta(minutes=10))
+    send(client, "resolved")
+    assert incident(client)["status"] == "resolved"
+    clock.advance(timedelta(minutes=5))
+    reopened = fixture_json(PD.format("triggered"))
+    reopened["event"].update(
+        id="01REOPEN", event_type="incident.reopened", occurred_at="2026-11-26T14:47:00Z"
+    )
+    assert send(client, json.dumps(reopened).encode()).get_json()["incidents"] == ["INC-2026-0001"]
+    body = incident(client)
+    assert body["status"] == "investigating"
+    assert any(t["kind"] == "reopened" for t in body["timeline"])
+    assert len(incidents(client)) == 1
