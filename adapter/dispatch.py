@@ -7,7 +7,7 @@ import os
 import random
 import socket
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapter.background import BackgroundLoop
@@ -15,10 +15,11 @@ from adapter.clock import Clock
 from adapter.config import DeliverySettings
 from adapter.metrics import Metrics
 from adapter.providers import DeliveryError, Message, Provider
-from adapter.store import Store, outbox
+from adapter.store import Store, buckets, outbox
 from adapter.store import incidents as repo
 
 log = logging.getLogger(__name__)
+THROTTLE_MAX_WAIT = 5.0
 
 
 def backoff(attempts: int, settings: DeliverySettings, rng: random.Random) -> timedelta:
@@ -48,6 +49,9 @@ class Dispatcher(BackgroundLoop):
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.rng = random.Random()
         super().__init__()
+        for provider in providers.values():
+            provider.before_request = self._throttle
+            provider.after_request = self._observe_request
 
     # -- one pass, used by the loop and directly by tests ----------------------------------
 
@@ -61,23 +65,76 @@ class Dispatcher(BackgroundLoop):
         if not claimed:
             return 0
         messages = self._messages(claimed)
+        coalesced = self._coalesced(claimed, messages)
         # Stop starting sends well before the lease runs out, so nobody else takes them meanwhile.
         budget = time.monotonic() + self.settings.lease.total_seconds() / 2
         blocked: set[tuple[int, str, str | None]] = set()
         outcomes: list[outbox.Outcome] = []
         unstarted: list[int] = []
+        delivered: dict[int, str | None] = {}
         for notice in claimed:
             stream = outbox.stream_of(notice)
             # Draining, out of time, or an earlier notice of the stream waits for a retry.
             if self.stopping or stream in blocked or time.monotonic() > budget:
                 unstarted.append(notice["id"])
                 continue
+            if notice["id"] in coalesced:
+                continue  # the stream's newest notice carries its state
             outcome = self._deliver(notice, messages[notice["id"]])
             outcomes.append(outcome)
+            if outcome.state == "delivered":
+                delivered[notice["id"]] = outcome.ref
             if outcome.state == "failed":
                 blocked.add(stream)
+        now = self.clock.now()
+        for notice_id, newest in coalesced.items():
+            if newest in delivered:
+                ref = f"coalesced into notice {newest}"
+                outcomes.append(outbox.Outcome(notice_id, "delivered", at=now, ref=delivered[newest] or ref))
+            elif notice_id not in unstarted:
+                unstarted.append(notice_id)
         outbox.finish(self.store, self.owner, outcomes, unstarted)
         return len(outcomes)
+
+    def _coalesced(self, claimed: list[dict[str, Any]], messages: dict[int, Message]) -> dict[int, int]:
+        """Notices a coalescing provider need not send, each mapped to the newer one sent instead.
+
+        The stream's first notice (it creates the incident at the provider) is always sent.
+        """
+        streams: dict[tuple[int, str, str | None], list[dict[str, Any]]] = {}
+        for notice in claimed:
+            provider = self.providers.get(notice["provider"])
+            if provider is not None and provider.coalesce:
+                streams.setdefault(outbox.stream_of(notice), []).append(notice)
+        skipped: dict[int, int] = {}
+        for notices in streams.values():
+            if len(notices) < 2:
+                continue
+            newest = notices[-1]["id"]
+            created = messages[notices[0]["id"]].provider_ref is not None
+            for notice in notices[(0 if created else 1) : -1]:
+                skipped[notice["id"]] = newest
+        return skipped
+
+    def _throttle(self, provider: Provider) -> None:
+        """Wait for the provider's rate-limit token, shared through the database (up to 5s)."""
+        if provider.rate_limit is None:
+            return
+        rate, burst = provider.rate_limit
+        deadline = time.monotonic() + THROTTLE_MAX_WAIT
+        while True:
+            # Real time, not the injected clock: the provider counts real seconds.
+            with self.store.transaction() as conn:
+                wait = buckets.take(conn, provider.rate_key(), rate, burst, datetime.now(UTC))
+            if wait <= 0:
+                return
+            if self.stopping or time.monotonic() + wait > deadline:
+                raise DeliveryError(f"{provider.name}: own rate limit reached", retry_after=wait)
+            self._stop.wait(wait)
+
+    def _observe_request(self, provider: str, outcome: str, seconds: float) -> None:
+        self.metrics.provider_requests.labels(provider, outcome).inc()
+        self.metrics.provider_request_seconds.labels(provider).observe(seconds)
 
     def _messages(self, notices: list[dict[str, Any]]) -> dict[int, Message]:
         with self.store.read() as conn:

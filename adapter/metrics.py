@@ -79,6 +79,18 @@ class Metrics:
             "Resolved incidents with no post-mortem after policy.postmortem_due.",
             registry=r,
         )
+        self.provider_requests = Counter(
+            "dualtrack_provider_requests_total",
+            "HTTP requests to providers by outcome (success, retryable, permanent).",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self.provider_request_seconds = Histogram(
+            "dualtrack_provider_request_seconds",
+            "Duration of one HTTP request to a provider.",
+            ["provider"],
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "dualtrack_ingest_seconds",
             "Time from a parsed webhook to its committed transaction.",

@@ -247,6 +247,7 @@ def plan_notices(
     incident = facts.incident
     rendered: dict[tuple[str, str, str | None], tuple[str, str, str]] = {}
     planned = []
+    context_services = [s.model_dump() for s in map(settings.catalog.service, incident["services"]) if s]
     for recipient in streams:
         cache_key = (
             recipient.audience,
@@ -276,6 +277,12 @@ def plan_notices(
                     "event": facts.event,
                     "timezone": recipient.timezone,
                     "contact": recipient.tenant.contacts.model_dump() if recipient.tenant else None,
+                    # This provider's ids for the affected services (status-page components).
+                    "components": [
+                        service["components"][provider]
+                        for service in context_services
+                        if provider in service["components"]
+                    ],
                 },
             )
         )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import builtins
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import requests
 from pydantic import BaseModel, ConfigDict
 
-from adapter.config import ProviderSettings
+from adapter.config import Duration, ProviderSettings
 
 
 class DeliveryError(Exception):
@@ -27,6 +29,9 @@ class ProviderOptions(BaseModel):
     """Base of each provider's own settings (the keys beside name, type and audience)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Every request a provider makes has a deadline.
+    timeout: Duration = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -49,17 +54,51 @@ class Message:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+RequestHook = Callable[["Provider"], None]
+ResultHook = Callable[[str, str, float], None]
+
+
 class Provider:
     type: ClassVar[str]
     Options: ClassVar[builtins.type[ProviderOptions]] = ProviderOptions
     # Per-tenant delivery goes to this key of the tenant's catalog contacts (None: not supported).
     contact: ClassVar[str | None] = None
+    # (requests per second, burst) allowed per rate_key(), shared by every worker and replica.
+    rate_limit: ClassVar[tuple[float, int] | None] = None
+    # When several notices of one stream are due together, send the newest only (never the
+    # stream's first one, which creates the incident at the provider).
+    coalesce: ClassVar[bool] = False
 
     def __init__(self, settings: ProviderSettings):
         self.name = settings.name
         self.audiences = settings.audiences
         self.per_tenant = settings.per_tenant
         self.options = self.Options.model_validate(settings.options())
+        self.session = requests.Session()
+        # Set by the dispatcher: take a rate-limit token before, record metrics after.
+        self.before_request: RequestHook | None = None
+        self.after_request: ResultHook | None = None
+
+    def rate_key(self) -> str:
+        """Requests sharing a rate limit (e.g. one API key) share this key."""
+        return f"{self.type}:{self.name}"
+
+    def request(self, method: str, url: str, *, what: str | None = None, **kwargs: Any) -> requests.Response:
+        """One HTTP request: rate-limited, timed, with failures as DeliveryErrors."""
+        what = what or f"{self.type} {self.name}"
+        if self.before_request is not None:
+            self.before_request(self)
+        kwargs.setdefault("timeout", self.options.timeout.total_seconds())
+        started = time.monotonic()
+        outcome = "success"
+        try:
+            return http_request(self.session, method, url, what, **kwargs)
+        except DeliveryError as exc:
+            outcome = "permanent" if exc.permanent else "retryable"
+            raise
+        finally:
+            if self.after_request is not None:
+                self.after_request(self.name, outcome, time.monotonic() - started)
 
     @classmethod
     def check(cls, settings: ProviderSettings, options: ProviderOptions) -> list[tuple[str, str]]:
@@ -73,6 +112,7 @@ class Provider:
 
     def close(self) -> None:
         """Release connections; called when the dispatcher stops."""
+        self.session.close()
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

@@ -5,20 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import timedelta
 
-import requests
 from pydantic import Field, HttpUrl
 
-from adapter.config import Duration, ProviderSettings
-from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions, http_request
+from adapter.config import ProviderSettings
+from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions
 
 
 class WebhookOptions(ProviderOptions):
     # Not needed with per_tenant: each tenant's `contacts.webhook` is used instead.
     url: HttpUrl | None = None
     secret: str | None = Field(default=None, min_length=1)
-    timeout: Duration = timedelta(seconds=10)
     headers: dict[str, str] = {}
 
 
@@ -47,10 +44,6 @@ class Webhook(Provider):
             return str(url)
         return str(self.options.url)
 
-    def __init__(self, settings: ProviderSettings):
-        super().__init__(settings)
-        self.session = requests.Session()
-
     def payload(self, message: Message) -> dict[str, object]:
         return {
             "notice_id": message.notice_id,
@@ -77,16 +70,5 @@ class Webhook(Provider):
         }
         if self.options.secret:
             headers["X-Dualtrack-Signature"] = signature(self.options.secret, body)
-        response = http_request(
-            self.session,
-            "POST",
-            self.destination(message),
-            f"webhook {self.name}",
-            data=body,
-            headers=headers,
-            timeout=self.options.timeout.total_seconds(),
-        )
+        response = self.request("POST", self.destination(message), data=body, headers=headers)
         return response.headers.get("X-Request-Id") or f"{self.name}/{message.notice_id}"
-
-    def close(self) -> None:
-        self.session.close()
