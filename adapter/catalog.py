@@ -46,6 +46,8 @@ class Tenant(BaseModel):
     services: list[str] = []
     contacts: Contacts = Contacts()
     sla: dict[str, float] = {}
+    # The tenant's own status page token (/status/t/<token>); else derived from a secret.
+    status_token: str | None = Field(default=None, min_length=16, pattern=r"^[A-Za-z0-9_-]+$")
 
     @field_validator("timezone")
     @classmethod

@@ -298,6 +298,14 @@ class ProviderSettings(BaseModel):
         return dict(self.model_extra or {})
 
 
+class StatusPageSettings(Strict):
+    # Per-tenant pages live at /status/t/<token>; the token is HMAC(secret, tenant id) unless the
+    # catalog sets the tenant's `status_token`. No secret and no token: no page for that tenant.
+    tenant_token_secret: str | None = Field(default=None, min_length=16)
+    resolved_days: int = Field(default=7, ge=1, le=90)
+    uptime_days: int = Field(default=90, ge=7, le=365)
+
+
 class Settings(Strict):
     """Everything dualtrack needs to run, validated; paths already resolved."""
 
@@ -314,6 +322,7 @@ class Settings(Strict):
     delivery: DeliverySettings = DeliverySettings()
     policy: PolicySettings = Field(default_factory=PolicySettings)
     pagerduty: PagerDutySettings = PagerDutySettings()
+    status_page: StatusPageSettings = StatusPageSettings()
     providers: list[ProviderSettings] = Field(
         default_factory=lambda: [ProviderSettings(name="status", type="builtin", audience="all")]
     )
