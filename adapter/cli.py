@@ -181,6 +181,42 @@ def preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def outbox_command(args: argparse.Namespace) -> int:
+    """`outbox list [--state S]` and `outbox retry --dead | ID…`: dead letters by hand."""
+    settings = _load(args.config)
+    if settings is None:
+        return 1
+    from datetime import UTC, datetime
+
+    from adapter.store import Store, outbox
+
+    store = Store(settings.storage.url)
+    try:
+        if args.action == "list":
+            with store.read() as conn:
+                rows = outbox.by_state(conn, args.state.split(","))
+            for row in rows:
+                error = (row["last_error"] or "").replace("\n", " ")
+                stream = f"{row['provider']}/{row['audience']}" + (
+                    f"/{row['tenant']}" if row["tenant"] else ""
+                )
+                print(
+                    f"{row['id']:>7}  {row['state']:<10} {row['incident_ref']}  {stream}  "
+                    f"{row['phase']:<16} attempts={row['attempts']}  {error[:120]}"
+                )
+            print(f"{len(rows)} notice(s)", file=sys.stderr)
+            return 0
+        with store.transaction() as conn:
+            ids = list(args.ids)
+            if args.dead:
+                ids += [r["id"] for r in outbox.by_state(conn, ["dead"], limit=1_000_000)]
+            retried = outbox.retry(conn, ids, datetime.now(UTC))
+        print(f"{len(retried)} notice(s) queued again: {', '.join(map(str, retried)) or '-'}")
+        return 0 if retried or not ids else 1
+    finally:
+        store.dispose()
+
+
 def _services(worker: Any) -> Any:
     from adapter.web.services import EXTENSION
 
@@ -226,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_preview.add_argument("--config", default=default)
     p_preview.add_argument("payload", help="an Alertmanager or Grafana webhook body (JSON file)")
     p_preview.set_defaults(func=preview)
+
+    p_outbox = sub.add_parser("outbox", help="list notices by state; retry dead letters")
+    outbox_sub = p_outbox.add_subparsers(dest="action", required=True)
+    p_list = outbox_sub.add_parser("list", help="notices in a state (default dead)")
+    p_list.add_argument("--config", default=default)
+    p_list.add_argument("--state", default="dead", help="dead, failed, pending, … (comma-separated)")
+    p_retry = outbox_sub.add_parser("retry", help="queue dead or failed notices again")
+    p_retry.add_argument("--config", default=default)
+    p_retry.add_argument("--dead", action="store_true", help="every dead notice")
+    p_retry.add_argument("ids", nargs="*", type=int, help="notice ids")
+    for p in (p_list, p_retry):
+        p.set_defaults(func=outbox_command)
 
     p_migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     p_migrate.add_argument("--config", default=default)

@@ -71,7 +71,7 @@ class Dispatcher(BackgroundLoop):
         blocked: set[tuple[int, str, str | None]] = set()
         outcomes: list[outbox.Outcome] = []
         unstarted: list[int] = []
-        delivered: dict[int, str | None] = {}
+        delivered: set[int] = set()
         for notice in claimed:
             stream = outbox.stream_of(notice)
             # Draining, out of time, or an earlier notice of the stream waits for a retry.
@@ -83,14 +83,14 @@ class Dispatcher(BackgroundLoop):
             outcome = self._deliver(notice, messages[notice["id"]])
             outcomes.append(outcome)
             if outcome.state == "delivered":
-                delivered[notice["id"]] = outcome.ref
+                delivered.add(notice["id"])
             if outcome.state == "failed":
                 blocked.add(stream)
         now = self.clock.now()
         for notice_id, newest in coalesced.items():
             if newest in delivered:
                 ref = f"coalesced into notice {newest}"
-                outcomes.append(outbox.Outcome(notice_id, "delivered", at=now, ref=delivered[newest] or ref))
+                outcomes.append(outbox.Outcome(notice_id, "delivered", at=now, ref=ref))
             elif notice_id not in unstarted:
                 unstarted.append(notice_id)
         outbox.finish(self.store, self.owner, outcomes, unstarted)
@@ -101,11 +101,12 @@ class Dispatcher(BackgroundLoop):
 
         The stream's first notice (it creates the incident at the provider) is always sent.
         """
-        streams: dict[tuple[int, str, str | None], list[dict[str, Any]]] = {}
+        streams: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for notice in claimed:
             provider = self.providers.get(notice["provider"])
             if provider is not None and provider.coalesce:
-                streams.setdefault(outbox.stream_of(notice), []).append(notice)
+                # Each version is its own thread at the provider (its own status-page incident).
+                streams.setdefault((*outbox.stream_of(notice), notice["audience"]), []).append(notice)
         skipped: dict[int, int] = {}
         for notices in streams.values():
             if len(notices) < 2:
@@ -140,7 +141,8 @@ class Dispatcher(BackgroundLoop):
         with self.store.read() as conn:
             incidents = {i["id"]: i for i in repo.incidents_by_id(conn, {n["incident_id"] for n in notices})}
             refs = {
-                n["id"]: outbox.first_ref(conn, n["incident_id"], n["provider"], n["tenant"]) for n in notices
+                n["id"]: outbox.first_ref(conn, n["incident_id"], n["provider"], n["audience"], n["tenant"])
+                for n in notices
             }
         messages = {}
         for notice in notices:

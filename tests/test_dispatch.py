@@ -206,3 +206,108 @@ def test_stop_drains_and_hands_back_unstarted_leases(make_settings, clock):
     rows = notices(svc)
     assert all(r["lease_owner"] is None and r["state"] == "pending" for r in rows)
     store.dispose()
+
+
+def test_a_coalescing_provider_sends_the_first_and_the_newest_of_a_stream(world, hook, clock):
+    from adapter.providers.webhook import Webhook
+
+    provider = world.dispatcher.providers["hook"]
+    assert isinstance(provider, Webhook)
+    type(provider).coalesce = True
+    try:
+        ingest(world, "alertmanager/alertmanager-firing.json")
+        ingest(world, "alertmanager/alertmanager-mixed.json")
+        ingest(world, "alertmanager/alertmanager-resolved.json")
+        # Three notices per audience stream are due at once: acknowledgement, nothing for the
+        # partial resolve, then the resolution; with a level-raise update in between there'd be 3.
+        rows = notices(world)
+        assert [r["phase"] for r in rows] == [
+            "acknowledgement",
+            "acknowledgement",
+            "resolution",
+            "resolution",
+        ]
+        world.dispatcher.run_once()
+        sent = [__import__("json").loads(r.body)["phase"] for r in hook.requests]
+        # The first notice creates the incident at the provider and is never skipped; the newest
+        # (the resolution) is never lost.
+        assert sent == ["acknowledgement", "acknowledgement", "resolution", "resolution"]
+        assert {r["state"] for r in notices(world)} == {"delivered"}
+    finally:
+        type(provider).coalesce = False
+
+
+def test_coalescing_skips_stale_updates_once_the_incident_exists(world, hook, clock):
+    from adapter.providers.webhook import Webhook
+    from tests.payloads import am_alert, am_body
+
+    type(world.dispatcher.providers["hook"]).coalesce = True
+    try:
+        labels = {"alertname": "A", "service": "checkout", "severity": "critical"}
+        world.engine.ingest(alertmanager_parse(am_body([am_alert("c100000000000001", labels)], "g")))
+        world.dispatcher.run_once()  # the acknowledgements: the incident now exists at the provider
+        hook.requests.clear()
+        for _ in range(3):
+            clock.advance(timedelta(hours=1, minutes=1))
+            world.scheduler.run_once()  # a progress update per audience each hour at level 4
+        world.dispatcher.run_once()
+        sent = [__import__("json").loads(r.body) for r in hook.requests]
+        assert [(s["audience"], s["phase"]) for s in sent] == [
+            ("technical", "update"),
+            ("business", "update"),
+        ]
+        rows = [r for r in notices(world) if r["phase"] == "update"]
+        assert len(rows) == 6 and {r["state"] for r in rows} == {"delivered"}
+        assert sum("coalesced into notice" in (r["provider_ref"] or "") for r in rows) == 4
+        assert isinstance(world.dispatcher.providers["hook"], Webhook)
+    finally:
+        type(world.dispatcher.providers["hook"]).coalesce = False
+
+
+def alertmanager_parse(body):
+    from adapter.sources import alertmanager
+
+    return alertmanager.parse(body)
+
+
+def test_rate_limit_tokens_are_shared_through_the_database(world, make_settings):
+    from datetime import UTC, datetime
+
+    from adapter.store import buckets
+
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    other = Store(world.store.engine.url.render_as_string(hide_password=False))
+    try:
+        with world.store.transaction() as conn:
+            assert buckets.take(conn, "sp:key", 1.0, 2, now) == 0
+        with other.transaction() as conn:  # another process, same bucket
+            assert buckets.take(conn, "sp:key", 1.0, 2, now) == 0
+            assert buckets.take(conn, "sp:key", 1.0, 2, now) == pytest.approx(1.0)
+        with world.store.transaction() as conn:
+            assert buckets.take(conn, "sp:key", 1.0, 2, now + timedelta(milliseconds=500)) == pytest.approx(
+                0.5
+            )
+            assert buckets.take(conn, "sp:key", 1.0, 2, now + timedelta(seconds=1)) == 0
+    finally:
+        other.dispose()
+
+
+def test_provider_requests_are_rate_limited_and_measured(world, hook):
+    provider = world.dispatcher.providers["hook"]
+    type(provider).rate_limit = (20.0, 1)
+    try:
+        ingest(world, "alertmanager/alertmanager-firing.json")
+        ingest(world, "alertmanager/alertmanager-resolved.json")
+        ingest(world, "alertmanager/alertmanager-mixed.json")
+        world.dispatcher.run_once()
+    finally:
+        type(provider).rate_limit = None
+    assert len(hook.requests) == 4
+    registry = world.metrics.registry
+    assert (
+        registry.get_sample_value(
+            "dualtrack_provider_requests_total", {"provider": "hook", "outcome": "success"}
+        )
+        == 4
+    )
+    assert registry.get_sample_value("dualtrack_provider_request_seconds_count", {"provider": "hook"}) == 4

@@ -225,14 +225,17 @@ def mark_delivered(store: Store, notice_id: int, owner: str, now: datetime, ref:
     return finish(store, owner, [Outcome(notice_id, "delivered", at=now, ref=ref)]) == 1
 
 
-def first_ref(conn: Connection, incident_id: int, provider: str, tenant: str | None) -> str | None:
-    """The provider's id for this incident, from the first delivered notice of the stream."""
+def first_ref(
+    conn: Connection, incident_id: int, provider: str, audience: str, tenant: str | None
+) -> str | None:
+    """The provider's id for this incident and version, from the first delivered notice."""
     query = (
         select(notices.c.provider_ref)
         .where(
             and_(
                 notices.c.incident_id == incident_id,
                 notices.c.provider == provider,
+                notices.c.audience == audience,
                 notices.c.tenant.is_not_distinct_from(tenant),
                 notices.c.state == "delivered",
             )
@@ -251,3 +254,52 @@ def backlog(conn: Connection, now: datetime) -> tuple[int, float]:
     if oldest is None:
         return int(count), 0.0
     return int(count), max(0.0, (now - oldest).total_seconds())
+
+
+STATES = ("held", "pending", "delivered", "failed", "dead", "suppressed")
+
+
+def _with_ref() -> Any:
+    from adapter.store.schema import incidents
+
+    return select(notices, incidents.c.ref.label("incident_ref")).join(
+        incidents, incidents.c.id == notices.c.incident_id
+    )
+
+
+def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[Row]:
+    """Notices in these states, oldest first, with their incident's ref."""
+    query = (
+        _with_ref()
+        .where(notices.c.state.in_(list(states)))
+        .order_by(notices.c.created_at, notices.c.id)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def one(conn: Connection, notice_id: int) -> Row | None:
+    row = conn.execute(_with_ref().where(notices.c.id == notice_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def retry(conn: Connection, notice_ids: Iterable[int], now: datetime) -> list[int]:
+    """Dead or failed notices go out again now; returns the ids that were retried.
+
+    The notice counts as written now, so `delivery.max_age` gives it a full new window.
+    """
+    ids = list(notice_ids)
+    if not ids:
+        return []
+    retried = list(
+        conn.execute(
+            select(notices.c.id).where(notices.c.id.in_(ids), notices.c.state.in_(("dead", "failed")))
+        ).scalars()
+    )
+    if retried:
+        conn.execute(
+            update(notices)
+            .where(notices.c.id.in_(retried))
+            .values(state="pending", due_at=now, created_at=now, lease_owner=None, lease_until=None)
+        )
+    return retried

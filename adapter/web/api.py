@@ -237,3 +237,36 @@ def preview() -> ResponseReturnValue:
             "incidents": incidents,
         }
     )
+
+
+@bp.get("/notices")
+def list_notices() -> ResponseReturnValue:
+    """Dead letters and the backlog: `?state=dead|failed|pending` (comma-separated allowed)."""
+    wanted = [s for s in request.args.get("state", "dead").split(",") if s]
+    unknown = [s for s in wanted if s not in outbox.STATES]
+    if unknown or not wanted:
+        raise ApiError(
+            400,
+            "bad_request",
+            f"state must be among {', '.join(outbox.STATES)}",
+            [{"field": "state", "message": f"got {', '.join(unknown) or 'nothing'}"}],
+        )
+    with services().store.read() as conn:
+        rows = outbox.by_state(conn, wanted)
+    return jsonify({"notices": [notice_json(r) for r in rows]})
+
+
+@bp.post("/notices/<int:notice_id>/retry")
+def retry_notice(notice_id: int) -> ResponseReturnValue:
+    svc = services()
+    with svc.store.transaction() as conn:
+        retried = outbox.retry(conn, [notice_id], svc.clock.now())
+        row = outbox.one(conn, notice_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no notice {notice_id}")
+    if not retried:
+        raise ApiError(
+            409, "conflict", f"notice {notice_id} is {row['state']}; only dead or failed ones retry"
+        )
+    svc.dispatcher.wake()
+    return jsonify(notice_json(row))

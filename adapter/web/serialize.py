@@ -48,7 +48,9 @@ def alert_json(row: Row) -> dict[str, Any]:
 
 
 def notice_json(row: Row) -> dict[str, Any]:
+    extra = {"incident": row["incident_ref"]} if "incident_ref" in row else {}
     return {
+        **extra,
         "id": row["id"],
         "provider": row["provider"],
         "audience": row["audience"],
