@@ -7,11 +7,13 @@ from pydantic import ValidationError
 from adapter.config import ProviderSettings, format_validation_error
 from adapter.providers.base import DeliveryError, Message, Provider
 from adapter.providers.builtin import BuiltinStatusPage
+from adapter.providers.smtp import Smtp
 from adapter.providers.webhook import Webhook
 
 REGISTRY: dict[str, type[Provider]] = {
     BuiltinStatusPage.type: BuiltinStatusPage,
     Webhook.type: Webhook,
+    Smtp.type: Smtp,
 }
 
 __all__ = [

@@ -1,0 +1,328 @@
+"""E-mail over SMTP: one multipart (text and HTML) message per notice, threaded per incident."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import smtplib
+import ssl
+import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, parseaddr
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from adapter.config import ProviderSettings
+from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
+_NOTICE_ID = re.compile(r"<dualtrack-notice-\d+@[^<>\s]+>")
+_URL = re.compile(r"https?://[^\s<>\"']+")
+# "Label: value" - a short capitalised phrase, never a URL scheme or a clock time.
+_LABEL = re.compile(r"([A-Z][\w'\u2019&/() -]{0,46}?):(?=\s|$)")
+_BULLET = re.compile(r"[-*•] ")
+
+FONT = "-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+STYLES = {
+    "body": "margin:0;padding:0;background:#f6f8fa;",
+    "card": (
+        f"max-width:640px;margin:0 auto;padding:24px;background:#ffffff;font-family:{FONT};"
+        "font-size:15px;line-height:1.5;color:#1f2328;"
+    ),
+    "h1": "margin:0 0 16px;font-size:18px;line-height:1.3;color:#1f2328;",
+    "p": "margin:0 0 14px;",
+    "ul": "margin:0 0 14px;padding-left:22px;",
+    "li": "margin:0 0 6px;",
+    "detail": "color:#57606a;font-size:14px;",
+    "a": "color:#0969da;text-decoration:underline;word-break:break-all;",
+}
+
+
+def _address(value: str) -> str:
+    addr = parseaddr(value)[1]
+    if "@" not in addr or any(c in value for c in "\r\n"):
+        raise ValueError(f"not an e-mail address: {value!r}")
+    return value
+
+
+class SmtpOptions(ProviderOptions):
+    host: str = Field(min_length=1)
+    # Default: 25, 587 or 465 by `security`.
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["none", "starttls", "ssl"] = "starttls"
+    username: str | None = Field(default=None, min_length=1)
+    password: SecretStr | None = None
+    # PEM certificates to trust instead of the system's (`ca_file: path` reads one from a file).
+    ca: str | None = None
+    # The From header, e.g. "Example Status <status@example.com>"; its address is the envelope sender.
+    sender: str
+    # Recipients unless per_tenant (then each tenant's `contacts.email`).
+    to: list[str] = []
+    reply_to: str | None = None
+
+    @field_validator("sender", "reply_to")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        return value if value is None else _address(value)
+
+    @field_validator("to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        return [_address(v) for v in value]
+
+
+def notice_message_id(notice_id: int, domain: str) -> str:
+    return f"<dualtrack-notice-{notice_id}@{domain}>"
+
+
+def incident_thread_id(incident_ref: str, domain: str) -> str:
+    """The root every notice of an incident refers to, so clients thread even without the first."""
+    ref = re.sub(r"[^A-Za-z0-9._-]", "-", incident_ref) or "incident"
+    return f"<dualtrack-incident-{ref}@{domain}>"
+
+
+def _link(text: str) -> str:
+    """Escape text, with http(s) URLs as links (trailing punctuation stays outside the link)."""
+    out = []
+    position = 0
+    for match in _URL.finditer(text):
+        url = match.group(0).rstrip(".,;:!?")
+        if url.endswith(")") and url.count("(") < url.count(")"):
+            url = url[:-1]
+        out.append(html.escape(text[position : match.start()], quote=False))
+        href = html.escape(url, quote=True)
+        out.append(f'<a href="{href}" style="{STYLES["a"]}">{href}</a>')
+        position = match.start() + len(url)
+    out.append(html.escape(text[position:], quote=False))
+    return "".join(out)
+
+
+def _inline(line: str) -> str:
+    """One line of text: a leading "Label:" in bold, the rest escaped and linked."""
+    match = _LABEL.match(line)
+    if match and len(match.group(1).split()) <= 6:
+        rest = line[match.end() :]
+        return f"<strong>{html.escape(match.group(1), quote=False)}:</strong>{_link(rest)}"
+    return _link(line)
+
+
+def _list(items: list[tuple[str, list[str]]]) -> str:
+    parts = []
+    for head, details in items:
+        inner = _inline(head)
+        nested = [d[2:] for d in details if _BULLET.match(d)]
+        plain = [d for d in details if not _BULLET.match(d)]
+        if plain:
+            inner += "".join(f'<br><span style="{STYLES["detail"]}">{_link(d)}</span>' for d in plain)
+        if nested:
+            inner += _list([(n, []) for n in nested])
+        parts.append(f'<li style="{STYLES["li"]}">{inner}</li>')
+    return f'<ul style="{STYLES["ul"]}">{"".join(parts)}</ul>'
+
+
+def _block(lines: list[str]) -> str:
+    """Consecutive non-blank lines: runs of text as paragraphs, runs of "- " items as lists."""
+    out = []
+    text: list[str] = []
+    items: list[tuple[str, list[str]]] = []
+
+    def flush_text() -> None:
+        if text:
+            out.append(f'<p style="{STYLES["p"]}">{"<br>".join(_inline(t) for t in text)}</p>')
+            text.clear()
+
+    def flush_items() -> None:
+        if items:
+            out.append(_list(items))
+            items.clear()
+
+    for line in lines:
+        stripped = line.strip()
+        if _BULLET.match(line):
+            flush_text()
+            items.append((stripped[2:].strip(), []))
+        elif items and line[:1].isspace():
+            items[-1][1].append(stripped)
+        else:
+            flush_items()
+            text.append(stripped)
+    flush_text()
+    flush_items()
+    return "".join(out)
+
+
+def render_html(body: str, subject: str = "") -> str:
+    """The plain-text notice as a small, self-contained HTML page with inline styles."""
+    blocks: list[list[str]] = [[]]
+    for line in body.replace("\r\n", "\n").split("\n"):
+        if line.strip():
+            blocks[-1].append(line.rstrip())
+        elif blocks[-1]:
+            blocks.append([])
+    blocks = [b for b in blocks if b]
+    parts = []
+    if blocks and len(blocks[0]) == 1 and blocks[0][0].strip() == subject.strip():
+        # The body's first line repeats the subject: show it as the title.
+        parts.append(f'<h1 style="{STYLES["h1"]}">{_link(blocks.pop(0)[0].strip())}</h1>')
+    parts.extend(_block(b) for b in blocks)
+    title = html.escape(subject, quote=False)
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title></head>\n"
+        f'<body style="{STYLES["body"]}"><div style="{STYLES["card"]}">\n'
+        + "\n".join(parts)
+        + "\n</div></body></html>\n"
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class Smtp(Provider):
+    type = "smtp"
+    Options = SmtpOptions
+    options: SmtpOptions
+    contact = "email"
+
+    @classmethod
+    def check(cls, settings: ProviderSettings, options: ProviderOptions) -> list[tuple[str, str]]:
+        assert isinstance(options, SmtpOptions)
+        problems = []
+        if not options.to and not settings.per_tenant:
+            problems.append(("to", "required unless per_tenant is true"))
+        if options.password is not None and options.username is None:
+            problems.append(("username", "required with a password"))
+        if options.username is not None and options.password is None:
+            problems.append(("password", "required with a username (or password_file)"))
+        return problems + super().check(settings, options)
+
+    @property
+    def domain(self) -> str:
+        address = parseaddr(self.options.sender)[1]
+        return address.rpartition("@")[2] or "dualtrack.invalid"
+
+    def recipients(self, message: Message) -> list[str]:
+        if not self.per_tenant:
+            return list(self.options.to)
+        value = (message.data.get("contact") or {}).get("email")
+        addresses = [a for _, a in getaddresses([str(value)]) if "@" in a] if value else []
+        if not addresses:
+            raise DeliveryError(f"tenant {message.tenant} has no email contact", permanent=True)
+        return addresses
+
+    def compose(self, message: Message, recipients: list[str]) -> EmailMessage:
+        domain = self.domain
+        subject = _one_line(message.subject)
+        mail = EmailMessage()
+        mail["Subject"] = subject
+        mail["From"] = self.options.sender
+        mail["To"] = ", ".join(recipients)
+        if self.options.reply_to:
+            mail["Reply-To"] = self.options.reply_to
+        mail["Date"] = format_datetime(datetime.now(UTC))
+        mail["Message-ID"] = notice_message_id(message.notice_id, domain)
+        # Every notice refers to the incident's root; later ones also to the stream's first notice.
+        references = [incident_thread_id(message.incident_ref, domain)]
+        first = message.provider_ref
+        if first and _NOTICE_ID.fullmatch(first) and first != mail["Message-ID"]:
+            references.append(first)
+        if message.provider_ref is not None:
+            mail["In-Reply-To"] = references[-1]
+        mail["References"] = " ".join(references)
+        mail["X-Dualtrack-Incident"] = _one_line(message.incident_ref)
+        mail["X-Dualtrack-Notice"] = str(message.notice_id)
+        mail["Auto-Submitted"] = "auto-generated"
+        mail.set_content(message.body, cte="quoted-printable")
+        mail.add_alternative(render_html(message.body, subject), subtype="html", cte="quoted-printable")
+        return mail
+
+    def context(self) -> ssl.SSLContext:
+        if self.options.ca:
+            return ssl.create_default_context(cadata=self.options.ca)
+        return ssl.create_default_context()
+
+    def send(self, message: Message) -> str:
+        recipients = self.recipients(message)
+        mail = self.compose(message, recipients)
+        if self.before_request is not None:
+            self.before_request(self)
+        started = time.monotonic()
+        outcome = "success"
+        try:
+            refused = self.transmit(mail, recipients)
+        except DeliveryError as exc:
+            outcome = "permanent" if exc.permanent else "retryable"
+            raise
+        finally:
+            if self.after_request is not None:
+                self.after_request(self.name, outcome, time.monotonic() - started)
+        if refused:
+            # The others have it; sending again would repeat it to them.
+            log.warning("%s: notice %s refused for %s", self.name, message.notice_id, ", ".join(refused))
+        return str(mail["Message-ID"])
+
+    def transmit(self, mail: EmailMessage, recipients: list[str]) -> list[str]:
+        """Deliver to the server; returns recipients it refused while accepting others."""
+        options = self.options
+        port = options.port or DEFAULT_PORTS[options.security]
+        timeout = options.timeout.total_seconds()
+        what = f"smtp {self.name} ({options.host}:{port})"
+        try:
+            client: smtplib.SMTP
+            if options.security == "ssl":
+                client = smtplib.SMTP_SSL(options.host, port, timeout=timeout, context=self.context())
+            else:
+                client = smtplib.SMTP(options.host, port, timeout=timeout)
+            with client:
+                if options.security == "starttls":
+                    client.starttls(context=self.context())
+                if options.username is not None and options.password is not None:
+                    client.login(options.username, options.password.get_secret_value())
+                sender = parseaddr(options.sender)[1]
+                refused = client.send_message(mail, from_addr=sender, to_addrs=recipients)
+            return sorted(refused)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            replies = "; ".join(f"{rcpt}: {self._reply(c, m)}" for rcpt, (c, m) in exc.recipients.items())
+            permanent = bool(codes) and all(500 <= code < 600 for code in codes)
+            raise DeliveryError(f"{what}: recipients refused ({replies})", permanent=permanent) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryError(f"{what}: {self._scrub(str(exc))}", permanent=True) from None
+        except smtplib.SMTPResponseException as exc:
+            # 4xx: try again later; 5xx: the server will not take it (auth failed, mailbox unknown).
+            code = exc.smtp_code
+            reply = self._reply(code, exc.smtp_error)
+            permanent = 500 <= code < 600
+            raise DeliveryError(f"{what}: {type(exc).__name__} {reply}", permanent=permanent) from None
+        except smtplib.SMTPServerDisconnected as exc:
+            # smtplib reports a read timeout as "Connection unexpectedly closed: timed out".
+            raise DeliveryError(f"{what}: {self._scrub(str(exc)) or 'connection closed'}") from None
+        except smtplib.SMTPException as exc:
+            # e.g. "No suitable authentication method found": a configuration problem.
+            raise DeliveryError(f"{what}: {self._scrub(str(exc))}", permanent=True) from None
+        except TimeoutError:
+            raise DeliveryError(f"{what}: timed out") from None
+        except ssl.SSLError as exc:
+            raise DeliveryError(f"{what}: TLS failed ({exc.reason or type(exc).__name__})") from None
+        except OSError as exc:
+            raise DeliveryError(f"{what}: connection failed ({exc.strerror or type(exc).__name__})") from None
+
+    def _reply(self, code: int, text: bytes | str) -> str:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        return f"{code} {self._scrub(_one_line(text))[:300]}".strip()
+
+    def _scrub(self, text: str) -> str:
+        """Server replies are echoed into errors; make sure the password never is."""
+        if self.options.password is not None:
+            secret = self.options.password.get_secret_value()
+            if secret:
+                text = text.replace(secret, "***")
+        return text
