@@ -10,7 +10,7 @@ from markupsafe import escape
 from sqlalchemy import select
 
 from adapter.store.schema import notices
-from tests.conftest import am_headers, fixture_bytes
+from tests.conftest import am_headers, base_config, fixture_bytes
 from tests.payloads import am_alert, am_body, encode
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -97,6 +97,25 @@ def test_resolved_incident_moves_below_and_disappears_after_7_days(app, client, 
     assert "All systems operational" in page
     assert page.index("Resolved in the last 7 days") < page.index("working normally again")
     clock.advance(timedelta(days=7, minutes=1))
+    assert "working normally again" not in client.get("/status").text
+
+
+def test_resolved_days_comes_from_the_settings(make_settings, store, clock):
+    from adapter.app import create_app
+    from adapter.metrics import Metrics
+
+    config = base_config()
+    config["status_page"] = {"resolved_days": 2}
+    app = create_app(make_settings(config), clock=clock, store=store, metrics=Metrics())
+    client = app.test_client()
+    post(client, fixture_bytes("alertmanager/alertmanager-firing.json"))
+    post(client, fixture_bytes("alertmanager/alertmanager-resolved.json"))
+    post(client, fixture_bytes("alertmanager/alertmanager-mixed.json"))
+    deliver(app)
+    clock.advance(timedelta(days=1, hours=23))
+    page = client.get("/status").text
+    assert "Resolved in the last 2 days" in page and "working normally again" in page
+    clock.advance(timedelta(hours=1, minutes=1))
     assert "working normally again" not in client.get("/status").text
 
 

@@ -1,0 +1,142 @@
+"""Status pages in headless Chromium at phone and desktop widths: screenshots, content, no console output."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.server import DEFAULT_CATALOG, Dualtrack, rfc3339, wait_until, webhook_body
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+SECRET = "browser-test-secret-0123456789"
+BLOOM_TOKEN = "bloom-browser-token-0123456789"
+SIZES = {"phone": (390, 844), "desktop": (1280, 900)}
+# Chromium logs every console message (log, warning, error, uncaught exception) as a CONSOLE line;
+# these pages run no script, so any such line is a fault (a failed load, a CSP report, an error).
+CONSOLE = re.compile(r":CONSOLE[:(]|Uncaught")
+
+WEB_LABELS = {"alertname": "CheckoutLatencyHigh", "service": "checkout", "severity": "error"}
+DB_LABELS = {"alertname": "MySQLSlowQueries", "service": "mysql-shared", "severity": "error"}
+
+
+@dataclass
+class Visit:
+    dom: str
+    console: list[str]
+    screenshot: Path
+
+
+def chromium(url: str, out: Path, size: tuple[int, int], profile: Path) -> Visit:
+    """Load `url` once: screenshot at `size`, the DOM after load, and any console lines."""
+    argv = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={size[0]},{size[1]}",
+        f"--screenshot={out}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        url,
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, cwd=out.parent)
+    assert done.returncode == 0, f"chromium exited with {done.returncode}:\n{done.stderr[-3000:]}"
+    assert out.exists() and out.stat().st_size > 1000, f"no screenshot at {out}:\n{done.stderr[-3000:]}"
+    console = [line for line in done.stderr.splitlines() if CONSOLE.search(line)]
+    return Visit(done.stdout, console, out)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Any:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+
+    def visit(url: str, name: str, size: tuple[int, int]) -> Visit:
+        shots = tmp_path / "screenshots"
+        shots.mkdir(exist_ok=True)
+        return chromium(url, shots / f"{name}.png", size, tmp_path / f"profile-{name}")
+
+    return visit
+
+
+def test_console_lines_are_caught(browser, tmp_path):
+    """The console check itself: a page that logs and throws is reported."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><title>x</title><p>hi</p><script>console.error("boom"); nope();</script>')
+    visit = browser(page.as_uri(), "bad", SIZES["phone"])
+    assert "<p>hi</p>" in visit.dom
+    assert any("boom" in line for line in visit.console)
+    assert any("Uncaught ReferenceError" in line for line in visit.console)
+
+
+def test_status_pages_render_at_phone_and_desktop(browser, dualtrack_factory):
+    catalog = {**DEFAULT_CATALOG, "tenants": [dict(t) for t in DEFAULT_CATALOG["tenants"]]}
+    catalog["tenants"][1]["status_token"] = BLOOM_TOKEN
+    dt: Dualtrack = dualtrack_factory(
+        catalog=catalog, extra={"status_page": {"tenant_token_secret": SECRET, "resolved_days": 3}}
+    ).start()
+
+    # One open incident, one already resolved; level 3 so business readers hear at once.
+    started = datetime.now(UTC) - timedelta(minutes=20)
+    db = webhook_body({"service": "mysql-shared"}, [DB_LABELS], starts_at=rfc3339(started))
+    assert dt.post_alertmanager(db).status_code == 202
+    web = webhook_body({"service": "checkout"}, [WEB_LABELS])
+    assert dt.post_alertmanager(web).status_code == 202
+    ended = webhook_body(
+        {"service": "mysql-shared"},
+        [DB_LABELS],
+        status="resolved",
+        starts_at=rfc3339(started),
+        ends_at=rfc3339(),
+    )
+    assert dt.post_alertmanager(ended).status_code == 202
+
+    business = "Issue affecting Online checkout"
+    firing = "CheckoutLatencyHigh is firing"
+    acme_token = hmac.new(SECRET.encode(), b"acme", hashlib.sha256).hexdigest()[:32]
+    pages = {
+        "business": ("/status", [business, "Resolved affecting Website databases"]),
+        "technical": ("/status/technical", [firing, "Level 3"]),
+        "acme": (f"/status/t/{acme_token}", ["Service status for Acme Ltd", firing]),
+        "bloom": (f"/status/t/{BLOOM_TOKEN}", ["Service status for Bloom Florists", business]),
+    }
+
+    def published() -> bool:
+        for path, texts in pages.values():
+            text = requests.get(dt.url + path, timeout=10).text
+            if not all(t in text for t in texts) or "Resolved in the last 3 days" not in text:
+                return False
+        return True
+
+    wait_until(published, timeout=30, message=lambda: "notices on every status page\n" + dt.logs())
+
+    for name, (path, texts) in pages.items():
+        for size_name, size in SIZES.items():
+            visit = browser(dt.url + path, f"{name}-{size_name}", size)
+            for text in texts:
+                assert text in visit.dom, f"{text!r} missing from {name} at {size_name}"
+            assert "1 ongoing incident" in visit.dom
+            assert visit.dom.count("<rect ") >= 2 * 90  # two services, a bar a day
+            assert visit.console == [], f"console output on {name} at {size_name}: {visit.console}"
+            other = "Bloom Florists" if name == "acme" else "Acme Ltd"
+            if name in ("acme", "bloom"):
+                assert other not in visit.dom
