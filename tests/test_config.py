@@ -325,7 +325,8 @@ def test_unknown_provider_type(tmp_path: Path) -> None:
     config["providers"].append({"name": "bird", "type": "carrier-pigeon"})
     path = write_config(config_dir(tmp_path), config)
     assert problems_of(path) == [
-        f"{path}: providers[1].type: unknown provider type 'carrier-pigeon' (known: builtin, webhook)"
+        f"{path}: providers[1].type: unknown provider type 'carrier-pigeon' "
+        f"(known: {', '.join(sorted(__import__('adapter.providers').providers.REGISTRY))})"
     ]
 
 

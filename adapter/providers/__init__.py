@@ -7,6 +7,8 @@ from pydantic import ValidationError
 from adapter.config import ProviderSettings, format_validation_error
 from adapter.providers.base import DeliveryError, Message, Provider
 from adapter.providers.builtin import BuiltinStatusPage
+from adapter.providers.cachet import Cachet
+from adapter.providers.instatus import Instatus
 from adapter.providers.smtp import Smtp
 from adapter.providers.webhook import Webhook
 
@@ -14,6 +16,8 @@ REGISTRY: dict[str, type[Provider]] = {
     BuiltinStatusPage.type: BuiltinStatusPage,
     Webhook.type: Webhook,
     Smtp.type: Smtp,
+    Instatus.type: Instatus,
+    Cachet.type: Cachet,
 }
 
 __all__ = [
