@@ -131,12 +131,44 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def _messages(value: Any) -> list[str]:
+    """Readable texts from the error shapes status-page APIs answer with."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [m for item in value for m in _messages(item)]
+    if not isinstance(value, dict):
+        return []
+    if "code" in value or "message" in value:  # Instatus {"code", "message"}
+        return [": ".join(str(value[k]) for k in ("code", "message") if value.get(k))]
+    if "detail" in value or "title" in value or "meta" in value:  # Cachet 2.x JSON:API errors
+        details = (value.get("meta") or {}).get("details") or []
+        return [str(d) for d in details] or [str(value.get("detail") or value.get("title"))]
+    # Validation errors keyed by field, e.g. Statuspage's {"name": ["is too long"]}.
+    return [f"{field}: {', '.join(_messages(texts))}" for field, texts in value.items()]
+
+
+def error_detail(response: requests.Response) -> str:
+    """What the provider said about a failure: `error`, `errors` or `message` in a JSON body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    parts = _messages(body.get("error")) + _messages(body.get("errors"))
+    if not parts and isinstance(body.get("message"), str):
+        parts.append(body["message"])
+    return "; ".join(p for p in parts if p)[:500]
+
+
 def check_response(response: requests.Response, what: str) -> requests.Response:
     """Raise DeliveryError for anything but 2xx: 429 and 5xx retry, other 4xx are permanent."""
     code = response.status_code
     if 200 <= code < 300:
         return response
-    reason = f"{what}: HTTP {code} {response.reason or ''}".strip()
+    detail = error_detail(response)
+    reason = f"{what}: HTTP {code} {response.reason or ''}".strip() + (f" ({detail})" if detail else "")
     if code in (420, 429):
         raise DeliveryError(reason, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
     if code >= 500 or code in (408, 409, 425):

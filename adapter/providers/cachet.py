@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-import requests
 from pydantic import Field, HttpUrl, field_validator
 
 from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions
@@ -52,31 +51,6 @@ class CachetOptions(ProviderOptions):
         if value != "UTC" and value not in available_timezones():
             raise ValueError(f"unknown time zone {value!r}")
         return value
-
-
-def error_detail(response: requests.Response | None) -> str:
-    """What Cachet said: 2.x `{"errors": [{"detail", "meta": {"details"}}]}`, 3.x `{"message", "errors"}`."""
-    if response is None:
-        return ""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    parts: list[str] = []
-    errors = body.get("errors")
-    if isinstance(errors, list):
-        for error in errors:
-            if not isinstance(error, dict):
-                continue
-            details = (error.get("meta") or {}).get("details") or []
-            parts += [str(d) for d in details] or [str(error.get("detail") or error.get("title") or "")]
-    elif isinstance(errors, dict):
-        parts += [str(m) for messages in errors.values() for m in (messages or [])]
-    elif body.get("message"):
-        parts.append(str(body["message"]))
-    return "; ".join(p for p in parts if p)
 
 
 def component_ids(message: Message) -> list[int]:
@@ -176,23 +150,9 @@ class Cachet(Provider):
             headers["X-Cachet-Token"] = self.options.token
         else:
             headers["Authorization"] = f"Bearer {self.options.token}"
-        seen: list[requests.Response] = []
-        try:
-            response = self.request(
-                method,
-                self.base + path,
-                what=f"cachet {self.name} {action}",
-                json=body,
-                headers=headers,
-                hooks={"response": lambda r, *args, **kwargs: seen.append(r)},
-            )
-        except DeliveryError as exc:
-            detail = error_detail(seen[-1] if seen else None)
-            if not detail:
-                raise
-            raise DeliveryError(
-                f"{exc} ({detail})", permanent=exc.permanent, retry_after=exc.retry_after
-            ) from None
+        response = self.request(
+            method, self.base + path, what=f"cachet {self.name} {action}", json=body, headers=headers
+        )
         try:
             return response.json()
         except ValueError:

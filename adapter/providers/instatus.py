@@ -6,7 +6,6 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import requests
 from pydantic import Field, HttpUrl, field_validator
 
 from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions
@@ -45,20 +44,6 @@ class InstatusOptions(ProviderOptions):
         if unknown:
             raise ValueError(f"levels are 1 to 5, not {unknown}")
         return {**DEFAULT_COMPONENT_STATUS, **value}
-
-
-def error_detail(response: requests.Response | None) -> str:
-    """The message of Instatus' `{"error": {"code", "message"}}` body, if there is one."""
-    if response is None:
-        return ""
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return ""
-    if isinstance(error, dict):
-        parts = [str(error[k]) for k in ("code", "message") if error.get(k)]
-        return ": ".join(parts)
-    return str(error) if error else ""
 
 
 def component_ids(message: Message) -> list[str]:
@@ -119,28 +104,17 @@ class Instatus(Provider):
         return message.provider_ref
 
     def _post(self, url: str, body: dict[str, Any], action: str) -> Any:
-        seen: list[requests.Response] = []
-        what = f"instatus {self.name} {action}"
-        try:
-            response = self.request(
-                "POST",
-                url,
-                what=what,
-                json=body,
-                headers={
-                    "Authorization": f"Bearer {self.options.api_key}",
-                    "Accept": "application/json",
-                    "User-Agent": "dualtrack",
-                },
-                hooks={"response": lambda r, *args, **kwargs: seen.append(r)},
-            )
-        except DeliveryError as exc:
-            detail = error_detail(seen[-1] if seen else None)
-            if not detail:
-                raise
-            raise DeliveryError(
-                f"{exc} ({detail})", permanent=exc.permanent, retry_after=exc.retry_after
-            ) from None
+        response = self.request(
+            "POST",
+            url,
+            what=f"instatus {self.name} {action}",
+            json=body,
+            headers={
+                "Authorization": f"Bearer {self.options.api_key}",
+                "Accept": "application/json",
+                "User-Agent": "dualtrack",
+            },
+        )
         try:
             return response.json()
         except ValueError:
