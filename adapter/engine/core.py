@@ -84,12 +84,12 @@ class Engine:
         if batch.test:
             return result
         with self.store.transaction() as conn:
-            result = self._ingest_in(conn, batch, self.clock.now())
+            result = self.ingest_in(conn, batch, self.clock.now())
         if result.notices and self.on_commit:
             self.on_commit()
         return result
 
-    def _ingest_in(self, conn: Connection, batch: Batch, now: datetime) -> IngestResult:
+    def ingest_in(self, conn: Connection, batch: Batch, now: datetime) -> IngestResult:
         result = IngestResult()
         changes: dict[int, Change] = {}
         for signal in batch.signals:
@@ -97,7 +97,7 @@ class Engine:
             self.metrics.signals.labels(batch.source, outcome).inc()
             result.duplicates += outcome in ("duplicate", "stale")
         for incident_id, change in changes.items():
-            result.notices += self._settle(conn, incident_id, change, now)
+            result.notices += self.settle(conn, incident_id, change, now)
             result.refs.append(change.incident["ref"])
         return result
 
@@ -107,7 +107,7 @@ class Engine:
             return []
         quiet = Engine(self.settings, self.store, self.renderer, self.clock, cast(Metrics, DiscardMetrics()))
         with self.store.rolled_back() as conn:
-            result = quiet._ingest_in(conn, batch, self.clock.now())
+            result = quiet.ingest_in(conn, batch, self.clock.now())
             out = []
             for ref in result.refs:
                 incident = repo.get_incident_by_ref(conn, ref)
@@ -294,7 +294,7 @@ class Engine:
                 return service.incident_type
         return "general"
 
-    def _settle(self, conn: Connection, incident_id: int, change: Change, now: datetime) -> int:
+    def settle(self, conn: Connection, incident_id: int, change: Change, now: datetime) -> int:
         """Recompute the incident from its alerts, record what changed, plan the notices."""
         incident = change.incident
         alerts = repo.alerts_of(conn, incident_id)

@@ -121,13 +121,13 @@ class PagerDutyIntake:
         engine = self.engine
         if kind in ("incident.triggered", "incident.reopened", "incident.priority_updated"):
             batch = Batch("pagerduty", event.incident_key or "", [self.signal(event, "firing")])
-            result = engine._ingest_in(conn, batch, now)
+            result = engine.ingest_in(conn, batch, now)
             return Intake("accepted", result.refs)
         if kind == "incident.resolved" and event.merged_into:
             return self._merge(conn, event, now)
         if kind == "incident.resolved":
             batch = Batch("pagerduty", event.incident_key or "", [self.signal(event, "resolved")])
-            result = engine._ingest_in(conn, batch, now)
+            result = engine.ingest_in(conn, batch, now)
             return Intake("accepted", result.refs)
         alert = repo.latest_alert(conn, "pagerduty", f"pd-{event.incident_id}")
         incident = repo.get_incident(conn, alert["incident_id"]) if alert else None
@@ -183,7 +183,7 @@ class PagerDutyIntake:
             repo.add_timeline(conn, source["id"], now, "merged", f"Merged into {into}")
             outbox.suppress_held(conn, source["id"])
         if target is not None:
-            self.engine._settle(conn, target["id"], Change(target), now)
+            self.engine.settle(conn, target["id"], Change(target), now)
         log.info("pagerduty merge incident=%s into=%s", event.incident_id, event.merged_into)
         return Intake("accepted", refs)
 
@@ -227,5 +227,5 @@ class PagerDutyIntake:
                 repo.add_timeline(conn, alert["incident_id"], now, "pagerduty", "Acknowledged")
                 incident = repo.get_incident(conn, alert["incident_id"])
                 return Intake("accepted", [incident["ref"]] if incident else [], dedup_key)
-            result = self.engine._ingest_in(conn, Batch("events", dedup_key, [signal]), now)
+            result = self.engine.ingest_in(conn, Batch("events", dedup_key, [signal]), now)
         return self._wake(Intake("accepted", result.refs, dedup_key))
