@@ -217,6 +217,17 @@ def outbox_command(args: argparse.Namespace) -> int:
         store.dispose()
 
 
+def subscribers_command(args: argparse.Namespace) -> int:
+    """Reconcile each Statuspage provider's subscribers with the catalog."""
+    settings = _load(args.config)
+    if settings is None:
+        return 1
+    from adapter.subscribers import sync
+
+    progress = not args.no_progress and sys.stdout.isatty()
+    return sync(settings, dry_run=args.dry_run, out=sys.stdout, progress=progress)
+
+
 def _services(worker: Any) -> Any:
     from adapter.web.services import EXTENSION
 
@@ -274,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_retry.add_argument("ids", nargs="*", type=int, help="notice ids")
     for p in (p_list, p_retry):
         p.set_defaults(func=outbox_command)
+
+    p_subscribers = sub.add_parser("subscribers", help="Statuspage subscribers from the catalog")
+    subscribers_sub = p_subscribers.add_subparsers(dest="action", required=True)
+    p_sync = subscribers_sub.add_parser("sync", help="print the plan and apply it")
+    p_sync.add_argument("--config", default=default)
+    p_sync.add_argument("--dry-run", action="store_true", help="print the plan only")
+    p_sync.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
+    p_sync.set_defaults(func=subscribers_command)
 
     p_migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     p_migrate.add_argument("--config", default=default)

@@ -7,7 +7,7 @@ import os
 import random
 import socket
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from adapter.background import BackgroundLoop
@@ -122,16 +122,12 @@ class Dispatcher(BackgroundLoop):
         if provider.rate_limit is None:
             return
         rate, burst = provider.rate_limit
-        deadline = time.monotonic() + THROTTLE_MAX_WAIT
-        while True:
-            # Real time, not the injected clock: the provider counts real seconds.
-            with self.store.transaction() as conn:
-                wait = buckets.take(conn, provider.rate_key(), rate, burst, datetime.now(UTC))
-            if wait <= 0:
-                return
-            if self.stopping or time.monotonic() + wait > deadline:
-                raise DeliveryError(f"{provider.name}: own rate limit reached", retry_after=wait)
-            self._stop.wait(wait)
+        max_wait = 0.0 if self.stopping else THROTTLE_MAX_WAIT
+        wait = buckets.acquire(
+            self.store, provider.rate_key(), rate, burst, max_wait=max_wait, sleep=self._stop.wait
+        )
+        if wait:
+            raise DeliveryError(f"{provider.name}: own rate limit reached", retry_after=wait)
 
     def _observe_request(self, provider: str, outcome: str, seconds: float) -> None:
         self.metrics.provider_requests.labels(provider, outcome).inc()

@@ -10,12 +10,14 @@ from adapter.providers.builtin import BuiltinStatusPage
 from adapter.providers.cachet import Cachet
 from adapter.providers.instatus import Instatus
 from adapter.providers.smtp import Smtp
+from adapter.providers.statuspage import Statuspage
 from adapter.providers.webhook import Webhook
 
 REGISTRY: dict[str, type[Provider]] = {
     BuiltinStatusPage.type: BuiltinStatusPage,
     Webhook.type: Webhook,
     Smtp.type: Smtp,
+    Statuspage.type: Statuspage,
     Instatus.type: Instatus,
     Cachet.type: Cachet,
 }

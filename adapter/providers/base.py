@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import requests
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from adapter.config import Duration, ProviderSettings
 
@@ -79,6 +79,16 @@ class Provider:
         self.before_request: RequestHook | None = None
         self.after_request: ResultHook | None = None
 
+    def secrets(self) -> list[str]:
+        """The credential values among the options, to keep out of error texts."""
+        found = []
+        for name, value in self.options:
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif isinstance(value, str) and name in ("api_key", "token", "password", "secret"):
+                found.append(value)
+        return [s for s in found if len(s) >= 4]
+
     def rate_key(self) -> str:
         """Requests sharing a rate limit (e.g. one API key) share this key."""
         return f"{self.type}:{self.name}"
@@ -95,7 +105,11 @@ class Provider:
             return http_request(self.session, method, url, what, **kwargs)
         except DeliveryError as exc:
             outcome = "permanent" if exc.permanent else "retryable"
-            raise
+            text = str(exc)
+            for secret in self.secrets():
+                text = text.replace(secret, "***")
+            # An API echoing a key back must not put it in the outbox or the logs.
+            raise DeliveryError(text, permanent=exc.permanent, retry_after=exc.retry_after) from None
         finally:
             if self.after_request is not None:
                 self.after_request(self.name, outcome, time.monotonic() - started)

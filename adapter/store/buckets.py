@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, insert, select, update
 
 from adapter.store.schema import rate_buckets
+
+if TYPE_CHECKING:
+    from adapter.store.db import Store
 
 
 def take(conn: Connection, key: str, rate: float, burst: int, now: datetime) -> float:
@@ -23,3 +29,24 @@ def take(conn: Connection, key: str, rate: float, burst: int, now: datetime) -> 
         )
         return 0.0
     return (1.0 - tokens) / rate
+
+
+def acquire(
+    store: Store,
+    key: str,
+    rate: float,
+    burst: int,
+    *,
+    max_wait: float | None,
+    sleep: Callable[[float], object] = time.sleep,
+) -> float:
+    """Wait for a token, in real time; 0 once taken, else the wait that would pass max_wait."""
+    deadline = None if max_wait is None else time.monotonic() + max_wait
+    while True:
+        with store.transaction() as conn:
+            wait = take(conn, key, rate, burst, datetime.now(UTC))
+        if wait <= 0:
+            return 0.0
+        if deadline is not None and time.monotonic() + wait > deadline:
+            return wait
+        sleep(wait)
