@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -73,11 +72,6 @@ class Cachet(Provider):
     rate_limit = (4.0, 10)
     # Each update emails subscribers: a burst of due updates goes out as the newest one.
     coalesce = True
-
-    def rate_key(self) -> str:
-        # 3.x counts per user (token); keep one budget per site and token.
-        digest = hashlib.sha256(f"{self.options.api_url}|{self.options.token}".encode()).hexdigest()[:16]
-        return f"{self.type}:{digest}"
 
     @property
     def base(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -63,11 +62,6 @@ class Instatus(Provider):
     rate_limit = (2.0, 5)
     # Each update emails subscribers: a burst of due updates goes out as the newest one.
     coalesce = True
-
-    def rate_key(self) -> str:
-        # One API key is one budget, however many providers use it.
-        digest = hashlib.sha256(self.options.api_key.encode()).hexdigest()[:16]
-        return f"{self.type}:{digest}"
 
     @property
     def base(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from typing import Annotated, Any, Literal
 
@@ -121,10 +120,6 @@ class Statuspage(Provider):
             # One stream carries both audiences' notices: they would share, and fight over, one incident.
             problems.append(("audience", "a Statuspage page serves one audience: technical or business"))
         return problems
-
-    def rate_key(self) -> str:
-        key = self.options.api_key.get_secret_value().encode()
-        return "statuspage:" + hashlib.sha256(key).hexdigest()[:16]
 
     def stream(self, message: Message) -> str:
         return f"{self.name}/{message.audience}/{message.tenant or '-'}"
