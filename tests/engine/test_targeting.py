@@ -210,3 +210,31 @@ def test_sla_followup_after_resolution_for_tenants_with_a_target(make_world, clo
     # 90 minutes down in November (30 days): 99.792% against a 99.9% target.
     assert "99.79" in body and "99.9" in body
     assert "Acme" not in body
+
+
+def test_per_tenant_email_reaches_each_tenant_in_its_own_version(make_world):
+    from tests.support.smtp_server import SmtpServer
+
+    with SmtpServer() as server:
+        mail = {
+            "name": "mail",
+            "type": "smtp",
+            "audience": "all",
+            "per_tenant": True,
+            "host": "127.0.0.1",
+            "port": server.port,
+            "security": "none",
+            "sender": "Status <status@example.com>",
+        }
+        svc = make_world([mail])
+        fire(svc, "checkout")  # acme (technical, e-mail) and bloom (business, e-mail)
+        while svc.dispatcher.run_once():
+            pass
+        received = server.received
+    by_recipient = {tuple(r.rcpt_tos): r.message for r in received}
+    assert set(by_recipient) == {("ops@acme.example",), ("owner@bloom.example",)}
+    acme, bloom = by_recipient[("ops@acme.example",)], by_recipient[("owner@bloom.example",)]
+    assert acme["Subject"].startswith("INC-2026-0001:")  # the technical version
+    assert "INC-2026-0001:" not in bloom["Subject"]  # the business version
+    assert "Acme" not in bloom.get_body(preferencelist=("plain",)).get_content()
+    assert "db-7.prod" not in bloom.get_body(preferencelist=("plain",)).get_content()
