@@ -154,6 +154,13 @@ class SeveritySettings(Strict):
     critical_infrastructure_level: int = Field(default=5, ge=1, le=5)
 
 
+class BreakerSettings(Strict):
+    # Consecutive retryable failures that open a provider's breaker.
+    failures: int = Field(default=5, ge=1)
+    # While open, one probe delivery per interval tests whether the provider is back.
+    probe_every: Duration = timedelta(seconds=30)
+
+
 class DeliverySettings(Strict):
     backoff_initial: Duration = timedelta(seconds=1)
     backoff_max: Duration = timedelta(minutes=5)
@@ -163,6 +170,7 @@ class DeliverySettings(Strict):
     # After a wake-up, wait this long so a burst's notices are claimed together.
     coalesce: Duration = timedelta(milliseconds=50)
     batch: int = Field(default=50, ge=1)
+    breaker: BreakerSettings = BreakerSettings()
 
 
 class AudiencePolicy(Strict):

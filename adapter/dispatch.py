@@ -15,7 +15,7 @@ from adapter.clock import Clock
 from adapter.config import DeliverySettings
 from adapter.metrics import Metrics
 from adapter.providers import DeliveryError, Message, Provider
-from adapter.store import Store, buckets, outbox
+from adapter.store import Store, breakers, buckets, outbox
 from adapter.store import incidents as repo
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,72 @@ def backoff(attempts: int, settings: DeliverySettings, rng: random.Random) -> ti
     base = settings.backoff_initial.total_seconds() * (2 ** max(0, attempts - 1))
     capped = min(base, settings.backoff_max.total_seconds())
     return timedelta(seconds=capped * rng.uniform(0.5, 1.5))
+
+
+class BreakerPass:
+    """One dispatcher pass's view of the providers' circuit breakers.
+
+    A healthy provider costs one read per pass; state is written only when something failed.
+    """
+
+    def __init__(self, dispatcher: Dispatcher):
+        self.dispatcher = dispatcher
+        self.settings = dispatcher.settings.breaker
+        self.known: dict[str, tuple[int, datetime | None]] = {}
+        self.probing: set[str] = set()
+        # provider → (a success seen in this pass, retryable failures since the last success)
+        self.seen: dict[str, tuple[bool, int]] = {}
+
+    def closed_until(self, provider: str) -> datetime | None:
+        """None when a delivery to the provider may start now, else when to try again."""
+        store, now = self.dispatcher.store, self.dispatcher.clock.now()
+        if provider not in self.known:
+            with store.read() as conn:
+                self.known[provider] = breakers.state(conn, provider)
+        _, open_until = self.known[provider]
+        if open_until is None or (provider in self.seen and self.seen[provider][0]):
+            return None
+        if provider in self.probing:
+            return open_until if open_until > now else now + self.settings.probe_every
+        with store.transaction() as conn:
+            probe = breakers.take_probe(conn, provider, now, self.settings.probe_every)
+        if probe:
+            self.probing.add(provider)
+            log.info("breaker provider=%s probing", provider)
+            return None
+        return max(open_until, now)
+
+    def saw(self, provider: str, outcome: outbox.Outcome) -> None:
+        success, failures = self.seen.get(provider, (False, 0))
+        if outcome.state == "failed":
+            self.seen[provider] = (success, failures + 1)
+        else:  # delivered, or a permanent refusal: the provider answered
+            self.seen[provider] = (True, 0)
+
+    def finish(self) -> None:
+        for provider, (success, failures) in self.seen.items():
+            before, open_until = self.known.get(provider, (0, None))
+            if not failures and (not before or not success) and open_until is None:
+                continue
+            with self.dispatcher.store.transaction() as conn:
+                opened = breakers.record(
+                    conn,
+                    provider,
+                    reset=success,
+                    failures=failures,
+                    now=self.dispatcher.clock.now(),
+                    threshold=self.settings.failures,
+                    probe_every=self.settings.probe_every,
+                )
+            if opened:
+                log.warning(
+                    "breaker provider=%s opened after %d failures; probing every %ss",
+                    provider,
+                    self.settings.failures,
+                    self.settings.probe_every.total_seconds(),
+                )
+            elif success and open_until is not None:
+                log.info("breaker provider=%s closed", provider)
 
 
 class Dispatcher(BackgroundLoop):
@@ -72,6 +138,7 @@ class Dispatcher(BackgroundLoop):
         outcomes: list[outbox.Outcome] = []
         unstarted: list[int] = []
         delivered: set[int] = set()
+        breaker = BreakerPass(self)
         for notice in claimed:
             stream = outbox.stream_of(notice)
             # Draining, out of time, or an earlier notice of the stream waits for a retry.
@@ -80,12 +147,19 @@ class Dispatcher(BackgroundLoop):
                 continue
             if notice["id"] in coalesced:
                 continue  # the stream's newest notice carries its state
+            wait_until = breaker.closed_until(notice["provider"])
+            if wait_until is not None:
+                outcomes.append(outbox.Outcome(notice["id"], "deferred", at=wait_until))
+                blocked.add(stream)
+                continue
             outcome = self._deliver(notice, messages[notice["id"]])
             outcomes.append(outcome)
+            breaker.saw(notice["provider"], outcome)
             if outcome.state == "delivered":
                 delivered.add(notice["id"])
             if outcome.state == "failed":
                 blocked.add(stream)
+        breaker.finish()
         now = self.clock.now()
         for notice_id, newest in coalesced.items():
             if newest in delivered:

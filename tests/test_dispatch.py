@@ -311,3 +311,48 @@ def test_provider_requests_are_rate_limited_and_measured(world, hook):
         == 4
     )
     assert registry.get_sample_value("dualtrack_provider_request_seconds_count", {"provider": "hook"}) == 4
+
+
+def test_breaker_opens_after_failures_probes_then_delivers_everything_in_order(make_settings, clock):
+    from tests.payloads import am_alert, am_body
+
+    with ScriptedServer(Reply(503)) as server:
+        config = base_config()
+        config["providers"] = [
+            {"name": "hook", "type": "webhook", "audience": "technical", "url": server.url}
+        ]
+        config["delivery"] = {
+            "backoff_initial": "1s",
+            "backoff_max": "2s",
+            "breaker": {"failures": 3, "probe_every": "30s"},
+        }
+        settings = make_settings(config)
+        store = Store(settings.storage.url)
+        store.migrate()
+        svc = create_app(settings, clock=clock, store=store, metrics=Metrics()).extensions["dualtrack"]
+        labels = {"alertname": "A", "service": "checkout", "severity": "critical"}
+        for i in range(4):  # four incidents: four independent streams
+            svc.engine.ingest(alertmanager_parse(am_body([am_alert(f"b{i:015x}", labels)], f"g{i}")))
+
+        def pass_at(seconds: float) -> int:
+            clock.advance(timedelta(seconds=seconds))
+            return svc.dispatcher.run_once()
+
+        pass_at(0)
+        # Each pass tries the due streams until three failures in a row open the breaker.
+        assert len(server.requests) == 4
+        hits = len(server.requests)
+        for _ in range(5):
+            pass_at(3)
+        assert len(server.requests) == hits  # open: nothing reaches the provider
+        pass_at(30)  # one probe per interval
+        assert len(server.requests) == hits + 1
+        server.replies = [Reply(200)]
+        pass_at(31)  # the probe succeeds and closes the breaker; the rest follow
+        while pass_at(3):
+            pass
+        rows = notices(svc)
+        assert [r["state"] for r in rows] == ["delivered"] * 4
+        # Deferred passes were not attempts.
+        assert max(r["attempts"] for r in rows) <= 3
+        store.dispose()

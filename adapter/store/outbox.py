@@ -208,6 +208,12 @@ def finish(store: Store, owner: str, outcomes: list[Outcome], unstarted: Iterabl
     recorded = 0
     with store.transaction() as conn:
         for outcome in outcomes:
+            if outcome.state == "deferred":
+                # Not an attempt: the provider's breaker is open; try again when it may be.
+                conn.execute(
+                    _RELEASE.values(due_at=outcome.at), {"b_id": outcome.notice_id, "b_owner": owner}
+                )
+                continue
             values: Row = {"b_id": outcome.notice_id, "b_owner": owner, "state": outcome.state}
             if outcome.state == "delivered":
                 values.update(delivered_at=outcome.at, provider_ref=outcome.ref, last_error=None)

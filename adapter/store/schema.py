@@ -134,6 +134,15 @@ rate_buckets = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("provider", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    # Set while open: no delivery to the provider before then, except one probe per interval.
+    Column("open_until", UTCDateTime),
+)
+
 leases = Table(
     "leases",
     metadata,
