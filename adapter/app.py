@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Flask
 
 from adapter.clock import Clock, SystemClock
@@ -43,6 +45,7 @@ def create_app(
     clock: Clock | None = None,
     store: Store | None = None,
     metrics: Metrics | None = None,
+    reload: Callable[[], None] | None = None,
 ) -> Flask:
     app = Flask(__name__)
     # Werkzeug enforces the limit while reading, so a huge body never reaches memory.
@@ -65,6 +68,7 @@ def create_app(
         scheduler=scheduler,
         humans=humans,
         pagerduty=pagerduty,
+        reload=reload,
         metrics=metrics,
         clock=clock,
     )

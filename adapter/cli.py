@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -67,9 +68,13 @@ def serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     from adapter.app import create_app
+    from adapter.metrics import reload_gauge
     from adapter.store import Store
 
-    valid = settings
+    # The config new workers start with; a reload replaces it only with a valid one.
+    current = {"settings": settings}
+    reloaded = reload_gauge(None)
+    reloaded.set(1)
 
     store = Store(settings.storage.url)
     store.migrate()
@@ -92,20 +97,43 @@ def serve(args: argparse.Namespace) -> int:
         "child_exit": _child_exit,
     }
 
+    def signal_master() -> None:
+        # Workers ask the master for a reload; it validates again and replaces them gracefully.
+        os.kill(os.getppid(), signal.SIGHUP)
+
     class Server(BaseApplication):
+        loaded = False
+
         def load_config(self) -> None:
             for key, value in options.items():
                 # control_socket_disable exists from gunicorn 24 on; older ones have no socket.
                 if key in self.cfg.settings:
                     self.cfg.set(key, value)
+            if self.loaded:  # gunicorn calls this again on SIGHUP
+                self._reload()
+            self.loaded = True
+
+        def _reload(self) -> None:
+            try:
+                fresh = load_settings(args.config)
+            except ConfigError as exc:
+                reloaded.set(0)
+                for line in exc.problems:
+                    logging.getLogger("dualtrack.reload").error("reload refused: %s", line)
+                return
+            current["settings"] = fresh
+            reloaded.set(1)
+            logging.getLogger("dualtrack.reload").info("configuration reloaded from %s", args.config)
 
         def load(self) -> Any:
-            return create_app(valid)
+            return create_app(current["settings"], reload=signal_master)
 
+    master = os.getpid()
     try:
         Server().run()
     finally:
-        if own_metrics_dir:
+        # Workers leave through here too (SystemExit in the forked child): only the master cleans.
+        if own_metrics_dir and os.getpid() == master:
             shutil.rmtree(own_metrics_dir, ignore_errors=True)
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 
@@ -91,12 +91,28 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.config_reload = reload_gauge(r)
+        self.config_reload.set(1)
         self.ingest_seconds = Histogram(
             "dualtrack_ingest_seconds",
             "Time from a parsed webhook to its committed transaction.",
             ["source"],
             registry=r,
         )
+
+
+def reload_gauge(registry: CollectorRegistry | None) -> Gauge:
+    """1 when the last configuration reload succeeded, like Alertmanager's metric of that name.
+
+    Set by the gunicorn master (on SIGHUP) and by workers (a refused POST /-/reload); under
+    gunicorn the most recent value wins.
+    """
+    return Gauge(
+        "dualtrack_config_last_reload_successful",
+        "Whether the last configuration reload attempt was successful.",
+        registry=registry,
+        multiprocess_mode="mostrecent",
+    )
 
 
 class BacklogCollector:

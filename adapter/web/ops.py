@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy.exc import SQLAlchemyError
 
+from adapter.config import ConfigError, load_settings
 from adapter.metrics import BacklogCollector
 from adapter.store import outbox
+from adapter.web import auth
 from adapter.web.errors import error_response
 from adapter.web.services import services
 
@@ -51,3 +54,23 @@ def metrics() -> Response:
     scrape.register(BacklogCollector(read_backlog))
     body = generate_latest(registry) + generate_latest(scrape)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+@bp.post("/-/reload")
+def reload() -> ResponseReturnValue:
+    """Validate the configuration on disk; if valid, every worker switches to it gracefully."""
+    svc = services()
+    auth.require(request, svc.settings.api.tokens)
+    try:
+        load_settings(svc.settings.config_path)
+    except ConfigError as exc:
+        svc.metrics.config_reload.set(0)
+        log.warning("reload refused: %d problem(s) in %s", len(exc.problems), svc.settings.config_path)
+        details = [{"message": line} for line in exc.problems]
+        return error_response(
+            400, "invalid_config", "the configuration is invalid; kept the old one", details
+        )
+    if svc.reload is None:
+        return jsonify({"status": "valid", "applied": False, "message": "not running under dualtrack serve"})
+    svc.reload()
+    return jsonify({"status": "reloading", "applied": True})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
@@ -30,6 +31,8 @@ class Services:
     pagerduty: PagerDutyIntake
     metrics: Metrics
     clock: Clock
+    # Asks the server to re-read its configuration (None outside `dualtrack serve`).
+    reload: Callable[[], None] | None = None
 
 
 def services() -> Services:
