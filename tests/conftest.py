@@ -1,15 +1,19 @@
-"""Shared fixtures: a config written to a temp folder, a migrated SQLite store, an app, a clock."""
+"""Shared fixtures: a config in a temp folder, a migrated store (SQLite or PostgreSQL), an app, a clock."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from adapter.app import create_app
 from adapter.clock import FakeClock
@@ -102,16 +106,170 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
+def settings(make_settings: Callable[..., Settings], storage_url: str) -> Settings:
+    config = base_config()
+    config["storage"]["url"] = storage_url
+    return make_settings(config)
 
 
 @pytest.fixture
-def store(settings: Settings) -> Store:
+def store(settings: Settings) -> Iterator[Store]:
     store = Store(settings.storage.url)
     store.migrate()
     yield store
     store.dispose()
+
+
+# -- storage backends ---------------------------------------------------------------------------
+#
+# Database-backed tests under these folders run once per backend: `test_x[sqlite]` and
+# `test_x[postgresql]` (pick with `-k sqlite` / `-k postgresql`, or DUALTRACK_TEST_BACKENDS=sqlite).
+# A test pins its backend with `@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)`.
+# The PostgreSQL variant gets one database per test session (dropped at the end), emptied before
+# every test. Without a reachable server the PostgreSQL variants fail when CI is set, else skip.
+
+BACKENDS = ("sqlite", "postgresql")
+_PER_BACKEND_SUITES = ("store", "engine")
+_DEFAULT_STORAGE_URL = "sqlite:///dualtrack.db"
+# libpq URI of a database to connect to while creating and dropping the test database.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DUALTRACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _selected_backends() -> list[str]:
+    wanted = os.environ.get("DUALTRACK_TEST_BACKENDS", "")
+    chosen = [b.strip() for b in wanted.split(",") if b.strip()] or list(BACKENDS)
+    unknown = set(chosen) - set(BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"DUALTRACK_TEST_BACKENDS: unknown backend(s) {sorted(unknown)}")
+    return chosen
+
+
+def _pins_backend(metafunc: pytest.Metafunc) -> bool:
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "backend" in names:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # `make_settings` is in the closure of every test that opens a store (settings, store, app).
+    if "backend" not in metafunc.fixturenames or "make_settings" not in metafunc.fixturenames:
+        return
+    if _pins_backend(metafunc):
+        return
+    try:
+        suite = Path(metafunc.definition.path).relative_to(Path(__file__).parent).parts[0]
+    except ValueError:
+        return
+    if suite in _PER_BACKEND_SUITES:
+        metafunc.parametrize("backend", _selected_backends(), indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend of this test: its parameter, else SQLite."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _pg_conninfo(database: str) -> str:
+    return make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of its own for this test session, as a SQLAlchemy URL; dropped at the end."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"dualtrack_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL at {make_url(POSTGRES_ADMIN_URL)!r} is not reachable: {exc}".strip()
+        if _in_ci():
+            pytest.fail(f"{message} (CI is set: the PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(message)
+    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
+    yield url.render_as_string(hide_password=False)
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the database: truncate a schema at head, drop any other schema (the test migrates)."""
+    import psycopg
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+    from psycopg import sql
+
+    from adapter.store.db import _MIGRATIONS
+    from adapter.store.schema import metadata
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with psycopg.connect(_pg_conninfo(str(make_url(url).database)), autocommit=True) as conn:
+        # A connection some earlier test leaked would otherwise hang the suite here.
+        conn.execute("SET lock_timeout = '10s'")
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        if not tables:
+            return
+        version = None
+        if "alembic_version" in tables:
+            version = conn.execute("SELECT string_agg(version_num, ',') FROM alembic_version").fetchone()
+        if tables == {*metadata.tables, "alembic_version"} and version == (head,):
+            names = sql.SQL(", ").join(sql.Identifier(t) for t in sorted(metadata.tables))
+            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(names))
+        else:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture
+def postgresql_url(postgres_database: str) -> str:
+    """The session's PostgreSQL database, empty, for this test."""
+    reset_postgres(postgres_database)
+    return postgres_database
+
+
+@pytest.fixture
+def storage_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """`storage.url` for this test's backend (relative SQLite paths land in the config folder)."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgresql_url"))
+    return _DEFAULT_STORAGE_URL
+
+
+@pytest.fixture(autouse=True)
+def _backend_storage(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send every config `make_settings` writes with the default storage to this test's backend.
+
+    Tests that build their own stores (`make_settings(config)` then `Store(...)`) follow the
+    backend this way without knowing of it; a config naming its own storage is left alone.
+    """
+    if backend == "sqlite":
+        return
+    url = str(request.getfixturevalue("storage_url"))
+    module = sys.modules[__name__]
+    original = module.write_config
+
+    def write(folder: Path, config: dict[str, Any], catalog: dict[str, Any] | None = None) -> Path:
+        storage = dict(config.get("storage") or {})
+        if storage.get("url", _DEFAULT_STORAGE_URL) == _DEFAULT_STORAGE_URL:
+            config = {**config, "storage": {**storage, "url": url}}
+        return original(folder, config, catalog)
+
+    monkeypatch.setattr(module, "write_config", write)
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.schema import rate_buckets
 
@@ -16,11 +17,22 @@ if TYPE_CHECKING:
 
 
 def take(conn: Connection, key: str, rate: float, burst: int, now: datetime) -> float:
-    """Take one token; 0 when taken, else the seconds until one will be there (nothing taken)."""
-    row = conn.execute(select(rate_buckets).where(rate_buckets.c.key == key)).mappings().first()
-    if row is None:
-        conn.execute(insert(rate_buckets).values(key=key, tokens=burst - 1, updated_at=now))
+    """Take one token; 0 when taken, else the seconds until one will be there (nothing taken).
+
+    A new bucket is created full (less the token taken) by an insert that yields to a concurrent
+    one; an existing bucket is read under a row lock (PostgreSQL), so no two takers spend one token.
+    """
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    created = conn.execute(
+        insert(rate_buckets)
+        .values(key=key, tokens=burst - 1, updated_at=now)
+        .on_conflict_do_nothing(index_elements=[rate_buckets.c.key])
+        .returning(rate_buckets.c.key)
+    ).first()
+    if created is not None:
         return 0.0
+    query = select(rate_buckets).where(rate_buckets.c.key == key).with_for_update()
+    row = conn.execute(query).mappings().one()
     elapsed = max(0.0, (now - row["updated_at"]).total_seconds())
     tokens = min(float(burst), row["tokens"] + elapsed * rate)
     if tokens >= 1.0:

@@ -1,4 +1,4 @@
-"""Database engine, transactions and migrations for SQLite (WAL) and other SQLAlchemy backends."""
+"""Database engine, serialized write transactions and migrations, for SQLite (WAL) and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,14 +15,28 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+# PostgreSQL advisory lock keys (any constant bigint; these spell "dualtrk" + 1 and + 2).
+WRITER_LOCK_KEY = 0x6475616C74726B01
+MIGRATE_LOCK_KEY = 0x6475616C74726B02
+# Alembic keeps its `context` and `op` proxies in module globals: one migration per process at a time.
+_MIGRATING = threading.Lock()
+
+
+_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 class Store:
-    """One engine per process; `transaction()` is the only way to write."""
+    """One engine per process; `transaction()` is the only way to write.
+
+    Writers are serialized on every backend, as the engine's correlation expects: on SQLite by
+    BEGIN IMMEDIATE behind a file lock, on PostgreSQL by a transaction-level advisory lock taken
+    first thing in every write transaction (across processes and replicas).
+    """
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL"):
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.is_postgresql = parsed.get_backend_name() == "postgresql"
         kwargs: dict[str, Any] = {}
         self._writer_lock = threading.Lock()
         self._writer_file: IO[bytes] | None = None
@@ -33,6 +47,13 @@ class Store:
                 self._writer_file = open(f"{database}.lock", "ab")  # noqa: SIM115 - held for the Store's life
             # The busy timeout lets workers queue for the write lock instead of failing.
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            # A replica outlives database restarts and failovers: test pooled connections first.
+            kwargs["pool_pre_ping"] = True
+        if self.is_postgresql:
+            # Each statement after the writer lock must see what the previous writer committed:
+            # READ COMMITTED does (a new snapshot per statement); REPEATABLE READ would not.
+            kwargs["isolation_level"] = "READ COMMITTED"
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             self._configure_sqlite(self.engine, sqlite_synchronous)
@@ -58,6 +79,9 @@ class Store:
     def transaction(self) -> Iterator[Connection]:
         if self._writer_file is None:
             with self.engine.begin() as conn:
+                if self.is_postgresql:
+                    # Released by commit or rollback, and by the server if the client goes away.
+                    conn.execute(_XACT_LOCK, {"key": WRITER_LOCK_KEY})
                 yield conn
             return
         # One writer at a time across threads and processes, woken the moment the lock frees;
@@ -72,7 +96,7 @@ class Store:
 
     @contextmanager
     def rolled_back(self) -> Iterator[Connection]:
-        """A write transaction that is always rolled back: for previews."""
+        """A write transaction that is always rolled back (to a savepoint): for previews."""
         with self.transaction() as conn:
             nested = conn.begin_nested()
             try:
@@ -90,10 +114,16 @@ class Store:
             conn.execute(text("SELECT 1"))
 
     def migrate(self) -> None:
-        """Bring the schema to the newest version."""
+        """Bring the schema to the newest version; replicas starting together migrate one at a time.
+
+        On PostgreSQL the whole upgrade is one transaction (DDL is transactional there) behind an
+        advisory lock: whoever waited finds the schema at head and does nothing.
+        """
         config = AlembicConfig()
         config.set_main_option("script_location", str(_MIGRATIONS))
-        with self.engine.begin() as conn:
+        with _MIGRATING, self.engine.begin() as conn:
+            if self.is_postgresql:
+                conn.execute(_XACT_LOCK, {"key": MIGRATE_LOCK_KEY})
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 

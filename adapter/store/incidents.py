@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from adapter.store.schema import alerts, incidents, ref_counters, timeline
+from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
 
 Row = dict[str, Any]
 OPEN = ("investigating", "identified", "monitoring")
@@ -50,17 +51,22 @@ def _all(conn: Connection, query: Any, params: Row | None = None) -> list[Row]:
     return [dict(row) for row in conn.execute(query, params).mappings()]
 
 
+def _upsert(conn: Connection, table: Any) -> Any:
+    """INSERT … ON CONFLICT for the connection's dialect (both speak the same clause)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
 def next_ref(conn: Connection, year: int) -> str:
-    """The next `INC-YYYY-NNNN`; gapless because it is taken inside the caller's transaction."""
-    last: int | None = conn.execute(
-        update(ref_counters)
-        .where(ref_counters.c.year == year)
-        .values(last=ref_counters.c.last + 1)
-        .returning(ref_counters.c.last)
-    ).scalar()
-    if last is None:
-        last = 1
-        conn.execute(insert(ref_counters).values(year=year, last=last))
+    """The next `INC-YYYY-NNNN`; gapless because it is taken inside the caller's transaction.
+
+    One atomic upsert: concurrent callers queue on the counter row's lock (should writers not be
+    serialized already), and a rolled-back caller gives its number back.
+    """
+    statement = _upsert(conn, ref_counters).values(year=year, last=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=[ref_counters.c.year], set_={"last": ref_counters.c.last + 1}
+    ).returning(ref_counters.c.last)
+    last = int(conn.execute(statement).scalar_one())
     return f"INC-{year}-{last:04d}"
 
 
@@ -181,10 +187,11 @@ def has_timeline(conn: Connection, incident_id: int, kind: str) -> bool:
 
 
 def seen_before(conn: Connection, source: str, keys: list[str], now: datetime) -> bool:
-    """Record these event ids; True when any of them was recorded before."""
-    from adapter.store.schema import inbound_events
+    """Record these event ids; True when any of them was recorded before.
 
-    wanted = [k[:255] for k in keys if k]
+    A key another transaction records at the same moment counts as seen, not as an error.
+    """
+    wanted = sorted({k[:255] for k in keys if k})
     if not wanted:
         return False
     known = conn.execute(
@@ -194,10 +201,9 @@ def seen_before(conn: Connection, source: str, keys: list[str], now: datetime) -
     ).first()
     if known is not None:
         return True
-    conn.execute(
-        insert(inbound_events), [{"source": source, "key": k, "received_at": now} for k in set(wanted)]
-    )
-    return False
+    statement = _upsert(conn, inbound_events).on_conflict_do_nothing().returning(inbound_events.c.key)
+    inserted = conn.execute(statement, [{"source": source, "key": k, "received_at": now} for k in wanted])
+    return len(list(inserted)) < len(wanted)
 
 
 def find_firing(conn: Connection, source: str, fingerprint: str) -> Row | None:

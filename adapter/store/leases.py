@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.schema import leases
 
 
 def acquire(conn: Connection, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
-    """Take or renew the lease; False while another owner holds an unexpired one."""
-    row = conn.execute(select(leases).where(leases.c.name == name)).mappings().first()
-    if row is None:
-        conn.execute(insert(leases).values(name=name, owner=owner, expires_at=now + ttl))
-        return True
-    if row["owner"] != owner and row["expires_at"] > now:
-        return False
-    conn.execute(update(leases).where(leases.c.name == name).values(owner=owner, expires_at=now + ttl))
-    return True
+    """Take or renew the lease; False while another owner holds an unexpired one.
+
+    One atomic upsert, so two takers racing for a free or expired lease cannot both win, even
+    outside the serialized write transaction.
+    """
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    take = insert(leases).values(name=name, owner=owner, expires_at=now + ttl)
+    take_or_renew = take.on_conflict_do_update(
+        index_elements=[leases.c.name],
+        set_={"owner": take.excluded.owner, "expires_at": take.excluded.expires_at},
+        where=or_(leases.c.owner == owner, leases.c.expires_at <= now),
+    )
+    return conn.execute(take_or_renew.returning(leases.c.name)).first() is not None
 
 
 def release(conn: Connection, name: str, owner: str) -> None:
