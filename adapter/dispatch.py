@@ -112,7 +112,8 @@ class Dispatcher(BackgroundLoop):
         self.settings = settings
         self.clock = clock
         self.metrics = metrics
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        # notices.lease_owner holds 64 characters; a long host name must not overflow it.
+        self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self) % 0xFFFFFF:x}"
         self.rng = random.Random()
         super().__init__()
         for provider in providers.values():

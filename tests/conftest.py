@@ -205,19 +205,26 @@ def postgres_database() -> Iterator[str]:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def reset_postgres(url: str) -> None:
-    """Empty the database: truncate a schema at head, drop any other schema (the test migrates)."""
-    import psycopg
+def migrations_head() -> str | None:
+    """The newest migration's revision."""
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
-    from psycopg import sql
 
     from adapter.store.db import _MIGRATIONS
-    from adapter.store.schema import metadata
 
     config = AlembicConfig()
     config.set_main_option("script_location", str(_MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the database: truncate a schema at head, drop any other schema (the test migrates)."""
+    import psycopg
+    from psycopg import sql
+
+    from adapter.store.schema import metadata
+
+    head = migrations_head()
     with psycopg.connect(_pg_conninfo(str(make_url(url).database)), autocommit=True) as conn:
         # A connection some earlier test leaked would otherwise hang the suite here.
         conn.execute("SET lock_timeout = '10s'")

@@ -18,17 +18,16 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 # PostgreSQL advisory lock keys (any constant bigint; these spell "dualtrk" + 1 and + 2).
 WRITER_LOCK_KEY = 0x6475616C74726B01
 MIGRATE_LOCK_KEY = 0x6475616C74726B02
+# Held until the transaction ends (commit, rollback, or the server noticing the client is gone).
+_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 # Alembic keeps its `context` and `op` proxies in module globals: one migration per process at a time.
 _MIGRATING = threading.Lock()
-
-
-_XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 class Store:
     """One engine per process; `transaction()` is the only way to write.
 
-    Writers are serialized on every backend, as the engine's correlation expects: on SQLite by
+    Writers are serialized, as the engine's correlation expects: on SQLite by
     BEGIN IMMEDIATE behind a file lock, on PostgreSQL by a transaction-level advisory lock taken
     first thing in every write transaction (across processes and replicas).
     """
@@ -80,7 +79,6 @@ class Store:
         if self._writer_file is None:
             with self.engine.begin() as conn:
                 if self.is_postgresql:
-                    # Released by commit or rollback, and by the server if the client goes away.
                     conn.execute(_XACT_LOCK, {"key": WRITER_LOCK_KEY})
                 yield conn
             return
