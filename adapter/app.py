@@ -12,6 +12,7 @@ from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
 from adapter.engine.humans import HumanActions
 from adapter.engine.pagerduty import PagerDutyIntake
+from adapter.engine.reconcile import Reconciler
 from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
 from adapter.providers import build_providers
@@ -57,7 +58,15 @@ def create_app(
     dispatcher = Dispatcher(store, build_providers(settings.providers), settings.delivery, clock, metrics)
     renderer = make_renderer(settings, metrics)
     engine = Engine(settings, store, renderer, clock, metrics, on_commit=dispatcher.wake)
-    scheduler = Scheduler(settings, store, engine.notifier, clock, metrics, on_commit=dispatcher.wake)
+    scheduler = Scheduler(
+        settings,
+        store,
+        engine.notifier,
+        clock,
+        metrics,
+        on_commit=dispatcher.wake,
+        reconciler=Reconciler(engine) if settings.reconcile.alertmanager else None,
+    )
     pagerduty = PagerDutyIntake(engine)
     humans = HumanActions(settings, store, engine.notifier, clock, on_commit=dispatcher.wake)
     app.extensions[EXTENSION] = Services(

@@ -245,6 +245,33 @@ def outbox_command(args: argparse.Namespace) -> int:
         store.dispose()
 
 
+def reconcile_command(args: argparse.Namespace) -> int:
+    """One reconciliation pass with the configured Alertmanagers; prints what it changes."""
+    settings = _load(args.config)
+    if settings is None:
+        return 1
+    from adapter.app import create_app
+    from adapter.engine.reconcile import Reconciler, Unreachable
+
+    if not settings.reconcile.alertmanager:
+        print(f"{args.config}: reconcile.alertmanager: no Alertmanager configured", file=sys.stderr)
+        return 1
+    app = create_app(settings)
+    svc = app.extensions["dualtrack"]
+    try:
+        svc.store.migrate()
+        lines = Reconciler(svc.engine).run(svc.clock.now(), dry_run=args.dry_run)
+    except Unreachable as exc:
+        print(f"cannot reconcile: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        svc.store.dispose()
+    for line in lines:
+        print(line)
+    print(f"{len(lines)} change(s){' (dry run: nothing changed)' if args.dry_run else ''}")
+    return 0
+
+
 def subscribers_command(args: argparse.Namespace) -> int:
     """Reconcile each Statuspage provider's subscribers with the catalog."""
     settings = _load(args.config)
@@ -313,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_retry.add_argument("ids", nargs="*", type=int, help="notice ids")
     for p in (p_list, p_retry):
         p.set_defaults(func=outbox_command)
+
+    p_reconcile = sub.add_parser("reconcile", help="one reconciliation pass with Alertmanager")
+    p_reconcile.add_argument("--config", default=default)
+    p_reconcile.add_argument("--dry-run", action="store_true", help="print what would change")
+    p_reconcile.set_defaults(func=reconcile_command)
 
     p_subscribers = sub.add_parser("subscribers", help="Statuspage subscribers from the catalog")
     subscribers_sub = p_subscribers.add_subparsers(dest="action", required=True)

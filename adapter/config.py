@@ -115,6 +115,21 @@ class ApiSettings(Strict):
     tokens: list[Annotated[str, Field(min_length=1)]] = []
 
 
+class AlertmanagerSource(Strict):
+    url: str = Field(pattern=r"^https?://")
+    interval: Duration = timedelta(minutes=1)
+    # How long an alert may be missing from Alertmanager before its incident side resolves it.
+    grace: Duration = timedelta(minutes=10)
+    bearer_token: str | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+
+class ReconcileSettings(Strict):
+    # Alertmanagers to compare open incidents with; several for an HA pair (any one holding an
+    # alert keeps it open).
+    alertmanager: list[AlertmanagerSource] = []
+
+
 class CorrelationSettings(Strict):
     service_labels: list[str] = ["service", "job"]
     reopen_window: Duration = timedelta(minutes=30)
@@ -330,6 +345,7 @@ class Settings(Strict):
     delivery: DeliverySettings = DeliverySettings()
     policy: PolicySettings = Field(default_factory=PolicySettings)
     pagerduty: PagerDutySettings = PagerDutySettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     status_page: StatusPageSettings = StatusPageSettings()
     providers: list[ProviderSettings] = Field(
         default_factory=lambda: [ProviderSettings(name="status", type="builtin", audience="all")]

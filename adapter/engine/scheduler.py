@@ -16,6 +16,7 @@ from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.engine.notify import UPDATE_GRACE, Notifier
 from adapter.engine.planning import recipients
+from adapter.engine.reconcile import Reconciler, Unreachable
 from adapter.metrics import Metrics
 from adapter.store import Store, leases, outbox
 from adapter.store import incidents as repo
@@ -65,6 +66,7 @@ class Scheduler(BackgroundLoop):
         metrics: Metrics,
         owner: str | None = None,
         on_commit: Any = None,
+        reconciler: Reconciler | None = None,
     ):
         super().__init__()
         self.settings = settings
@@ -74,6 +76,7 @@ class Scheduler(BackgroundLoop):
         self.metrics = metrics
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.on_commit = on_commit
+        self.reconciler = reconciler
 
     def idle(self) -> None:
         self._stop.wait(self.settings.policy.scheduler_interval.total_seconds())
@@ -92,6 +95,11 @@ class Scheduler(BackgroundLoop):
             with self.store.transaction() as conn:
                 written += self._open_incident(conn, incident_id, now)
         written += self._after_resolution(now)
+        if self.reconciler is not None and self.reconciler.due(now):
+            try:
+                self.reconciler.run(now)
+            except Unreachable as exc:
+                log.warning("reconcile skipped: %s", exc)
         if written and self.on_commit:
             self.on_commit()
         return written

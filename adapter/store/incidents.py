@@ -236,3 +236,13 @@ def open_group_keys(conn: Connection) -> list[tuple[str, int]]:
         .distinct()
     )
     return [(r.group_key, r.incident_id) for r in conn.execute(query)]
+
+
+def firing_alerts_of_open_incidents(conn: Connection, sources: tuple[str, ...]) -> list[Row]:
+    query = (
+        select(alerts)
+        .join(incidents, incidents.c.id == alerts.c.incident_id)
+        .where(incidents.c.status.in_(OPEN), alerts.c.status == "firing", alerts.c.source.in_(sources))
+        .order_by(alerts.c.incident_id, alerts.c.id)
+    )
+    return _all(conn, query)

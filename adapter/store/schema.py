@@ -99,6 +99,9 @@ alerts = Table(
     Column("annotations", JSON, nullable=False),
     Column("links", JSON, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # From reconciliation with Alertmanager: silenced there, or missing there since.
+    Column("silenced", Boolean, nullable=False, default=False),
+    Column("missing_since", UTCDateTime),
     # One row per alert instance: the dedupe key's first two parts (status is the third).
     UniqueConstraint("source", "fingerprint", "starts_at", name="uq_alerts_instance"),
     Index("ix_alerts_incident", "incident_id"),

@@ -44,6 +44,8 @@ def alert_json(row: Row) -> dict[str, Any]:
         "links": row["links"],
         "starts_at": iso(row["starts_at"]),
         "ends_at": iso(row["ends_at"]),
+        "silenced": bool(row.get("silenced")),
+        "missing_since": iso(row.get("missing_since")),
     }
 
 
