@@ -12,9 +12,8 @@ from adapter.cli import main
 from adapter.engine.reconcile import Reconciler, Unreachable
 from adapter.metrics import Metrics
 from adapter.sources import alertmanager
-from adapter.store import Store
+from adapter.store import Store, outbox
 from adapter.store import incidents as repo
-from adapter.store import outbox
 from tests.conftest import base_config, fixture_json
 from tests.support.scripted import Reply, ScriptedServer
 
@@ -67,7 +66,7 @@ def incident(svc) -> dict:
 
 
 def test_silenced_alert_keeps_its_incident_open_and_is_shown_silenced(world, clock):
-    svc, one, two, _ = world
+    svc, one, _two, _ = world
     one.replies = [am_alerts(FIRST, SECOND, silenced=(FIRST,))]
     lines = Reconciler(svc.engine).run(clock.now())
     assert lines == ["INC-2026-0001: HighErrorRate is silenced"]
@@ -127,7 +126,7 @@ def test_an_alert_held_by_either_alertmanager_of_a_pair_stays(world, clock):
 
 
 def test_an_unreachable_alertmanager_decides_nothing(world, clock):
-    svc, one, two, _ = world
+    svc, _one, two, _ = world
     two.replies = [Reply(503)]
     with pytest.raises(Unreachable):
         Reconciler(svc.engine).run(clock.now())

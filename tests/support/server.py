@@ -661,3 +661,74 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(value)
     return total
+
+
+# --------------------------------------------------------------------------------------------
+# slow HTTP sink
+
+
+@dataclass
+class SlowReceived(Received):
+    """A request a SlowSink recorded on arrival; `answered_at` is set once the answer was written."""
+
+    answered_at: float | None = None
+    answer_failed: bool = False
+
+
+class SlowSink(Sink):
+    """A Sink that records each request as it arrives and answers `status` only after `delay` s.
+
+    Deliveries to it stay in flight for a while, so a sender can be killed in the middle of one.
+    `in_flight()` lists the requests not answered yet.
+    """
+
+    def __init__(self, port: int | None = None, status: int = 200, delay: float = 1.0):
+        super().__init__(port, status)
+        self.delay = delay
+        self._closing = threading.Event()
+
+    def start(self) -> SlowSink:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                record = SlowReceived(self.command, self.path, dict(self.headers.items()), body)
+                with sink._lock:
+                    sink._received.append(record)
+                sink._closing.wait(sink.delay)
+                payload = b"{}"
+                try:
+                    self.send_response(sink.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    self.wfile.flush()
+                except OSError:
+                    record.answer_failed = True  # the sender is gone
+                record.answered = sink.status
+                record.answered_at = time.monotonic()
+
+            do_POST = do_PUT = do_PATCH = do_GET = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._closing.clear()
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="slow-sink", daemon=True)
+        self._thread.start()
+        return self
+
+    def in_flight(self, path: str | None = None) -> list[Received]:
+        return [r for r in self.received(path) if isinstance(r, SlowReceived) and r.answered_at is None]
+
+    def close(self) -> None:
+        self._closing.set()
+        super().close()
+
+    def __enter__(self) -> SlowSink:
+        return self.start()
