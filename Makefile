@@ -33,6 +33,7 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/storm.py
 
 clean:
 	rm -rf $(VENV) data/*.db data/*.db-*

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import random
+import secrets
 import shutil
 import sqlite3
 import sys
@@ -12,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +39,9 @@ from tests.support.server import (  # noqa: E402
 )
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "DUALTRACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 ALERTS = [
     ("HighErrorRate", "5xx ratio above 5%"),
     ("LatencyP99High", "p99 latency above 2s"),
@@ -233,7 +240,7 @@ def drive(name: str, url: str, duration: float, concurrency: int, seed: int) -> 
                     if resolved:
                         result.resolved_ok.append(group)
                 if good and not resolved:
-                    if name == "dualtrack":
+                    if name.startswith("dualtrack"):
                         group.refs = list(response.json().get("incidents", []))
                     with result.lock:
                         result.firing_ok.append(group)
@@ -288,19 +295,59 @@ def start_bare(folder: Path, workers: int) -> tuple[Process, str]:
     return process, url
 
 
+@contextlib.contextmanager
+def postgres_database(prefix: str) -> Iterator[tuple[str, str]]:
+    """A new, empty PostgreSQL database: (SQLAlchemy URL for dualtrack, URL for psycopg).
+
+    Dropped on exit, WITH (FORCE) so a server left connected after a failure cannot keep it.
+    """
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = make_url(POSTGRES_ADMIN_URL).set(database=name)
+        yield (
+            url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
+            url.set(drivername="postgresql").render_as_string(hide_password=False),
+        )
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 # --------------------------------------------------------------------------------------------
 # durability
 
+INCIDENTS_SQL = "SELECT ref, status FROM incidents"
+ALERTS_SQL = "SELECT i.ref, a.fingerprint, a.status FROM alerts a JOIN incidents i ON i.id = a.incident_id"
 
-def check_durability(db_path: Path, result: Result) -> tuple[bool, list[str]]:
-    """Compare what dualtrack answered 2xx to with what is in its SQLite file after stop."""
+
+def read_sqlite(db_path: Path) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
+        incidents = dict(conn.execute(INCIDENTS_SQL).fetchall())
+        alert_rows = conn.execute(ALERTS_SQL).fetchall()
+    return incidents, alert_rows
+
+
+def read_postgres(url: str) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        incidents = dict(conn.execute(INCIDENTS_SQL).fetchall())
+        alert_rows = conn.execute(ALERTS_SQL).fetchall()
+    return incidents, alert_rows
+
+
+def check_durability(
+    stored: tuple[dict[str, str], list[tuple[str, str, str]]], result: Result
+) -> tuple[bool, list[str]]:
+    """Compare what dualtrack answered 2xx to with what is in its database after stop."""
     lines: list[str] = []
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-        incidents = dict(conn.execute("SELECT ref, status FROM incidents").fetchall())
-        alert_rows = conn.execute(
-            "SELECT i.ref, a.fingerprint, a.status FROM alerts a JOIN incidents i ON i.id = a.incident_id"
-        ).fetchall()
-    conn.close()
+    incidents, alert_rows = stored
     alerts_by_ref: dict[str, dict[str, str]] = {}
     for ref, fp, status in alert_rows:
         alerts_by_ref.setdefault(ref, {})[fp] = status
@@ -367,9 +414,37 @@ def check_durability(db_path: Path, result: Result) -> tuple[bool, list[str]]:
 def report(result: Result) -> str:
     rate = result.ok / result.duration
     return (
-        f"{result.name:<10} {result.ok:>9} {rate:>10.1f} {result.percentile(50):>9.2f}"
+        f"{result.name:<20} {result.ok:>9} {rate:>10.1f} {result.percentile(50):>9.2f}"
         f" {result.percentile(99):>9.2f} {result.errors:>7}"
     )
+
+
+def ratio_line(result: Result, bare: Result) -> str:
+    ratio = (result.ok / result.duration) / max(bare.ok / bare.duration, 1e-9)
+    return (
+        f"ratio {result.name}/bare: throughput {ratio:.3f}x, "
+        f"p50 {result.percentile(50) / bare.percentile(50):.1f}x, "
+        f"p99 {result.percentile(99) / bare.percentile(99):.1f}x"
+    )
+
+
+def run_dualtrack(
+    name: str, folder: Path, args: argparse.Namespace, storage_url: str | None
+) -> tuple[Result, int | None]:
+    port = free_port()
+    extra = {"storage": {"url": storage_url}} if storage_url else None
+    config = write_config(folder, port, providers=[PROVIDER_BUILTIN], catalog=CATALOG, extra=extra)
+    server = Dualtrack(config, port, workers=args.workers)
+    try:
+        server.start(ready_timeout=45)
+        result = drive(
+            name, f"{server.url}/webhooks/alertmanager", args.duration, args.concurrency, args.seed
+        )
+    finally:
+        code = server.stop()
+        server.session.close()
+    print(f"{name} stopped with exit code {code}")
+    return result, code
 
 
 def main() -> int:
@@ -378,12 +453,19 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for both")
     parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql", "both"),
+        default="both",
+        help="dualtrack's database (PostgreSQL: a fresh database on the local server, dropped after)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
 
     folder = Path(tempfile.mkdtemp(prefix="dualtrack-bench-"))
     results: dict[str, Result] = {}
-    durable: tuple[bool, list[str]] = (False, ["  not run"])
+    durable: dict[str, tuple[bool, list[str]]] = {}
     try:
         bare, bare_url = start_bare(folder / "bare", args.workers)
         try:
@@ -397,48 +479,43 @@ def main() -> int:
         finally:
             bare.stop()
 
-        port = free_port()
-        config = write_config(folder / "dualtrack", port, providers=[PROVIDER_BUILTIN], catalog=CATALOG)
-        server = Dualtrack(config, port, workers=args.workers)
-        try:
-            server.start()
-            results["dualtrack"] = drive(
-                "dualtrack",
-                f"{server.url}/webhooks/alertmanager",
-                args.duration,
-                args.concurrency,
-                args.seed,
-            )
-        finally:
-            code = server.stop()
-            server.session.close()
-        print(f"dualtrack stopped with exit code {code}")
-        durable = check_durability(config.parent / "dualtrack.db", results["dualtrack"])
+        for backend in backends:
+            name = f"dualtrack/{backend}"
+            durable[backend] = (False, ["  not run"])
+            if backend == "sqlite":
+                target = folder / "dualtrack-sqlite"
+                results[backend], _ = run_dualtrack(name, target, args, None)
+                durable[backend] = check_durability(read_sqlite(target / "dualtrack.db"), results[backend])
+                continue
+            with postgres_database("dualtrack_bench_ingest") as (dt_url, pg_url):
+                results[backend], _ = run_dualtrack(name, folder / "dualtrack-postgresql", args, dt_url)
+                durable[backend] = check_durability(read_postgres(pg_url), results[backend])
     finally:
         if args.keep:
             print(f"kept {folder} (configs, logs, dualtrack.db)")
         else:
             shutil.rmtree(folder, ignore_errors=True)
 
-    bare_r, dt_r = results["bare"], results["dualtrack"]
+    bare_r = results["bare"]
     print()
     print(
         f"ingest: {args.concurrency} client threads, {args.duration:.0f} s per target, "
         f"gunicorn {args.workers} sync workers, Alertmanager v4 bodies (1-3 alerts, ~30% resolves)"
     )
-    print(f"{'target':<10} {'2xx':>9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    print(f"{'target':<20} {'2xx':>9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
     print(report(bare_r))
-    print(report(dt_r))
-    ratio = (dt_r.ok / dt_r.duration) / max(bare_r.ok / bare_r.duration, 1e-9)
-    print(
-        f"ratio dualtrack/bare: throughput {ratio:.3f}x, "
-        f"p50 {dt_r.percentile(50) / bare_r.percentile(50):.1f}x, "
-        f"p99 {dt_r.percentile(99) / bare_r.percentile(99):.1f}x"
-    )
-    ok, lines = durable
-    print(f"durability (SQLite after SIGTERM): {'OK' if ok else 'FAILED'}")
-    print("\n".join(lines))
-    return 0 if ok else 1
+    for backend in backends:
+        print(report(results[backend]))
+    for backend in backends:
+        print(ratio_line(results[backend], bare_r))
+    ok_all = True
+    for backend in backends:
+        ok, lines = durable[backend]
+        ok_all = ok_all and ok
+        label = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        print(f"durability ({label} after SIGTERM): {'OK' if ok else 'FAILED'}")
+        print("\n".join(lines))
+    return 0 if ok_all else 1
 
 
 if __name__ == "__main__":
