@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
-import secrets
 import shutil
 import sqlite3
 import sys
@@ -15,7 +13,6 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,9 +36,6 @@ from tests.support.server import (  # noqa: E402
 )
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "DUALTRACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 ALERTS = [
     ("HighErrorRate", "5xx ratio above 5%"),
     ("LatencyP99High", "p99 latency above 2s"),
@@ -295,28 +289,11 @@ def start_bare(folder: Path, workers: int) -> tuple[Process, str]:
     return process, url
 
 
-@contextlib.contextmanager
-def postgres_database(prefix: str) -> Iterator[tuple[str, str]]:
-    """A new, empty PostgreSQL database: (SQLAlchemy URL for dualtrack, URL for psycopg).
+def postgres_database(prefix: str) -> contextlib.AbstractContextManager[tuple[str, str]]:
+    """A new, empty PostgreSQL database: (SQLAlchemy URL for dualtrack, URL for psycopg)."""
+    from tests.support.postgres import fresh_database
 
-    Dropped on exit, WITH (FORCE) so a server left connected after a failure cannot keep it.
-    """
-    import psycopg
-    from psycopg import sql
-    from sqlalchemy.engine import make_url
-
-    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = make_url(POSTGRES_ADMIN_URL).set(database=name)
-        yield (
-            url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
-            url.set(drivername="postgresql").render_as_string(hide_password=False),
-        )
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return fresh_database(prefix)
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from adapter.clock import FakeClock
 from adapter.config import Settings, load_settings
 from adapter.metrics import Metrics
 from adapter.store import Store
+from tests.support.postgres import POSTGRES_ADMIN_URL, database_for_tests
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AM_TOKEN = "am-test-token"
@@ -131,10 +131,6 @@ def store(settings: Settings) -> Iterator[Store]:
 BACKENDS = ("sqlite", "postgresql")
 _PER_BACKEND_SUITES = ("store", "engine")
 _DEFAULT_STORAGE_URL = "sqlite:///dualtrack.db"
-# libpq URI of a database to connect to while creating and dropping the test database.
-POSTGRES_ADMIN_URL = os.environ.get(
-    "DUALTRACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def _selected_backends() -> list[str]:
@@ -176,10 +172,6 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "sqlite"))
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 def _pg_conninfo(database: str) -> str:
     return make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
 
@@ -187,22 +179,8 @@ def _pg_conninfo(database: str) -> str:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A database of its own for this test session, as a SQLAlchemy URL; dropped at the end."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"dualtrack_test_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL at {make_url(POSTGRES_ADMIN_URL)!r} is not reachable: {exc}".strip()
-        if _in_ci():
-            pytest.fail(f"{message} (CI is set: the PostgreSQL tests must run)", pytrace=False)
-        pytest.skip(message)
-    url = make_url(POSTGRES_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
-    yield url.render_as_string(hide_password=False)
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with database_for_tests("dualtrack_test") as url:
+        yield url
 
 
 def migrations_head() -> str | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -12,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import make_url
 
+from tests.support.postgres import database_for_tests
 from tests.support.server import (
     DEFAULT_CATALOG,
     HOOK_SECRET,
@@ -35,9 +33,6 @@ from tests.support.server import (
 
 pytestmark = pytest.mark.e2e
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "DUALTRACK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 IDEMPOTENCY = "Idempotency-Key"
 WAITING_STATES = "held,pending,failed"
 
@@ -56,35 +51,11 @@ CATALOG: dict[str, Any] = {
 # a fresh PostgreSQL database per test
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A new, empty database for this test only (a SQLAlchemy URL); dropped at teardown."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"dualtrack_replicas_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL at {make_url(POSTGRES_ADMIN_URL)!r} is not reachable: {exc}".strip()
-        if _in_ci():
-            pytest.fail(f"{message} (CI is set: the PostgreSQL tests must run)", pytrace=False)
-        pytest.skip(message)
-    try:
-        yield (
-            make_url(POSTGRES_ADMIN_URL)
-            .set(drivername="postgresql+psycopg", database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        # FORCE: a replica still connected (a test that failed half-way) must not keep it alive.
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with database_for_tests("dualtrack_replicas") as url:
+        yield url
 
 
 def start_replicas(
