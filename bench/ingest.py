@@ -75,6 +75,13 @@ CATALOG: dict[str, Any] = {
 # the notification stream
 
 
+def encode_like_alertmanager(body: dict) -> bytes:
+    """Go's json.Encoder: compact, HTML characters escaped, trailing newline."""
+    text = json.dumps(body, separators=(",", ":"))
+    text = text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    return (text + "\n").encode()
+
+
 @dataclass
 class Group:
     number: int
@@ -107,10 +114,7 @@ class Group:
             "groupKey": self.key,
             "truncatedAlerts": 0,
         }
-        # Go's json.Encoder: compact, HTML characters escaped, trailing newline.
-        text = json.dumps(body, separators=(",", ":"))
-        text = text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-        return (text + "\n").encode()
+        return encode_like_alertmanager(body)
 
 
 class Stream:

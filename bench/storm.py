@@ -30,7 +30,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from ingest import ALERTS, CATALOG, SERVICES, SEVERITIES, ZERO_TIME, postgres_database  # noqa: E402
+from ingest import (  # noqa: E402
+    ALERTS,
+    CATALOG,
+    SERVICES,
+    SEVERITIES,
+    ZERO_TIME,
+    encode_like_alertmanager,
+    postgres_database,
+)
 
 from tests.support.server import (  # noqa: E402
     AM_TOKEN,
@@ -220,9 +228,7 @@ def body(send: Send) -> bytes:
         "groupKey": group.key,
         "truncatedAlerts": 0,
     }
-    text = json.dumps(payload, separators=(",", ":"))
-    text = text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-    return (text + "\n").encode()
+    return encode_like_alertmanager(payload)
 
 
 def storm(sends: list[Send], urls: list[str], duration: float, threads: int) -> float:

@@ -12,6 +12,8 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+from tests.support.scripted import write_reply
+
 Answer = tuple[int, Any]
 
 
@@ -61,17 +63,8 @@ class FakeApi:
                 status, headers, body = api._answer(self.command, self.path, dict(self.headers.items()), raw)
                 if body is None:
                     return  # hung up on purpose
-                try:
-                    payload = json.dumps(body).encode()
-                    self.send_response(status)
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                json_headers = {**headers, "Content-Type": "application/json"}
+                write_reply(self, status, json_headers, json.dumps(body).encode())
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 

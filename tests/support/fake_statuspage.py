@@ -21,6 +21,8 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from tests.support.scripted import write_reply
+
 SPEC_PATH = Path("/work/shared/specs/statuspage/statuspage-api-v1.openapi.json")
 COMPONENT_STATUSES = [
     "operational",
@@ -211,16 +213,7 @@ class FakeStatuspage:
                 if delay:
                     fake._stopping.wait(delay)  # the client has given up by now: its answer is lost
                 payload = b"" if body is None else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                write_reply(self, status, {**headers, "Content-Type": "application/json"}, payload)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
