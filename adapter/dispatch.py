@@ -258,8 +258,7 @@ class Dispatcher(BackgroundLoop):
             return self._failed(notice, f"{type(exc).__name__}: {exc}", False, None)
         finally:
             self.metrics.delivery_seconds.labels(name).observe(time.monotonic() - started)
-        self.metrics.deliveries.labels(name, "delivered").inc()
-        self._measure_deadline(notice, message)
+        self.metrics.delivered({**notice, "data": message.data}, message.level, self.clock.now())
         log.info(
             "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=%d",
             notice["id"],
@@ -269,17 +268,6 @@ class Dispatcher(BackgroundLoop):
             notice["attempts"] + 1,
         )
         return outbox.Outcome(notice["id"], "delivered", at=self.clock.now(), ref=ref)
-
-    def _measure_deadline(self, notice: dict[str, Any], message: Message) -> None:
-        now = self.clock.now()
-        data = message.data
-        if notice["phase"] == "acknowledgement" and data.get("opened_at"):
-            opened = datetime.fromisoformat(data["opened_at"])
-            self.metrics.first_notice_seconds.labels(notice["audience"], str(message.level)).observe(
-                max(0.0, (now - opened).total_seconds())
-            )
-        if data.get("deadline") and now > datetime.fromisoformat(data["deadline"]):
-            self.metrics.deadline_missed.labels(notice["audience"], notice["phase"]).inc()
 
     def _failed(
         self, notice: dict[str, Any], error: str, permanent: bool, retry_after: float | None

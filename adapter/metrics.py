@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -100,6 +102,18 @@ class Metrics:
             registry=r,
         )
 
+    def delivered(self, notice: Mapping[str, Any], level: int, now: datetime) -> None:
+        """Count a delivered notice, and how it kept its deadlines (`data`: opened_at, deadline)."""
+        audience, phase, data = notice["audience"], notice["phase"], notice["data"] or {}
+        self.deliveries.labels(notice["provider"], "delivered").inc()
+        if phase == "acknowledgement" and data.get("opened_at"):
+            opened = datetime.fromisoformat(data["opened_at"])
+            self.first_notice_seconds.labels(audience, str(level)).observe(
+                max(0.0, (now - opened).total_seconds())
+            )
+        if data.get("deadline") and now > datetime.fromisoformat(data["deadline"]):
+            self.deadline_missed.labels(audience, phase).inc()
+
 
 def reload_gauge(registry: CollectorRegistry | None) -> Gauge:
     """1 when the last configuration reload succeeded, like Alertmanager's metric of that name.
@@ -139,6 +153,9 @@ class _Discarded:
         pass
 
     def observe(self, *_: object) -> None:
+        pass
+
+    def __call__(self, *_: object, **__: object) -> None:
         pass
 
 

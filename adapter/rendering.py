@@ -118,6 +118,8 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            # Templates change with a reload, which builds a new Renderer: no stat per render.
+            auto_reload=False,
         )
         self.env.filters.update(
             local_time=local_time,

@@ -17,8 +17,9 @@ def test_preview_prints_technical_and_business_side_by_side(settings, capsys):
     assert out.startswith("INC-2026-0001  level 4  web  services: checkout  tenants: acme, bloom")
     assert "== provider status" in out
     lines = [line for line in out.splitlines() if " | " in line]
-    assert lines[0].startswith("[technical, acknowledgement, pending]")
-    assert "[business, acknowledgement, pending]" in lines[0]
+    # The built-in page would publish both with the incident.
+    assert lines[0].startswith("[technical, acknowledgement, delivered]")
+    assert "[business, acknowledgement, delivered]" in lines[0]
     assert any("Checkout API 5xx ratio above 5%" in line.split(" | ")[0] for line in lines)
     assert not any("10.0.0.1" in line.split(" | ", 1)[1] for line in lines)
 

@@ -192,20 +192,17 @@ def test_backoff_grows_exponentially_within_jitter_and_cap():
             assert base * 0.5 <= delay <= base * 1.5
 
 
-def test_stop_drains_and_hands_back_unstarted_leases(make_settings, clock):
-    config = base_config()
-    settings = make_settings(config)
-    store = Store(settings.storage.url)
-    store.migrate()
-    app = create_app(settings, clock=clock, store=store)
-    svc = app.extensions["dualtrack"]
-    ingest(svc, "alertmanager/alertmanager-firing.json")
-    dispatcher = Dispatcher(store, build_providers(settings.providers), settings.delivery, clock, Metrics())
+def test_stop_drains_and_hands_back_unstarted_leases(world, clock):
+    ingest(world, "alertmanager/alertmanager-firing.json")
+    settings = world.settings
+    dispatcher = Dispatcher(
+        world.store, build_providers(settings.providers), settings.delivery, clock, Metrics()
+    )
     dispatcher._stop.set()  # as if SIGTERM arrived just after the claim
     assert dispatcher.run_once() == 0
-    rows = notices(svc)
+    rows = notices(world)
+    assert len(rows) == 2
     assert all(r["lease_owner"] is None and r["state"] == "pending" for r in rows)
-    store.dispose()
 
 
 def test_a_coalescing_provider_sends_the_first_and_the_newest_of_a_stream(world, hook, clock):

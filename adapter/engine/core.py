@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.engine.notify import Notifier
+from adapter.engine.pending import Pending
 from adapter.engine.severity import classify
 from adapter.metrics import DiscardMetrics, Metrics
 from adapter.rendering import Renderer
@@ -92,10 +93,14 @@ class Engine:
     def ingest_in(self, conn: Connection, batch: Batch, now: datetime) -> IngestResult:
         result = IngestResult()
         changes: dict[int, Change] = {}
+        work = Pending(conn, batch, now - self.settings.correlation.reopen_window)
         for signal in batch.signals:
-            outcome = self._apply(conn, signal, now, changes)
+            if signal.identity == "open":
+                work.flush()  # its lookups read the database, which must hold what came before
+            outcome = self._apply(conn, signal, now, changes, work)
             self.metrics.signals.labels(batch.source, outcome).inc()
             result.duplicates += outcome in ("duplicate", "stale")
+        work.flush()
         for incident_id, change in changes.items():
             result.notices += self.settle(conn, incident_id, change, now)
             result.refs.append(change.incident["ref"])
@@ -115,34 +120,31 @@ class Engine:
                 out.append((incident, outbox.notices_of(conn, [incident["id"]])))
         return out
 
-    def _apply(self, conn: Connection, signal: Signal, now: datetime, changes: dict[int, Change]) -> str:
+    def _apply(
+        self, conn: Connection, signal: Signal, now: datetime, changes: dict[int, Change], work: Pending
+    ) -> str:
         if signal.identity == "open":
             # PagerDuty and Events API alerts are one alert while open, however often re-sent.
             existing = repo.find_firing(conn, signal.source, signal.fingerprint)
             if existing is not None and signal.status == "firing":
                 return self._refresh_level(conn, existing, signal, now, changes)
         else:
-            existing = repo.find_alert(conn, signal.source, signal.fingerprint, signal.starts_at)
+            existing = work.stored_alert(signal)
         if existing is not None:
             if existing["status"] == signal.status:
                 return "duplicate"
             if existing["status"] == "resolved":
                 # A firing copy of an instance already resolved: a late or replayed notification.
                 return "stale"
-            repo.update_alert(
-                conn,
-                existing["id"],
-                {"status": "resolved", "ends_at": signal.ends_at or now, "updated_at": now},
-            )
+            work.resolve_alert(existing, signal.ends_at or now, now)
             change = self._change_for(conn, existing["incident_id"], changes)
             change.resolved += 1
-            repo.add_timeline(
-                conn,
+            work.timeline(
                 existing["incident_id"],
                 now,
                 "alert_resolved",
                 f"{_alert_label(existing['name'], existing['labels'])} resolved",
-                alert=existing["id"],
+                alert=existing,
             )
             return "resolved"
         if signal.status == "resolved":
@@ -154,17 +156,24 @@ class Engine:
         services = [s for s in map(self.settings.catalog.service, service_ids) if s is not None]
         level = classify(signal.labels, services, self.settings.severity)
 
-        since = now - self.settings.correlation.reopen_window
         group_keys = self._group_keys(conn, signal)
-        incident, reopen = repo.related_incident(conn, signal.fingerprint, group_keys, since)
-        if incident is not None and reopen:
-            self._reopen(conn, incident, now, changes)
-        if incident is None:
-            incident = self._open(conn, signal, service_ids, level, now)
+        related = work.related(
+            signal,
+            group_keys,
+            lambda: [key for s in work.batch.signals for key in self._group_keys(conn, s)],
+        )
+        if related is not None and related.incident["status"] not in repo.OPEN:
+            self._reopen(conn, related.incident, now, changes, work)
+        if related is None:
+            incident = self._open(conn, signal, service_ids, unknown, level, now, work)
             changes[incident["id"]] = Change(incident, opened=True)
+            related = work.opened(incident)
+        incident = related.incident
+        related.fingerprints.add(signal.fingerprint)
+        related.group_keys.add(signal.group_key)
         change = self._change_for(conn, incident["id"], changes, incident)
-        alert_id = repo.insert_alert(
-            conn,
+        alert = work.add_alert(
+            signal,
             {
                 "incident_id": incident["id"],
                 "source": signal.source,
@@ -185,13 +194,12 @@ class Engine:
         )
         change.fired += 1
         if not change.opened or change.fired > 1:
-            repo.add_timeline(
-                conn,
+            work.timeline(
                 incident["id"],
                 now,
                 "alert_fired",
                 f"{_alert_label(signal.name, signal.labels)} firing",
-                alert=alert_id,
+                alert=alert,
             )
         return "new"
 
@@ -245,9 +253,18 @@ class Engine:
         return changes[incident_id]
 
     def _open(
-        self, conn: Connection, signal: Signal, service_ids: list[str], level: int, now: datetime
+        self,
+        conn: Connection,
+        signal: Signal,
+        service_ids: list[str],
+        unknown: list[str],
+        level: int,
+        now: datetime,
+        work: Pending,
     ) -> dict[str, Any]:
         ref = repo.next_ref(conn, now.year)
+        # What `settle` would compute from this one alert, so an incident of one alert (or of
+        # alerts that agree) needs no update after its insert.
         values = {
             "ref": ref,
             "title": signal.summary[:500],
@@ -256,22 +273,27 @@ class Engine:
             "level_locked": False,
             "reopen_count": 0,
             "incident_type": self._incident_type(signal.labels, service_ids),
-            "services": [],
-            "unknown_services": [],
-            "tenants": [],
+            "services": list(service_ids),
+            "unknown_services": list(unknown),
+            "tenants": [t.id for t in self.settings.catalog.tenants_for(service_ids)],
             "source": signal.source,
             "opened_at": now,
             "resolved_at": None,
             "updated_at": now,
         }
         incident_id = repo.insert_incident(conn, values)
-        repo.add_timeline(conn, incident_id, now, "opened", f"Incident opened: {signal.summary}")
+        work.timeline(incident_id, now, "opened", f"Incident opened: {signal.summary}")
         self.metrics.incidents_opened.labels(str(level)).inc()
         log.info("incident opened ref=%s level=%d source=%s", ref, level, signal.source)
         return {**values, "id": incident_id}
 
     def _reopen(
-        self, conn: Connection, incident: dict[str, Any], now: datetime, changes: dict[int, Change]
+        self,
+        conn: Connection,
+        incident: dict[str, Any],
+        now: datetime,
+        changes: dict[int, Change],
+        work: Pending,
     ) -> None:
         values = {
             "status": "investigating",
@@ -281,7 +303,7 @@ class Engine:
         }
         repo.update_incident(conn, incident["id"], values)
         incident.update(values)
-        repo.add_timeline(conn, incident["id"], now, "reopened", "Incident reopened: the alert fired again")
+        work.timeline(incident["id"], now, "reopened", "Incident reopened: the alert fired again")
         changes[incident["id"]] = Change(incident, reopened=True)
         log.info("incident reopened ref=%s", incident["ref"])
 
@@ -329,28 +351,36 @@ class Engine:
         if resolved_now:
             # An action asked of customers during the incident no longer applies.
             values.update(status="resolved", resolved_at=now, action_required=None)
-        repo.update_incident(conn, incident_id, values)
-        incident.update(values)
+        changed = {k: v for k, v in values.items() if k not in incident or incident[k] != v}
+        if changed:
+            repo.update_incident(conn, incident_id, changed)
+            incident.update(changed)
 
         generation = incident["reopen_count"]
         written = 0
         notifier = self.notifier
         if change.opened:
-            written += notifier.notify(conn, incident, "acknowledgement", "open", now)
+            written += notifier.notify(conn, incident, "acknowledgement", "open", now, alerts=alerts)
         elif change.reopened:
-            written += notifier.notify(conn, incident, "update", f"reopen-{generation}", now)
+            written += notifier.notify(conn, incident, "update", f"reopen-{generation}", now, alerts=alerts)
         elif level > level_before:
             repo.add_timeline(
                 conn, incident_id, now, "level_changed", f"Level raised from {level_before} to {level}"
             )
             # Updates skip readers whose first notice is held; released now, it carries the new level.
-            written += notifier.notify(conn, incident, "update", f"level-{level}-g{generation}", now)
+            written += notifier.notify(
+                conn, incident, "update", f"level-{level}-g{generation}", now, alerts=alerts
+            )
             written += notifier.rehold(conn, incident, now)
         if level == 5 and (change.opened or level_before < 5):
-            written += notifier.notify(conn, incident, "executive", f"executive-g{generation}", now)
+            written += notifier.notify(
+                conn, incident, "executive", f"executive-g{generation}", now, alerts=alerts
+            )
         if resolved_now:
             repo.add_timeline(conn, incident_id, now, "resolved", "All alerts resolved")
             self.metrics.incidents_resolved.inc()
             log.info("incident resolved ref=%s", incident["ref"])
-            written += notifier.notify(conn, incident, "resolution", f"resolve-g{generation}", now)
+            written += notifier.notify(
+                conn, incident, "resolution", f"resolve-g{generation}", now, alerts=alerts
+            )
         return written

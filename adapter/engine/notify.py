@@ -19,12 +19,15 @@ from adapter.engine.planning import (
     recipients,
 )
 from adapter.metrics import Metrics
+from adapter.providers import REGISTRY
 from adapter.rendering import Renderer
 from adapter.store import incidents as repo
 from adapter.store import outbox
 
 log = logging.getLogger(__name__)
 
+# The event that opens an incident: the first notices its streams ever get.
+FIRST_EVENT = ("acknowledgement", "open")
 # Grace after a cadence update falls due before it counts as late: the scheduler's own delay.
 UPDATE_GRACE = timedelta(minutes=5)
 
@@ -34,6 +37,9 @@ class Notifier:
         self.settings = settings
         self.renderer = renderer
         self.metrics = metrics
+        self._on_commit = {
+            p.name for p in settings.providers if getattr(REGISTRY.get(p.type), "publishes_on_commit", False)
+        }
 
     def _recipient(self, notice: dict[str, Any]) -> Recipient | None:
         provider = next((p for p in self.settings.providers if p.name == notice["provider"]), None)
@@ -52,6 +58,7 @@ class Notifier:
         *,
         messages: dict[str, str | None] | None = None,
         extra: dict[str, Any] | None = None,
+        alerts: list[dict[str, Any]] | None = None,
     ) -> EventFacts:
         # Internal notes (PagerDuty annotations, say) are never published.
         timeline = [t for t in repo.timeline_of(conn, incident["id"]) if t["kind"] != "note"]
@@ -62,7 +69,7 @@ class Notifier:
                 changes[audience] = [t for t in timeline if since is None or t["at"] > since]
         return EventFacts(
             incident=incident,
-            alerts=repo.alerts_of(conn, incident["id"]),
+            alerts=repo.alerts_of(conn, incident["id"]) if alerts is None else alerts,
             timeline=timeline,
             phase=phase,
             event=event,
@@ -85,30 +92,35 @@ class Notifier:
         extra: dict[str, Any] | None = None,
         deadline: datetime | None = None,
         streams: list[Recipient] | None = None,
+        alerts: list[dict[str, Any]] | None = None,
     ) -> int:
-        """Plan, render and write one event's notices; returns how many were new."""
+        """Plan, render and write one event's notices; returns how many were new.
+
+        `alerts`, when the caller has just read them, saves reading the incident's alerts again.
+        """
         if streams is None:
             streams = recipients(self.settings, incident, phase, audiences)
         suppressed: set[tuple[str, str, str | None]] = set()
         unheard: list[Recipient] = []
         if phase in ("resolution", "postmortem"):
             # Readers who never heard of it (held, then suppressed) need no ending either.
+            held, heard = outbox.streams(conn, incident["id"])
             if phase == "resolution":
-                suppressed = outbox.suppress_held(conn, incident["id"])
-            heard = outbox.heard_streams(conn, incident["id"])
+                suppressed = outbox.suppress_held(conn, incident["id"], held)
             suppressed |= {s.key for s in streams if s.key not in heard}
         elif phase == "update":
             # A held first notice is rendered afresh when released; a reader who never heard of
             # the incident (its first notice was suppressed) gets a first notice, not an update.
-            heard = outbox.heard_streams(conn, incident["id"])
-            held = outbox.held_streams(conn, incident["id"])
+            held, heard = outbox.streams(conn, incident["id"])
             unheard = [s for s in streams if s.key not in heard and s.key not in held]
             streams = [s for s in streams if s.key in heard]
         written = self._write(
-            conn, incident, phase, event, now, streams, suppressed, deadline, messages, extra
+            conn, incident, phase, event, now, streams, suppressed, deadline, messages, extra, alerts
         )
         if phase == "update" and unheard:
-            written += self.notify(conn, incident, "acknowledgement", f"{event}-first", now, streams=unheard)
+            written += self.notify(
+                conn, incident, "acknowledgement", f"{event}-first", now, streams=unheard, alerts=alerts
+            )
         return written
 
     def _write(
@@ -123,19 +135,44 @@ class Notifier:
         deadline: datetime | None,
         messages: dict[str, str | None] | None,
         extra: dict[str, Any] | None,
+        alerts: list[dict[str, Any]] | None,
     ) -> int:
         if not streams:
             return 0
-        facts = self.facts(conn, incident, phase, event, now, messages=messages, extra=extra)
+        facts = self.facts(conn, incident, phase, event, now, messages=messages, extra=extra, alerts=alerts)
         planned = plan_notices(facts, streams, self.settings, self.renderer)
         rows = []
         for notice in planned:
             self._schedule(notice, incident, now, suppressed, deadline)
             rows.append(self.row(incident["id"], notice, now))
+        self._publish_on_commit(conn, incident["id"], rows, now, first=(phase, event) == FIRST_EVENT)
         inserted = outbox.insert_notices(conn, rows)
         for row in inserted:
             self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
+            if row["state"] == "delivered":
+                self.metrics.delivered(row, incident["level"], now)
+                log.info(
+                    "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=1",
+                    row["id"],
+                    row["provider"],
+                    row["phase"],
+                    row["audience"],
+                )
         return len(inserted)
+
+    def _publish_on_commit(
+        self, conn: Connection, incident_id: int, rows: list[dict[str, Any]], now: datetime, *, first: bool
+    ) -> None:
+        """Notices to providers that publish by committing are delivered by this transaction,
+        unless an earlier notice of their stream is unfinished (held, pending, or failed)."""
+        ready = [r for r in rows if r["state"] == "pending" and r["provider"] in self._on_commit]
+        if not ready:
+            return
+        # An incident's first event has no earlier notices to wait behind.
+        waiting = set() if first else outbox.unfinished_streams(conn, incident_id)
+        for row in ready:
+            if (row["provider"], row["tenant"]) not in waiting:
+                row.update(state="delivered", attempts=1, delivered_at=now, provider_ref=row["provider"])
 
     def _schedule(
         self,
@@ -174,6 +211,9 @@ class Notifier:
             "created_at": now,
             "due_at": notice.due_at or now,
             "dedupe_key": notice.dedupe_key,
+            # Set by _publish_on_commit; every row of one insert has the same columns.
+            "delivered_at": None,
+            "provider_ref": None,
         }
 
     def rehold(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:

@@ -69,6 +69,9 @@ class Provider:
     # When several notices of one stream are due together, send the newest only (never the
     # stream's first one, which creates the incident at the provider).
     coalesce: ClassVar[bool] = False
+    # The provider is the database itself (the built-in page): a notice is published by the
+    # transaction that writes it, unless an earlier notice of its stream is still unfinished.
+    publishes_on_commit: ClassVar[bool] = False
 
     def __init__(self, settings: ProviderSettings):
         self.name = settings.name

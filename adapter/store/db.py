@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ WRITER_LOCK_KEY = 0x6475616C74726B01
 MIGRATE_LOCK_KEY = 0x6475616C74726B02
 # Held until the transaction ends (commit, rollback, or the server noticing the client is gone).
 _XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# Execution option marking a connection from Store.read().
+_READ_ONLY = "dualtrack_read_only"
 # Alembic keeps its `context` and `op` proxies in module globals: one migration per process at a time.
 _MIGRATING = threading.Lock()
 
@@ -39,11 +42,19 @@ class Store:
         kwargs: dict[str, Any] = {}
         self._writer_lock = threading.Lock()
         self._writer_file: IO[bytes] | None = None
+        self._wal: Path | None = None
+        self._wal_inode: int | None = None
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
                 self._writer_file = open(f"{database}.lock", "ab")  # noqa: SIM115 - held for the Store's life
+                if sqlite_synchronous == "FULL":
+                    # Group commit: SQLite commits without syncing (NORMAL), and each writer
+                    # syncs the WAL itself after giving up the lock, so one fsync can cover
+                    # several commits and none is spent holding the lock.
+                    self._wal = Path(f"{database}-wal")
+                    sqlite_synchronous = "NORMAL"
             # The busy timeout lets workers queue for the write lock instead of failing.
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
@@ -71,8 +82,12 @@ class Store:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            # Take the write lock up front: no lock upgrades, so no SQLITE_BUSY deadlocks.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front: no lock upgrades, so no SQLITE_BUSY deadlocks.
+            # Readers (see `read`) begin deferred: WAL lets them run beside the writer.
+            if conn.get_execution_options().get(_READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -91,6 +106,33 @@ class Store:
                     yield conn
             finally:
                 fcntl.flock(self._writer_file, fcntl.LOCK_UN)
+        self._sync_wal()
+
+    def _sync_wal(self) -> None:
+        """Make what this process committed durable before `transaction()` returns.
+
+        The WAL holds every commit not yet checkpointed, in order, so syncing it covers ours and
+        any before it; a checkpoint syncs the database file itself before the WAL is reused.
+        """
+        if self._wal is None:
+            return
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed and removed: the commit is in the (synced) database file
+        try:
+            os.fsync(fd)
+            inode = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        if inode != self._wal_inode:
+            # A new WAL file: its directory entry must survive a power loss too.
+            directory = os.open(self._wal.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._wal_inode = inode
 
     @contextmanager
     def rolled_back(self) -> Iterator[Connection]:
@@ -104,8 +146,9 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A connection for reading only: on SQLite it never waits for, nor holds up, a writer."""
         with self.engine.connect() as conn:
-            yield conn
+            yield conn.execution_options(**{_READ_ONLY: True})
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
@@ -23,18 +24,27 @@ _UPDATE_ALERT = update(alerts).where(alerts.c.id == bindparam("b_id"))
 _ALERTS_OF = (
     select(alerts).where(alerts.c.incident_id == bindparam("b_id")).order_by(alerts.c.starts_at, alerts.c.id)
 )
-_FIND_ALERT = select(alerts).where(
+_FIND_ALERTS = select(alerts).where(
     alerts.c.source == bindparam("source"),
-    alerts.c.fingerprint == bindparam("fingerprint"),
-    alerts.c.starts_at == bindparam("starts_at"),
+    alerts.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
+    alerts.c.starts_at.in_(bindparam("starts", expanding=True)),
 )
-_FP = bindparam("fingerprint", type_=alerts.c.fingerprint.type)
+# Every alert of a joinable incident (open, or resolved recently enough to reopen) that shares a
+# fingerprint or a group key with the batch, with its incident's columns.
 _RELATED = (
-    select(incidents, func.max(case((alerts.c.fingerprint == _FP, 1), else_=0)).label("by_fingerprint"))
+    select(incidents, alerts.c.fingerprint.label("m_fingerprint"), alerts.c.group_key.label("m_group_key"))
     .join(alerts, alerts.c.incident_id == incidents.c.id)
-    .where(or_(alerts.c.fingerprint == _FP, alerts.c.group_key.in_(bindparam("group_keys", expanding=True))))
+    .where(
+        or_(
+            alerts.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
+            alerts.c.group_key.in_(bindparam("group_keys", expanding=True)),
+        )
+    )
     .where(or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= bindparam("since")))
-    .group_by(incidents.c.id)
+)
+# Matched back by instance: keeping parameter order would cost SQLite one statement per row.
+_INSERT_ALERTS = insert(alerts).returning(
+    alerts.c.id, alerts.c.source, alerts.c.fingerprint, alerts.c.starts_at
 )
 _INSERT_TIMELINE = insert(timeline)
 _TIMELINE_OF = (
@@ -56,17 +66,28 @@ def _upsert(conn: Connection, table: Any) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+def _next_ref_statement(insert_into: Any) -> Any:
+    return (
+        insert_into(ref_counters)
+        .values(year=bindparam("b_year"), last=1)
+        .on_conflict_do_update(index_elements=[ref_counters.c.year], set_={"last": ref_counters.c.last + 1})
+        .returning(ref_counters.c.last)
+    )
+
+
+_NEXT_REF = {
+    "postgresql": _next_ref_statement(postgresql.insert),
+    "sqlite": _next_ref_statement(sqlite.insert),
+}
+
+
 def next_ref(conn: Connection, year: int) -> str:
     """The next `INC-YYYY-NNNN`; gapless because it is taken inside the caller's transaction.
 
     One atomic upsert: concurrent callers queue on the counter row's lock (should writers not be
     serialized already), and a rolled-back caller gives its number back.
     """
-    statement = _upsert(conn, ref_counters).values(year=year, last=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[ref_counters.c.year], set_={"last": ref_counters.c.last + 1}
-    ).returning(ref_counters.c.last)
-    last = int(conn.execute(statement).scalar_one())
+    last = int(conn.execute(_NEXT_REF[conn.dialect.name], {"b_year": year}).scalar_one())
     return f"INC-{year}-{last:04d}"
 
 
@@ -115,38 +136,74 @@ def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
     return [r for r in rows if r["status"] != "resolved"] + [r for r in rows if r["status"] == "resolved"]
 
 
-def find_alert(conn: Connection, source: str, fingerprint: str, starts_at: datetime) -> Row | None:
-    return _one(conn, _FIND_ALERT, {"source": source, "fingerprint": fingerprint, "starts_at": starts_at})
+def find_alerts(
+    conn: Connection, source: str, instances: Iterable[tuple[str, datetime]]
+) -> dict[tuple[str, datetime], Row]:
+    """The stored alerts among these (fingerprint, startsAt) instances of one source, by instance."""
+    wanted = set(instances)
+    if not wanted:
+        return {}
+    params = {
+        "source": source,
+        "fingerprints": sorted({fp for fp, _ in wanted}),
+        "starts": sorted({start for _, start in wanted}),
+    }
+    found = {(row["fingerprint"], row["starts_at"]): row for row in _all(conn, _FIND_ALERTS, params)}
+    return {key: row for key, row in found.items() if key in wanted}
 
 
-def related_incident(
-    conn: Connection, fingerprint: str, group_keys: list[str], resolved_since: datetime
-) -> tuple[Row | None, bool]:
-    """The incident a new alert belongs to, and whether it must be reopened.
+@dataclass
+class Related:
+    """An incident new alerts may join, with the fingerprints and group keys it is known by."""
 
-    In order: the open incident holding the fingerprint, the open incident of the group, then
-    the same two among incidents resolved since `resolved_since` (to reopen, not open anew).
-    """
-    rows = _all(
-        conn, _RELATED, {"fingerprint": fingerprint, "group_keys": group_keys, "since": resolved_since}
-    )
+    incident: Row
+    fingerprints: set[str] = field(default_factory=set)
+    group_keys: set[str] = field(default_factory=set)
 
-    def rank(row: Row) -> tuple[bool, bool, int]:
-        return (row["status"] in OPEN, bool(row["by_fingerprint"]), row["id"])
+    def rank(self, fingerprint: str) -> tuple[bool, bool, int]:
+        """Open before resolved, then holding the fingerprint before sharing the group, then newest."""
+        return (self.incident["status"] in OPEN, fingerprint in self.fingerprints, self.incident["id"])
 
-    if not rows:
-        return None, False
-    best = max(rows, key=rank)
-    best.pop("by_fingerprint")
-    return best, best["status"] not in OPEN
+
+def related_incidents(
+    conn: Connection, fingerprints: Iterable[str], group_keys: Iterable[str], resolved_since: datetime
+) -> dict[int, Related]:
+    """Incidents holding any of these fingerprints or group keys: open, or resolved since
+    `resolved_since` (to reopen, not open anew); by incident id."""
+    params = {
+        "fingerprints": sorted(set(fingerprints)),
+        "group_keys": sorted(set(group_keys)),
+        "since": resolved_since,
+    }
+    out: dict[int, Related] = {}
+    for row in _all(conn, _RELATED, params):
+        fingerprint, group_key = row.pop("m_fingerprint"), row.pop("m_group_key")
+        related = out.setdefault(row["id"], Related(row))
+        related.fingerprints.add(fingerprint)
+        related.group_keys.add(group_key)
+    return out
 
 
 def insert_alert(conn: Connection, values: Row) -> int:
     return int(conn.execute(_INSERT_ALERT, values).inserted_primary_key[0])  # type: ignore[index]
 
 
+def insert_alerts(conn: Connection, rows: list[Row]) -> list[int]:
+    """Insert alerts in one statement; their ids, in the order given."""
+    if not rows:
+        return []
+    ids = {(r.source, r.fingerprint, r.starts_at): int(r.id) for r in conn.execute(_INSERT_ALERTS, rows)}
+    return [ids[(row["source"], row["fingerprint"], row["starts_at"])] for row in rows]
+
+
 def update_alert(conn: Connection, alert_id: int, values: Row) -> None:
     conn.execute(_UPDATE_ALERT, {"b_id": alert_id, **values})
+
+
+def update_alerts(conn: Connection, changes: list[tuple[int, Row]]) -> None:
+    """Several alerts, each with the same columns changed, in one statement."""
+    if changes:
+        conn.execute(_UPDATE_ALERT, [{"b_id": alert_id, **values} for alert_id, values in changes])
 
 
 def alerts_of(conn: Connection, incident_id: int) -> list[Row]:
@@ -160,6 +217,12 @@ def add_timeline(
         _INSERT_TIMELINE,
         {"incident_id": incident_id, "at": at, "kind": kind, "message": message, "data": data},
     )
+
+
+def add_timeline_many(conn: Connection, rows: list[Row]) -> None:
+    """Timeline entries (incident_id, at, kind, message, data) in one statement, in order."""
+    if rows:
+        conn.execute(_INSERT_TIMELINE, rows)
 
 
 def timeline_of(conn: Connection, incident_id: int) -> list[Row]:

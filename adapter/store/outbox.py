@@ -11,7 +11,8 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
-from adapter.store.schema import notices
+from adapter.store.incidents import OPEN
+from adapter.store.schema import incidents, notices
 
 Row = dict[str, Any]
 WAITING = ("pending", "failed")
@@ -19,20 +20,23 @@ WAITING = ("pending", "failed")
 UNFINISHED = ("held", "pending", "failed")
 
 
+_INSERT_NOTICES = {
+    name: insert_into(notices)
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(notices.c.id, notices.c.dedupe_key)
+    for name, insert_into in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+
+
 def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
     """Insert notices in one statement; those whose dedupe key exists already are skipped.
 
-    Returns the rows inserted: a key that exists means the event was planned before.
+    Returns the rows inserted, with their ids: a key that exists means the event was planned before.
     """
     if not rows:
         return []
-    statement = (
-        (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(notices)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(notices.c.dedupe_key)
-    )
-    inserted = {row.dedupe_key for row in conn.execute(statement, rows)}
-    return [row for row in rows if row["dedupe_key"] in inserted]
+    inserted = {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES[conn.dialect.name], rows)}
+    return [{**row, "id": inserted[row["dedupe_key"]]} for row in rows if row["dedupe_key"] in inserted]
 
 
 _VISIBLE_PHASES = ("acknowledgement", "update")
@@ -49,31 +53,59 @@ def held(conn: Connection, incident_id: int) -> list[Row]:
     return [dict(r) for r in conn.execute(_HELD, {"b_id": incident_id}).mappings()]
 
 
-def held_streams(conn: Connection, incident_id: int) -> set[tuple[str, str, str | None]]:
-    """(provider, audience, tenant) of the streams that still hold a notice back."""
-    return {(n["provider"], n["audience"], n["tenant"]) for n in held(conn, incident_id)}
+Stream = tuple[str, str, str | None]
+
+_STREAMS = select(
+    notices.c.provider, notices.c.audience, notices.c.tenant, notices.c.phase, notices.c.state
+).where(
+    notices.c.incident_id == bindparam("b_id"),
+    or_(notices.c.state == "held", notices.c.phase == "acknowledgement"),
+)
 
 
-def heard_streams(conn: Connection, incident_id: int) -> set[tuple[str, str, str | None]]:
-    """Streams that were told of the incident: a first notice neither held nor suppressed."""
-    query = select(notices.c.provider, notices.c.audience, notices.c.tenant).where(
-        notices.c.incident_id == incident_id,
-        notices.c.phase == "acknowledgement",
-        notices.c.state.not_in(("held", "suppressed")),
-    )
-    return {(r.provider, r.audience, r.tenant) for r in conn.execute(query)}
+def streams(conn: Connection, incident_id: int) -> tuple[set[Stream], set[Stream]]:
+    """(held, heard): the (provider, audience, tenant) streams that still hold a notice back, and
+    those that were told of the incident (a first notice neither held nor suppressed)."""
+    held: set[Stream] = set()
+    heard: set[Stream] = set()
+    for row in conn.execute(_STREAMS, {"b_id": incident_id}):
+        key = (row.provider, row.audience, row.tenant)
+        if row.state == "held":
+            held.add(key)
+        elif row.phase == "acknowledgement" and row.state != "suppressed":
+            heard.add(key)
+    return held, heard
 
 
-def suppress_held(conn: Connection, incident_id: int) -> set[tuple[str, str, str | None]]:
-    """Held notices of a resolved incident are never sent; returns their streams."""
-    streams = held_streams(conn, incident_id)
-    if streams:
-        conn.execute(
-            update(notices)
-            .where(notices.c.incident_id == incident_id, notices.c.state == "held")
-            .values(state="suppressed", last_error="resolved while held")
-        )
-    return streams
+_UNFINISHED_STREAMS = (
+    select(notices.c.provider, notices.c.tenant)
+    .where(notices.c.incident_id == bindparam("b_id"), notices.c.state.in_(UNFINISHED))
+    .distinct()
+)
+
+
+def unfinished_streams(conn: Connection, incident_id: int) -> set[tuple[str, str | None]]:
+    """(provider, tenant) of the incident's streams with a notice not yet finished."""
+    return {(r.provider, r.tenant) for r in conn.execute(_UNFINISHED_STREAMS, {"b_id": incident_id})}
+
+
+_SUPPRESS_HELD = (
+    update(notices)
+    .where(notices.c.incident_id == bindparam("b_id"), notices.c.state == "held")
+    .values(state="suppressed", last_error="resolved while held")
+)
+
+
+def suppress_held(conn: Connection, incident_id: int, held: set[Stream] | None = None) -> set[Stream]:
+    """Held notices of a resolved incident are never sent; returns their streams.
+
+    `held`, when the caller has just read it with `streams`, saves reading it again.
+    """
+    if held is None:
+        held, _ = streams(conn, incident_id)
+    if held:
+        conn.execute(_SUPPRESS_HELD, {"b_id": incident_id})
+    return held
 
 
 def update_notice(conn: Connection, notice_id: int, values: Row) -> None:
@@ -89,6 +121,27 @@ def last_heard(conn: Connection, incident_id: int, audience: str) -> datetime | 
         notices.c.state.not_in(("held", "suppressed")),
     )
     return conn.execute(query).scalar()
+
+
+def last_heard_open(conn: Connection) -> dict[tuple[int, str], datetime]:
+    """`last_heard` for every open incident at once, by (incident id, audience)."""
+    query = (
+        select(notices.c.incident_id, notices.c.audience, func.max(notices.c.created_at).label("last"))
+        .join(incidents, incidents.c.id == notices.c.incident_id)
+        .where(
+            incidents.c.status.in_(OPEN),
+            notices.c.phase.in_(_VISIBLE_PHASES),
+            notices.c.state.not_in(("held", "suppressed")),
+        )
+        .group_by(notices.c.incident_id, notices.c.audience)
+    )
+    return {(r.incident_id, r.audience): r.last for r in conn.execute(query)}
+
+
+def held_due(conn: Connection, now: datetime) -> set[int]:
+    """Incidents with a held notice whose hold is over."""
+    query = select(notices.c.incident_id).where(notices.c.state == "held", notices.c.due_at <= now).distinct()
+    return set(conn.execute(query).scalars())
 
 
 def notices_of(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
@@ -127,18 +180,21 @@ def claim_due(store: Store, owner: str, now: datetime, lease: timedelta, limit: 
     A stream's notices are claimed only as a prefix of its unfinished ones, so a notice never
     overtakes an earlier one that is held, waiting for a retry, or leased elsewhere.
     """
-    with store.transaction() as conn:
-        due = (
-            select(notices.c.incident_id)
-            .where(
-                notices.c.state.in_(WAITING),
-                notices.c.due_at <= now,
-                or_(notices.c.lease_until.is_(None), notices.c.lease_until < now),
-            )
-            .order_by(notices.c.due_at, notices.c.id)
-            .limit(limit)
+    due = (
+        select(notices.c.incident_id)
+        .where(
+            notices.c.state.in_(WAITING),
+            notices.c.due_at <= now,
+            or_(notices.c.lease_until.is_(None), notices.c.lease_until < now),
         )
-        incident_ids = set(conn.execute(due).scalars())
+        .order_by(notices.c.due_at, notices.c.id)
+    )
+    # Most passes find nothing due: find that out without the write lock.
+    with store.read() as conn:
+        if conn.execute(due.limit(1)).first() is None:
+            return []
+    with store.transaction() as conn:
+        incident_ids = set(conn.execute(due.limit(limit)).scalars())
         if not incident_ids:
             return []
         unfinished = (

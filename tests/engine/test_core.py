@@ -52,8 +52,9 @@ def test_firing_fixture_opens_one_incident_with_both_versions(engine, store):
     assert inc["title"] == "Checkout API 5xx ratio above 5%"
     assert len(inc["alerts"]) == 2
     assert [(n["provider"], n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
-        ("status", "technical", "acknowledgement", "pending"),
-        ("status", "business", "acknowledgement", "pending"),
+        # The built-in page publishes in the transaction that opens the incident.
+        ("status", "technical", "acknowledgement", "delivered"),
+        ("status", "business", "acknowledgement", "delivered"),
     ]
 
 
@@ -126,11 +127,11 @@ def test_refire_within_reopen_window_reopens(engine, store, clock):
     # Level 2: business readers are held for 10 minutes, so the 5-minute blip never reached
     # them; the reopen is an update for technical readers and a (held) first notice for them.
     assert [(n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
-        ("technical", "acknowledgement", "pending"),
+        ("technical", "acknowledgement", "delivered"),
         ("business", "acknowledgement", "suppressed"),
-        ("technical", "resolution", "pending"),
+        ("technical", "resolution", "delivered"),
         ("business", "resolution", "suppressed"),
-        ("technical", "update", "pending"),
+        ("technical", "update", "delivered"),
         ("business", "acknowledgement", "held"),
     ]
     assert "reopened" in inc["notices"][4]["body"]
@@ -140,7 +141,7 @@ def test_refire_within_reopen_window_reopens(engine, store, clock):
     notices = incident(store, "INC-2026-0001")["notices"]
     assert [(n["audience"], n["phase"], n["state"]) for n in notices[5:]] == [
         ("business", "acknowledgement", "suppressed"),
-        ("technical", "resolution", "pending"),
+        ("technical", "resolution", "delivered"),
         ("business", "resolution", "suppressed"),
     ]
 
@@ -172,9 +173,10 @@ def test_alerts_of_one_group_share_an_incident_and_level_rises_but_never_drops(e
     inc = incident(store, "INC-2026-0001")
     assert inc["level"] == 4
     # Technical readers get an update; the business first notice, held at level 2, goes out now
-    # (level 4 holds nothing), rendered at the new level.
+    # (level 4 holds nothing), rendered at the new level. Both wait for the dispatcher: the page
+    # publishes a stream's notices in order, and the update came after the held notice.
     assert [(n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
-        ("technical", "acknowledgement", "pending"),
+        ("technical", "acknowledgement", "delivered"),
         ("business", "acknowledgement", "pending"),
         ("technical", "update", "pending"),
     ]

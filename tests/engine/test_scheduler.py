@@ -14,6 +14,7 @@ from adapter.store import Store, outbox
 from adapter.store import incidents as repo
 from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
+from tests.support.server import Sink
 
 STEP = timedelta(minutes=1)
 
@@ -60,13 +61,15 @@ def notices(svc, ref="INC-2026-0001"):
         return outbox.notices_of(conn, [incident["id"]])
 
 
+# Written to go out: published by its own transaction (the built-in page), or waiting in the outbox.
+SENT = ("pending", "delivered")
+
+
 def sent_times(rows, audience):
     return [
         r["created_at"]
         for r in rows
-        if r["audience"] == audience
-        and r["phase"] in ("acknowledgement", "update")
-        and r["state"] == "pending"
+        if r["audience"] == audience and r["phase"] in ("acknowledgement", "update") and r["state"] in SENT
     ]
 
 
@@ -75,7 +78,8 @@ def test_six_hour_level_2_incident_updates_technical_every_2h_and_business_every
     t0 = clock.now()
     fire(svc, "a000000000000001", "warning")
     rows = notices(svc)
-    assert [(r["audience"], r["state"]) for r in rows] == [("technical", "pending"), ("business", "held")]
+    # The built-in page publishes the technical version with the incident itself.
+    assert [(r["audience"], r["state"]) for r in rows] == [("technical", "delivered"), ("business", "held")]
     run_for(svc, timedelta(hours=6))
     rows = notices(svc)
     technical = sent_times(rows, "technical")
@@ -84,6 +88,8 @@ def test_six_hour_level_2_incident_updates_technical_every_2h_and_business_every
     # Business: the first notice waits out the 10-minute hold, then every 3 hours.
     assert business == [t0 + timedelta(minutes=10), t0 + timedelta(hours=3, minutes=10)]
     updates = [r for r in rows if r["phase"] == "update"]
+    # The released business notice waits for the dispatcher (never run here), and the page's
+    # later notices wait behind it, in order.
     assert all(r["state"] == "pending" for r in updates)
     # Nothing changed: the updates reassure rather than repeat the first notice.
     technical_update = next(r for r in updates if r["audience"] == "technical")
@@ -103,8 +109,8 @@ def test_five_minute_level_1_blip_never_reaches_business(make_world, clock):
     assert {r["state"] for r in business} == {"suppressed"}
     assert [r["phase"] for r in business] == ["acknowledgement", "resolution"]
     assert [(r["phase"], r["state"]) for r in technical] == [
-        ("acknowledgement", "pending"),
-        ("resolution", "pending"),
+        ("acknowledgement", "delivered"),
+        ("resolution", "delivered"),
     ]
     # The dispatcher never sends a suppressed notice.
     while svc.dispatcher.run_once():
@@ -204,30 +210,34 @@ def test_downtime_merges_overlaps_and_clips_to_the_month():
 
 
 def test_first_notice_time_and_missed_deadlines_are_measured(make_world, clock):
-    svc = make_world()
-    t0 = clock.now()
-    fire(svc, "a100000000000001", "critical")  # level 4: first notices due within 15 minutes
-    clock.advance(timedelta(seconds=30))
-    svc.dispatcher.run_once()
-    registry = svc.metrics.registry
-    count = registry.get_sample_value(
-        "dualtrack_first_notice_seconds_count", {"audience": "technical", "level": "4"}
-    )
-    total = registry.get_sample_value(
-        "dualtrack_first_notice_seconds_sum", {"audience": "technical", "level": "4"}
-    )
-    assert (count, total) == (1, 30)
-    assert registry.get_sample_value(
-        "dualtrack_deadline_missed_total", {"audience": "technical", "phase": "acknowledgement"}
-    ) in (None, 0)
-    # A second incident whose first notices only go out after 20 minutes (a provider outage).
-    fire(svc, "a100000000000002", "critical", service="search")
-    clock.advance(timedelta(minutes=20))
-    svc.dispatcher.run_once()
-    assert (
-        registry.get_sample_value(
-            "dualtrack_deadline_missed_total", {"audience": "business", "phase": "acknowledgement"}
-        )
-        == 1
-    )
+    with Sink() as sink:
+        config = base_config()
+        config["providers"].append({"name": "hook", "type": "webhook", "audience": "all", "url": sink.url})
+        svc = make_world({"providers": config["providers"]})
+        t0 = clock.now()
+        fire(svc, "a100000000000001", "critical")  # level 4: first notices due within 15 minutes
+        clock.advance(timedelta(seconds=30))
+        svc.dispatcher.run_once()
+        registry = svc.metrics.registry
+
+        def first_notice(audience: str) -> tuple[float | None, float | None]:
+            labels = {"audience": audience, "level": "4"}
+            return (
+                registry.get_sample_value("dualtrack_first_notice_seconds_count", labels),
+                registry.get_sample_value("dualtrack_first_notice_seconds_sum", labels),
+            )
+
+        def missed(audience: str) -> float:
+            labels = {"audience": audience, "phase": "acknowledgement"}
+            return registry.get_sample_value("dualtrack_deadline_missed_total", labels) or 0
+
+        # The page published with the incident (0 s); the webhook delivered 30 s later.
+        assert first_notice("technical") == (2, 30)
+        assert missed("technical") == 0
+        # A second incident whose webhook notices only go out after 20 minutes (an outage there).
+        fire(svc, "a100000000000002", "critical", service="search")
+        clock.advance(timedelta(minutes=20))
+        svc.dispatcher.run_once()
+        assert missed("business") == 1
+        assert len(sink.received()) == 3  # the second incident touches business readers only
     assert t0 < clock.now()

@@ -89,8 +89,8 @@ def test_one_incident_has_the_contract_fields(client, two_incidents):
         assert key in notice
     # Search serves only a business tenant: the technical version is not posted.
     assert [(n["audience"], n["phase"], n["state"]) for n in body["notices"]] == [
-        ("business", "acknowledgement", "pending"),
-        ("business", "resolution", "pending"),
+        ("business", "acknowledgement", "delivered"),
+        ("business", "resolution", "delivered"),
     ]
 
 

@@ -69,10 +69,9 @@ def test_empty_page_says_operational(client):
     assert_well_formed_html(response.text)
 
 
-def test_notices_appear_only_once_delivered(app, client):
+def test_the_page_publishes_with_the_webhook_that_opens_the_incident(app, client):
     post(client, fixture_bytes("alertmanager/alertmanager-firing.json"))
-    assert "All systems operational" in client.get("/status").text
-    deliver(app)
+    # No dispatcher pass: the transaction that stored the incident published its notices.
     business = client.get("/status").text
     technical = client.get("/status/technical").text
     assert_well_formed_html(business)
@@ -86,6 +85,20 @@ def test_notices_appear_only_once_delivered(app, client):
         assert jargon not in business
     assert "INC-2026-0001: Checkout API 5xx ratio above 5%" in technical
     assert "10.0.0.1:8080" in technical
+
+
+def test_a_held_notice_is_not_on_the_page_until_its_hold_ends(app, client, clock):
+    # Level 2: business readers are spared blips for 10 minutes; technical readers hear at once.
+    alert = am_alert("d0d0000000000001", {"alertname": "Slow", "service": "checkout", "severity": "warning"})
+    post(client, encode(am_body([alert])))
+    assert "All systems operational" in client.get("/status").text
+    assert "INC-2026-0001" in client.get("/status/technical").text
+    clock.advance(timedelta(minutes=11))
+    svc = app.extensions["dualtrack"]
+    svc.scheduler.run_once()  # releases the held notice to the outbox
+    assert "All systems operational" in client.get("/status").text
+    deliver(app)
+    assert "1 ongoing incident" in client.get("/status").text
 
 
 def test_resolved_incident_moves_below_and_disappears_after_7_days(app, client, clock):
@@ -172,4 +185,6 @@ def test_ops_endpoints(client):
     post(client, fixture_bytes("alertmanager/alertmanager-firing.json"))
     metrics = client.get("/metrics").text
     assert 'dualtrack_webhooks_total{outcome="accepted",source="alertmanager"} 1.0' in metrics
-    assert "dualtrack_outbox_pending 2.0" in metrics
+    # The built-in page published both notices with the incident: nothing waits in the outbox.
+    assert "dualtrack_outbox_pending 0.0" in metrics
+    assert 'dualtrack_deliveries_total{outcome="delivered",provider="status"} 2.0' in metrics

@@ -1,0 +1,101 @@
+"""SQLite specifics of the Store: group commit through the WAL, and readers beside a writer."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from adapter.store import Store
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path):
+    store = Store(f"sqlite:///{tmp_path}/dualtrack.db")
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+def _lock_is_free(lock_path: str) -> bool:
+    with open(lock_path, "ab") as other:
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(other, fcntl.LOCK_UN)
+        return True
+
+
+def test_full_syncs_the_wal_after_commit_and_outside_the_write_lock(sqlite_store, tmp_path, monkeypatch):
+    database = tmp_path / "dualtrack.db"
+    wal_inode = None
+    synced: list[tuple[bool, bool]] = []  # (the WAL, the lock free) per fsync
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        nonlocal wal_inode
+        real_fsync(fd)
+        wal_inode = os.stat(f"{database}-wal").st_ino
+        synced.append((os.fstat(fd).st_ino == wal_inode, _lock_is_free(f"{database}.lock")))
+
+    with sqlite_store.transaction() as conn:
+        # SQLite itself does not sync at commit: the writer does, after the lock is released.
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    monkeypatch.setattr(os, "fsync", fsync)
+    with sqlite_store.transaction() as conn:
+        conn.execute(text("INSERT INTO leases (name, owner, expires_at) VALUES ('x', 'y', '2026-01-01')"))
+        assert synced == []  # nothing synced before the commit
+    assert synced and synced[0] == (True, True)
+    # The commit is in the WAL that was synced.
+    other = Store(f"sqlite:///{database}")
+    try:
+        with other.read() as conn:
+            assert conn.execute(text("SELECT owner FROM leases")).scalar() == "y"
+    finally:
+        other.dispose()
+
+
+def test_normal_never_syncs_from_the_writer(tmp_path, monkeypatch):
+    store = Store(f"sqlite:///{tmp_path}/dualtrack.db", sqlite_synchronous="NORMAL")
+    try:
+        store.migrate()
+        calls: list[int] = []
+        monkeypatch.setattr(os, "fsync", calls.append)
+        with store.transaction() as conn:
+            conn.execute(text("INSERT INTO leases (name, owner, expires_at) VALUES ('x', 'y', '2026-01-01')"))
+        assert calls == []
+    finally:
+        store.dispose()
+
+
+def test_a_reader_neither_waits_for_nor_blocks_a_writer(sqlite_store, tmp_path):
+    other = Store(f"sqlite:///{tmp_path}/dualtrack.db")
+    try:
+        with sqlite_store.transaction() as conn:
+            conn.execute(text("INSERT INTO leases (name, owner, expires_at) VALUES ('a', 'w', '2026-01-01')"))
+            # Another process reads while the write is open: it sees the last commit, at once.
+            with other.read() as reader:
+                assert reader.execute(text("SELECT count(*) FROM leases")).scalar() == 0
+        # And a writer goes ahead while a reader's transaction is open.
+        done = threading.Event()
+        with other.read() as reader:
+            reader.execute(text("SELECT count(*) FROM leases")).scalar()
+
+            def write() -> None:
+                with sqlite_store.transaction() as conn:
+                    conn.execute(
+                        text("INSERT INTO leases (name, owner, expires_at) VALUES ('b', 'w', '2026-01-01')")
+                    )
+                done.set()
+
+            thread = threading.Thread(target=write)
+            thread.start()
+            assert done.wait(5)
+            thread.join()
+    finally:
+        other.dispose()
