@@ -102,7 +102,8 @@ class Engine:
             result.duplicates += outcome in ("duplicate", "stale")
         work.flush()
         for incident_id, change in changes.items():
-            result.notices += self.settle(conn, incident_id, change, now)
+            alerts = work.alerts_of_opened(incident_id) if change.opened else None
+            result.notices += self.settle(conn, incident_id, change, now, alerts)
             result.refs.append(change.incident["ref"])
         return result
 
@@ -190,6 +191,8 @@ class Engine:
                 "annotations": signal.annotations,
                 "links": signal.links,
                 "updated_at": now,
+                "silenced": False,
+                "missing_since": None,
             },
         )
         change.fired += 1
@@ -316,10 +319,21 @@ class Engine:
                 return service.incident_type
         return "general"
 
-    def settle(self, conn: Connection, incident_id: int, change: Change, now: datetime) -> int:
-        """Recompute the incident from its alerts, record what changed, plan the notices."""
+    def settle(
+        self,
+        conn: Connection,
+        incident_id: int,
+        change: Change,
+        now: datetime,
+        alerts: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Recompute the incident from its alerts, record what changed, plan the notices.
+
+        `alerts`, when the caller knows them all, saves reading them.
+        """
         incident = change.incident
-        alerts = repo.alerts_of(conn, incident_id)
+        if alerts is None:
+            alerts = repo.alerts_of(conn, incident_id)
         firing = [a for a in alerts if a["status"] == "firing"]
         known = {s.id for s in self.settings.catalog.services}
         services: list[str] = []

@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from adapter.config import Settings
 from adapter.engine.planning import (
     EventFacts,
+    LazyRows,
     PlannedNotice,
     Recipient,
     first_notice_deadline,
@@ -60,8 +61,11 @@ class Notifier:
         extra: dict[str, Any] | None = None,
         alerts: list[dict[str, Any]] | None = None,
     ) -> EventFacts:
-        # Internal notes (PagerDuty annotations, say) are never published.
-        timeline = [t for t in repo.timeline_of(conn, incident["id"]) if t["kind"] != "note"]
+        def published_timeline() -> list[dict[str, Any]]:
+            # Internal notes (PagerDuty annotations, say) are never published.
+            return [t for t in repo.timeline_of(conn, incident["id"]) if t["kind"] != "note"]
+
+        timeline = LazyRows(published_timeline)
         changes: dict[str, list[dict[str, Any]]] = {}
         if phase == "update":
             for audience in ("technical", "business"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -28,6 +28,7 @@ class Pending:
         self._alerts: dict[tuple[str, str, datetime], Row] | None = None
         self._related: dict[int, repo.Related] | None = None
         self._new_alerts: list[Row] = []
+        self._added: dict[int, list[Row]] = {}  # incident id -> its alerts this batch added
         self._alert_updates: list[tuple[Row, Row]] = []
         self._timeline: list[tuple[Row, Row | None]] = []
 
@@ -75,9 +76,26 @@ class Pending:
 
     def add_alert(self, signal: Signal, row: Row) -> Row:
         self._new_alerts.append(row)
+        self._added.setdefault(row["incident_id"], []).append(row)
         if self._alerts is not None and signal.identity == "instance":
             self._alerts[(signal.source, signal.fingerprint, signal.starts_at)] = row
         return row
+
+    def alerts_of_opened(self, incident_id: int) -> list[Row]:
+        """The alerts of an incident this batch opened, as `repo.alerts_of` would read them.
+
+        They are all in memory: nothing else can have joined it inside this transaction.
+        """
+        rows = [
+            {
+                **row,
+                "starts_at": row["starts_at"].astimezone(UTC),
+                "ends_at": row["ends_at"].astimezone(UTC) if row["ends_at"] else None,
+                "updated_at": row["updated_at"].astimezone(UTC),
+            }
+            for row in self._added.get(incident_id, [])
+        ]
+        return sorted(rows, key=lambda r: (r["starts_at"], r["id"]))
 
     def resolve_alert(self, alert: Row, ends_at: datetime, now: datetime) -> None:
         values = {"status": "resolved", "ends_at": ends_at, "updated_at": now}

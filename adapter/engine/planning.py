@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from adapter.catalog import Tenant
 from adapter.config import PolicySettings, ProviderSettings, Settings
@@ -156,13 +157,38 @@ def alert_view(alert: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class LazyRows(Sequence[dict[str, Any]]):
+    """Rows read the first time a template looks at them: most notices never show the timeline."""
+
+    def __init__(self, load: Callable[[], list[dict[str, Any]]]):
+        self._load = load
+        self._rows: list[dict[str, Any]] | None = None
+
+    def _all(self) -> list[dict[str, Any]]:
+        if self._rows is None:
+            self._rows = self._load()
+        return self._rows
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 @dataclass
 class EventFacts:
     """What templates may know about an incident at one moment; built once per event."""
 
     incident: dict[str, Any]
     alerts: list[dict[str, Any]]
-    timeline: list[dict[str, Any]]
+    timeline: Sequence[dict[str, Any]]
     phase: str
     event: str
     now: datetime

@@ -121,7 +121,7 @@ class Store:
         except FileNotFoundError:
             return  # checkpointed and removed: the commit is in the (synced) database file
         try:
-            os.fsync(fd)
+            os.fdatasync(fd)  # data and the size that finds it, as SQLite's own syncs
             inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)

@@ -35,7 +35,7 @@ def test_full_syncs_the_wal_after_commit_and_outside_the_write_lock(sqlite_store
     database = tmp_path / "dualtrack.db"
     wal_inode = None
     synced: list[tuple[bool, bool]] = []  # (the WAL, the lock free) per fsync
-    real_fsync = os.fsync
+    real_fsync = os.fdatasync
 
     def fsync(fd: int) -> None:
         nonlocal wal_inode
@@ -46,7 +46,7 @@ def test_full_syncs_the_wal_after_commit_and_outside_the_write_lock(sqlite_store
     with sqlite_store.transaction() as conn:
         # SQLite itself does not sync at commit: the writer does, after the lock is released.
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fsync)
     with sqlite_store.transaction() as conn:
         conn.execute(text("INSERT INTO leases (name, owner, expires_at) VALUES ('x', 'y', '2026-01-01')"))
         assert synced == []  # nothing synced before the commit
@@ -66,6 +66,7 @@ def test_normal_never_syncs_from_the_writer(tmp_path, monkeypatch):
         store.migrate()
         calls: list[int] = []
         monkeypatch.setattr(os, "fsync", calls.append)
+        monkeypatch.setattr(os, "fdatasync", calls.append)
         with store.transaction() as conn:
             conn.execute(text("INSERT INTO leases (name, owner, expires_at) VALUES ('x', 'y', '2026-01-01')"))
         assert calls == []
