@@ -21,6 +21,9 @@ WRITER_LOCK_KEY = 0x6475616C74726B01
 MIGRATE_LOCK_KEY = 0x6475616C74726B02
 # Held until the transaction ends (commit, rollback, or the server noticing the client is gone).
 _XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# Write transactions of one process between two checkpoints of the WAL (SQLite's own default is
+# 1,000 pages; a webhook writes about ten).
+CHECKPOINT_EVERY = 100
 # Execution option marking a connection from Store.read().
 _READ_ONLY = "dualtrack_read_only"
 # Alembic keeps its `context` and `op` proxies in module globals: one migration per process at a time.
@@ -44,6 +47,7 @@ class Store:
         self._writer_file: IO[bytes] | None = None
         self._wal: Path | None = None
         self._wal_inode: int | None = None
+        self._commits = 0
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
@@ -66,10 +70,10 @@ class Store:
             kwargs["isolation_level"] = "READ COMMITTED"
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
-            self._configure_sqlite(self.engine, sqlite_synchronous)
+            self._configure_sqlite(self.engine, sqlite_synchronous, checkpoint_by_hand=self._wal is not None)
 
     @staticmethod
-    def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    def _configure_sqlite(engine: Engine, synchronous: str, *, checkpoint_by_hand: bool) -> None:
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             # Let SQLAlchemy's begin hook below own transaction boundaries.
@@ -78,6 +82,9 @@ class Store:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if checkpoint_by_hand:
+                # SQLite would checkpoint inside a commit, holding the write lock; see _sync_wal.
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -125,6 +132,9 @@ class Store:
             inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0:
+            self._checkpoint()
         if inode != self._wal_inode:
             # A new WAL file: its directory entry must survive a power loss too.
             directory = os.open(self._wal.parent, os.O_RDONLY)
@@ -133,6 +143,17 @@ class Store:
             finally:
                 os.close(directory)
             self._wal_inode = inode
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file without the write lock (writers go on meanwhile),
+        so the WAL is reused instead of growing."""
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cursor.close()
+        finally:
+            raw.close()
 
     @contextmanager
     def rolled_back(self) -> Iterator[Connection]:

@@ -100,3 +100,32 @@ def test_a_reader_neither_waits_for_nor_blocks_a_writer(sqlite_store, tmp_path):
             thread.join()
     finally:
         other.dispose()
+
+
+def test_the_writer_checkpoints_the_wal_outside_the_lock_so_it_stops_growing(
+    sqlite_store, tmp_path, monkeypatch
+):
+    from adapter.store import db
+
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 10)
+    checkpoints: list[bool] = []  # the write lock free at each checkpoint
+    real = sqlite_store._checkpoint
+
+    def checkpoint() -> None:
+        checkpoints.append(_lock_is_free(f"{tmp_path}/dualtrack.db.lock"))
+        real()
+
+    monkeypatch.setattr(sqlite_store, "_checkpoint", checkpoint)
+    with sqlite_store.transaction() as conn:
+        # SQLite's own checkpoints would run inside a commit, under the write lock.
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    blob = "x" * 8192
+    for n in range(300):
+        with sqlite_store.transaction() as conn:
+            conn.execute(
+                text("INSERT INTO leases (name, owner, expires_at) VALUES (:n, :o, '2026-01-01')"),
+                {"n": f"lease-{n}", "o": blob},
+            )
+    assert len(checkpoints) == 30 and all(checkpoints)
+    # 300 commits of over 8 KiB each: without checkpoints the WAL grows past 6 MB.
+    assert os.path.getsize(f"{tmp_path}/dualtrack.db-wal") < 600_000
