@@ -169,14 +169,16 @@ class Notifier:
     ) -> None:
         """Notices to providers that publish by committing are delivered by this transaction,
         unless an earlier notice of their stream is unfinished (held, pending, or failed)."""
-        ready = [r for r in rows if r["state"] == "pending" and r["provider"] in self._on_commit]
-        if not ready:
+        if not any(r["state"] == "pending" and r["provider"] in self._on_commit for r in rows):
             return
         # An incident's first event has no earlier notices to wait behind.
         waiting = set() if first else outbox.unfinished_streams(conn, incident_id)
-        for row in ready:
-            if (row["provider"], row["tenant"]) not in waiting:
+        for row in rows:  # in the order they are inserted, which is the order they go out
+            stream = (row["provider"], row["tenant"])
+            if row["state"] == "pending" and row["provider"] in self._on_commit and stream not in waiting:
                 row.update(state="delivered", attempts=1, delivered_at=now, provider_ref=row["provider"])
+            elif row["state"] in outbox.UNFINISHED:
+                waiting.add(stream)
 
     def _schedule(
         self,

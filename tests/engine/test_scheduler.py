@@ -241,3 +241,21 @@ def test_first_notice_time_and_missed_deadlines_are_measured(make_world, clock):
         assert missed("business") == 1
         assert len(sink.received()) == 3  # the second incident touches business readers only
     assert t0 < clock.now()
+
+
+def test_the_page_publishes_a_streams_notices_in_order_even_within_one_event(make_world, clock):
+    # Holding technical readers instead of business ones: the page's business notice is written
+    # after a held notice of the same stream, so it waits for it like any provider's would.
+    svc = make_world(
+        {"policy": {"levels": {2: {"technical": {"hold_for": "10m"}, "business": {"hold_for": "0s"}}}}}
+    )
+    fire(svc, "a200000000000001", "warning")
+    assert [(r["audience"], r["state"]) for r in notices(svc)] == [
+        ("technical", "held"),
+        ("business", "pending"),
+    ]
+    clock.advance(timedelta(minutes=11))
+    svc.scheduler.run_once()
+    assert svc.dispatcher.run_once() == 2
+    states = {r["audience"]: (r["state"], r["delivered_at"]) for r in notices(svc)}
+    assert states == {"technical": ("delivered", clock.now()), "business": ("delivered", clock.now())}
