@@ -132,9 +132,6 @@ class Store:
             inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
-        self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0:
-            self._checkpoint()
         if inode != self._wal_inode:
             # A new WAL file: its directory entry must survive a power loss too.
             directory = os.open(self._wal.parent, os.O_RDONLY)
@@ -143,6 +140,9 @@ class Store:
             finally:
                 os.close(directory)
             self._wal_inode = inode
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0:
+            self._checkpoint()
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database file without the write lock (writers go on meanwhile),
