@@ -157,12 +157,7 @@ class Engine:
         services = [s for s in map(self.settings.catalog.service, service_ids) if s is not None]
         level = classify(signal.labels, services, self.settings.severity)
 
-        group_keys = self._group_keys(conn, signal)
-        related = work.related(
-            signal,
-            group_keys,
-            lambda: [key for s in work.batch.signals for key in self._group_keys(conn, s)],
-        )
+        related = work.related(signal, lambda s: self._group_keys(conn, s))
         if related is not None and related.incident["status"] not in repo.OPEN:
             self._reopen(conn, related.incident, now, changes, work)
         if related is None:

@@ -27,6 +27,7 @@ class Pending:
         self.resolved_since = resolved_since
         self._alerts: dict[tuple[str, str, datetime], Row] | None = None
         self._related: dict[int, repo.Related] | None = None
+        self._group_keys: dict[tuple[str, str], list[str]] = {}  # (source, group key) -> same outage
         self._new_alerts: list[Row] = []
         self._added: dict[int, list[Row]] = {}  # incident id -> its alerts this batch added
         self._alert_updates: list[tuple[Row, Row]] = []
@@ -47,18 +48,23 @@ class Pending:
                     self._alerts[(source, fingerprint, starts_at)] = row
         return self._alerts.get((signal.source, signal.fingerprint, signal.starts_at))
 
-    def related(
-        self, signal: Signal, group_keys: list[str], batch_group_keys: Callable[[], list[str]]
-    ) -> repo.Related | None:
-        """The incident a new alert joins: see `repo.related_incidents` for the order."""
+    def related(self, signal: Signal, group_keys_of: Callable[[Signal], list[str]]) -> repo.Related | None:
+        """The incident a new alert joins: see `repo.related_incidents` for the order.
+
+        `group_keys_of` names the group keys that mean the same outage as a signal's (they depend
+        on its source and group key only); it is asked once per group of the batch.
+        """
         if self._related is None:
+            for s in self.batch.signals:
+                if (s.source, s.group_key) not in self._group_keys:
+                    self._group_keys[(s.source, s.group_key)] = group_keys_of(s)
             self._related = repo.related_incidents(
                 self.conn,
                 [s.fingerprint for s in self.batch.signals],
-                batch_group_keys(),
+                [key for keys in self._group_keys.values() for key in keys],
                 self.resolved_since,
             )
-        keys = set(group_keys)
+        keys = set(self._group_keys[(signal.source, signal.group_key)])
         matches = [
             r
             for r in self._related.values()

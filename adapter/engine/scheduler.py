@@ -112,25 +112,26 @@ class Scheduler(BackgroundLoop):
     def _update_due(
         self, incident: dict[str, Any], heard: dict[tuple[int, str], datetime], now: datetime
     ) -> bool:
-        policy = self.settings.policy
-        for audience in AUDIENCES:
-            last = heard.get((incident["id"], audience))
-            if last is not None and now >= last + policy.audience(incident["level"], audience).update_every:
-                return True
-        return False
+        return any(
+            self._next_update(incident, audience, heard.get((incident["id"], audience))) <= now
+            for audience in AUDIENCES
+        )
+
+    def _next_update(self, incident: dict[str, Any], audience: str, last: datetime | None) -> datetime:
+        """When the audience's next progress update is due (never, before it heard anything)."""
+        if last is None:
+            return datetime.max.replace(tzinfo=UTC)
+        return last + self.settings.policy.audience(incident["level"], audience).update_every
 
     def _open_incident(self, conn: Connection, incident_id: int, now: datetime) -> int:
         incident = repo.get_incident(conn, incident_id)
         if incident is None or incident["status"] == "resolved":
             return 0
         written = self.notifier.release(conn, incident, now)
-        policy = self.settings.policy
         for audience in AUDIENCES:
             last = outbox.last_heard(conn, incident_id, audience)
-            if last is None:
-                continue
-            due = last + policy.audience(incident["level"], audience).update_every
-            if now < due:
+            due = self._next_update(incident, audience, last)
+            if last is None or now < due:
                 continue
             written += self.notifier.notify(
                 conn,

@@ -19,7 +19,6 @@ OPEN = ("investigating", "identified", "monitoring")
 _INSERT_INCIDENT = insert(incidents)
 _UPDATE_INCIDENT = update(incidents).where(incidents.c.id == bindparam("b_id"))
 _GET_INCIDENT = select(incidents).where(incidents.c.id == bindparam("b_id"))
-_INSERT_ALERT = insert(alerts)
 _UPDATE_ALERT = update(alerts).where(alerts.c.id == bindparam("b_id"))
 _ALERTS_OF = (
     select(alerts).where(alerts.c.incident_id == bindparam("b_id")).order_by(alerts.c.starts_at, alerts.c.id)
@@ -182,10 +181,6 @@ def related_incidents(
         related.fingerprints.add(fingerprint)
         related.group_keys.add(group_key)
     return out
-
-
-def insert_alert(conn: Connection, values: Row) -> int:
-    return int(conn.execute(_INSERT_ALERT, values).inserted_primary_key[0])  # type: ignore[index]
 
 
 def insert_alerts(conn: Connection, rows: list[Row]) -> list[int]:

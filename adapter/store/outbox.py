@@ -40,6 +40,8 @@ def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
 
 
 _VISIBLE_PHASES = ("acknowledgement", "update")
+# A notice its audience heard: a first notice or update, neither held nor suppressed.
+_HEARD = and_(notices.c.phase.in_(_VISIBLE_PHASES), notices.c.state.not_in(("held", "suppressed")))
 
 
 _HELD = (
@@ -115,10 +117,7 @@ def update_notice(conn: Connection, notice_id: int, values: Row) -> None:
 def last_heard(conn: Connection, incident_id: int, audience: str) -> datetime | None:
     """When this audience last got an acknowledgement or update of the incident (held ones aside)."""
     query = select(func.max(notices.c.created_at)).where(
-        notices.c.incident_id == incident_id,
-        notices.c.audience == audience,
-        notices.c.phase.in_(_VISIBLE_PHASES),
-        notices.c.state.not_in(("held", "suppressed")),
+        notices.c.incident_id == incident_id, notices.c.audience == audience, _HEARD
     )
     return conn.execute(query).scalar()
 
@@ -128,11 +127,7 @@ def last_heard_open(conn: Connection) -> dict[tuple[int, str], datetime]:
     query = (
         select(notices.c.incident_id, notices.c.audience, func.max(notices.c.created_at).label("last"))
         .join(incidents, incidents.c.id == notices.c.incident_id)
-        .where(
-            incidents.c.status.in_(OPEN),
-            notices.c.phase.in_(_VISIBLE_PHASES),
-            notices.c.state.not_in(("held", "suppressed")),
-        )
+        .where(incidents.c.status.in_(OPEN), _HEARD)
         .group_by(notices.c.incident_id, notices.c.audience)
     )
     return {(r.incident_id, r.audience): r.last for r in conn.execute(query)}
