@@ -83,7 +83,10 @@ def serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         "bind": args.bind or settings.server.bind,
         "workers": args.workers or settings.server.workers,
-        "worker_class": "sync",
+        # Threads, so that webhooks a worker serves at the same time share one write transaction
+        # (see GroupCommit); they also keep senders' connections alive between requests.
+        "worker_class": "gthread",
+        "threads": args.threads or settings.server.threads,
         "timeout": 30,
         "graceful_timeout": 30,
         "accesslog": None,
@@ -318,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--config", default=default, help="main YAML file")
     p_serve.add_argument("--bind", help="HOST:PORT (default: server.bind)")
     p_serve.add_argument("--workers", type=int, help="gunicorn workers (default: server.workers)")
+    p_serve.add_argument("--threads", type=int, help="threads per worker (default: server.threads)")
     p_serve.set_defaults(func=serve)
 
     p_check = sub.add_parser("check-config", help="validate config and catalog")

@@ -44,6 +44,8 @@ class ServerSettings(Strict):
     public_url: str = "http://127.0.0.1:9095"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     workers: int = Field(default=2, ge=1)
+    # Requests one worker serves at once; webhooks among them share one write transaction.
+    threads: int = Field(default=4, ge=1)
 
     @field_validator("bind")
     @classmethod

@@ -31,6 +31,7 @@ from tests.support.server import (  # noqa: E402
     Process,
     fingerprint,
     free_port,
+    metric_sum,
     wait_until,
     write_config,
 )
@@ -190,6 +191,7 @@ class Result:
     firing_ok: list[Group] = field(default_factory=list)
     resolved_ok: list[Group] = field(default_factory=list)
     unknown: list[Group] = field(default_factory=list)  # no answer: may or may not be stored
+    per_transaction: float | None = None  # dualtrack's mean webhooks per write transaction
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -260,14 +262,17 @@ def drive(name: str, url: str, duration: float, concurrency: int, seed: int) -> 
 # servers
 
 
-def start_bare(folder: Path, workers: int) -> tuple[Process, str]:
+def start_bare(folder: Path, workers: int, threads: int) -> tuple[Process, str]:
+    """The baseline, under the gunicorn settings `dualtrack serve` uses (adapter/cli.py)."""
     port = free_port()
     argv = [
         str(VENV_BIN / "gunicorn"),
         "--workers",
         str(workers),
         "--worker-class",
-        "sync",
+        "gthread",
+        "--threads",
+        str(threads),
         "--timeout",
         "30",
         "--graceful-timeout",
@@ -394,9 +399,10 @@ def check_durability(
 
 def report(result: Result) -> str:
     rate = result.ok / result.duration
+    shared = f" {result.per_transaction:>8.2f}" if result.per_transaction else ""
     return (
         f"{result.name:<20} {result.ok:>9} {rate:>10.1f} {result.percentile(50):>9.2f}"
-        f" {result.percentile(99):>9.2f} {result.errors:>7}"
+        f" {result.percentile(99):>9.2f} {result.errors:>7}{shared}"
     )
 
 
@@ -415,12 +421,16 @@ def run_dualtrack(
     port = free_port()
     extra = {"storage": {"url": storage_url}} if storage_url else None
     config = write_config(folder, port, providers=[PROVIDER_BUILTIN], catalog=CATALOG, extra=extra)
-    server = Dualtrack(config, port, workers=args.workers)
+    server = Dualtrack(config, port, workers=args.workers, threads=args.threads)
     try:
         server.start(ready_timeout=45)
         result = drive(
             name, f"{server.url}/webhooks/alertmanager", args.duration, args.concurrency, args.seed
         )
+        text = server.metrics()
+        metric = "dualtrack_ingest_webhooks_per_transaction"
+        transactions = metric_sum(text, f"{metric}_count")
+        result.per_transaction = metric_sum(text, f"{metric}_sum") / transactions if transactions else None
     finally:
         code = server.stop()
         server.session.close()
@@ -433,6 +443,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per target")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for both")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="threads per worker for both (server.threads' default)"
+    )
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument(
         "--backend",
@@ -448,7 +461,7 @@ def main() -> int:
     results: dict[str, Result] = {}
     durable: dict[str, tuple[bool, list[str]]] = {}
     try:
-        bare, bare_url = start_bare(folder / "bare", args.workers)
+        bare, bare_url = start_bare(folder / "bare", args.workers, args.threads)
         try:
             results["bare"] = drive(
                 "bare",
@@ -481,9 +494,10 @@ def main() -> int:
     print()
     print(
         f"ingest: {args.concurrency} client threads, {args.duration:.0f} s per target, "
-        f"gunicorn {args.workers} sync workers, Alertmanager v4 bodies (1-3 alerts, ~30% resolves)"
+        f"gunicorn {args.workers} gthread workers x {args.threads} threads, "
+        "Alertmanager v4 bodies (1-3 alerts, ~30% resolves)"
     )
-    print(f"{'target':<20} {'2xx':>9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    print(f"{'target':<20} {'2xx':>9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'per txn':>8}")
     print(report(bare_r))
     for backend in backends:
         print(report(results[backend]))

@@ -21,6 +21,7 @@ from adapter.rendering import Renderer
 from adapter.sources.signal import Batch, Signal
 from adapter.store import Store, outbox
 from adapter.store import incidents as repo
+from adapter.store.groupcommit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class Engine:
         self.metrics = metrics
         self.on_commit = on_commit
         self.notifier = Notifier(settings, renderer, metrics)
+        # Webhooks that one process serves at the same time are ingested in one transaction.
+        self.commits: GroupCommit[Batch, IngestResult] = GroupCommit(store, self._ingest_group)
 
     # -- services -----------------------------------------------------------------------------
 
@@ -81,31 +84,47 @@ class Engine:
     # -- ingest -------------------------------------------------------------------------------
 
     def ingest(self, batch: Batch) -> IngestResult:
-        result = IngestResult()
         if batch.test:
-            return result
-        with self.store.transaction() as conn:
-            result = self.ingest_in(conn, batch, self.clock.now())
+            return IngestResult()
+        result = self.commits.submit(batch)
         if result.notices and self.on_commit:
             self.on_commit()
         return result
 
+    def _ingest_group(self, conn: Connection, batches: list[Batch]) -> list[IngestResult]:
+        self.metrics.ingest_group.observe(len(batches))
+        return self.ingest_many(conn, batches, self.clock.now())
+
     def ingest_in(self, conn: Connection, batch: Batch, now: datetime) -> IngestResult:
-        result = IngestResult()
+        return self.ingest_many(conn, [batch], now)[0]
+
+    def ingest_many(self, conn: Connection, batches: list[Batch], now: datetime) -> list[IngestResult]:
+        """Batches in order, as if each came alone, except that an incident several of them
+        change is settled once, with all their changes (as if they had come as one)."""
+        results = [IngestResult() for _ in batches]
+        touched: list[list[int]] = [[] for _ in batches]  # per batch, incident ids in first-touch order
         changes: dict[int, Change] = {}
-        work = Pending(conn, batch, now - self.settings.correlation.reopen_window)
-        for signal in batch.signals:
-            if signal.identity == "open":
-                work.flush()  # its lookups read the database, which must hold what came before
-            outcome = self._apply(conn, signal, now, changes, work)
-            self.metrics.signals.labels(batch.source, outcome).inc()
-            result.duplicates += outcome in ("duplicate", "stale")
+        signals = [signal for batch in batches for signal in batch.signals]
+        work = Pending(conn, signals, now - self.settings.correlation.reopen_window)
+        for batch, result, ids in zip(batches, results, touched, strict=True):
+            for signal in batch.signals:
+                if signal.identity == "open":
+                    work.flush()  # its lookups read the database, which must hold what came before
+                outcome, incident_id = self._apply(conn, signal, now, changes, work)
+                self.metrics.signals.labels(batch.source, outcome).inc()
+                result.duplicates += outcome in ("duplicate", "stale")
+                if incident_id is not None and incident_id not in ids:
+                    ids.append(incident_id)
         work.flush()
+        stored = repo.alerts_of_many(conn, [i for i, change in changes.items() if not change.opened])
+        written: dict[int, int] = {}
         for incident_id, change in changes.items():
-            alerts = work.alerts_of_opened(incident_id) if change.opened else None
-            result.notices += self.settle(conn, incident_id, change, now, alerts)
-            result.refs.append(change.incident["ref"])
-        return result
+            alerts = work.alerts_of_opened(incident_id) if change.opened else stored.get(incident_id, [])
+            written[incident_id] = self.settle(conn, incident_id, change, now, alerts)
+        for result, ids in zip(results, touched, strict=True):
+            result.refs = [changes[i].incident["ref"] for i in ids]
+            result.notices = sum(written[i] for i in ids)
+        return results
 
     def preview(self, batch: Batch) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """The incidents and notices this batch would produce; nothing is stored, sent or counted."""
@@ -123,22 +142,24 @@ class Engine:
 
     def _apply(
         self, conn: Connection, signal: Signal, now: datetime, changes: dict[int, Change], work: Pending
-    ) -> str:
+    ) -> tuple[str, int | None]:
+        """What the signal did (for the metric), and the incident it changed if any."""
         if signal.identity == "open":
             # PagerDuty and Events API alerts are one alert while open, however often re-sent.
             existing = repo.find_firing(conn, signal.source, signal.fingerprint)
             if existing is not None and signal.status == "firing":
-                return self._refresh_level(conn, existing, signal, now, changes)
+                outcome = self._refresh_level(conn, existing, signal, now, changes)
+                return outcome, existing["incident_id"] if outcome == "updated" else None
         else:
             existing = work.stored_alert(signal)
         if existing is not None:
             if existing["status"] == signal.status:
-                return "duplicate"
+                return "duplicate", None
             if existing["status"] == "resolved":
                 # A firing copy of an instance already resolved: a late or replayed notification.
-                return "stale"
+                return "stale", None
             work.resolve_alert(existing, signal.ends_at or now, now)
-            change = self._change_for(conn, existing["incident_id"], changes)
+            change = self._change_for(conn, existing["incident_id"], changes, work=work)
             change.resolved += 1
             work.timeline(
                 existing["incident_id"],
@@ -147,9 +168,9 @@ class Engine:
                 f"{_alert_label(existing['name'], existing['labels'])} resolved",
                 alert=existing,
             )
-            return "resolved"
+            return "resolved", existing["incident_id"]
         if signal.status == "resolved":
-            return "orphan"
+            return "orphan", None
 
         service_ids, unknown = self.services_of(signal.labels)
         if unknown:
@@ -199,7 +220,7 @@ class Engine:
                 f"{_alert_label(signal.name, signal.labels)} firing",
                 alert=alert,
             )
-        return "new"
+        return "new", incident["id"]
 
     def _group_keys(self, conn: Connection, signal: Signal) -> list[str]:
         """The group keys that mean the same outage as this signal's.
@@ -243,9 +264,12 @@ class Engine:
         incident_id: int,
         changes: dict[int, Change],
         incident: dict[str, Any] | None = None,
+        *,
+        work: Pending | None = None,
     ) -> Change:
         if incident_id not in changes:
-            incident = incident or repo.get_incident(conn, incident_id)
+            if incident is None:
+                incident = work.incident(incident_id) if work else repo.get_incident(conn, incident_id)
             assert incident is not None
             changes[incident_id] = Change(incident)
         return changes[incident_id]

@@ -8,24 +8,25 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from adapter.sources.signal import Batch, Signal
+from adapter.sources.signal import Signal
 from adapter.store import incidents as repo
 
 Row = dict[str, Any]
 
 
 class Pending:
-    """Correlation for a whole batch from two queries instead of two per alert.
+    """Correlation for a whole batch from a few queries instead of a few per alert.
 
     Every decision is made against memory that mirrors the database plus what this batch has
     done so far, so an alert sees the incident an earlier alert of the same batch opened.
     """
 
-    def __init__(self, conn: Connection, batch: Batch, resolved_since: datetime):
+    def __init__(self, conn: Connection, signals: list[Signal], resolved_since: datetime):
         self.conn = conn
-        self.batch = batch
+        self.signals = signals
         self.resolved_since = resolved_since
         self._alerts: dict[tuple[str, str, datetime], Row] | None = None
+        self._incidents: dict[int, Row] = {}
         self._related: dict[int, repo.Related] | None = None
         self._group_keys: dict[tuple[str, str], list[str]] = {}  # (source, group key) -> same outage
         self._new_alerts: list[Row] = []
@@ -40,13 +41,23 @@ class Pending:
         if self._alerts is None:
             self._alerts = {}
             by_source: dict[str, list[tuple[str, datetime]]] = {}
-            for s in self.batch.signals:
+            for s in self.signals:
                 if s.identity == "instance":
                     by_source.setdefault(s.source, []).append((s.fingerprint, s.starts_at))
             for source, instances in by_source.items():
                 for (fingerprint, starts_at), row in repo.find_alerts(self.conn, source, instances).items():
                     self._alerts[(source, fingerprint, starts_at)] = row
         return self._alerts.get((signal.source, signal.fingerprint, signal.starts_at))
+
+    def incident(self, incident_id: int) -> Row:
+        """A stored incident; the first call reads every incident the batch's stored alerts are in."""
+        if incident_id not in self._incidents:
+            wanted = {incident_id}
+            if self._alerts is not None:
+                wanted |= {row["incident_id"] for row in self._alerts.values() if "id" in row}
+            wanted -= self._incidents.keys()
+            self._incidents.update((row["id"], row) for row in repo.incidents_by_id(self.conn, wanted))
+        return self._incidents[incident_id]
 
     def related(self, signal: Signal, group_keys_of: Callable[[Signal], list[str]]) -> repo.Related | None:
         """The incident a new alert joins: see `repo.related_incidents` for the order.
@@ -55,12 +66,12 @@ class Pending:
         on its source and group key only); it is asked once per group of the batch.
         """
         if self._related is None:
-            for s in self.batch.signals:
+            for s in self.signals:
                 if (s.source, s.group_key) not in self._group_keys:
                     self._group_keys[(s.source, s.group_key)] = group_keys_of(s)
             self._related = repo.related_incidents(
                 self.conn,
-                [s.fingerprint for s in self.batch.signals],
+                [s.fingerprint for s in self.signals],
                 [key for keys in self._group_keys.values() for key in keys],
                 self.resolved_since,
             )

@@ -19,9 +19,15 @@ OPEN = ("investigating", "identified", "monitoring")
 _INSERT_INCIDENT = insert(incidents)
 _UPDATE_INCIDENT = update(incidents).where(incidents.c.id == bindparam("b_id"))
 _GET_INCIDENT = select(incidents).where(incidents.c.id == bindparam("b_id"))
+_INCIDENTS_BY_ID = select(incidents).where(incidents.c.id.in_(bindparam("ids", expanding=True)))
 _UPDATE_ALERT = update(alerts).where(alerts.c.id == bindparam("b_id"))
 _ALERTS_OF = (
     select(alerts).where(alerts.c.incident_id == bindparam("b_id")).order_by(alerts.c.starts_at, alerts.c.id)
+)
+_ALERTS_OF_MANY = (
+    select(alerts)
+    .where(alerts.c.incident_id.in_(bindparam("ids", expanding=True)))
+    .order_by(alerts.c.starts_at, alerts.c.id)
 )
 _FIND_ALERTS = select(alerts).where(
     alerts.c.source == bindparam("source"),
@@ -103,7 +109,7 @@ def get_incident(conn: Connection, incident_id: int) -> Row | None:
 
 
 def incidents_by_id(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
-    return _all(conn, select(incidents).where(incidents.c.id.in_(list(incident_ids))))
+    return _all(conn, _INCIDENTS_BY_ID, {"ids": list(incident_ids)})
 
 
 def get_incident_by_ref(conn: Connection, ref: str) -> Row | None:
@@ -203,6 +209,15 @@ def update_alerts(conn: Connection, changes: list[tuple[int, Row]]) -> None:
 
 def alerts_of(conn: Connection, incident_id: int) -> list[Row]:
     return _all(conn, _ALERTS_OF, {"b_id": incident_id})
+
+
+def alerts_of_many(conn: Connection, incident_ids: list[int]) -> dict[int, list[Row]]:
+    """`alerts_of` for several incidents in one query (none for an empty list)."""
+    found: dict[int, list[Row]] = {}
+    if incident_ids:
+        for row in _all(conn, _ALERTS_OF_MANY, {"ids": incident_ids}):
+            found.setdefault(row["incident_id"], []).append(row)
+    return found
 
 
 def add_timeline(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +294,60 @@ def test_every_provider_gets_its_audiences(make_settings, clock):
         ("status", "technical"),
     ]
     store.dispose()
+
+
+# -- several webhooks in one transaction (group commit) ---------------------------------------
+
+
+def _group(engine: Engine, store, clock, *bodies: dict[str, Any]):
+    with store.transaction() as conn:
+        return engine.ingest_many(conn, [alertmanager.parse(b) for b in bodies], clock.now())
+
+
+def _body(fingerprint: str, group: str, *, resolved: bool = False) -> dict[str, Any]:
+    labels = {"alertname": "Slow", "service": "checkout", "severity": "warning", "instance": fingerprint}
+    if resolved:
+        alert = am_alert(
+            fingerprint, labels, status="resolved", ends_at=datetime(2026, 11, 26, 14, 35, tzinfo=UTC)
+        )
+    else:
+        alert = am_alert(fingerprint, labels)
+    return am_body([alert], group_key=group)
+
+
+def test_webhooks_ingested_together_each_get_their_own_incidents(engine, store, clock):
+    results = _group(
+        engine,
+        store,
+        clock,
+        _body("a1", "g-a"),
+        _body("b1", "g-b"),
+        _body("a2", "g-a"),  # joins the incident the first webhook opened
+    )
+    assert [r.refs for r in results] == [["INC-2026-0001"], ["INC-2026-0002"], ["INC-2026-0001"]]
+    first = incident(store, "INC-2026-0001")
+    assert sorted(a["fingerprint"] for a in first["alerts"]) == ["a1", "a2"]
+    # Settled once with both alerts: one acknowledgement per version, as for one webhook of two.
+    assert [(n["audience"], n["phase"]) for n in first["notices"]] == [
+        ("technical", "acknowledgement"),
+        ("business", "acknowledgement"),
+    ]
+    assert [r.notices for r in results] == [2, 2, 2]
+
+
+def test_a_repeat_in_the_same_transaction_is_a_duplicate(engine, store, clock):
+    results = _group(engine, store, clock, _body("a1", "g-a"), _body("a1", "g-a"))
+    assert results[0].refs == ["INC-2026-0001"] and results[0].duplicates == 0
+    assert results[1].refs == [] and results[1].duplicates == 1
+    assert len(incident(store, "INC-2026-0001")["alerts"]) == 1
+
+
+def test_a_resolve_together_with_other_webhooks_resolves_its_stored_incident(engine, store, clock):
+    ingest(engine, _body("a1", "g-a"))
+    clock.advance(timedelta(minutes=5))
+    results = _group(engine, store, clock, _body("b1", "g-b"), _body("a1", "g-a", resolved=True))
+    assert [r.refs for r in results] == [["INC-2026-0002"], ["INC-2026-0001"]]
+    resolved = incident(store, "INC-2026-0001")
+    assert resolved["status"] == "resolved"
+    assert [n["phase"] for n in resolved["notices"]] == ["acknowledgement"] * 2 + ["resolution"] * 2
+    assert incident(store, "INC-2026-0002")["status"] == "investigating"

@@ -14,7 +14,7 @@ from tests.payloads import am_alert, am_body
 
 def _apply_all(app, conn, batch, now) -> tuple[Pending, dict[int, Change]]:
     engine = app.extensions["dualtrack"].engine
-    work = Pending(conn, batch, now - timedelta(minutes=30))
+    work = Pending(conn, batch.signals, now - timedelta(minutes=30))
     changes: dict[int, Change] = {}
     for signal in batch.signals:
         engine._apply(conn, signal, now, changes, work)

@@ -283,12 +283,22 @@ class Process:
 class Dualtrack:
     """`dualtrack serve` on a config written by `write_config`, plus a small API client."""
 
-    def __init__(self, config: Path, port: int, *, workers: int = 2, name: str = "dualtrack"):
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        *,
+        workers: int = 2,
+        threads: int | None = None,
+        name: str = "dualtrack",
+    ):
         self.config = config
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         argv = [str(DUALTRACK), "serve", "--config", str(config)]
         argv += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+        if threads is not None:
+            argv += ["--threads", str(threads)]
         self.process = Process(name, argv, config.parent / "logs", cwd=config.parent)
         self.session = requests.Session()
 
