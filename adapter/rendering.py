@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, TemplateError, TemplateNotFound
+from jinja2 import FileSystemLoader, Template, TemplateError, TemplateNotFound
+from jinja2.environment import TemplateModule
+from jinja2.runtime import Context, Macro, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,54 @@ _BUILTIN = {
 }
 
 
+# Caps a Renderer's template cache: incident types can come from alert labels, so its keys are open-ended.
+_MAX_CACHED_TEMPLATES = 512
+
+
+class NoticeSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with shortcuts for what notice templates do most: read dicts, call macros.
+
+    Each shortcut returns exactly what the checked path would for the objects it takes (plain dicts,
+    imported macros); methods, underscore names and every other object still take the checked path.
+    """
+
+    # The names getattr() finds on a plain dict; any other name on one can only be a key.
+    DICT_ATTRIBUTES = frozenset(dir(dict))
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        # A dict rather than Jinja's ChainMap over env.globals, which every render and import copies and
+        # compares key by key in Python. Nothing changes env.globals once a Renderer is built.
+        return {**self.globals, **(d or {})}
+
+    def getattr(self, obj: Any, attribute: str) -> Any | Undefined:
+        if type(obj) is dict and attribute not in self.DICT_ATTRIBUTES:
+            # The checked path's getattr() can only fail here, and then it subscripts.
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
+        if type(obj) is TemplateModule and not attribute.startswith("_"):
+            # `c.clock`: a public name on an immutable module, and a macro is no str.format.
+            value = obj.__dict__.get(attribute)
+            if type(value) is Macro:
+                return value
+        return super().getattr(obj, attribute)
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if type(obj) is Macro:
+            # A macro is always safe to call; this is Context.call's own path for one (Macro.__call__
+            # takes the caller's eval context), less the generic inspection it does first.
+            kwargs.pop("_block_vars", None)
+            kwargs.pop("_loop_vars", None)
+            try:
+                return obj(context.eval_ctx, *args, **kwargs)
+            except StopIteration:
+                return self.undefined(
+                    "value was undefined because a callable raised a StopIteration exception"
+                )
+        return super().call(context, obj, *args, **kwargs)
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str
@@ -54,7 +104,16 @@ class Rendered:
 def local_time(value: datetime | None, tz: str = "UTC", fmt: str = "%H:%M %Z") -> str:
     if value is None:
         return ""
-    return value.astimezone(ZoneInfo(tz)).strftime(fmt)
+    local = value.astimezone(ZoneInfo(tz))
+    # strftime costs five times as much as these, and templates use them many times a notice. The
+    # results are strftime's own (it leaves years before 1000 unpadded, hence the guard).
+    if fmt == "%H:%M %Z":
+        return f"{local.hour:02d}:{local.minute:02d} {local.tzname() or ''}"
+    if fmt == "%H:%M":
+        return f"{local.hour:02d}:{local.minute:02d}"
+    if fmt == "%Y-%m-%d" and local.year >= 1000:
+        return local.date().isoformat()
+    return local.strftime(fmt)
 
 
 def utc(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M UTC") -> str:
@@ -112,7 +171,7 @@ class Renderer:
         extra_filters: dict[str, Callable[..., Any]] | None = None,
     ):
         folders = [p for p in (templates_dir, str(SHIPPED_TEMPLATES)) if p]
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = NoticeSandbox(
             loader=FileSystemLoader(folders),
             autoescape=False,
             trim_blocks=True,
@@ -130,11 +189,26 @@ class Renderer:
         )
         self.builtin = {audience: self.env.from_string(source) for audience, source in _BUILTIN.items()}
         self.on_fallback = on_fallback
+        # Templates never change under a Renderer, so each lookup (a stat per folder for every name that
+        # misses) is done once. Only found templates are kept: a missing or broken one is looked up,
+        # logged and counted again on every render.
+        self._templates: dict[tuple[str, str, str], Template] = {}
+
+    def template(self, incident_type: str, audience: str, phase: str) -> Template:
+        """{type}/{audience}/{phase}.md.j2, else {audience}/{phase}.md.j2; TemplateNotFound if neither."""
+        key = (incident_type, audience, phase)
+        found = self._templates.get(key)
+        if found is None:
+            names = [f"{incident_type}/{audience}/{phase}.md.j2", f"{audience}/{phase}.md.j2"]
+            found = self.env.select_template(names)
+            if len(self._templates) >= _MAX_CACHED_TEMPLATES:
+                self._templates.clear()
+            self._templates[key] = found
+        return found
 
     def render(self, incident_type: str, audience: str, phase: str, context: dict[str, Any]) -> Rendered:
-        names = [f"{incident_type}/{audience}/{phase}.md.j2", f"{audience}/{phase}.md.j2"]
         try:
-            template = self.env.select_template(names)
+            template = self.template(incident_type, audience, phase)
             subject, body = split_subject(template.render(context))
             if not subject:
                 raise TemplateError("template rendered no subject line")

@@ -203,16 +203,15 @@ def render_context(facts: EventFacts, recipient: Recipient, settings: Settings) 
 
     Shared notices carry no tenant at all; a per-tenant notice carries only its own tenant.
     """
+    return _recipient_context(facts, _event_view(facts, settings), recipient, settings)
+
+
+def _event_view(facts: EventFacts, settings: Settings) -> dict[str, Any]:
+    """The start of every recipient's context: the same for all of them, so built once per event."""
     incident = facts.incident
-    policy = settings.policy
-    audience = recipient.audience
     services = [s.model_dump() for s in map(settings.catalog.service, incident["services"]) if s]
     alerts = [alert_view(a) for a in facts.alerts]
     level = incident["level"]
-    resolved = incident["status"] == "resolved"
-    every = policy.audience(level, audience).update_every
-    public = settings.server.public_url.rstrip("/")
-    tenant = recipient.tenant
     view = {
         "ref": incident["ref"],
         "title": incident["title"],
@@ -239,6 +238,23 @@ def render_context(facts: EventFacts, recipient: Recipient, settings: Settings) 
         "resolved_alerts": [a for a in alerts if a["status"] == "resolved"],
         "instances": sorted({a["instance"] for a in alerts if a["instance"]}),
         "timeline": facts.timeline,
+    }
+
+
+def _recipient_context(
+    facts: EventFacts, event_view: dict[str, Any], recipient: Recipient, settings: Settings
+) -> dict[str, Any]:
+    # Recipients share event_view's lists and dicts: safe, as the sandbox lets no template change them.
+    incident = facts.incident
+    policy = settings.policy
+    audience = recipient.audience
+    level = incident["level"]
+    resolved = incident["status"] == "resolved"
+    every = policy.audience(level, audience).update_every
+    public = settings.server.public_url.rstrip("/")
+    tenant = recipient.tenant
+    return {
+        **event_view,
         "changes": facts.changes.get(audience, []),
         "phase": facts.phase,
         "phase_title": PHASE_TITLES.get(facts.phase, facts.phase.title()),
@@ -273,7 +289,8 @@ def plan_notices(
     incident = facts.incident
     rendered: dict[tuple[str, str, str | None], tuple[str, str, str]] = {}
     planned = []
-    context_services = [s.model_dump() for s in map(settings.catalog.service, incident["services"]) if s]
+    event_view = _event_view(facts, settings)
+    context_services = event_view["incident"]["services"]
     for recipient in streams:
         cache_key = (
             recipient.audience,
@@ -281,7 +298,7 @@ def plan_notices(
             recipient.tenant.id if recipient.tenant else None,
         )
         if cache_key not in rendered:
-            context = render_context(facts, recipient, settings)
+            context = _recipient_context(facts, event_view, recipient, settings)
             result = renderer.render(incident["incident_type"], recipient.audience, facts.phase, context)
             rendered[cache_key] = (result.subject, result.body, result.template)
         subject, body, template = rendered[cache_key]
