@@ -40,3 +40,16 @@ def test_preview_of_a_resolved_only_payload_opens_nothing(settings, capsys):
 def test_side_by_side_wraps_and_pads():
     text = side_by_side("a\n" + "x" * 25, "b", width=10)
     assert text.splitlines() == ["a          | b", "xxxxxxxxxx |", "xxxxxxxxxx |", "xxxxx      |"]
+
+
+def test_preview_renders_notices_that_would_be_held(settings, capsys, tmp_path):
+    body = json.loads((FIXTURES / "alertmanager/alertmanager-firing.json").read_text())
+    for alert in body["alerts"]:
+        alert["labels"]["severity"] = "warning"  # level 2: the business version is held at first
+    payload = tmp_path / "warning.json"
+    payload.write_text(json.dumps(body))
+    assert main(["preview", "--config", settings.config_path, str(payload)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " | " in line]
+    assert "[business, acknowledgement, held]" in lines[0]
+    business = "\n".join(line.split(" | ", 1)[1] for line in lines[1:])
+    assert "Online checkout" in business

@@ -58,6 +58,8 @@ class Engine:
         clock: Clock,
         metrics: Metrics,
         on_commit: Callable[[], None] | None = None,
+        *,
+        render_quiet: bool = False,
     ):
         self.settings = settings
         self.store = store
@@ -65,7 +67,7 @@ class Engine:
         self.clock = clock
         self.metrics = metrics
         self.on_commit = on_commit
-        self.notifier = Notifier(settings, renderer, metrics)
+        self.notifier = Notifier(settings, renderer, metrics, render_quiet=render_quiet)
         # Webhooks that one process serves at the same time are ingested in one transaction.
         self.commits: GroupCommit[Batch, IngestResult] = GroupCommit(store, self._ingest_group)
 
@@ -130,7 +132,15 @@ class Engine:
         """The incidents and notices this batch would produce; nothing is stored, sent or counted."""
         if batch.test:
             return []
-        quiet = Engine(self.settings, self.store, self.renderer, self.clock, cast(Metrics, DiscardMetrics()))
+        # Every notice rendered, held ones too: a preview is for reading them.
+        quiet = Engine(
+            self.settings,
+            self.store,
+            self.renderer,
+            self.clock,
+            cast(Metrics, DiscardMetrics()),
+            render_quiet=True,
+        )
         with self.store.rolled_back() as conn:
             result = quiet.ingest_in(conn, batch, self.clock.now())
             out = []

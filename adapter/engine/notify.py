@@ -34,10 +34,20 @@ UPDATE_GRACE = timedelta(minutes=5)
 
 
 class Notifier:
-    def __init__(self, settings: Settings, renderer: Renderer, metrics: Metrics):
+    """Plans, renders and writes notices.
+
+    A notice that starts held or suppressed is written unrendered (empty subject and body): a held
+    one is rendered when it is released, with what is known then, and a suppressed one never goes
+    out. `render_quiet` renders them anyway, for previews.
+    """
+
+    def __init__(
+        self, settings: Settings, renderer: Renderer, metrics: Metrics, *, render_quiet: bool = False
+    ):
         self.settings = settings
         self.renderer = renderer
         self.metrics = metrics
+        self.render_quiet = render_quiet
         self._on_commit = {
             p.name for p in settings.providers if getattr(REGISTRY.get(p.type), "publishes_on_commit", False)
         }
@@ -144,7 +154,12 @@ class Notifier:
         if not streams:
             return 0
         facts = self.facts(conn, incident, phase, event, now, messages=messages, extra=extra, alerts=alerts)
-        planned = plan_notices(facts, streams, self.settings, self.renderer)
+        quiet = set()
+        if not self.render_quiet:
+            quiet = {
+                s.key for s in streams if self._first_state(s, phase, incident, suppressed)[0] != "pending"
+            }
+        planned = plan_notices(facts, streams, self.settings, self.renderer, unrendered=quiet)
         rows = []
         for notice in planned:
             self._schedule(notice, incident, now, suppressed, deadline)
@@ -189,17 +204,29 @@ class Notifier:
         deadline: datetime | None,
     ) -> None:
         policy = self.settings.policy
-        notice.due_at = now
-        if notice.recipient.key in suppressed:
-            notice.state = "suppressed"
-        elif notice.phase == "acknowledgement":
-            hold = hold_for(policy, incident["level"], notice.audience)
-            if hold > timedelta(0):
-                notice.state, notice.due_at = "held", now + hold
+        notice.state, hold = self._first_state(notice.recipient, notice.phase, incident, suppressed)
+        notice.due_at = now + hold
+        if notice.phase == "acknowledgement" and notice.state != "suppressed":
             deadline = first_notice_deadline(policy, incident, notice.audience)
         if deadline is not None:
             notice.data["deadline"] = deadline.isoformat()
         notice.data["opened_at"] = incident["opened_at"].isoformat()
+
+    def _first_state(
+        self,
+        recipient: Recipient,
+        phase: str,
+        incident: dict[str, Any],
+        suppressed: set[tuple[str, str, str | None]],
+    ) -> tuple[str, timedelta]:
+        """A new notice's state, and how long it is held."""
+        if recipient.key in suppressed:
+            return "suppressed", timedelta(0)
+        if phase == "acknowledgement":
+            hold = hold_for(self.settings.policy, incident["level"], recipient.audience)
+            if hold > timedelta(0):
+                return "held", hold
+        return "pending", timedelta(0)
 
     @staticmethod
     def row(incident_id: int, notice: PlannedNotice, now: datetime) -> dict[str, Any]:

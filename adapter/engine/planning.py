@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, overload
@@ -284,8 +284,13 @@ def plan_notices(
     streams: list[Recipient],
     settings: Settings,
     renderer: Renderer,
+    *,
+    unrendered: Collection[tuple[str, str, str | None]] = (),
 ) -> list[PlannedNotice]:
-    """One rendered notice per stream; streams that read the same text share one render."""
+    """One rendered notice per stream; streams that read the same text share one render.
+
+    Streams whose key is in `unrendered` get a notice with empty text (and no template).
+    """
     incident = facts.incident
     rendered: dict[tuple[str, str, str | None], tuple[str, str, str]] = {}
     planned = []
@@ -297,11 +302,14 @@ def plan_notices(
             recipient.timezone,
             recipient.tenant.id if recipient.tenant else None,
         )
-        if cache_key not in rendered:
-            context = _recipient_context(facts, event_view, recipient, settings)
-            result = renderer.render(incident["incident_type"], recipient.audience, facts.phase, context)
-            rendered[cache_key] = (result.subject, result.body, result.template)
-        subject, body, template = rendered[cache_key]
+        if recipient.key in unrendered:
+            subject, body, template = "", "", None
+        else:
+            if cache_key not in rendered:
+                context = _recipient_context(facts, event_view, recipient, settings)
+                result = renderer.render(incident["incident_type"], recipient.audience, facts.phase, context)
+                rendered[cache_key] = (result.subject, result.body, result.template)
+            subject, body, template = rendered[cache_key]
         provider, audience, tenant = recipient.key
         planned.append(
             PlannedNotice(

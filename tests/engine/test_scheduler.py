@@ -108,6 +108,8 @@ def test_five_minute_level_1_blip_never_reaches_business(make_world, clock):
     technical = [r for r in rows if r["audience"] == "technical"]
     assert {r["state"] for r in business} == {"suppressed"}
     assert [r["phase"] for r in business] == ["acknowledgement", "resolution"]
+    # Never going out, never rendered.
+    assert {(r["subject"], r["body"]) for r in business} == {("", "")}
     assert [(r["phase"], r["state"]) for r in technical] == [
         ("acknowledgement", "delivered"),
         ("resolution", "delivered"),
@@ -148,9 +150,13 @@ def test_held_first_notice_is_rendered_when_released(make_world, clock):
     fire(svc, "d000000000000001", "warning")
     held = next(r for r in notices(svc) if r["state"] == "held")
     assert held["due_at"] == clock.now() + timedelta(minutes=10)
+    # Not rendered while held: what it says is decided when it goes out.
+    assert (held["subject"], held["body"], held["data"]["template"]) == ("", "", None)
     run_for(svc, timedelta(minutes=10))
     released = next(r for r in notices(svc) if r["id"] == held["id"])
     assert released["state"] == "pending"
+    assert released["subject"].startswith("Service Update: Investigating") and released["body"]
+    assert released["data"]["template"] == "web/business/acknowledgement.md.j2"
     assert released["created_at"] == clock.now()
     assert released["data"]["held_until"] == clock.now().isoformat()
 
