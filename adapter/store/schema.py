@@ -179,4 +179,5 @@ notices = Table(
     Column("dedupe_key", String(255), nullable=False, unique=True),
     Index("ix_notices_due", "state", "due_at"),
     Index("ix_notices_stream", "incident_id", "provider", "tenant"),
+    Index("ix_notices_incident_state", "incident_id", "state"),
 )

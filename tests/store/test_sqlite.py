@@ -129,3 +129,14 @@ def test_the_writer_checkpoints_the_wal_outside_the_lock_so_it_stops_growing(
     assert len(checkpoints) == 30 and all(checkpoints)
     # 300 commits of over 8 KiB each: without checkpoints the WAL grows past 6 MB.
     assert os.path.getsize(f"{tmp_path}/dualtrack.db-wal") < 600_000
+
+
+def test_an_incidents_held_notices_are_found_through_its_own_index(sqlite_store):
+    """Suppressing on resolve must not scan every held notice of every incident under the lock."""
+    from adapter.store.outbox import _SUPPRESS_HELD
+
+    with sqlite_store.read() as conn:
+        sql = str(_SUPPRESS_HELD.compile(dialect=conn.dialect))
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("suppressed", "x", 1, "held")).fetchall()
+    details = " ".join(row[-1] for row in plan)
+    assert "ix_notices_incident_state (incident_id=? AND state=?)" in details
