@@ -44,6 +44,7 @@ class Store:
         self.is_postgresql = parsed.get_backend_name() == "postgresql"
         kwargs: dict[str, Any] = {}
         self._writer_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._writer_file: IO[bytes] | None = None
         self._wal: Path | None = None
         self._wal_inode: int | None = None
@@ -97,7 +98,12 @@ class Store:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, sync: bool = True) -> Iterator[Connection]:
+        """A write transaction, durable when the block exits.
+
+        `sync=False` leaves making it durable to a later `sync()`: a caller that commits for others
+        can let the next writer in first, as the sync needs no lock.
+        """
         if self._writer_file is None:
             with self.engine.begin() as conn:
                 if self.is_postgresql:
@@ -113,6 +119,11 @@ class Store:
                     yield conn
             finally:
                 fcntl.flock(self._writer_file, fcntl.LOCK_UN)
+        if sync:
+            self._sync_wal()
+
+    def sync(self) -> None:
+        """Make every transaction committed so far durable (see `transaction(sync=False)`)."""
         self._sync_wal()
 
     def _sync_wal(self) -> None:
@@ -132,16 +143,20 @@ class Store:
             inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
-        if inode != self._wal_inode:
-            # A new WAL file: its directory entry must survive a power loss too.
-            directory = os.open(self._wal.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-            self._wal_inode = inode
-        self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0:
+        # Several threads may sync at once (see `sync()`); none may return before the directory
+        # sync another started for the same new WAL has finished.
+        with self._sync_lock:
+            if inode != self._wal_inode:
+                # A new WAL file: its directory entry must survive a power loss too.
+                directory = os.open(self._wal.parent, os.O_RDONLY)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
+                self._wal_inode = inode
+            self._commits += 1
+            checkpoint = self._commits % CHECKPOINT_EVERY == 0
+        if checkpoint:
             self._checkpoint()
 
     def _checkpoint(self) -> None:

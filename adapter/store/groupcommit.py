@@ -32,10 +32,10 @@ class GroupCommit(Generic[Item, Outcome]):
 
     `apply` takes items in submission order and returns one outcome each, as if each had been
     applied alone in that order. The first submitter leads: it takes the queue (its own item
-    first), applies it in one transaction, and hands the lead to the next waiter once the commit
-    is synced; the others sleep until their outcome is there. One transaction, one commit and one
-    WAL sync then serve every webhook that arrived while the previous one held the write lock,
-    which the other writers of every process wait for.
+    first), applies it in one transaction, hands the lead to the next waiter once committed, and
+    syncs the commit while that one runs; the others sleep until their outcome is there and
+    durable. One transaction, one commit and one WAL sync then serve every webhook that arrived
+    while the previous one held the write lock, which the other writers of every process wait for.
 
     When a shared transaction fails, each of its items is applied again alone, so that only the
     submitter whose item fails sees the error.
@@ -83,16 +83,25 @@ class GroupCommit(Generic[Item, Outcome]):
         try:
             self._commit(group)
         finally:
+            # The next transaction may start while this one is synced: the sync needs no lock.
             with self._mutex:
                 successor = self._queue[0] if self._queue else None
                 self._leading = successor is not None
-            for submission in group:
-                if not submission.finished:  # the leader was interrupted (BaseException)
-                    submission.error = RuntimeError("the shared write transaction was interrupted")
-                    submission.finished = True
-                submission.wake.set()
             if successor is not None:
                 successor.wake.set()
+            try:
+                if any(s.finished and s.error is None for s in group):
+                    self.store.sync()
+            except OSError as exc:  # committed, but not known to be durable: nobody hears "done"
+                for submission in group:
+                    if submission.error is None:
+                        submission.error = exc
+            finally:
+                for submission in group:
+                    if not submission.finished:  # the leader was interrupted (BaseException)
+                        submission.error = RuntimeError("the shared write transaction was interrupted")
+                        submission.finished = True
+                    submission.wake.set()
 
     def _commit(self, group: list[_Submission[Item, Outcome]]) -> None:
         try:
@@ -113,7 +122,7 @@ class GroupCommit(Generic[Item, Outcome]):
 
     def _transaction(self, items: list[Item]) -> list[Outcome]:
         self.transactions += 1
-        with self.store.transaction() as conn:
+        with self.store.transaction(sync=False) as conn:
             outcomes = self.apply(conn, items)
             if len(outcomes) != len(items):
                 raise RuntimeError(f"apply returned {len(outcomes)} outcomes for {len(items)} items")

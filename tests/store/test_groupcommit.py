@@ -122,3 +122,41 @@ def test_apply_must_answer_every_item(store: Store):
     group: GroupCommit[Work, Any] = GroupCommit(store, lambda conn, items: [])
     with pytest.raises(RuntimeError, match="0 outcomes for 1 items"):
         group.submit(take_ref)
+
+
+def test_the_next_transaction_commits_while_the_last_one_syncs(store: Store, monkeypatch):
+    group: GroupCommit[Work, Any] = GroupCommit(store, apply_each)
+    syncing, second_done = threading.Event(), threading.Event()
+    real_sync, calls = store.sync, []
+
+    def slow_first_sync() -> None:
+        calls.append(None)
+        if len(calls) == 1:
+            syncing.set()
+            assert second_done.wait(10)
+        real_sync()
+
+    monkeypatch.setattr(store, "sync", slow_first_sync)
+    first = Submitter(group, take_ref)
+    first.start()
+    assert syncing.wait(10)
+    second = Submitter(group, take_ref)
+    second.start()
+    second.join(10)
+    # The second committed and was synced while the first still waited for its sync: the first
+    # has not heard back, as its commit is not yet known to be durable.
+    assert second.outcome == "INC-2026-0002" and first.outcome is None and first.is_alive()
+    second_done.set()
+    first.join(10)
+    assert first.outcome == "INC-2026-0001"
+
+
+def test_a_failed_sync_reaches_every_submitter_of_its_transaction(store: Store, monkeypatch):
+    group: GroupCommit[Work, Any] = GroupCommit(store, apply_each)
+
+    def broken_sync() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store, "sync", broken_sync)
+    with pytest.raises(OSError, match="Input/output error"):
+        group.submit(take_ref)
