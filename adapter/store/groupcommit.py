@@ -31,11 +31,12 @@ class GroupCommit(Generic[Item, Outcome]):
     """`submit(item)` applies the item with `apply(conn, items)`, together with what else waits.
 
     `apply` takes items in submission order and returns one outcome each, as if each had been
-    applied alone in that order. The first submitter leads: it takes the queue (its own item
-    first), applies it in one transaction, hands the lead to the next waiter once committed, and
-    syncs the commit while that one runs; the others sleep until their outcome is there and
-    durable. One transaction, one commit and one WAL sync then serve every webhook that arrived
-    while the previous one held the write lock, which the other writers of every process wait for.
+    applied alone in that order. The first submitter leads: once it holds the write lock it takes
+    the queue (its own item first), applies it in one transaction, hands the lead to the next
+    waiter once committed, and syncs the commit while that one runs; the others sleep until their
+    outcome is there and durable. One transaction, one commit and one WAL sync then serve every
+    webhook that arrived while the previous one held the write lock, which the other writers of
+    every process wait for.
 
     When a shared transaction fails, each of its items is applied again alone, so that only the
     submitter whose item fails sees the error.
@@ -77,9 +78,7 @@ class GroupCommit(Generic[Item, Outcome]):
         return mine.outcome  # type: ignore[return-value]
 
     def _lead(self) -> None:
-        with self._mutex:
-            group = self._queue[: self.max_batch]
-            del self._queue[: self.max_batch]
+        group: list[_Submission[Item, Outcome]] = []
         try:
             self._commit(group)
         finally:
@@ -104,15 +103,26 @@ class GroupCommit(Generic[Item, Outcome]):
                     submission.wake.set()
 
     def _commit(self, group: list[_Submission[Item, Outcome]]) -> None:
+        """Take the queue into `group` once the write lock is held, and apply it."""
+
+        def take() -> list[Item]:
+            # Taken only now: whatever arrived while the leader waited for the lock joins.
+            with self._mutex:
+                group.extend(self._queue[: self.max_batch])
+                del self._queue[: self.max_batch]
+            return [s.item for s in group]
+
         try:
-            outcomes = self._transaction([s.item for s in group])
+            outcomes = self._transaction(take)
         except Exception as exc:
+            if not group:  # failed before taking anything: each then tries alone
+                take()
             if len(group) == 1:
                 group[0].error, group[0].finished = exc, True
                 return
             for submission in group:
                 try:
-                    (submission.outcome,) = self._transaction([submission.item])
+                    (submission.outcome,) = self._transaction(lambda s=submission: [s.item])
                 except Exception as alone:
                     submission.error = alone
                 submission.finished = True
@@ -120,10 +130,11 @@ class GroupCommit(Generic[Item, Outcome]):
         for submission, outcome in zip(group, outcomes, strict=True):
             submission.outcome, submission.finished = outcome, True
 
-    def _transaction(self, items: list[Item]) -> list[Outcome]:
-        self.transactions += 1
+    def _transaction(self, items: Callable[[], list[Item]]) -> list[Outcome]:
         with self.store.transaction(sync=False) as conn:
-            outcomes = self.apply(conn, items)
-            if len(outcomes) != len(items):
-                raise RuntimeError(f"apply returned {len(outcomes)} outcomes for {len(items)} items")
+            taken = items()
+            self.transactions += 1
+            outcomes = self.apply(conn, taken)
+            if len(outcomes) != len(taken):
+                raise RuntimeError(f"apply returned {len(outcomes)} outcomes for {len(taken)} items")
         return outcomes

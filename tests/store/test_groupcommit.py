@@ -160,3 +160,21 @@ def test_a_failed_sync_reaches_every_submitter_of_its_transaction(store: Store, 
     monkeypatch.setattr(store, "sync", broken_sync)
     with pytest.raises(OSError, match="Input/output error"):
         group.submit(take_ref)
+
+
+def test_what_arrives_while_the_leader_waits_for_the_write_lock_joins_its_transaction(
+    store: Store, make_store
+):
+    group: GroupCommit[Work, Any] = GroupCommit(store, apply_each)
+    other = make_store()  # another process's writer
+    with other.transaction():
+        submitters = []
+        for n in range(1, 4):
+            submitters.append(Submitter(group, take_ref))
+            submitters[-1].start()
+            # The leader waits for the lock with its own item still queued; the rest queue behind.
+            wait_until(lambda n=n: group.waiting == n, timeout=10, interval=0.005, message="queued")
+    for submitter in submitters:
+        submitter.join(10)
+    assert sorted(s.outcome for s in submitters) == ["INC-2026-0001", "INC-2026-0002", "INC-2026-0003"]
+    assert group.transactions == 1
