@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -122,7 +123,7 @@ class GroupCommit(Generic[Item, Outcome]):
                 return
             for submission in group:
                 try:
-                    (submission.outcome,) = self._transaction(lambda s=submission: [s.item])
+                    (submission.outcome,) = self._transaction(functools.partial(list, [submission.item]))
                 except Exception as alone:
                     submission.error = alone
                 submission.finished = True
