@@ -154,15 +154,13 @@ class Notifier:
         if not streams:
             return 0
         facts = self.facts(conn, incident, phase, event, now, messages=messages, extra=extra, alerts=alerts)
-        quiet = set()
-        if not self.render_quiet:
-            quiet = {
-                s.key for s in streams if self._first_state(s, phase, incident, suppressed)[0] != "pending"
-            }
+        # Each stream's first state is decided before rendering: only pending notices need text now.
+        states = {s.key: self._first_state(s, phase, incident, suppressed) for s in streams}
+        quiet = set() if self.render_quiet else {k for k, (state, _) in states.items() if state != "pending"}
         planned = plan_notices(facts, streams, self.settings, self.renderer, unrendered=quiet)
         rows = []
         for notice in planned:
-            self._schedule(notice, incident, now, suppressed, deadline)
+            self._schedule(notice, incident, now, states[notice.recipient.key], deadline)
             rows.append(self.row(incident["id"], notice, now))
         self._publish_on_commit(conn, incident["id"], rows, now, first=(phase, event) == FIRST_EVENT)
         inserted = outbox.insert_notices(conn, rows)
@@ -200,11 +198,11 @@ class Notifier:
         notice: PlannedNotice,
         incident: dict[str, Any],
         now: datetime,
-        suppressed: set[tuple[str, str, str | None]],
+        first_state: tuple[str, timedelta],
         deadline: datetime | None,
     ) -> None:
         policy = self.settings.policy
-        notice.state, hold = self._first_state(notice.recipient, notice.phase, incident, suppressed)
+        notice.state, hold = first_state
         notice.due_at = now + hold
         if notice.phase == "acknowledgement" and notice.state != "suppressed":
             deadline = first_notice_deadline(policy, incident, notice.audience)

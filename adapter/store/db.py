@@ -127,7 +127,7 @@ class Store:
         self._sync_wal()
 
     def _sync_wal(self) -> None:
-        """Make what this process committed durable before `transaction()` returns.
+        """Make what this process committed durable (before `transaction()` returns, or in `sync()`).
 
         The WAL holds every commit not yet checkpointed, in order, so syncing it covers ours and
         any before it; a checkpoint syncs the database file itself before the WAL is reused.
