@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +23,7 @@ from adapter.rendering import Renderer
 from adapter.sources.signal import Batch, Signal
 from adapter.store import Store, outbox
 from adapter.store import incidents as repo
+from adapter.store.db import after_commit
 from adapter.store.groupcommit import GroupCommit
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,8 @@ class Engine:
         self.clock = clock
         self.metrics = metrics
         self.on_commit = on_commit
-        self.notifier = Notifier(settings, renderer, metrics, render_quiet=render_quiet)
+        # The dispatcher is woken for notices it must deliver, not for those published on commit.
+        self.notifier = Notifier(settings, renderer, metrics, render_quiet=render_quiet, on_outbox=on_commit)
         # Webhooks that one process serves at the same time are ingested in one transaction.
         self.commits: GroupCommit[Batch, IngestResult] = GroupCommit(store, self._ingest_group)
 
@@ -88,13 +92,10 @@ class Engine:
     def ingest(self, batch: Batch) -> IngestResult:
         if batch.test:
             return IngestResult()
-        result = self.commits.submit(batch)
-        if result.notices and self.on_commit:
-            self.on_commit()
-        return result
+        return self.commits.submit(batch)
 
     def _ingest_group(self, conn: Connection, batches: list[Batch]) -> list[IngestResult]:
-        self.metrics.ingest_group.observe(len(batches))
+        after_commit(conn, functools.partial(self.metrics.ingest_group.observe, len(batches)))
         return self.ingest_many(conn, batches, self.clock.now())
 
     def ingest_in(self, conn: Connection, batch: Batch, now: datetime) -> IngestResult:
@@ -108,16 +109,18 @@ class Engine:
         changes: dict[int, Change] = {}
         signals = [signal for batch in batches for signal in batch.signals]
         work = Pending(conn, signals, now - self.settings.correlation.reopen_window)
+        outcomes: Counter[tuple[str, str]] = Counter()
         for batch, result, ids in zip(batches, results, touched, strict=True):
             for signal in batch.signals:
                 if signal.identity == "open":
                     work.flush()  # its lookups read the database, which must hold what came before
                 outcome, incident_id = self._apply(conn, signal, now, changes, work)
-                self.metrics.signals.labels(batch.source, outcome).inc()
+                outcomes[batch.source, outcome] += 1
                 result.duplicates += outcome in ("duplicate", "stale")
                 if incident_id is not None and incident_id not in ids:
                     ids.append(incident_id)
         work.flush()
+        after_commit(conn, functools.partial(self._count_signals, outcomes))
         stored = repo.alerts_of_many(conn, [i for i, change in changes.items() if not change.opened])
         written: dict[int, int] = {}
         for incident_id, change in changes.items():
@@ -127,6 +130,10 @@ class Engine:
             result.refs = [changes[i].incident["ref"] for i in ids]
             result.notices = sum(written[i] for i in ids)
         return results
+
+    def _count_signals(self, outcomes: Counter[tuple[str, str]]) -> None:
+        for (source, outcome), count in outcomes.items():
+            self.metrics.signals.labels(source, outcome).inc(count)
 
     def preview(self, batch: Batch) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """The incidents and notices this batch would produce; nothing is stored, sent or counted."""
@@ -184,7 +191,7 @@ class Engine:
 
         service_ids, unknown = self.services_of(signal.labels)
         if unknown:
-            self.metrics.unknown_services.inc()
+            after_commit(conn, self.metrics.unknown_services.inc)
         services = [s for s in map(self.settings.catalog.service, service_ids) if s is not None]
         level = classify(signal.labels, services, self.settings.severity)
 
@@ -315,9 +322,16 @@ class Engine:
         }
         incident_id = repo.insert_incident(conn, values)
         work.timeline(incident_id, now, "opened", f"Incident opened: {signal.summary}")
-        self.metrics.incidents_opened.labels(str(level)).inc()
-        log.info("incident opened ref=%s level=%d source=%s", ref, level, signal.source)
+        after_commit(conn, functools.partial(self._opened, ref, level, signal.source))
         return {**values, "id": incident_id}
+
+    def _opened(self, ref: str, level: int, source: str) -> None:
+        self.metrics.incidents_opened.labels(str(level)).inc()
+        log.info("incident opened ref=%s level=%d source=%s", ref, level, source)
+
+    def _resolved(self, ref: str) -> None:
+        self.metrics.incidents_resolved.inc()
+        log.info("incident resolved ref=%s", ref)
 
     def _reopen(
         self,
@@ -337,7 +351,7 @@ class Engine:
         incident.update(values)
         work.timeline(incident["id"], now, "reopened", "Incident reopened: the alert fired again")
         changes[incident["id"]] = Change(incident, reopened=True)
-        log.info("incident reopened ref=%s", incident["ref"])
+        after_commit(conn, functools.partial(log.info, "incident reopened ref=%s", incident["ref"]))
 
     def _incident_type(self, labels: dict[str, str], service_ids: list[str]) -> str:
         if labels.get("incident_type"):
@@ -421,8 +435,7 @@ class Engine:
             )
         if resolved_now:
             repo.add_timeline(conn, incident_id, now, "resolved", "All alerts resolved")
-            self.metrics.incidents_resolved.inc()
-            log.info("incident resolved ref=%s", incident["ref"])
+            after_commit(conn, functools.partial(self._resolved, incident["ref"]))
             written += notifier.notify(
                 conn, incident, "resolution", f"resolve-g{generation}", now, alerts=alerts
             )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,7 @@ from adapter.providers import REGISTRY
 from adapter.rendering import Renderer
 from adapter.store import incidents as repo
 from adapter.store import outbox
+from adapter.store.db import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +41,24 @@ class Notifier:
 
     A notice that starts held or suppressed is written unrendered (empty subject and body): a held
     one is rendered when it is released, with what is known then, and a suppressed one never goes
-    out. `render_quiet` renders them anyway, for previews.
+    out. `render_quiet` renders them anyway, for previews. `on_outbox` is called once a
+    transaction that left notices for the outbox to deliver has committed.
     """
 
     def __init__(
-        self, settings: Settings, renderer: Renderer, metrics: Metrics, *, render_quiet: bool = False
+        self,
+        settings: Settings,
+        renderer: Renderer,
+        metrics: Metrics,
+        *,
+        render_quiet: bool = False,
+        on_outbox: Callable[[], None] | None = None,
     ):
         self.settings = settings
         self.renderer = renderer
         self.metrics = metrics
         self.render_quiet = render_quiet
+        self.on_outbox = on_outbox
         self._on_commit = {
             p.name for p in settings.providers if getattr(REGISTRY.get(p.type), "publishes_on_commit", False)
         }
@@ -164,10 +175,16 @@ class Notifier:
             rows.append(self.row(incident["id"], notice, now))
         self._publish_on_commit(conn, incident["id"], rows, now, first=(phase, event) == FIRST_EVENT)
         inserted = outbox.insert_notices(conn, rows)
-        for row in inserted:
+        after_commit(conn, functools.partial(self._written, inserted, incident["level"], now))
+        return len(inserted)
+
+    def _written(self, rows: list[dict[str, Any]], level: int, now: datetime) -> None:
+        if self.on_outbox is not None and any(row["state"] == "pending" for row in rows):
+            self.on_outbox()
+        for row in rows:
             self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
             if row["state"] == "delivered":
-                self.metrics.delivered(row, incident["level"], now)
+                self.metrics.delivered(row, level, now)
                 log.info(
                     "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=1",
                     row["id"],
@@ -175,7 +192,6 @@ class Notifier:
                     row["phase"],
                     row["audience"],
                 )
-        return len(inserted)
 
     def _publish_on_commit(
         self, conn: Connection, incident_id: int, rows: list[dict[str, Any]], now: datetime, *, first: bool
@@ -247,6 +263,11 @@ class Notifier:
             "provider_ref": None,
         }
 
+    def _released(self, ref: str, count: int) -> None:
+        if self.on_outbox is not None and count:
+            self.on_outbox()
+        log.info("released held notices ref=%s count=%d", ref, count)
+
     def rehold(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
         """After a level change: shorten holds to the new level's, and release what is due."""
         for notice in outbox.held(conn, incident["id"]):
@@ -289,5 +310,5 @@ class Notifier:
                 },
             )
             released += 1
-        log.info("released held notices ref=%s count=%d", incident["ref"], released)
+        after_commit(conn, functools.partial(self._released, incident["ref"], released))
         return released

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -15,6 +16,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+log = logging.getLogger(__name__)
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # PostgreSQL advisory lock keys (any constant bigint; these spell "dualtrk" + 1 and + 2).
 WRITER_LOCK_KEY = 0x6475616C74726B01
@@ -23,11 +25,37 @@ MIGRATE_LOCK_KEY = 0x6475616C74726B02
 _XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 # Write transactions of one process between two checkpoints of the WAL (SQLite's own default is
 # 1,000 pages; a webhook writes about ten).
-CHECKPOINT_EVERY = 100
+CHECKPOINT_EVERY = 25
 # Execution option marking a connection from Store.read().
 _READ_ONLY = "dualtrack_read_only"
 # Alembic keeps its `context` and `op` proxies in module globals: one migration per process at a time.
 _MIGRATING = threading.Lock()
+# Connection.info key: what a write transaction asked to run once it has committed.
+_AFTER_COMMIT = "dualtrack_after_commit"
+
+Effect = Callable[[], None]
+
+
+def after_commit(conn: Connection, effect: Effect) -> None:
+    """Run `effect` once the write transaction on `conn` has committed; never if it rolls back.
+
+    Logs and metrics of a transaction's work go here: they then describe only what was stored,
+    and cost nothing while the write lock, which every writer waits for, is held.
+    """
+    conn.info.setdefault(_AFTER_COMMIT, []).append(effect)
+
+
+def run_effects(effects: list[Effect]) -> None:
+    for effect in effects:
+        try:
+            effect()
+        except Exception:  # the transaction is committed: its caller must not hear otherwise
+            log.exception("after-commit effect failed")
+
+
+def _take_effects(conn: Connection) -> list[Effect]:
+    effects: list[Effect] = conn.info.pop(_AFTER_COMMIT, [])
+    return effects
 
 
 class Store:
@@ -98,29 +126,42 @@ class Store:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     @contextmanager
-    def transaction(self, *, sync: bool = True) -> Iterator[Connection]:
-        """A write transaction, durable when the block exits.
+    def transaction(self, *, sync: bool = True, effects: list[Effect] | None = None) -> Iterator[Connection]:
+        """A write transaction, durable when the block exits, after which its `after_commit`
+        effects run.
 
         `sync=False` leaves making it durable to a later `sync()`: a caller that commits for others
-        can let the next writer in first, as the sync needs no lock.
+        can let the next writer in first, as the sync needs no lock. Such a caller passes
+        `effects`, a list the committed transaction's effects are added to, to run them itself.
         """
+        committed: list[Effect] = []
         if self._writer_file is None:
             with self.engine.begin() as conn:
-                if self.is_postgresql:
-                    conn.execute(_XACT_LOCK, {"key": WRITER_LOCK_KEY})
-                yield conn
-            return
-        # One writer at a time across threads and processes, woken the moment the lock frees;
-        # SQLite's own busy handler would poll with sleeps of up to 100 ms instead.
-        with self._writer_lock:
-            fcntl.flock(self._writer_file, fcntl.LOCK_EX)
-            try:
-                with self.engine.begin() as conn:
+                try:
+                    if self.is_postgresql:
+                        conn.execute(_XACT_LOCK, {"key": WRITER_LOCK_KEY})
                     yield conn
-            finally:
-                fcntl.flock(self._writer_file, fcntl.LOCK_UN)
-        if sync:
-            self._sync_wal()
+                finally:
+                    committed = _take_effects(conn)  # ran only if the commit below succeeds
+        else:
+            # One writer at a time across threads and processes, woken the moment the lock frees;
+            # SQLite's own busy handler would poll with sleeps of up to 100 ms instead.
+            with self._writer_lock:
+                fcntl.flock(self._writer_file, fcntl.LOCK_EX)
+                try:
+                    with self.engine.begin() as conn:
+                        try:
+                            yield conn
+                        finally:
+                            committed = _take_effects(conn)
+                finally:
+                    fcntl.flock(self._writer_file, fcntl.LOCK_UN)
+            if sync:
+                self._sync_wal()
+        if effects is not None:
+            effects.extend(committed)
+        else:
+            run_effects(committed)
 
     def sync(self) -> None:
         """Make every transaction committed so far durable (see `transaction(sync=False)`)."""
@@ -160,12 +201,25 @@ class Store:
             self._checkpoint()
 
     def _checkpoint(self) -> None:
-        """Copy the WAL into the database file without the write lock (writers go on meanwhile),
-        so the WAL is reused instead of growing."""
+        """Copy the WAL into the database file, so that the WAL is reused instead of growing.
+
+        The bulk is copied without the write lock, while writers go on. That copy never catches
+        up with writers that never stop, and a WAL is only reused once all of it is copied: then
+        it grows for as long as the load lasts, and every page lookup searches all of it. So the
+        few frames committed meanwhile are copied holding the lock; the next writer then starts
+        the WAL afresh.
+        """
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
             cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            assert self._writer_file is not None
+            with self._writer_lock:
+                fcntl.flock(self._writer_file, fcntl.LOCK_EX)
+                try:
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                finally:
+                    fcntl.flock(self._writer_file, fcntl.LOCK_UN)
             cursor.close()
         finally:
             raw.close()
@@ -179,6 +233,7 @@ class Store:
                 yield conn
             finally:
                 nested.rollback()
+                _take_effects(conn)  # what was rolled back has no effects
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy import Connection
 
-from adapter.store.db import Store
+from adapter.store.db import Effect, Store, run_effects
 
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
@@ -80,8 +80,9 @@ class GroupCommit(Generic[Item, Outcome]):
 
     def _lead(self) -> None:
         group: list[_Submission[Item, Outcome]] = []
+        effects: list[Effect] = []
         try:
-            self._commit(group)
+            self._commit(group, effects)
         finally:
             # The next transaction may start while this one is synced: the sync needs no lock.
             with self._mutex:
@@ -92,6 +93,8 @@ class GroupCommit(Generic[Item, Outcome]):
             try:
                 if any(s.finished and s.error is None for s in group):
                     self.store.sync()
+                # The logs and metrics of what is stored (and of nothing else), before anyone hears.
+                run_effects(effects)
             except OSError as exc:  # committed, but not known to be durable: nobody hears "done"
                 for submission in group:
                     if submission.error is None:
@@ -103,7 +106,7 @@ class GroupCommit(Generic[Item, Outcome]):
                         submission.finished = True
                     submission.wake.set()
 
-    def _commit(self, group: list[_Submission[Item, Outcome]]) -> None:
+    def _commit(self, group: list[_Submission[Item, Outcome]], effects: list[Effect]) -> None:
         """Take the queue into `group` once the write lock is held, and apply it."""
 
         def take() -> list[Item]:
@@ -114,7 +117,7 @@ class GroupCommit(Generic[Item, Outcome]):
             return [s.item for s in group]
 
         try:
-            outcomes = self._transaction(take)
+            outcomes = self._transaction(take, effects)
         except Exception as exc:
             if not group:  # failed before taking anything: each then tries alone
                 take()
@@ -123,7 +126,9 @@ class GroupCommit(Generic[Item, Outcome]):
                 return
             for submission in group:
                 try:
-                    (submission.outcome,) = self._transaction(functools.partial(list, [submission.item]))
+                    (submission.outcome,) = self._transaction(
+                        functools.partial(list, [submission.item]), effects
+                    )
                 except Exception as alone:
                     submission.error = alone
                 submission.finished = True
@@ -131,8 +136,8 @@ class GroupCommit(Generic[Item, Outcome]):
         for submission, outcome in zip(group, outcomes, strict=True):
             submission.outcome, submission.finished = outcome, True
 
-    def _transaction(self, items: Callable[[], list[Item]]) -> list[Outcome]:
-        with self.store.transaction(sync=False) as conn:
+    def _transaction(self, items: Callable[[], list[Item]], effects: list[Effect]) -> list[Outcome]:
+        with self.store.transaction(sync=False, effects=effects) as conn:
             taken = items()
             self.transactions += 1
             outcomes = self.apply(conn, taken)

@@ -351,3 +351,32 @@ def test_a_resolve_together_with_other_webhooks_resolves_its_stored_incident(eng
     assert resolved["status"] == "resolved"
     assert [n["phase"] for n in resolved["notices"]] == ["acknowledgement"] * 2 + ["resolution"] * 2
     assert incident(store, "INC-2026-0002")["status"] == "investigating"
+
+
+def test_the_dispatcher_is_woken_only_for_notices_it_must_deliver(engine, store, clock, make_settings):
+    config = base_config()
+    config["providers"].append(
+        {"name": "ops", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/hook"}
+    )
+    wakes: list[str] = []
+    builtin_only = Engine(
+        engine.settings,
+        store,
+        engine.renderer,
+        clock,
+        engine.metrics,
+        on_commit=lambda: wakes.append("status"),
+    )
+    with_webhook = Engine(
+        make_settings(config),
+        store,
+        engine.renderer,
+        clock,
+        engine.metrics,
+        on_commit=lambda: wakes.append("ops"),
+    )
+    assert ingest(builtin_only, _body("0000000000000001", "group-1")).notices == 2
+    # The built-in page is published by the transaction itself: nothing for the outbox.
+    assert wakes == []
+    assert ingest(with_webhook, _body("0000000000000002", "group-2")).notices == 3
+    assert wakes == ["ops"]

@@ -178,3 +178,72 @@ def test_what_arrives_while_the_leader_waits_for_the_write_lock_joins_its_transa
         submitter.join(10)
     assert sorted(s.outcome for s in submitters) == ["INC-2026-0001", "INC-2026-0002", "INC-2026-0003"]
     assert group.transactions == 1
+
+
+# -- after-commit effects --------------------------------------------------------------------
+
+
+def test_effects_run_after_commit_and_never_for_what_rolled_back(store: Store):
+    from adapter.store.db import after_commit
+
+    seen: list[str] = []
+
+    def note(conn: Connection, what: str) -> None:
+        after_commit(conn, lambda: seen.append(what))
+
+    with store.transaction() as conn:
+        note(conn, "first")
+        note(conn, "second")
+        assert seen == []  # not while the transaction may still roll back
+    assert seen == ["first", "second"]
+    with pytest.raises(ValueError), store.transaction() as conn:
+        note(conn, "rolled back")
+        raise ValueError("refused")
+    with store.rolled_back() as conn:
+        note(conn, "previewed")
+    with store.transaction() as conn:
+        note(conn, "third")
+    assert seen == ["first", "second", "third"]
+
+
+def test_a_failing_effect_does_not_undo_what_its_caller_hears(store: Store, caplog):
+    from adapter.store.db import after_commit
+
+    def broken() -> None:
+        raise RuntimeError("metrics are down")
+
+    with store.transaction() as conn:
+        after_commit(conn, broken)
+        ref = take_ref(conn)
+    assert ref == "INC-2026-0001"
+    assert "after-commit effect failed" in caplog.text
+    with store.read() as conn:
+        assert take_ref(conn) == "INC-2026-0002"  # committed
+
+
+def test_a_group_hears_back_after_the_effects_of_its_transaction(store: Store):
+    from adapter.store.db import after_commit
+
+    seen: list[str] = []
+
+    def noted(what: str) -> Work:
+        def item(conn: Connection) -> str:
+            after_commit(conn, lambda: seen.append(what))
+            return what
+
+        return item
+
+    def refused_after_noting(conn: Connection) -> str:
+        after_commit(conn, lambda: seen.append("refused"))
+        raise ValueError("this item is refused")
+
+    group: GroupCommit[Work, Any] = GroupCommit(store, apply_each)
+    leader, waiting, release = queue_behind_a_busy_leader(
+        group, [noted("a"), refused_after_noting, noted("b")]
+    )
+    release.set()
+    for submitter in [leader, *waiting]:
+        submitter.join(10)
+    # The shared transaction rolled back with its effects; each item's own replay kept its own.
+    assert seen == ["a", "b"]
+    assert [s.outcome for s in waiting] == ["a", None, "b"]

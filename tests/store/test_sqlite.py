@@ -131,6 +131,54 @@ def test_the_writer_checkpoints_the_wal_outside_the_lock_so_it_stops_growing(
     assert os.path.getsize(f"{tmp_path}/dualtrack.db-wal") < 600_000
 
 
+def test_the_wal_is_reused_while_other_writers_never_stop(sqlite_store, tmp_path, monkeypatch):
+    """A checkpoint racing writers never copies all of the WAL, and only a fully copied WAL is
+    reused: the last frames are copied holding the write lock."""
+    from adapter.store import db
+
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 5)
+    other = Store(f"sqlite:///{tmp_path}/dualtrack.db")  # another worker process
+    stop = threading.Event()
+    blob = "x" * 8192
+    written = [0]
+
+    def keep_writing() -> None:
+        while not stop.is_set():
+            with other.transaction() as conn:
+                conn.execute(
+                    text("INSERT INTO leases (name, owner, expires_at) VALUES (:n, :o, '2026-01-01')"),
+                    {"n": f"other-{written[0]}", "o": blob},
+                )
+            written[0] += 1
+
+    real = sqlite_store._sync_wal
+    racing = [0]
+
+    def sync_with_a_commit_in_between() -> None:
+        before = written[0]
+        real()
+        racing[0] += written[0] > before
+
+    monkeypatch.setattr(sqlite_store, "_sync_wal", sync_with_a_commit_in_between)
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        for n in range(200):
+            with sqlite_store.transaction() as conn:
+                conn.execute(
+                    text("INSERT INTO leases (name, owner, expires_at) VALUES (:n, :o, '2026-01-01')"),
+                    {"n": f"lease-{n}", "o": blob},
+                )
+    finally:
+        stop.set()
+        writer.join()
+        other.dispose()
+    assert racing[0] > 10, "the other writer never committed during a checkpoint"
+    # Each commit writes over 8 KiB: a WAL never reused holds them all.
+    commits = written[0] + 200
+    assert os.path.getsize(f"{tmp_path}/dualtrack.db-wal") < commits * 8192 / 4, commits
+
+
 def test_an_incidents_held_notices_are_found_through_its_own_index(sqlite_store):
     """Suppressing on resolve must not scan every held notice of every incident under the lock."""
     from adapter.store.outbox import _SUPPRESS_HELD
@@ -140,3 +188,35 @@ def test_an_incidents_held_notices_are_found_through_its_own_index(sqlite_store)
         plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("suppressed", "x", 1, "held")).fetchall()
     details = " ".join(row[-1] for row in plan)
     assert "ix_notices_incident_state (incident_id=? AND state=?)" in details
+
+
+def test_datetimes_are_stored_as_sqlalchemys_own_text_and_read_back_aware():
+    """The one-step conversion writes what SQLAlchemy's DATETIME wrote (older databases read the
+    same, and text order stays time order) and reads any of SQLite's datetime texts."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import sqlite
+
+    from adapter.store.schema import UTCDateTime
+
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect)
+    bind, result = ours.bind_processor(dialect), ours.result_processor(dialect, None)
+    theirs = DateTime().dialect_impl(dialect)
+    their_bind, their_result = theirs.bind_processor(dialect), theirs.result_processor(dialect, None)
+    dublin = timezone(timedelta(hours=1))
+    for moment in (
+        datetime(2026, 11, 30, 14, 5, 18, 37001, tzinfo=UTC),
+        datetime(2026, 11, 30, 14, 5, 18, tzinfo=UTC),  # no microseconds: still six digits
+        datetime(2026, 3, 29, 1, 30, tzinfo=dublin),
+        datetime(1, 1, 1, tzinfo=UTC),
+    ):
+        stored = bind(moment)
+        assert stored == their_bind(moment.astimezone(UTC).replace(tzinfo=None))
+        assert result(stored) == moment and result(stored).tzinfo is UTC
+    for text_ in ("2026-11-30 14:05:18", "2026-11-30 14:05:18.5", "2026-11-30T14:05:18.000001"):
+        assert result(text_) == their_result(text_).replace(tzinfo=UTC)
+    assert bind(None) is None and result(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        bind(datetime(2026, 11, 30))
