@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,14 +186,25 @@ class Stream:
 @dataclass
 class Result:
     name: str
-    duration: float
+    duration: float = 0.0  # seconds under load, over all rounds
     latencies: list[float] = field(default_factory=list)
     errors: int = 0
     firing_ok: list[Group] = field(default_factory=list)
     resolved_ok: list[Group] = field(default_factory=list)
     unknown: list[Group] = field(default_factory=list)  # no answer: may or may not be stored
-    per_transaction: float | None = None  # dualtrack's mean webhooks per write transaction
+    transactions: float = 0.0  # dualtrack's write transactions, and the webhooks they wrote
+    transacted: float = 0.0
+    rounds: list[float] = field(default_factory=list)  # requests/s of each round
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def per_transaction(self) -> float | None:
+        """dualtrack's mean webhooks per write transaction."""
+        return self.transacted / self.transactions if self.transactions else None
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.duration if self.duration else 0.0
 
     @property
     def ok(self) -> int:
@@ -205,9 +217,9 @@ class Result:
         return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
 
 
-def drive(name: str, url: str, duration: float, concurrency: int, seed: int) -> Result:
-    stream = Stream(seed)
-    result = Result(name, duration)
+def drive(url: str, duration: float, concurrency: int, stream: Stream, result: Result) -> None:
+    """Add `duration` seconds of load on `url` to `result` (a round: the stream goes on across rounds)."""
+    name = result.name
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Alertmanager/0.25.0",
@@ -254,8 +266,7 @@ def drive(name: str, url: str, duration: float, concurrency: int, seed: int) -> 
     start.wait()
     for thread in threads:
         thread.join()
-    result.duration = time.monotonic() - began
-    return result
+    result.duration += time.monotonic() - began
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,7 +409,7 @@ def check_durability(
 
 
 def report(result: Result) -> str:
-    rate = result.ok / result.duration
+    rate = result.rate
     shared = f" {result.per_transaction:>8.2f}" if result.per_transaction else ""
     return (
         f"{result.name:<20} {result.ok:>9} {rate:>10.1f} {result.percentile(50):>9.2f}"
@@ -407,40 +418,68 @@ def report(result: Result) -> str:
 
 
 def ratio_line(result: Result, bare: Result) -> str:
-    ratio = (result.ok / result.duration) / max(bare.ok / bare.duration, 1e-9)
+    ratio = result.rate / max(bare.rate, 1e-9)
+    by_round = " ".join(
+        f"{mine / max(theirs, 1e-9):.2f}" for mine, theirs in zip(result.rounds, bare.rounds, strict=True)
+    )
     return (
-        f"ratio {result.name}/bare: throughput {ratio:.3f}x, "
+        f"ratio {result.name}/bare: throughput {ratio:.3f}x (rounds: {by_round}), "
         f"p50 {result.percentile(50) / bare.percentile(50):.1f}x, "
         f"p99 {result.percentile(99) / bare.percentile(99):.1f}x"
     )
 
 
-def run_dualtrack(
-    name: str, folder: Path, args: argparse.Namespace, storage_url: str | None
-) -> tuple[Result, int | None]:
+def round_of_bare(folder: Path, args: argparse.Namespace, stream: Stream, result: Result) -> None:
+    bare, url = start_bare(folder, args.workers, args.threads)
+    try:
+        measured(
+            result,
+            lambda: drive(f"{url}/webhooks/alertmanager", args.seconds, args.concurrency, stream, result),
+        )
+    finally:
+        bare.stop()
+
+
+def round_of_dualtrack(
+    folder: Path, args: argparse.Namespace, storage_url: str | None, stream: Stream, result: Result
+) -> None:
+    """Start dualtrack on the target's database (kept from round to round), load it, stop it."""
     port = free_port()
     extra = {"storage": {"url": storage_url}} if storage_url else None
     config = write_config(folder, port, providers=[PROVIDER_BUILTIN], catalog=CATALOG, extra=extra)
     server = Dualtrack(config, port, workers=args.workers, threads=args.threads)
     try:
         server.start(ready_timeout=45)
-        result = drive(
-            name, f"{server.url}/webhooks/alertmanager", args.duration, args.concurrency, args.seed
-        )
+        url = f"{server.url}/webhooks/alertmanager"
+        measured(result, lambda: drive(url, args.seconds, args.concurrency, stream, result))
         text = server.metrics()
         metric = "dualtrack_ingest_webhooks_per_transaction"
-        transactions = metric_sum(text, f"{metric}_count")
-        result.per_transaction = metric_sum(text, f"{metric}_sum") / transactions if transactions else None
+        result.transactions += metric_sum(text, f"{metric}_count")
+        result.transacted += metric_sum(text, f"{metric}_sum")
     finally:
         code = server.stop()
         server.session.close()
-    print(f"{name} stopped with exit code {code}")
-    return result, code
+    if code != 0:
+        raise RuntimeError(f"{result.name} stopped with exit code {code}\n{server.logs()}")
+
+
+def measured(result: Result, load: Callable[[], None]) -> None:
+    """Run one round of load, recording the round's own requests/s."""
+    ok, duration = result.ok, result.duration
+    load()
+    result.rounds.append((result.ok - ok) / (result.duration - duration))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per target")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per target, over all rounds")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="the targets take turns this many times, so that a slower spell of a shared machine "
+        "falls on all of them",
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for both")
     parser.add_argument(
@@ -455,35 +494,36 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args()
+    args.seconds = args.duration / args.rounds
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
 
     folder = Path(tempfile.mkdtemp(prefix="dualtrack-bench-"))
-    results: dict[str, Result] = {}
-    durable: dict[str, tuple[bool, list[str]]] = {}
+    targets = ["bare", *backends]
+    # The same stream for every target; each target's goes on from round to round.
+    streams = {target: Stream(args.seed) for target in targets}
+    results = {target: Result("bare" if target == "bare" else f"dualtrack/{target}") for target in targets}
+    durable: dict[str, tuple[bool, list[str]]] = {b: (False, ["  not run"]) for b in backends}
     try:
-        bare, bare_url = start_bare(folder / "bare", args.workers, args.threads)
-        try:
-            results["bare"] = drive(
-                "bare",
-                f"{bare_url}/webhooks/alertmanager",
-                args.duration,
-                args.concurrency,
-                args.seed,
-            )
-        finally:
-            bare.stop()
-
-        for backend in backends:
-            name = f"dualtrack/{backend}"
-            durable[backend] = (False, ["  not run"])
-            if backend == "sqlite":
-                target = folder / "dualtrack-sqlite"
-                results[backend], _ = run_dualtrack(name, target, args, None)
-                durable[backend] = check_durability(read_sqlite(target / "dualtrack.db"), results[backend])
-                continue
-            with postgres_database("dualtrack_bench_ingest") as (dt_url, pg_url):
-                results[backend], _ = run_dualtrack(name, folder / "dualtrack-postgresql", args, dt_url)
-                durable[backend] = check_durability(read_postgres(pg_url), results[backend])
+        with contextlib.ExitStack() as stack:
+            urls: dict[str, str | None] = {"sqlite": None}
+            pg_url = ""
+            if "postgresql" in backends:
+                urls["postgresql"], pg_url = stack.enter_context(postgres_database("dualtrack_bench_ingest"))
+            for number in range(1, args.rounds + 1):
+                round_of_bare(folder / "bare", args, streams["bare"], results["bare"])
+                for backend in backends:
+                    target = folder / f"dualtrack-{backend}"
+                    round_of_dualtrack(target, args, urls[backend], streams[backend], results[backend])
+                print(
+                    f"round {number}/{args.rounds}: "
+                    + ", ".join(f"{results[t].name} {results[t].rounds[-1]:.0f} req/s" for t in targets)
+                )
+            for backend in backends:
+                if backend == "sqlite":
+                    stored = read_sqlite(folder / "dualtrack-sqlite" / "dualtrack.db")
+                else:
+                    stored = read_postgres(pg_url)
+                durable[backend] = check_durability(stored, results[backend])
     finally:
         if args.keep:
             print(f"kept {folder} (configs, logs, dualtrack.db)")
@@ -493,8 +533,8 @@ def main() -> int:
     bare_r = results["bare"]
     print()
     print(
-        f"ingest: {args.concurrency} client threads, {args.duration:.0f} s per target, "
-        f"gunicorn {args.workers} gthread workers x {args.threads} threads, "
+        f"ingest: {args.concurrency} client threads, {args.duration:.0f} s per target in {args.rounds} "
+        f"rounds, gunicorn {args.workers} gthread workers x {args.threads} threads, "
         "Alertmanager v4 bodies (1-3 alerts, ~30% resolves)"
     )
     print(f"{'target':<20} {'2xx':>9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'per txn':>8}")

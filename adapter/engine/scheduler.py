@@ -92,13 +92,13 @@ class Scheduler(BackgroundLoop):
         # Read without the write lock which open incidents have something due; only those take
         # it, and check again under it. A storm's thousand open incidents cost two queries.
         with self.store.read() as conn:
-            open_incidents = repo.list_incidents(conn, "open", limit=10_000)
+            open_levels = repo.open_levels(conn)
             heard = outbox.last_heard_open(conn)
             releasing = outbox.held_due(conn, now)
-        for incident in open_incidents:
-            if incident["id"] in releasing or self._update_due(incident, heard, now):
+        for incident_id, level in open_levels:
+            if incident_id in releasing or self._update_due(incident_id, level, heard, now):
                 with self.store.transaction() as conn:
-                    written += self._open_incident(conn, incident["id"], now)
+                    written += self._open_incident(conn, incident_id, now)
         written += self._after_resolution(now)
         if self.reconciler is not None and self.reconciler.due(now):
             try:
@@ -110,18 +110,18 @@ class Scheduler(BackgroundLoop):
         return written
 
     def _update_due(
-        self, incident: dict[str, Any], heard: dict[tuple[int, str], datetime], now: datetime
+        self, incident_id: int, level: int, heard: dict[tuple[int, str], datetime], now: datetime
     ) -> bool:
         return any(
-            self._next_update(incident, audience, heard.get((incident["id"], audience))) <= now
+            self._next_update(level, audience, heard.get((incident_id, audience))) <= now
             for audience in AUDIENCES
         )
 
-    def _next_update(self, incident: dict[str, Any], audience: str, last: datetime | None) -> datetime:
+    def _next_update(self, level: int, audience: str, last: datetime | None) -> datetime:
         """When the audience's next progress update is due (never, before it heard anything)."""
         if last is None:
             return datetime.max.replace(tzinfo=UTC)
-        return last + self.settings.policy.audience(incident["level"], audience).update_every
+        return last + self.settings.policy.audience(level, audience).update_every
 
     def _open_incident(self, conn: Connection, incident_id: int, now: datetime) -> int:
         incident = repo.get_incident(conn, incident_id)
@@ -130,7 +130,7 @@ class Scheduler(BackgroundLoop):
         written = self.notifier.release(conn, incident, now)
         for audience in AUDIENCES:
             last = outbox.last_heard(conn, incident_id, audience)
-            due = self._next_update(incident, audience, last)
+            due = self._next_update(incident["level"], audience, last)
             if last is None or now < due:
                 continue
             written += self.notifier.notify(
@@ -148,8 +148,16 @@ class Scheduler(BackgroundLoop):
         policy = self.settings.policy
         written = 0
         horizon = now - timedelta(days=31)
+        followup = policy.sla_followup
         with self.store.read() as conn:
-            recent = repo.resolved_between(conn, horizon, now)
+            # Only what still owes a reminder or follow-ups: a month of history costs one query.
+            recent = repo.owing_after_resolution(
+                conn,
+                horizon,
+                postmortem_before=now - policy.postmortem_due,
+                followup_before=now - followup.delay if followup.enabled else None,
+                followup_min_level=followup.min_level,
+            )
         for incident in recent:
             if incident["postmortem_at"] is None and incident["resolved_at"] <= now - policy.postmortem_due:
                 with self.store.transaction() as conn:

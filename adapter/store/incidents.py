@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
@@ -127,6 +127,45 @@ def list_incidents(conn: Connection, status: str = "all", limit: int = 200) -> l
     return _all(conn, query.limit(limit))
 
 
+def open_levels(conn: Connection) -> list[tuple[int, int]]:
+    """(id, level) of every open incident."""
+    query = select(incidents.c.id, incidents.c.level).where(incidents.c.status.in_(OPEN))
+    return [(int(r.id), int(r.level)) for r in conn.execute(query.order_by(incidents.c.id))]
+
+
+def owing_after_resolution(
+    conn: Connection,
+    since: datetime,
+    *,
+    postmortem_before: datetime,
+    followup_before: datetime | None,
+    followup_min_level: int,
+) -> list[Row]:
+    """Incidents resolved since `since` that still owe a post-mortem reminder (resolved before
+    `postmortem_before`, no post-mortem, not reminded yet) or SLA follow-ups (resolved before
+    `followup_before`, at `followup_min_level` or above, none planned yet)."""
+
+    def never(kind: str) -> Any:
+        return ~exists().where(timeline.c.incident_id == incidents.c.id, timeline.c.kind == kind)
+
+    owing = and_(
+        incidents.c.postmortem_at.is_(None),
+        incidents.c.resolved_at <= postmortem_before,
+        never("postmortem_overdue"),
+    )
+    if followup_before is not None:
+        owing = or_(
+            owing,
+            and_(
+                incidents.c.resolved_at <= followup_before,
+                incidents.c.level >= followup_min_level,
+                never("sla_followup"),
+            ),
+        )
+    query = select(incidents).where(incidents.c.status == "resolved", incidents.c.resolved_at >= since, owing)
+    return _all(conn, query.order_by(incidents.c.id))
+
+
 def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
     """Open incidents, then those resolved since the given time, newest first within each."""
     query = (
@@ -239,13 +278,6 @@ def add_timeline_many(conn: Connection, rows: list[Row]) -> None:
 
 def timeline_of(conn: Connection, incident_id: int) -> list[Row]:
     return _all(conn, _TIMELINE_OF, {"b_id": incident_id})
-
-
-def resolved_between(conn: Connection, start: datetime, end: datetime) -> list[Row]:
-    query = select(incidents).where(
-        incidents.c.status == "resolved", incidents.c.resolved_at >= start, incidents.c.resolved_at < end
-    )
-    return _all(conn, query.order_by(incidents.c.id))
 
 
 def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Row]:

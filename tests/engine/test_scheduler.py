@@ -202,6 +202,38 @@ def test_postmortem_overdue_reminds_internal_providers_once(make_world, clock):
     assert svc.metrics.registry.get_sample_value("dualtrack_postmortem_overdue_total") == 1
 
 
+def test_a_pass_takes_no_write_lock_for_what_is_owed_nothing_any_more(make_world, clock, monkeypatch):
+    """A month of resolved incidents must not cost a write transaction each, every pass."""
+    svc = make_world(
+        {
+            "policy": {"postmortem_due": "48h", "sla_followup": {"enabled": True, "delay": "2h"}},
+        }
+    )
+    t0 = clock.now()
+    fire(svc, "f000000000000001", "warning")  # level 2: below the follow-ups' level
+    fire(svc, "f000000000000002", "critical")
+    clock.advance(timedelta(minutes=20))
+    for fingerprint in ("f000000000000001", "f000000000000002"):
+        fire(svc, fingerprint, "warning", status="resolved", starts_at=t0, ends_at=clock.now())
+    run_for(svc, timedelta(hours=50), step=timedelta(hours=1))
+    with svc.store.read() as conn:
+        reminded = [
+            i for i in repo.list_incidents(conn) if repo.has_timeline(conn, i["id"], "postmortem_overdue")
+        ]
+        assert len(reminded) == 2
+    writes = []
+    real = svc.store.transaction
+
+    def counted(**kwargs):
+        writes.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(svc.store, "transaction", counted)
+    clock.advance(timedelta(minutes=1))
+    svc.scheduler.run_once()
+    assert len(writes) == 1  # the scheduler's lease, and nothing else
+
+
 def test_downtime_merges_overlaps_and_clips_to_the_month():
     start, end = month_bounds(datetime(2026, 11, 15, tzinfo=UTC))
     assert (start, end) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
