@@ -123,9 +123,13 @@ class Engine:
         after_commit(conn, functools.partial(self._count_signals, outcomes))
         stored = repo.alerts_of_many(conn, [i for i, change in changes.items() if not change.opened])
         written: dict[int, int] = {}
-        for incident_id, change in changes.items():
-            alerts = work.alerts_of_opened(incident_id) if change.opened else stored.get(incident_id, [])
-            written[incident_id] = self.settle(conn, incident_id, change, now, alerts)
+        # One INSERT for the notices of every incident the batches changed.
+        with self.notifier.batched(conn) as notices:
+            for incident_id, change in changes.items():
+                alerts = work.alerts_of_opened(incident_id) if change.opened else stored.get(incident_id, [])
+                written[incident_id] = self.settle(conn, incident_id, change, now, alerts)
+        for incident_id, skipped in notices.skipped.items():
+            written[incident_id] -= skipped
         for result, ids in zip(results, touched, strict=True):
             result.refs = [changes[i].incident["ref"] for i in ids]
             result.notices = sum(written[i] for i in ids)

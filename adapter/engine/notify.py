@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +32,16 @@ from adapter.store import outbox
 from adapter.store.db import after_commit
 
 log = logging.getLogger(__name__)
+# Connection.info key of the NoticeBatch that notices written on the connection join.
+_BATCH = "dualtrack_notice_batch"
+
+
+@dataclass
+class NoticeBatch:
+    rows: list[tuple[dict[str, Any], int, datetime]] = field(default_factory=list)  # (row, level, now)
+    incidents: set[int] = field(default_factory=set)
+    skipped: Counter[int] = field(default_factory=Counter)
+
 
 # The event that opens an incident: the first notices its streams ever get.
 FIRST_EVENT = ("acknowledgement", "open")
@@ -123,6 +136,7 @@ class Notifier:
 
         `alerts`, when the caller has just read them, saves reading the incident's alerts again.
         """
+        self._insert_batched_of(conn, incident["id"])  # what follows reads the incident's notices
         if streams is None:
             streams = recipients(self.settings, incident, phase, audiences)
         suppressed: set[tuple[str, str, str | None]] = set()
@@ -174,14 +188,53 @@ class Notifier:
             self._schedule(notice, incident, now, states[notice.recipient.key], deadline)
             rows.append(self.row(incident["id"], notice, now))
         self._publish_on_commit(conn, incident["id"], rows, now, first=(phase, event) == FIRST_EVENT)
+        batch: NoticeBatch | None = conn.info.get(_BATCH)
+        if batch is not None:
+            batch.rows += [(row, incident["level"], now) for row in rows]
+            batch.incidents.add(incident["id"])
+            return len(rows)  # those whose dedupe key exists are taken off when inserted
         inserted = outbox.insert_notices(conn, rows)
-        after_commit(conn, functools.partial(self._written, inserted, incident["level"], now))
+        after_commit(conn, functools.partial(self._written, [(r, incident["level"], now) for r in inserted]))
         return len(inserted)
 
-    def _written(self, rows: list[dict[str, Any]], level: int, now: datetime) -> None:
-        if self.on_outbox is not None and any(row["state"] == "pending" for row in rows):
+    @contextmanager
+    def batched(self, conn: Connection) -> Iterator[NoticeBatch]:
+        """Notices written on `conn` meanwhile are inserted together: in one statement at the end,
+        unless something reads or changes their incident's notices first, which inserts them then.
+
+        The batch's `skipped` counts, by incident, those not inserted as their dedupe key existed.
+        """
+        batch = conn.info[_BATCH] = NoticeBatch()
+        try:
+            yield batch
+            self._insert_batched(conn)
+        finally:
+            conn.info.pop(_BATCH, None)
+
+    def _insert_batched_of(self, conn: Connection, incident_id: int) -> None:
+        batch: NoticeBatch | None = conn.info.get(_BATCH)
+        if batch is not None and incident_id in batch.incidents:
+            self._insert_batched(conn)
+
+    def _insert_batched(self, conn: Connection) -> None:
+        batch: NoticeBatch = conn.info[_BATCH]
+        planned, batch.rows, batch.incidents = batch.rows, [], set()
+        inserted = {
+            row["dedupe_key"]: row["id"] for row in outbox.insert_notices(conn, [r for r, _, _ in planned])
+        }
+        written = []
+        for row, level, now in planned:
+            if row["dedupe_key"] in inserted:
+                written.append(({**row, "id": inserted[row["dedupe_key"]]}, level, now))
+            else:
+                batch.skipped[row["incident_id"]] += 1
+        after_commit(conn, functools.partial(self._written, written))
+
+    def _written(self, written: list[tuple[dict[str, Any], int, datetime]]) -> None:
+        """Count and log notices once they are stored: (row with its id, incident level, when)."""
+        if self.on_outbox is not None and any(row["state"] == "pending" for row, _, _ in written):
             self.on_outbox()
-        for row in rows:
+        for row, level, now in written:
             self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
             if row["state"] == "delivered":
                 self.metrics.delivered(row, level, now)
@@ -270,6 +323,7 @@ class Notifier:
 
     def rehold(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
         """After a level change: shorten holds to the new level's, and release what is due."""
+        self._insert_batched_of(conn, incident["id"])
         for notice in outbox.held(conn, incident["id"]):
             hold = hold_for(self.settings.policy, incident["level"], notice["audience"])
             due = min(notice["due_at"], notice["created_at"] + hold)
@@ -281,6 +335,7 @@ class Notifier:
         self, conn: Connection, incident: dict[str, Any], now: datetime, *, all_held: bool = False
     ) -> int:
         """Held notices whose hold is over go out, rendered with what is known now."""
+        self._insert_batched_of(conn, incident["id"])
         due = [n for n in outbox.held(conn, incident["id"]) if all_held or n["due_at"] <= now]
         if not due:
             return 0

@@ -380,3 +380,53 @@ def test_the_dispatcher_is_woken_only_for_notices_it_must_deliver(engine, store,
     assert wakes == []
     assert ingest(with_webhook, _body("0000000000000002", "group-2")).notices == 3
     assert wakes == ["ops"]
+
+
+def test_the_notices_of_one_transaction_are_inserted_together_in_planning_order(engine, store, clock):
+    from sqlalchemy import event
+
+    _group(engine, store, clock, _body("a1", "g-a"))
+    clock.advance(timedelta(minutes=5))
+    inserts: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith("INSERT INTO notices"):
+            inserts.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        results = _group(
+            engine, store, clock, _body("b1", "g-b"), _body("a1", "g-a", resolved=True), _body("c1", "g-c")
+        )
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    assert len(inserts) == 1
+    assert [r.notices for r in results] == [2, 2, 2]
+    rows = []
+    for ref in ("INC-2026-0002", "INC-2026-0001", "INC-2026-0003"):  # settled in first-touch order
+        rows += [n for n in incident(store, ref)["notices"] if n["created_at"] == clock.now()]
+    assert [(n["phase"], n["audience"]) for n in rows] == [
+        ("acknowledgement", "technical"),
+        ("acknowledgement", "business"),
+        ("resolution", "technical"),
+        ("resolution", "business"),
+        ("acknowledgement", "technical"),
+        ("acknowledgement", "business"),
+    ]
+    ids = [n["id"] for n in rows]
+    assert ids == sorted(ids)  # the order they go out in
+
+
+def test_a_batched_notice_whose_event_was_written_before_is_not_counted(engine, store, clock):
+    ref = _group(engine, store, clock, _body("a1", "g-a"))[0].refs[0]
+    notifier = engine.notifier
+    with store.transaction() as conn:
+        incident_row = repo.get_incident_by_ref(conn, ref)
+        with notifier.batched(conn) as batch:
+            first = notifier.notify(conn, incident_row, "update", "manual-1", clock.now())
+            # Reading the incident's notices again inserts the first ones before it plans more.
+            again = notifier.notify(conn, incident_row, "update", "manual-1", clock.now())
+    assert again == first >= 1  # as planned; the batch knows better once they are inserted
+    assert batch.skipped == {incident_row["id"]: first}
+    updates = [n for n in incident(store, ref)["notices"] if n["phase"] == "update"]
+    assert len(updates) == first
