@@ -104,12 +104,29 @@ class Catalog(BaseModel):
         """The service with this id or alias."""
         return self._by_key.get(key)
 
+    # A hosting company's catalog holds thousands of tenants, looked up for every notice.
+    @cached_property
+    def _tenants_by_id(self) -> dict[str, Tenant]:
+        return {tenant.id: tenant for tenant in self.tenants}
+
+    @cached_property
+    def _tenants_by_service(self) -> dict[str, dict[int, Tenant]]:
+        """Service id → its tenants, by their position in the catalog."""
+        index: dict[str, dict[int, Tenant]] = {}
+        for position, tenant in enumerate(self.tenants):
+            for service_id in tenant.services:
+                index.setdefault(service_id, {})[position] = tenant
+        return index
+
     def tenant(self, tenant_id: str) -> Tenant | None:
-        return next((t for t in self.tenants if t.id == tenant_id), None)
+        return self._tenants_by_id.get(tenant_id)
 
     def tenants_for(self, service_ids: list[str]) -> list[Tenant]:
-        wanted = set(service_ids)
-        return [t for t in self.tenants if wanted.intersection(t.services)]
+        """Tenants of any of these services, in catalog order."""
+        found: dict[int, Tenant] = {}
+        for service_id in service_ids:
+            found.update(self._tenants_by_service.get(service_id, {}))
+        return [found[position] for position in sorted(found)]
 
 
 def load_catalog(path: Path, problems: list[str]) -> Catalog | None:

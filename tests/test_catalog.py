@@ -223,3 +223,23 @@ def test_load_catalog_missing_file(tmp_path: Path) -> None:
     problems: list[str] = []
     assert load_catalog(tmp_path / "absent.yaml", problems) is None
     assert problems == [f"{tmp_path / 'absent.yaml'}: (file): cannot read: No such file or directory"]
+
+
+def test_indexed_lookups_answer_as_a_scan_of_the_catalog_would() -> None:
+    import random
+
+    rnd = random.Random(7)
+    services = [f"svc-{n}" for n in range(12)]
+    catalog = Catalog(
+        services=[{"id": s, "name": s, "business_name": s} for s in services],
+        tenants=[
+            {"id": f"t{n}", "name": f"T{n}", "services": rnd.sample(services, rnd.randint(0, 4))}
+            for n in range(300)
+        ],
+    )
+    for _ in range(200):
+        wanted = rnd.sample([*services, "unknown"], rnd.randint(0, 4))
+        scanned = [t for t in catalog.tenants if set(wanted) & set(t.services)]
+        assert catalog.tenants_for(wanted) == scanned
+    assert all(catalog.tenant(t.id) is t for t in catalog.tenants)
+    assert catalog.tenant("nobody") is None
