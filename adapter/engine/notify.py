@@ -38,6 +38,8 @@ _BATCH = "dualtrack_notice_batch"
 
 @dataclass
 class NoticeBatch:
+    """Notices planned in one transaction and not inserted yet (see `Notifier.batched`)."""
+
     rows: list[tuple[dict[str, Any], int, datetime]] = field(default_factory=list)  # (row, level, now)
     incidents: set[int] = field(default_factory=set)
     skipped: Counter[int] = field(default_factory=Counter)

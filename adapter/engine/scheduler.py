@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ from adapter.engine.reconcile import Reconciler, Unreachable
 from adapter.metrics import Metrics
 from adapter.store import Store, leases, outbox
 from adapter.store import incidents as repo
+from adapter.store.db import after_commit
 
 log = logging.getLogger(__name__)
 LEASE = "scheduler"
@@ -171,11 +173,14 @@ class Scheduler(BackgroundLoop):
         if repo.has_timeline(conn, incident["id"], "postmortem_overdue"):
             return 0
         repo.add_timeline(conn, incident["id"], now, "postmortem_overdue", "Post-mortem is overdue")
-        self.metrics.postmortem_overdue.inc()
-        log.info("post-mortem overdue ref=%s", incident["ref"])
+        after_commit(conn, functools.partial(self._reminded, incident["ref"]))
         return self.notifier.notify(
             conn, incident, "postmortem_reminder", f"postmortem-reminder-g{incident['reopen_count']}", now
         )
+
+    def _reminded(self, ref: str) -> None:
+        self.metrics.postmortem_overdue.inc()
+        log.info("post-mortem overdue ref=%s", ref)
 
     def _sla_followup(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
         settings = self.settings
