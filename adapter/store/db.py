@@ -23,8 +23,8 @@ WRITER_LOCK_KEY = 0x6475616C74726B01
 MIGRATE_LOCK_KEY = 0x6475616C74726B02
 # Held until the transaction ends (commit, rollback, or the server noticing the client is gone).
 _XACT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
-# Write transactions of one process between two checkpoints of the WAL (SQLite's own default is
-# 1,000 pages; a webhook writes about ten).
+# Write transactions of one process between two checkpoints of the WAL: a group transaction of
+# the ingest benchmark writes about 40 pages, so this is about SQLite's own default of 1,000.
 CHECKPOINT_EVERY = 25
 # Execution option marking a connection from Store.read().
 _READ_ONLY = "dualtrack_read_only"
@@ -144,24 +144,29 @@ class Store:
                 finally:
                     committed = _take_effects(conn)  # ran only if the commit below succeeds
         else:
-            # One writer at a time across threads and processes, woken the moment the lock frees;
-            # SQLite's own busy handler would poll with sleeps of up to 100 ms instead.
-            with self._writer_lock:
-                fcntl.flock(self._writer_file, fcntl.LOCK_EX)
+            with self._write_lock(), self.engine.begin() as conn:
                 try:
-                    with self.engine.begin() as conn:
-                        try:
-                            yield conn
-                        finally:
-                            committed = _take_effects(conn)
+                    yield conn
                 finally:
-                    fcntl.flock(self._writer_file, fcntl.LOCK_UN)
+                    committed = _take_effects(conn)
             if sync:
                 self._sync_wal()
         if effects is not None:
             effects.extend(committed)
         else:
             run_effects(committed)
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """SQLite's write lock: one writer at a time across threads and processes, woken the
+        moment the lock frees (SQLite's own busy handler would poll with sleeps of up to 100 ms)."""
+        assert self._writer_file is not None
+        with self._writer_lock:
+            fcntl.flock(self._writer_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._writer_file, fcntl.LOCK_UN)
 
     def sync(self) -> None:
         """Make every transaction committed so far durable (see `transaction(sync=False)`)."""
@@ -213,13 +218,8 @@ class Store:
         try:
             cursor = raw.cursor()
             cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            assert self._writer_file is not None
-            with self._writer_lock:
-                fcntl.flock(self._writer_file, fcntl.LOCK_EX)
-                try:
-                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                finally:
-                    fcntl.flock(self._writer_file, fcntl.LOCK_UN)
+            with self._write_lock():
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
             cursor.close()
         finally:
             raw.close()

@@ -46,26 +46,21 @@ class UTCDateTime(TypeDecorator[datetime]):
     def bind_processor(self, dialect: Any) -> Any:
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
+        to_utc = self.process_bind_param
 
         def process(value: Any) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to the store")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            utc = to_utc(value, dialect)
+            return None if utc is None else utc.isoformat(" ", "microseconds")
 
         return process
 
     def result_processor(self, dialect: Any, coltype: Any) -> Any:
         if dialect.name != "sqlite":
             return super().result_processor(dialect, coltype)
-        parse = datetime.fromisoformat
+        parse, to_aware = datetime.fromisoformat, self.process_result_value
 
         def process(value: Any) -> datetime | None:
-            if value is None:
-                return None
-            moment = parse(value)
-            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            return None if value is None else to_aware(parse(value), dialect)
 
         return process
 
