@@ -143,20 +143,34 @@ class Notifier:
             streams = recipients(self.settings, incident, phase, audiences)
         suppressed: set[tuple[str, str, str | None]] = set()
         unheard: list[Recipient] = []
+        unfinished: set[outbox.Channel] | None = None  # read below when its streams are
         if phase in ("resolution", "postmortem"):
             # Readers who never heard of it (held, then suppressed) need no ending either.
-            held, heard = outbox.streams(conn, incident["id"])
+            states = outbox.streams(conn, incident["id"])
             if phase == "resolution":
-                suppressed = outbox.suppress_held(conn, incident["id"], held)
-            suppressed |= {s.key for s in streams if s.key not in heard}
+                suppressed = outbox.suppress_held(conn, incident["id"], states.held)
+            unfinished = states.unfinished(held_suppressed=phase == "resolution")
+            suppressed |= {s.key for s in streams if s.key not in states.heard}
         elif phase == "update":
             # A held first notice is rendered afresh when released; a reader who never heard of
             # the incident (its first notice was suppressed) gets a first notice, not an update.
-            held, heard = outbox.streams(conn, incident["id"])
-            unheard = [s for s in streams if s.key not in heard and s.key not in held]
-            streams = [s for s in streams if s.key in heard]
+            states = outbox.streams(conn, incident["id"])
+            unfinished = states.unfinished(held_suppressed=False)
+            unheard = [s for s in streams if s.key not in states.heard and s.key not in states.held]
+            streams = [s for s in streams if s.key in states.heard]
         written = self._write(
-            conn, incident, phase, event, now, streams, suppressed, deadline, messages, extra, alerts
+            conn,
+            incident,
+            phase,
+            event,
+            now,
+            streams,
+            suppressed,
+            deadline,
+            messages,
+            extra,
+            alerts,
+            unfinished=unfinished,
         )
         if phase == "update" and unheard:
             written += self.notify(
@@ -177,6 +191,8 @@ class Notifier:
         messages: dict[str, str | None] | None,
         extra: dict[str, Any] | None,
         alerts: list[dict[str, Any]] | None,
+        *,
+        unfinished: set[outbox.Channel] | None = None,
     ) -> int:
         if not streams:
             return 0
@@ -189,7 +205,8 @@ class Notifier:
         for notice in planned:
             self._schedule(notice, incident, now, states[notice.recipient.key], deadline)
             rows.append(self.row(incident["id"], notice, now))
-        self._publish_on_commit(conn, incident["id"], rows, now, first=(phase, event) == FIRST_EVENT)
+        first = (phase, event) == FIRST_EVENT
+        self._publish_on_commit(conn, incident["id"], rows, now, first=first, unfinished=unfinished)
         batch: NoticeBatch | None = conn.info.get(_BATCH)
         if batch is not None:
             batch.rows += [(row, incident["level"], now) for row in rows]
@@ -249,14 +266,29 @@ class Notifier:
                 )
 
     def _publish_on_commit(
-        self, conn: Connection, incident_id: int, rows: list[dict[str, Any]], now: datetime, *, first: bool
+        self,
+        conn: Connection,
+        incident_id: int,
+        rows: list[dict[str, Any]],
+        now: datetime,
+        *,
+        first: bool,
+        unfinished: set[outbox.Channel] | None,
     ) -> None:
         """Notices to providers that publish by committing are delivered by this transaction,
-        unless an earlier notice of their stream is unfinished (held, pending, or failed)."""
+        unless an earlier notice of their stream is unfinished (held, pending, or failed).
+
+        `unfinished`, when the caller has just read it, saves reading it again.
+        """
         if not any(r["state"] == "pending" and r["provider"] in self._on_commit for r in rows):
             return
         # An incident's first event has no earlier notices to wait behind.
-        waiting = set() if first else outbox.unfinished_streams(conn, incident_id)
+        if first:
+            waiting: set[outbox.Channel] = set()
+        elif unfinished is not None:
+            waiting = set(unfinished)
+        else:
+            waiting = outbox.unfinished_streams(conn, incident_id)
         for row in rows:  # in the order they are inserted, which is the order they go out
             stream = (row["provider"], row["tenant"])
             if row["state"] == "pending" and row["provider"] in self._on_commit and stream not in waiting:

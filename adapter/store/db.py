@@ -144,7 +144,8 @@ class Store:
                 finally:
                     committed = _take_effects(conn)  # ran only if the commit below succeeds
         else:
-            with self._write_lock(), self.engine.begin() as conn:
+            # The pooled connection is taken and given back outside the lock, which is for writing.
+            with self.engine.connect() as conn, self._write_lock(), conn.begin():
                 try:
                     yield conn
                 finally:

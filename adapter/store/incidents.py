@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import JSON, Connection, and_, any_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
@@ -19,33 +19,58 @@ OPEN = ("investigating", "identified", "monitoring")
 _INSERT_INCIDENT = insert(incidents)
 _UPDATE_INCIDENT = update(incidents).where(incidents.c.id == bindparam("b_id"))
 _GET_INCIDENT = select(incidents).where(incidents.c.id == bindparam("b_id"))
-_INCIDENTS_BY_ID = select(incidents).where(incidents.c.id.in_(bindparam("ids", expanding=True)))
 _UPDATE_ALERT = update(alerts).where(alerts.c.id == bindparam("b_id"))
 _ALERTS_OF = (
     select(alerts).where(alerts.c.incident_id == bindparam("b_id")).order_by(alerts.c.starts_at, alerts.c.id)
 )
-_ALERTS_OF_MANY = (
-    select(alerts)
-    .where(alerts.c.incident_id.in_(bindparam("ids", expanding=True)))
-    .order_by(alerts.c.starts_at, alerts.c.id)
+
+OneOf = Callable[[Any, str], Any]
+
+
+def _sqlite_one_of(column: Any, name: str) -> Any:
+    return column.in_(select(func.json_each(bindparam(name, type_=JSON)).table_valued("value").c.value))
+
+
+def _postgresql_one_of(column: Any, name: str) -> Any:
+    return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+
+
+def _per_dialect(build: Callable[[OneOf], Any]) -> dict[str, Any]:
+    """A statement for each dialect, `build(one_of)` testing membership with `one_of(column, name)`.
+
+    The list is bound as one parameter (a JSON array on SQLite, an array on PostgreSQL), so the
+    statement's text is the same whatever the list's length: an IN list of one placeholder per
+    value is rendered again on every run, and prepared again by the database for every length.
+    """
+    return {"sqlite": build(_sqlite_one_of), "postgresql": build(_postgresql_one_of)}
+
+
+_INCIDENTS_BY_ID = _per_dialect(lambda one_of: select(incidents).where(one_of(incidents.c.id, "ids")))
+_ALERTS_OF_MANY = _per_dialect(
+    lambda one_of: (
+        select(alerts).where(one_of(alerts.c.incident_id, "ids")).order_by(alerts.c.starts_at, alerts.c.id)
+    )
 )
-_FIND_ALERTS = select(alerts).where(
-    alerts.c.source == bindparam("source"),
-    alerts.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
-    alerts.c.starts_at.in_(bindparam("starts", expanding=True)),
+# Instances are matched exactly in Python: the range keeps the lookup to a few index entries.
+_FIND_ALERTS = _per_dialect(
+    lambda one_of: select(alerts).where(
+        alerts.c.source == bindparam("source"),
+        one_of(alerts.c.fingerprint, "fingerprints"),
+        alerts.c.starts_at.between(bindparam("earliest"), bindparam("latest")),
+    )
 )
 # Every alert of a joinable incident (open, or resolved recently enough to reopen) that shares a
 # fingerprint or a group key with the batch, with its incident's columns.
-_RELATED = (
-    select(incidents, alerts.c.fingerprint.label("m_fingerprint"), alerts.c.group_key.label("m_group_key"))
-    .join(alerts, alerts.c.incident_id == incidents.c.id)
-    .where(
-        or_(
-            alerts.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
-            alerts.c.group_key.in_(bindparam("group_keys", expanding=True)),
+_RELATED = _per_dialect(
+    lambda one_of: (
+        select(
+            incidents, alerts.c.fingerprint.label("m_fingerprint"), alerts.c.group_key.label("m_group_key")
         )
+        .join(alerts, alerts.c.incident_id == incidents.c.id)
+        .where(or_(one_of(alerts.c.fingerprint, "fingerprints"), one_of(alerts.c.group_key, "group_keys")))
+        # Open is every status but resolved; `status IN OPEN` would be an expanding parameter too.
+        .where(or_(incidents.c.status != "resolved", incidents.c.resolved_at >= bindparam("since")))
     )
-    .where(or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= bindparam("since")))
 )
 # Matched back by instance: keeping parameter order would cost SQLite one statement per row.
 _INSERT_ALERTS = insert(alerts).returning(
@@ -111,7 +136,7 @@ def get_incident(conn: Connection, incident_id: int) -> Row | None:
 
 
 def incidents_by_id(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
-    return _all(conn, _INCIDENTS_BY_ID, {"ids": list(incident_ids)})
+    return _all(conn, _INCIDENTS_BY_ID[conn.dialect.name], {"ids": list(incident_ids)})
 
 
 def get_incident_by_ref(conn: Connection, ref: str) -> Row | None:
@@ -192,9 +217,11 @@ def find_alerts(
     params = {
         "source": source,
         "fingerprints": sorted({fp for fp, _ in wanted}),
-        "starts": sorted({start for _, start in wanted}),
+        "earliest": min(start for _, start in wanted),
+        "latest": max(start for _, start in wanted),
     }
-    found = {(row["fingerprint"], row["starts_at"]): row for row in _all(conn, _FIND_ALERTS, params)}
+    rows = _all(conn, _FIND_ALERTS[conn.dialect.name], params)
+    found = {(row["fingerprint"], row["starts_at"]): row for row in rows}
     return {key: row for key, row in found.items() if key in wanted}
 
 
@@ -222,7 +249,7 @@ def related_incidents(
         "since": resolved_since,
     }
     out: dict[int, Related] = {}
-    for row in _all(conn, _RELATED, params):
+    for row in _all(conn, _RELATED[conn.dialect.name], params):
         fingerprint, group_key = row.pop("m_fingerprint"), row.pop("m_group_key")
         related = out.setdefault(row["id"], Related(row))
         related.fingerprints.add(fingerprint)
@@ -256,7 +283,7 @@ def alerts_of_many(conn: Connection, incident_ids: list[int]) -> dict[int, list[
     """`alerts_of` for several incidents in one query (none for an empty list)."""
     found: dict[int, list[Row]] = {}
     if incident_ids:
-        for row in _all(conn, _ALERTS_OF_MANY, {"ids": incident_ids}):
+        for row in _all(conn, _ALERTS_OF_MANY[conn.dialect.name], {"ids": incident_ids}):
             found.setdefault(row["incident_id"], []).append(row)
     return found
 

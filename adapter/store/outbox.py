@@ -56,27 +56,43 @@ def held(conn: Connection, incident_id: int) -> list[Row]:
 
 
 Stream = tuple[str, str, str | None]
+Channel = tuple[str, str | None]  # (provider, tenant): what notices go out in order on
 
 _STREAMS = select(
     notices.c.provider, notices.c.audience, notices.c.tenant, notices.c.phase, notices.c.state
 ).where(
     notices.c.incident_id == bindparam("b_id"),
-    or_(notices.c.state == "held", notices.c.phase == "acknowledgement"),
+    # Unfinished (held, pending or failed), or a first notice; equalities, not an expanding IN.
+    or_(*(notices.c.state == state for state in UNFINISHED), notices.c.phase == "acknowledgement"),
 )
 
 
-def streams(conn: Connection, incident_id: int) -> tuple[set[Stream], set[Stream]]:
-    """(held, heard): the (provider, audience, tenant) streams that still hold a notice back, and
-    those that were told of the incident (a first notice neither held nor suppressed)."""
-    held: set[Stream] = set()
-    heard: set[Stream] = set()
+@dataclass
+class StreamStates:
+    """What an incident's notices say of its streams (see `streams`)."""
+
+    held: set[Stream]  # streams that still hold a notice back
+    heard: set[Stream]  # streams told of the incident: a first notice neither held nor suppressed
+    waiting: set[Channel]  # channels with a notice pending or failed
+
+    def unfinished(self, *, held_suppressed: bool) -> set[Channel]:
+        """`unfinished_streams`, as it reads once the held notices are suppressed or not."""
+        held = set() if held_suppressed else {(provider, tenant) for provider, _, tenant in self.held}
+        return self.waiting | held
+
+
+def streams(conn: Connection, incident_id: int) -> StreamStates:
+    """The incident's held, heard and waiting streams, in one read."""
+    states = StreamStates(set(), set(), set())
     for row in conn.execute(_STREAMS, {"b_id": incident_id}):
         key = (row.provider, row.audience, row.tenant)
         if row.state == "held":
-            held.add(key)
-        elif row.phase == "acknowledgement" and row.state != "suppressed":
-            heard.add(key)
-    return held, heard
+            states.held.add(key)
+        elif row.state in WAITING:
+            states.waiting.add((row.provider, row.tenant))
+        if row.phase == "acknowledgement" and row.state not in ("held", "suppressed"):
+            states.heard.add(key)
+    return states
 
 
 _UNFINISHED_STREAMS = (
@@ -86,7 +102,7 @@ _UNFINISHED_STREAMS = (
 )
 
 
-def unfinished_streams(conn: Connection, incident_id: int) -> set[tuple[str, str | None]]:
+def unfinished_streams(conn: Connection, incident_id: int) -> set[Channel]:
     """(provider, tenant) of the incident's streams with a notice not yet finished."""
     return {(r.provider, r.tenant) for r in conn.execute(_UNFINISHED_STREAMS, {"b_id": incident_id})}
 
@@ -104,7 +120,7 @@ def suppress_held(conn: Connection, incident_id: int, held: set[Stream] | None =
     `held`, when the caller has just read it with `streams`, saves reading it again.
     """
     if held is None:
-        held, _ = streams(conn, incident_id)
+        held = streams(conn, incident_id).held
     if held:
         conn.execute(_SUPPRESS_HELD, {"b_id": incident_id})
     return held
