@@ -77,6 +77,10 @@ class Store:
         self._wal: Path | None = None
         self._wal_inode: int | None = None
         self._commits = 0
+        # Checkpoints run on a thread of their own, started at the first (see `_sync_wal`).
+        self._checkpoint_due = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        self._closing = False
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
@@ -202,9 +206,35 @@ class Store:
                     os.close(directory)
                 self._wal_inode = inode
             self._commits += 1
-            checkpoint = self._commits % CHECKPOINT_EVERY == 0
-        if checkpoint:
-            self._checkpoint()
+            if self._commits % CHECKPOINT_EVERY == 0:
+                self._request_checkpoint()
+
+    def _request_checkpoint(self) -> None:
+        """Have the checkpointer thread checkpoint the WAL (caller holds `_sync_lock`).
+
+        Not here: a checkpoint copies the commits of many transactions and waits for the write
+        lock, and the writer that happens to sync the 25th commit answers webhooks meanwhile.
+        Requests made while one runs are served by one more checkpoint after it.
+        """
+        if self._closing:
+            return
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_when_due, name="dualtrack-checkpointer", daemon=True
+            )
+            self._checkpointer.start()
+        self._checkpoint_due.set()
+
+    def _checkpoint_when_due(self) -> None:
+        while True:
+            self._checkpoint_due.wait()
+            if self._closing:
+                return
+            self._checkpoint_due.clear()
+            try:
+                self._checkpoint()
+            except Exception:  # the next request tries again; the WAL only grows meanwhile
+                log.exception("WAL checkpoint failed")
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database file, so that the WAL is reused instead of growing.
@@ -261,6 +291,13 @@ class Store:
             command.upgrade(config, "head")
 
     def dispose(self) -> None:
+        """The end of this Store: connections closed, the write lock's file and checkpoints too."""
+        with self._sync_lock:
+            self._closing = True
+            checkpointer, self._checkpointer = self._checkpointer, None
+        self._checkpoint_due.set()
+        if checkpointer is not None:
+            checkpointer.join(timeout=30)  # a checkpoint in progress finishes
         self.engine.dispose()
         if self._writer_file is not None:
             self._writer_file.close()
