@@ -11,7 +11,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
-from adapter.store.incidents import OPEN
+from adapter.store.incidents import OPEN, sqlite_inserted_ids
 from adapter.store.schema import incidents, notices
 
 Row = dict[str, Any]
@@ -20,12 +20,15 @@ WAITING = ("pending", "failed")
 UNFINISHED = ("held", "pending", "failed")
 
 
-_INSERT_NOTICES = {
-    name: insert_into(notices)
+_INSERT_NOTICES_SQLITE = sqlite.insert(notices).on_conflict_do_nothing(index_elements=["dedupe_key"])
+_INSERT_NOTICES_POSTGRESQL = (
+    postgresql.insert(notices)
     .on_conflict_do_nothing(index_elements=["dedupe_key"])
     .returning(notices.c.id, notices.c.dedupe_key)
-    for name, insert_into in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
+)
+_KEYS_BETWEEN = select(notices.c.id, notices.c.dedupe_key).where(
+    notices.c.id.between(bindparam("first"), bindparam("last"))
+)
 
 
 def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
@@ -35,7 +38,15 @@ def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
     """
     if not rows:
         return []
-    inserted = {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES[conn.dialect.name], rows)}
+    if conn.dialect.name == "sqlite":
+        ids = sqlite_inserted_ids(conn, _INSERT_NOTICES_SQLITE, rows)
+        if len(ids) == len(rows):
+            return [{**row, "id": notice_id} for row, notice_id in zip(rows, ids, strict=True)]
+        # Some keys existed: which rows went in is read back by their ids.
+        window = {"first": ids.start, "last": ids.stop - 1}
+        inserted = {row.dedupe_key: row.id for row in conn.execute(_KEYS_BETWEEN, window)}
+    else:
+        inserted = {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
     return [{**row, "id": inserted[row["dedupe_key"]]} for row in rows if row["dedupe_key"] in inserted]
 
 
