@@ -296,6 +296,8 @@ def _post_worker_init(worker: Any) -> None:
     services = _services(worker)
     services.dispatcher.start()
     services.scheduler.start()
+    # gunicorn's own "Booting worker" comes before the app is loaded; this is when it serves.
+    logging.getLogger("dualtrack.serve").info("worker ready pid=%d", os.getpid())
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

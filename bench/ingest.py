@@ -6,13 +6,14 @@ import argparse
 import contextlib
 import json
 import random
+import re
 import shutil
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -195,6 +196,7 @@ class Result:
     transactions: float = 0.0  # dualtrack's write transactions, and the webhooks they wrote
     transacted: float = 0.0
     rounds: list[float] = field(default_factory=list)  # requests/s of each round
+    splits: list[list[int]] = field(default_factory=list)  # dualtrack: webhooks per worker, by round
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -302,6 +304,9 @@ def start_bare(folder: Path, workers: int, threads: int) -> tuple[Process, str]:
     def ready() -> bool:
         if not process.running:
             raise RuntimeError("bare gunicorn exited early\n" + process.logs())
+        # Every worker, as for dualtrack: one alone would take every connection opened now.
+        if process.stdout_path.read_text(errors="replace").count("bare worker ready pid=") < workers:
+            return False
         data = b'{"alerts": []}'
         return requests.post(f"{url}/webhooks/alertmanager", data=data, timeout=2).ok
 
@@ -461,6 +466,15 @@ def round_of_dualtrack(
         server.session.close()
     if code != 0:
         raise RuntimeError(f"{result.name} stopped with exit code {code}\n{server.logs()}")
+    log = server.process.stderr_path.read_text(errors="replace")
+    served = Counter(re.findall(r"\[(\d+)\] webhook source=alertmanager outcome=accepted", log))
+    result.splits.append(sorted(served.values(), reverse=True))
+
+
+def round_line(result: Result) -> str:
+    """The last round's requests/s, and for dualtrack how many webhooks each worker served."""
+    split = f" (per worker: {'/'.join(map(str, result.splits[-1]))})" if result.splits else ""
+    return f"{result.name} {result.rounds[-1]:.0f} req/s{split}"
 
 
 def measured(result: Result, load: Callable[[], None]) -> None:
@@ -514,10 +528,7 @@ def main() -> int:
                 for backend in backends:
                     target = folder / f"dualtrack-{backend}"
                     round_of_dualtrack(target, args, urls[backend], streams[backend], results[backend])
-                print(
-                    f"round {number}/{args.rounds}: "
-                    + ", ".join(f"{results[t].name} {results[t].rounds[-1]:.0f} req/s" for t in targets)
-                )
+                print(f"round {number}/{args.rounds}: " + ", ".join(map(round_line, results.values())))
             for backend in backends:
                 if backend == "sqlite":
                     stored = read_sqlite(folder / "dualtrack-sqlite" / "dualtrack.db")

@@ -34,6 +34,7 @@ AM_BASIC = ("am", "pw")
 API_TOKEN = "api-secret"
 HOOK_SECRET = "s3cret"
 SIGNATURE_HEADER = "X-Dualtrack-Signature"
+WORKER_READY = "worker ready pid="  # what `dualtrack serve` logs once a worker serves
 
 T = TypeVar("T")
 
@@ -294,6 +295,7 @@ class Dualtrack:
     ):
         self.config = config
         self.port = port
+        self.workers = workers
         self.url = f"http://127.0.0.1:{port}"
         argv = [str(DUALTRACK), "serve", "--config", str(config)]
         argv += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
@@ -316,6 +318,8 @@ class Dualtrack:
                     f"dualtrack exited with {self.process.returncode} before it was ready\n"
                     + self.process.logs()
                 )
+            if self.process.stderr_path.read_text(errors="replace").count(WORKER_READY) < self.workers:
+                return False  # one worker answering alone would take every connection opened now
             with contextlib.suppress(requests.RequestException):
                 return self.session.get(f"{self.url}/-/ready", timeout=2).status_code == 200
             return False
