@@ -304,7 +304,7 @@ def start_bare(folder: Path, workers: int, threads: int) -> tuple[Process, str]:
     def ready() -> bool:
         if not process.running:
             raise RuntimeError("bare gunicorn exited early\n" + process.logs())
-        # Every worker, as for dualtrack: one alone would take every connection opened now.
+        # Every worker, as for dualtrack: one alone often takes every connection opened now.
         if process.stdout_path.read_text(errors="replace").count("bare worker ready pid=") < workers:
             return False
         data = b'{"alerts": []}'

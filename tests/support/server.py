@@ -319,7 +319,7 @@ class Dualtrack:
                     + self.process.logs()
                 )
             if self.process.stderr_path.read_text(errors="replace").count(WORKER_READY) < self.workers:
-                return False  # one worker answering alone would take every connection opened now
+                return False  # one worker answering alone often takes every connection opened now
             with contextlib.suppress(requests.RequestException):
                 return self.session.get(f"{self.url}/-/ready", timeout=2).status_code == 200
             return False
