@@ -288,7 +288,7 @@ class Notifier:
         elif unfinished is not None:
             waiting = set(unfinished)
         else:
-            waiting = outbox.unfinished_streams(conn, incident_id)
+            waiting = outbox.streams(conn, incident_id).unfinished(held_suppressed=False)
         for row in rows:  # in the order they are inserted, which is the order they go out
             stream = (row["provider"], row["tenant"])
             if row["state"] == "pending" and row["provider"] in self._on_commit and stream not in waiting:

@@ -73,7 +73,7 @@ _RELATED = _per_dialect(
     )
 )
 # PostgreSQL: matched back by instance, as keeping parameter order would cost a sort.
-_INSERT_ALERTS = insert(alerts).returning(
+_INSERT_ALERTS_POSTGRESQL = insert(alerts).returning(
     alerts.c.id, alerts.c.source, alerts.c.fingerprint, alerts.c.starts_at
 )
 _INSERT_ALERTS_SQLITE = insert(alerts)
@@ -277,7 +277,8 @@ def insert_alerts(conn: Connection, rows: list[Row]) -> list[int]:
         return []
     if conn.dialect.name == "sqlite":
         return list(sqlite_inserted_ids(conn, _INSERT_ALERTS_SQLITE, rows))
-    ids = {(r.source, r.fingerprint, r.starts_at): int(r.id) for r in conn.execute(_INSERT_ALERTS, rows)}
+    returned = conn.execute(_INSERT_ALERTS_POSTGRESQL, rows)
+    ids = {(r.source, r.fingerprint, r.starts_at): int(r.id) for r in returned}
     return [ids[(row["source"], row["fingerprint"], row["starts_at"])] for row in rows]
 
 

@@ -87,7 +87,8 @@ class StreamStates:
     waiting: set[Channel]  # channels with a notice pending or failed
 
     def unfinished(self, *, held_suppressed: bool) -> set[Channel]:
-        """`unfinished_streams`, as it reads once the held notices are suppressed or not."""
+        """(provider, tenant) of the streams with a notice not yet finished (held, pending or
+        failed), as they read once the held notices are suppressed or not."""
         held = set() if held_suppressed else {(provider, tenant) for provider, _, tenant in self.held}
         return self.waiting | held
 
@@ -104,18 +105,6 @@ def streams(conn: Connection, incident_id: int) -> StreamStates:
         if row.phase == "acknowledgement" and row.state not in ("held", "suppressed"):
             states.heard.add(key)
     return states
-
-
-_UNFINISHED_STREAMS = (
-    select(notices.c.provider, notices.c.tenant)
-    .where(notices.c.incident_id == bindparam("b_id"), notices.c.state.in_(UNFINISHED))
-    .distinct()
-)
-
-
-def unfinished_streams(conn: Connection, incident_id: int) -> set[Channel]:
-    """(provider, tenant) of the incident's streams with a notice not yet finished."""
-    return {(r.provider, r.tenant) for r in conn.execute(_UNFINISHED_STREAMS, {"b_id": incident_id})}
 
 
 _SUPPRESS_HELD = (
