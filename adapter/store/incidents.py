@@ -10,17 +10,18 @@ from typing import Any
 from sqlalchemy import JSON, Connection, and_, any_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from adapter.store.prepared import Prepared
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
 
 Row = dict[str, Any]
 OPEN = ("investigating", "identified", "monitoring")
 
 # Built once: the webhook path runs these on every request, and building is most of their cost.
-_INSERT_INCIDENT = insert(incidents)
-_UPDATE_INCIDENT = update(incidents).where(incidents.c.id == bindparam("b_id"))
-_GET_INCIDENT = select(incidents).where(incidents.c.id == bindparam("b_id"))
-_UPDATE_ALERT = update(alerts).where(alerts.c.id == bindparam("b_id"))
-_ALERTS_OF = (
+_INSERT_INCIDENT = Prepared(insert(incidents))
+_UPDATE_INCIDENT = Prepared(update(incidents).where(incidents.c.id == bindparam("b_id")))
+_GET_INCIDENT = Prepared(select(incidents).where(incidents.c.id == bindparam("b_id")))
+_UPDATE_ALERT = Prepared(update(alerts).where(alerts.c.id == bindparam("b_id")))
+_ALERTS_OF = Prepared(
     select(alerts).where(alerts.c.incident_id == bindparam("b_id")).order_by(alerts.c.starts_at, alerts.c.id)
 )
 
@@ -35,14 +36,14 @@ def _postgresql_one_of(column: Any, name: str) -> Any:
     return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
 
 
-def _per_dialect(build: Callable[[OneOf], Any]) -> dict[str, Any]:
+def _per_dialect(build: Callable[[OneOf], Any]) -> dict[str, Prepared]:
     """A statement for each dialect, `build(one_of)` testing membership with `one_of(column, name)`.
 
     The list is bound as one parameter (a JSON array on SQLite, an array on PostgreSQL), so the
     statement's text is the same whatever the list's length: an IN list of one placeholder per
     value is rendered again on every run, and prepared again by the database for every length.
     """
-    return {"sqlite": build(_sqlite_one_of), "postgresql": build(_postgresql_one_of)}
+    return {"sqlite": Prepared(build(_sqlite_one_of)), "postgresql": Prepared(build(_postgresql_one_of))}
 
 
 _INCIDENTS_BY_ID = _per_dialect(lambda one_of: select(incidents).where(one_of(incidents.c.id, "ids")))
@@ -76,10 +77,10 @@ _RELATED = _per_dialect(
 _INSERT_ALERTS_POSTGRESQL = insert(alerts).returning(
     alerts.c.id, alerts.c.source, alerts.c.fingerprint, alerts.c.starts_at
 )
-_INSERT_ALERTS_SQLITE = insert(alerts)
-_LAST_ROWID = select(func.last_insert_rowid())
-_INSERT_TIMELINE = insert(timeline)
-_TIMELINE_OF = (
+_INSERT_ALERTS_SQLITE = Prepared(insert(alerts))
+_LAST_ROWID = Prepared(select(func.last_insert_rowid()))
+_INSERT_TIMELINE = Prepared(insert(timeline))
+_TIMELINE_OF = Prepared(
     select(timeline).where(timeline.c.incident_id == bindparam("b_id")).order_by(timeline.c.at, timeline.c.id)
 )
 
@@ -110,8 +111,8 @@ def _next_ref_statement(insert_into: Any) -> Any:
 
 
 _NEXT_REF = {
-    "postgresql": _next_ref_statement(postgresql.insert),
-    "sqlite": _next_ref_statement(sqlite.insert),
+    "postgresql": Prepared(_next_ref_statement(postgresql.insert)),
+    "sqlite": Prepared(_next_ref_statement(sqlite.insert)),
 }
 
 
@@ -121,24 +122,24 @@ def next_ref(conn: Connection, year: int) -> str:
     One atomic upsert: concurrent callers queue on the counter row's lock (should writers not be
     serialized already), and a rolled-back caller gives its number back.
     """
-    last = int(conn.execute(_NEXT_REF[conn.dialect.name], {"b_year": year}).scalar_one())
+    last = int(_NEXT_REF[conn.dialect.name].scalar(conn, {"b_year": year}))
     return f"INC-{year}-{last:04d}"
 
 
 def insert_incident(conn: Connection, values: Row) -> int:
-    return int(conn.execute(_INSERT_INCIDENT, values).inserted_primary_key[0])  # type: ignore[index]
+    return _INSERT_INCIDENT.inserted_id(conn, values)
 
 
 def update_incident(conn: Connection, incident_id: int, values: Row) -> None:
-    conn.execute(_UPDATE_INCIDENT, {"b_id": incident_id, **values})
+    _UPDATE_INCIDENT.run(conn, {"b_id": incident_id, **values})
 
 
 def get_incident(conn: Connection, incident_id: int) -> Row | None:
-    return _one(conn, _GET_INCIDENT, {"b_id": incident_id})
+    return _GET_INCIDENT.first(conn, {"b_id": incident_id})
 
 
 def incidents_by_id(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
-    return _all(conn, _INCIDENTS_BY_ID[conn.dialect.name], {"ids": list(incident_ids)})
+    return _INCIDENTS_BY_ID[conn.dialect.name].all(conn, {"ids": list(incident_ids)})
 
 
 def get_incident_by_ref(conn: Connection, ref: str) -> Row | None:
@@ -222,7 +223,7 @@ def find_alerts(
         "earliest": min(start for _, start in wanted),
         "latest": max(start for _, start in wanted),
     }
-    rows = _all(conn, _FIND_ALERTS[conn.dialect.name], params)
+    rows = _FIND_ALERTS[conn.dialect.name].all(conn, params)
     found = {(row["fingerprint"], row["starts_at"]): row for row in rows}
     return {key: row for key, row in found.items() if key in wanted}
 
@@ -251,7 +252,7 @@ def related_incidents(
         "since": resolved_since,
     }
     out: dict[int, Related] = {}
-    for row in _all(conn, _RELATED[conn.dialect.name], params):
+    for row in _RELATED[conn.dialect.name].all(conn, params):
         fingerprint, group_key = row.pop("m_fingerprint"), row.pop("m_group_key")
         related = out.setdefault(row["id"], Related(row))
         related.fingerprints.add(fingerprint)
@@ -259,15 +260,15 @@ def related_incidents(
     return out
 
 
-def sqlite_inserted_ids(conn: Connection, statement: Any, rows: list[Row]) -> range:
+def sqlite_inserted_ids(conn: Connection, statement: Prepared, rows: list[Row]) -> range:
     """Run an INSERT of `rows` (no RETURNING) on SQLite; the ids of the rows it inserted, in order.
 
     RETURNING over several rows costs SQLAlchemy twice what the plain statement does. SQLite gives
     a new row the id one above the largest in its table, so the rows one statement inserts have
     consecutive ids, ending at last_insert_rowid(); rows an ON CONFLICT skips take none.
     """
-    count = conn.execute(statement, rows).rowcount
-    last = int(conn.execute(_LAST_ROWID).scalar_one())
+    count = statement.run(conn, rows)
+    last = int(_LAST_ROWID.scalar(conn))
     return range(last - count + 1, last + 1)
 
 
@@ -283,24 +284,24 @@ def insert_alerts(conn: Connection, rows: list[Row]) -> list[int]:
 
 
 def update_alert(conn: Connection, alert_id: int, values: Row) -> None:
-    conn.execute(_UPDATE_ALERT, {"b_id": alert_id, **values})
+    _UPDATE_ALERT.run(conn, {"b_id": alert_id, **values})
 
 
 def update_alerts(conn: Connection, changes: list[tuple[int, Row]]) -> None:
     """Several alerts, each with the same columns changed, in one statement."""
     if changes:
-        conn.execute(_UPDATE_ALERT, [{"b_id": alert_id, **values} for alert_id, values in changes])
+        _UPDATE_ALERT.run(conn, [{"b_id": alert_id, **values} for alert_id, values in changes])
 
 
 def alerts_of(conn: Connection, incident_id: int) -> list[Row]:
-    return _all(conn, _ALERTS_OF, {"b_id": incident_id})
+    return _ALERTS_OF.all(conn, {"b_id": incident_id})
 
 
 def alerts_of_many(conn: Connection, incident_ids: list[int]) -> dict[int, list[Row]]:
     """`alerts_of` for several incidents in one query (none for an empty list)."""
     found: dict[int, list[Row]] = {}
     if incident_ids:
-        for row in _all(conn, _ALERTS_OF_MANY[conn.dialect.name], {"ids": incident_ids}):
+        for row in _ALERTS_OF_MANY[conn.dialect.name].all(conn, {"ids": incident_ids}):
             found.setdefault(row["incident_id"], []).append(row)
     return found
 
@@ -308,20 +309,19 @@ def alerts_of_many(conn: Connection, incident_ids: list[int]) -> dict[int, list[
 def add_timeline(
     conn: Connection, incident_id: int, at: datetime, kind: str, message: str, **data: Any
 ) -> None:
-    conn.execute(
-        _INSERT_TIMELINE,
-        {"incident_id": incident_id, "at": at, "kind": kind, "message": message, "data": data},
+    _INSERT_TIMELINE.run(
+        conn, {"incident_id": incident_id, "at": at, "kind": kind, "message": message, "data": data}
     )
 
 
 def add_timeline_many(conn: Connection, rows: list[Row]) -> None:
     """Timeline entries (incident_id, at, kind, message, data) in one statement, in order."""
     if rows:
-        conn.execute(_INSERT_TIMELINE, rows)
+        _INSERT_TIMELINE.run(conn, rows)
 
 
 def timeline_of(conn: Connection, incident_id: int) -> list[Row]:
-    return _all(conn, _TIMELINE_OF, {"b_id": incident_id})
+    return _TIMELINE_OF.all(conn, {"b_id": incident_id})
 
 
 def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Row]:

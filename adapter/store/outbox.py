@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
 from adapter.store.incidents import OPEN, sqlite_inserted_ids
+from adapter.store.prepared import Prepared
 from adapter.store.schema import incidents, notices
 
 Row = dict[str, Any]
@@ -20,14 +21,18 @@ WAITING = ("pending", "failed")
 UNFINISHED = ("held", "pending", "failed")
 
 
-_INSERT_NOTICES_SQLITE = sqlite.insert(notices).on_conflict_do_nothing(index_elements=["dedupe_key"])
+_INSERT_NOTICES_SQLITE = Prepared(
+    sqlite.insert(notices).on_conflict_do_nothing(index_elements=["dedupe_key"])
+)
 _INSERT_NOTICES_POSTGRESQL = (
     postgresql.insert(notices)
     .on_conflict_do_nothing(index_elements=["dedupe_key"])
     .returning(notices.c.id, notices.c.dedupe_key)
 )
-_KEYS_BETWEEN = select(notices.c.id, notices.c.dedupe_key).where(
-    notices.c.id.between(bindparam("first"), bindparam("last"))
+_KEYS_BETWEEN = Prepared(
+    select(notices.c.id, notices.c.dedupe_key).where(
+        notices.c.id.between(bindparam("first"), bindparam("last"))
+    )
 )
 
 
@@ -44,7 +49,7 @@ def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
             return [{**row, "id": notice_id} for row, notice_id in zip(rows, ids, strict=True)]
         # Some keys existed: which rows went in is read back by their ids.
         window = {"first": ids.start, "last": ids.stop - 1}
-        inserted = {row.dedupe_key: row.id for row in conn.execute(_KEYS_BETWEEN, window)}
+        inserted = {row["dedupe_key"]: row["id"] for row in _KEYS_BETWEEN.all(conn, window)}
     else:
         inserted = {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
     return [{**row, "id": inserted[row["dedupe_key"]]} for row in rows if row["dedupe_key"] in inserted]
@@ -55,7 +60,7 @@ _VISIBLE_PHASES = ("acknowledgement", "update")
 _HEARD = and_(notices.c.phase.in_(_VISIBLE_PHASES), notices.c.state.not_in(("held", "suppressed")))
 
 
-_HELD = (
+_HELD = Prepared(
     select(notices)
     .where(notices.c.incident_id == bindparam("b_id"), notices.c.state == "held")
     .order_by(notices.c.id)
@@ -63,18 +68,18 @@ _HELD = (
 
 
 def held(conn: Connection, incident_id: int) -> list[Row]:
-    return [dict(r) for r in conn.execute(_HELD, {"b_id": incident_id}).mappings()]
+    return _HELD.all(conn, {"b_id": incident_id})
 
 
 Stream = tuple[str, str, str | None]
 Channel = tuple[str, str | None]  # (provider, tenant): what notices go out in order on
 
-_STREAMS = select(
-    notices.c.provider, notices.c.audience, notices.c.tenant, notices.c.phase, notices.c.state
-).where(
-    notices.c.incident_id == bindparam("b_id"),
-    # Unfinished (held, pending or failed), or a first notice; equalities, not an expanding IN.
-    or_(*(notices.c.state == state for state in UNFINISHED), notices.c.phase == "acknowledgement"),
+_STREAMS = Prepared(
+    select(notices.c.provider, notices.c.audience, notices.c.tenant, notices.c.phase, notices.c.state).where(
+        notices.c.incident_id == bindparam("b_id"),
+        # Unfinished (held, pending or failed), or a first notice; equalities, not an expanding IN.
+        or_(*(notices.c.state == state for state in UNFINISHED), notices.c.phase == "acknowledgement"),
+    )
 )
 
 
@@ -96,18 +101,19 @@ class StreamStates:
 def streams(conn: Connection, incident_id: int) -> StreamStates:
     """The incident's held, heard and waiting streams, in one read."""
     states = StreamStates(set(), set(), set())
-    for row in conn.execute(_STREAMS, {"b_id": incident_id}):
-        key = (row.provider, row.audience, row.tenant)
-        if row.state == "held":
+    for row in _STREAMS.all(conn, {"b_id": incident_id}):
+        key = (row["provider"], row["audience"], row["tenant"])
+        state = row["state"]
+        if state == "held":
             states.held.add(key)
-        elif row.state in WAITING:
-            states.waiting.add((row.provider, row.tenant))
-        if row.phase == "acknowledgement" and row.state not in ("held", "suppressed"):
+        elif state in WAITING:
+            states.waiting.add((row["provider"], row["tenant"]))
+        if row["phase"] == "acknowledgement" and state not in ("held", "suppressed"):
             states.heard.add(key)
     return states
 
 
-_SUPPRESS_HELD = (
+_SUPPRESS_HELD = Prepared(
     update(notices)
     .where(notices.c.incident_id == bindparam("b_id"), notices.c.state == "held")
     .values(state="suppressed", last_error="resolved while held")
@@ -122,7 +128,7 @@ def suppress_held(conn: Connection, incident_id: int, held: set[Stream] | None =
     if held is None:
         held = streams(conn, incident_id).held
     if held:
-        conn.execute(_SUPPRESS_HELD, {"b_id": incident_id})
+        _SUPPRESS_HELD.run(conn, {"b_id": incident_id})
     return held
 
 

@@ -188,7 +188,7 @@ def test_an_incidents_held_notices_are_found_through_its_own_index(sqlite_store)
     from adapter.store.outbox import _SUPPRESS_HELD
 
     with sqlite_store.read() as conn:
-        sql = str(_SUPPRESS_HELD.compile(dialect=conn.dialect))
+        sql = str(_SUPPRESS_HELD.statement.compile(dialect=conn.dialect))
         plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("suppressed", "x", 1, "held")).fetchall()
     details = " ".join(row[-1] for row in plan)
     assert "ix_notices_incident_state (incident_id=? AND state=?)" in details
