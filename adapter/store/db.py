@@ -124,10 +124,11 @@ class Store:
         def _on_begin(conn: Connection) -> None:
             # Writers take the write lock up front: no lock upgrades, so no SQLITE_BUSY deadlocks.
             # Readers (see `read`) begin deferred: WAL lets them run beside the writer.
-            if conn.get_execution_options().get(_READ_ONLY):
-                conn.exec_driver_sql("BEGIN")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # On the driver's own connection: SQLAlchemy's execution machinery costs more than the
+            # statement, and this one runs in every write transaction.
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
     @contextmanager
     def transaction(self, *, sync: bool = True, effects: list[Effect] | None = None) -> Iterator[Connection]:
