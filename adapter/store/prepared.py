@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
 from sqlalchemy import Connection, exc
@@ -81,7 +82,8 @@ class Prepared:
     UPDATE) with the same dialect, types and defaults, and then run on the connection's own sqlite3
     cursor in the same transaction; DBAPI errors are wrapped as SQLAlchemy wraps them. Other
     dialects, and connections whose statement events someone listens to, run the statement with
-    `conn.execute`. Statements with an expanding IN are refused.
+    `conn.execute`. Statements SQLAlchemy renders again on every run (an expanding IN, a literal
+    bound at execution) are refused on SQLite: they gain nothing here.
     """
 
     __slots__ = ("_compiled", "statement")
@@ -98,7 +100,9 @@ class Prepared:
             compiled = self._compiled[key] = _Compiled(self.statement, conn.dialect, key)
         return compiled
 
-    def _cursor(self, conn: Connection, compiled: _Compiled, params: Any, many: bool) -> Any:
+    def _cursor(self, conn: Connection, params: Any, *, many: bool = False) -> tuple[_Compiled, Any]:
+        """The statement run on the connection's sqlite3 cursor: (how it was compiled, the cursor)."""
+        compiled = self._for(conn, params[0] if many else params)
         if not conn.in_transaction():
             conn.begin()  # as conn.execute would, so that what follows reads the same snapshot
         driver = conn.connection.driver_connection
@@ -112,19 +116,16 @@ class Prepared:
         except driver.Error as error:  # what conn.execute would raise
             cursor.close()
             raise exc.DBAPIError.instance(compiled.sql, None, error, driver.Error) from error
-        return cursor
+        return compiled, cursor
 
     def all(self, conn: Connection, params: Params | None = None) -> list[Row]:
         if not _direct(conn):
             result = conn.execute(self.statement, params)
             keys = tuple(result.keys())
             return [dict(zip(keys, row, strict=True)) for row in result]
-        compiled = self._for(conn, params)
-        cursor = self._cursor(conn, compiled, params, many=False)
-        try:
+        compiled, cursor = self._cursor(conn, params)
+        with closing(cursor):
             return [compiled.row(values) for values in cursor.fetchall()]
-        finally:
-            cursor.close()
 
     def first(self, conn: Connection, params: Params | None = None) -> Row | None:
         rows = self.all(conn, params)
@@ -142,22 +143,14 @@ class Prepared:
         the number of rows it changed, as the driver counts them (psycopg: -1 for a list)."""
         if not _direct(conn):
             return int(conn.execute(self.statement, params).rowcount)
-        many = params is not None and not isinstance(params, Mapping)
-        first: Params | None = params[0] if many else params  # type: ignore[index,assignment]
-        compiled = self._for(conn, first)
-        cursor = self._cursor(conn, compiled, params, many=many)
-        try:
+        _, cursor = self._cursor(conn, params, many=params is not None and not isinstance(params, Mapping))
+        with closing(cursor):
             return int(cursor.rowcount)
-        finally:
-            cursor.close()
 
     def inserted_id(self, conn: Connection, params: Params) -> int:
         """Execute a one-row INSERT; the new row's primary key."""
         if not _direct(conn):
             return int(conn.execute(self.statement, params).inserted_primary_key[0])  # type: ignore[index]
-        compiled = self._for(conn, params)
-        cursor = self._cursor(conn, compiled, params, many=False)
-        try:
+        _, cursor = self._cursor(conn, params)
+        with closing(cursor):
             return int(cursor.lastrowid)
-        finally:
-            cursor.close()
