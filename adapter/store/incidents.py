@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, and_, any_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from adapter.store.prepared import Prepared
+from adapter.store.prepared import Prepared, fetch_rows
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
 
 Row = dict[str, Any]
@@ -90,12 +90,6 @@ def _one(conn: Connection, query: Any, params: Row | None = None) -> Row | None:
     return dict(row) if row is not None else None
 
 
-def _all(conn: Connection, query: Any, params: Row | None = None) -> list[Row]:
-    result = conn.execute(query, params)
-    keys = tuple(result.keys())  # zipped onto plain rows: a sixth faster than copying mappings
-    return [dict(zip(keys, row, strict=True)) for row in result]
-
-
 def _upsert(conn: Connection, table: Any) -> Any:
     """INSERT … ON CONFLICT for the connection's dialect (both speak the same clause)."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
@@ -152,7 +146,7 @@ def list_incidents(conn: Connection, status: str = "all", limit: int = 200) -> l
         query = query.where(incidents.c.status.in_(OPEN))
     elif status == "resolved":
         query = query.where(incidents.c.status == "resolved")
-    return _all(conn, query.limit(limit))
+    return fetch_rows(conn, query.limit(limit))
 
 
 def open_levels(conn: Connection) -> list[tuple[int, int]]:
@@ -191,7 +185,7 @@ def owing_after_resolution(
             ),
         )
     query = select(incidents).where(incidents.c.status == "resolved", incidents.c.resolved_at >= since, owing)
-    return _all(conn, query.order_by(incidents.c.id))
+    return fetch_rows(conn, query.order_by(incidents.c.id))
 
 
 def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
@@ -206,7 +200,7 @@ def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
         )
         .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
     )
-    rows = _all(conn, query)
+    rows = fetch_rows(conn, query)
     return [r for r in rows if r["status"] != "resolved"] + [r for r in rows if r["status"] == "resolved"]
 
 
@@ -329,7 +323,7 @@ def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Row]:
     query = select(incidents).where(
         incidents.c.opened_at < end, or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start)
     )
-    return _all(conn, query)
+    return fetch_rows(conn, query)
 
 
 def has_timeline(conn: Connection, incident_id: int, kind: str) -> bool:
@@ -396,4 +390,4 @@ def firing_alerts_of_open_incidents(conn: Connection, sources: tuple[str, ...]) 
         .where(incidents.c.status.in_(OPEN), alerts.c.status == "firing", alerts.c.source.in_(sources))
         .order_by(alerts.c.incident_id, alerts.c.id)
     )
-    return _all(conn, query)
+    return fetch_rows(conn, query)
