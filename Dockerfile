@@ -23,5 +23,7 @@ VOLUME ["/var/lib/dualtrack"]
 EXPOSE 9095
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9095/-/ready', timeout=4)"]
+# config/docker.yaml takes its secrets from the environment, without defaults: run with
+# -e AM_TOKEN -e DUALTRACK_API_TOKEN -e STATUS_PAGE_SECRET -e EVENTS_ROUTING_KEY (or --env-file).
 ENTRYPOINT ["dualtrack"]
 CMD ["serve", "--config", "/etc/dualtrack/dualtrack.yaml"]

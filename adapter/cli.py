@@ -12,7 +12,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from adapter.config import ConfigError, Settings, config_warnings, load_settings
+from adapter.config import (
+    ConfigError,
+    Settings,
+    WeakSecret,
+    config_warnings,
+    is_loopback,
+    load_settings,
+    weak_secrets,
+)
 
 DEFAULT_CONFIG = "config/dualtrack.yaml"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -31,8 +39,20 @@ def check_config(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None:
         return 1
+    bind = settings.server.bind
+    weak = weak_secrets(settings)
+    for secret in weak:
+        line = f"{settings.config_path}: {secret.path}: {secret.problem}"
+        if is_loopback(bind):
+            print(f"warning: {line}: `serve` accepts it on loopback only", file=sys.stderr)
+        else:
+            print(
+                f"{line}: `serve` refuses it with server.bind {bind}, which is not loopback", file=sys.stderr
+            )
     for line in config_warnings(settings):
         print(f"warning: {line}", file=sys.stderr)
+    if weak and not is_loopback(bind):
+        return 1
     print(
         f"{args.config}: ok ({len(settings.providers)} providers, "
         f"{len(settings.catalog.services)} services, {len(settings.catalog.tenants)} tenants)"
@@ -40,25 +60,66 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_database(settings: Settings) -> bool:
+    """Check the database (SQLite: `quick_check`) and migrate it; on trouble print one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from adapter.store import Store
+    from adapter.store.db import Unavailable
+
+    store: Store | None = None
+    try:
+        store = Store(settings.storage.url)
+        store.verify()
+        store.migrate()
+    except Unavailable as exc:
+        print(f"dualtrack: cannot use the database: {exc}", file=sys.stderr)
+        return False
+    except (SQLAlchemyError, OSError) as exc:
+        problem = store.describe(exc) if store else " ".join(str(exc).split())
+        print(f"dualtrack: cannot bring the database schema up to date: {problem}", file=sys.stderr)
+        return False
+    finally:
+        if store is not None:
+            store.dispose()
+    return True
+
+
 def migrate(args: argparse.Namespace) -> int:
     settings = _load(args.config)
-    if settings is None:
+    if settings is None or not _prepare_database(settings):
         return 1
-    from adapter.store import Store
-
-    store = Store(settings.storage.url)
-    store.migrate()
-    store.dispose()
     print("database schema is up to date")
     return 0
+
+
+def _refused_secrets(config: str, bind: str, weak: list[WeakSecret]) -> str:
+    return (
+        f"{config}: refusing to listen on {bind}, which is not loopback, with public demo or missing "
+        f"secrets: {', '.join(s.named() for s in weak)}; set them (`dualtrack check-config` says "
+        "more), or listen on 127.0.0.1"
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None:
         return 1
+    bind = args.bind or settings.server.bind
+    weak = weak_secrets(settings)
+    if weak and not is_loopback(bind):
+        print(_refused_secrets(args.config, bind, weak), file=sys.stderr)
+        return 1
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if weak:
+        logging.getLogger("dualtrack.serve").warning(
+            "listening on %s (loopback only) with public demo or missing secrets: %s",
+            bind,
+            ", ".join(s.named() for s in weak),
+        )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if not _prepare_database(settings):
+        return 1
     # prometheus_client picks its value store at import: the directory must be set first.
     own_metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -69,23 +130,19 @@ def serve(args: argparse.Namespace) -> int:
 
     from adapter.app import create_app
     from adapter.metrics import reload_gauge
-    from adapter.store import Store
 
     # The config new workers start with; a reload replaces it only with a valid one.
     current = {"settings": settings}
     reloaded = reload_gauge(None)
     reloaded.set(1)
 
-    store = Store(settings.storage.url)
-    store.migrate()
-    store.dispose()
-
     options: dict[str, Any] = {
-        "bind": args.bind or settings.server.bind,
+        "bind": bind,
         "workers": args.workers or settings.server.workers,
         # Threads, so that webhooks a worker serves at the same time share one write transaction
-        # (see GroupCommit); they also keep senders' connections alive between requests.
-        "worker_class": "gthread",
+        # (see GroupCommit); they also keep senders' connections alive between requests. The
+        # worker is gunicorn's gthread one, with JSON errors and honest 413s (see its module).
+        "worker_class": "adapter.web.worker.Worker",
         "threads": args.threads or settings.server.threads,
         "timeout": 30,
         "graceful_timeout": 30,

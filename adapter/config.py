@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -25,6 +26,22 @@ Duration = Annotated[timedelta, BeforeValidator(lambda v: parse_duration(v) if i
 AudienceChoice = Literal["technical", "business", "all"]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Secrets anyone can know: the defaults the shipped configs fall back to when their environment
+# variables are not set, and the placeholders of deploy/kubernetes/secret.example.yaml. `serve`
+# refuses them beyond loopback; `check-config` names them (see `weak_secrets`).
+DEMO_SECRETS = frozenset(
+    {
+        "dev-alertmanager-token",
+        "dev-alertmanager-password",
+        "dev-api-token",
+        "devroutingkey0123456789abcdef012",
+        "dev-status-page-secret-change-me",
+        "REPLACE-ME-alertmanager-bearer-token",
+        "REPLACE-ME-api-token",
+        "REPLACE-ME-status-page-secret",
+        "REPLACEME0123456789abcdef0123456",
+    }
+)
 
 
 class ConfigError(Exception):
@@ -356,6 +373,8 @@ class Settings(Strict):
     # Filled by load_settings, never read from YAML (the aliases cannot occur there).
     config_path: str = Field(default="", validation_alias="__config_path__")
     catalog: Catalog = Field(default_factory=Catalog, validation_alias="__catalog__")
+    # Key path -> the environment variable whose `${VAR:-default}` default it holds.
+    env_defaults: dict[str, str] = Field(default_factory=dict, validation_alias="__env_defaults__")
 
     def provider(self, name: str) -> ProviderSettings:
         for provider in self.providers:
@@ -364,19 +383,22 @@ class Settings(Strict):
         raise KeyError(name)
 
 
-def _expand_env(node: Any, path: str, problems: list[str], where: str) -> Any:
+def _expand_env(node: Any, path: str, problems: list[str], where: str, defaults: dict[str, str]) -> Any:
+    """`${VAR}` and `${VAR:-default}` replaced; `defaults` learns where a default was used."""
     if isinstance(node, dict):
         return {
-            k: _expand_env(v, f"{path}.{k}" if path else str(k), problems, where) for k, v in node.items()
+            k: _expand_env(v, f"{path}.{k}" if path else str(k), problems, where, defaults)
+            for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_expand_env(v, f"{path}[{i}]", problems, where) for i, v in enumerate(node)]
+        return [_expand_env(v, f"{path}[{i}]", problems, where, defaults) for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             value = os.environ.get(name)
             if default is not None and not value:
+                defaults[path] = name
                 return default
             if value is None:
                 problems.append(f"{where}: {path}: environment variable {name} is not set")
@@ -418,7 +440,9 @@ def format_validation_error(where: str, error: ValidationError, prefix: str = ""
     return lines
 
 
-def read_yaml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+def read_yaml(
+    path: Path, problems: list[str], env_defaults: dict[str, str] | None = None
+) -> dict[str, Any] | None:
     try:
         text = path.read_text()
     except OSError as exc:
@@ -436,7 +460,7 @@ def read_yaml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         problems.append(f"{path}: (top level): expected a mapping")
         return None
-    expanded = _expand_env(data, "", problems, str(path))
+    expanded = _expand_env(data, "", problems, str(path), {} if env_defaults is None else env_defaults)
     return _read_file_refs(expanded, "", problems, str(path), path.parent)
 
 
@@ -449,16 +473,73 @@ def _resolve_storage_url(url: str, base: Path) -> str:
     return url
 
 
+class WeakSecret(NamedTuple):
+    """An inbound secret anyone may know: a public demo value, or none where one is needed."""
+
+    path: str  # its key path, e.g. api.tokens[0]
+    problem: str
+    variable: str | None = None  # the environment variable that would replace it
+
+    def named(self) -> str:
+        return f"{self.path} ({self.variable})" if self.variable else self.path
+
+
+def weak_secrets(settings: Settings) -> list[WeakSecret]:
+    """Every secret of an enabled endpoint that is a demo value or empty, in config order."""
+    found: list[WeakSecret] = []
+
+    def check(path: str, value: str) -> None:
+        variable = settings.env_defaults.get(path)
+        if value in DEMO_SECRETS:
+            unset = f" ({variable} is not set)" if variable else ""
+            found.append(WeakSecret(path, f"a public demo value{unset}", variable))
+        elif not value.strip():
+            found.append(WeakSecret(path, "empty", variable))
+
+    auth = settings.auth
+    for i, token in enumerate(auth.alertmanager.bearer_tokens):
+        check(f"auth.alertmanager.bearer_tokens[{i}]", token)
+    for i, user in enumerate(auth.alertmanager.basic_auth):
+        check(f"auth.alertmanager.basic_auth[{i}].password", user.password)
+    for i, secret in enumerate(auth.pagerduty.signing_secrets):
+        check(f"auth.pagerduty.signing_secrets[{i}]", secret)
+    if auth.pagerduty.allow_unsigned and not auth.pagerduty.signing_secrets:
+        found.append(
+            WeakSecret(
+                "auth.pagerduty.allow_unsigned",
+                "PagerDuty webhooks are accepted without a signature; anyone who can reach "
+                "/webhooks/pagerduty can post incidents",
+            )
+        )
+    for i, key in enumerate(auth.events.routing_keys):
+        check(f"auth.events.routing_keys[{i}]", key)
+    for i, token in enumerate(settings.api.tokens):
+        check(f"api.tokens[{i}]", token)
+    if settings.status_page.tenant_token_secret is not None:
+        check("status_page.tenant_token_secret", settings.status_page.tenant_token_secret)
+    return found
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether a listen address (HOST:PORT, or unix:PATH) is reachable from this machine only."""
+    if bind.startswith("unix:"):
+        return True
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        host = bind
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def config_warnings(settings: Settings) -> list[str]:
-    """Valid but risky choices, as `file: key.path: message` lines."""
+    """Valid but risky choices, as `file: key.path: message` lines (weak secrets: see above)."""
     where = settings.config_path
     found = []
-    pagerduty = settings.auth.pagerduty
-    if pagerduty.allow_unsigned and not pagerduty.signing_secrets:
-        found.append(
-            f"{where}: auth.pagerduty.allow_unsigned: PagerDuty webhooks are accepted without a "
-            "signature; anyone who can reach /webhooks/pagerduty can post incidents"
-        )
     if not settings.auth.alertmanager.bearer_tokens and not settings.auth.alertmanager.basic_auth:
         found.append(f"{where}: auth.alertmanager: no credentials: every Alertmanager webhook gets 401")
     return found
@@ -470,7 +551,8 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
 
     config_path = Path(path)
     problems: list[str] = []
-    data = read_yaml(config_path, problems)
+    env_defaults: dict[str, str] = {}
+    data = read_yaml(config_path, problems, env_defaults)
     if data is None:
         raise ConfigError(problems)
     where = str(config_path)
@@ -522,5 +604,6 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
             "catalog": catalog,
             "templates_dir": templates_dir,
             "config_path": str(config_path.resolve()),
+            "env_defaults": env_defaults,
         }
     )

@@ -1,11 +1,30 @@
-"""The dualtrack command: preview prints both versions side by side and stores nothing."""
+"""The dualtrack command: preview prints both versions side by side and stores nothing; serve
+refuses demo secrets beyond loopback and a database it cannot use, with one line."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
 
 from adapter.cli import main, side_by_side
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, base_config
+from tests.support.server import DUALTRACK, WORKER_READY, Process, free_port, wait_until
+
+SHIPPED = Path(__file__).resolve().parent.parent / "config" / "dualtrack.yaml"
+SECRET_VARIABLES = (
+    "AM_TOKEN",
+    "AM_PASSWORD",
+    "DUALTRACK_API_TOKEN",
+    "EVENTS_ROUTING_KEY",
+    "STATUS_PAGE_SECRET",
+)
 
 
 def test_preview_prints_technical_and_business_side_by_side(settings, capsys):
@@ -53,3 +72,119 @@ def test_preview_renders_notices_that_would_be_held(settings, capsys, tmp_path):
     assert "[business, acknowledgement, held]" in lines[0]
     business = "\n".join(line.split(" | ", 1)[1] for line in lines[1:])
     assert "Online checkout" in business
+
+
+# --- dualtrack serve: what it refuses before it listens ----------------------------------------
+
+
+def run_serve(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`dualtrack serve` expected to refuse: it must exit on its own, long before the timeout."""
+    full_env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    return subprocess.run(
+        [str(DUALTRACK), "serve", *args],
+        env={**full_env, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_serve_refuses_demo_secrets_beyond_loopback():
+    port = free_port()
+    result = run_serve("--config", str(SHIPPED), "--bind", f"0.0.0.0:{port}")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{SHIPPED}: refusing to listen on 0.0.0.0:{port}, which is not loopback, with public demo or "
+        "missing secrets: auth.alertmanager.bearer_tokens[0] (AM_TOKEN), "
+        "auth.alertmanager.basic_auth[0].password (AM_PASSWORD), auth.events.routing_keys[0] "
+        "(EVENTS_ROUTING_KEY), api.tokens[0] (DUALTRACK_API_TOKEN), status_page.tenant_token_secret "
+        "(STATUS_PAGE_SECRET); set them (`dualtrack check-config` says more), or listen on 127.0.0.1"
+    ]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_serve_on_loopback_with_demo_secrets_starts_and_says_so(tmp_path):
+    """`make run`: the shipped config, on 127.0.0.1, with no secret set."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    for name in ("dualtrack.yaml", "catalog.yaml"):
+        shutil.copy(SHIPPED.parent / name, folder / name)
+    port = free_port()
+    argv = [
+        str(DUALTRACK),
+        "serve",
+        "--config",
+        str(folder / "dualtrack.yaml"),
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
+    process = Process("dualtrack", [*argv, "--workers", "1"], tmp_path / "logs", cwd=tmp_path)
+    process.start(env={name: "" for name in SECRET_VARIABLES})
+    assert process.proc is not None
+    master = process.proc.pid
+    try:
+        wait_until(
+            lambda: process.running and WORKER_READY in process.stderr_path.read_text(),
+            message=lambda: "dualtrack serve\n" + process.logs(),
+        )
+        assert requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=10).status_code == 200
+        (warning,) = [line for line in process.stderr_path.read_text().splitlines() if "demo" in line]
+        assert warning.endswith(
+            f"WARNING dualtrack.serve [{master}] listening on 127.0.0.1:{port} (loopback only) "
+            "with public demo or missing secrets: auth.alertmanager.bearer_tokens[0] (AM_TOKEN), "
+            "auth.alertmanager.basic_auth[0].password (AM_PASSWORD), auth.events.routing_keys[0] "
+            "(EVENTS_ROUTING_KEY), api.tokens[0] (DUALTRACK_API_TOKEN), status_page.tenant_token_secret "
+            "(STATUS_PAGE_SECRET)"
+        )
+    finally:
+        process.stop()
+    assert (tmp_path / "data" / "dualtrack.db").exists()
+
+
+def test_serve_refuses_a_file_that_is_not_a_database(make_settings, tmp_path):
+    settings = make_settings()
+    database = Path(settings.config_path).parent / "dualtrack.db"
+    database.write_bytes(b"not a database, " * 512)
+    result = run_serve("--config", settings.config_path, "--bind", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"dualtrack: cannot use the database: {database}: the database is corrupted (quick_check: file is "
+        "not a database); restore it from a backup, or move it away to start with an empty one"
+    ]
+    assert database.read_bytes() == b"not a database, " * 512
+
+
+def test_serve_with_postgresql_unreachable_prints_one_line(make_settings):
+    port = free_port()
+    config = base_config()
+    config["storage"]["url"] = f"postgresql+psycopg://dualtrack:pw-not-shown@127.0.0.1:{port}/dualtrack"
+    settings = make_settings(config)
+    result = run_serve("--config", settings.config_path, "--bind", f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"dualtrack: cannot use the database: PostgreSQL at 127.0.0.1:{port}, database dualtrack: "
+    )
+    assert "Connection refused" in line
+    assert "pw-not-shown" not in result.stderr
+
+
+def test_migrate_with_postgresql_unreachable_prints_one_line(make_settings, capsys):
+    port = free_port()
+    config = base_config()
+    config["storage"]["url"] = f"postgresql+psycopg://dualtrack:pw-not-shown@127.0.0.1:{port}/dualtrack"
+    settings = make_settings(config)
+    assert main(["migrate", "--config", settings.config_path]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(
+        f"dualtrack: cannot use the database: PostgreSQL at 127.0.0.1:{port}, database dualtrack: "
+    )
+    assert "pw-not-shown" not in err

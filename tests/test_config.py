@@ -12,12 +12,20 @@ import pytest
 import yaml
 
 from adapter import cli
-from adapter.config import ConfigError, Settings, load_settings
+from adapter.config import DEMO_SECRETS, ConfigError, Settings, is_loopback, load_settings, weak_secrets
 from tests.conftest import AM_TOKEN, API_TOKEN, CATALOG, base_config, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "config" / "dualtrack.yaml"
-SHIPPED_ENV = ("AM_TOKEN", "AM_PASSWORD", "DUALTRACK_API_TOKEN")
+SHIPPED_ENV = ("AM_TOKEN", "AM_PASSWORD", "DUALTRACK_API_TOKEN", "EVENTS_ROUTING_KEY", "STATUS_PAGE_SECRET")
+# What the shipped config's secrets fall back to, and the variables that replace them.
+SHIPPED_DEMO = [
+    ("auth.alertmanager.bearer_tokens[0]", "AM_TOKEN"),
+    ("auth.alertmanager.basic_auth[0].password", "AM_PASSWORD"),
+    ("auth.events.routing_keys[0]", "EVENTS_ROUTING_KEY"),
+    ("api.tokens[0]", "DUALTRACK_API_TOKEN"),
+    ("status_page.tenant_token_secret", "STATUS_PAGE_SECRET"),
+]
 
 
 def problems_of(path: Path) -> list[str]:
@@ -78,7 +86,34 @@ def test_shipped_config_through_cli(
     assert cli.main(["check-config", "--config", str(SHIPPED)]) == 0
     out, err = capsys.readouterr()
     assert out == f"{SHIPPED}: ok (1 providers, 5 services, 4 tenants)\n"
-    assert err == ""
+    # `make run` serves this on 127.0.0.1: its public demo secrets are named, as warnings.
+    assert err.splitlines() == [
+        f"warning: {SHIPPED}: {key}: a public demo value ({variable} is not set): "
+        "`serve` accepts it on loopback only"
+        for key, variable in SHIPPED_DEMO
+    ]
+
+
+def test_shipped_config_with_its_variables_set_has_no_weak_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SHIPPED_ENV:
+        monkeypatch.setenv(
+            name, "0123456789abcdefABCDEF0123456789" if name == "EVENTS_ROUTING_KEY" else f"own-{name}"
+        )
+    assert weak_secrets(load_settings(SHIPPED)) == []
+
+
+def test_every_public_default_is_a_demo_secret() -> None:
+    """The one list knows every secret the shipped files default to or hold as placeholders."""
+    defaults = set()
+    for path in [*(ROOT / "config").glob("*.yaml"), ROOT / "deploy" / "compose.yaml"]:
+        text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+        for name, default in re.findall(r"\$\{(\w+):-([^}]*)\}", text):
+            if name not in ("URGENT_CONTACT", "POSTGRES_PASSWORD"):  # not secrets / not an endpoint's
+                defaults.add(default)
+    example = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "secret.example.yaml").read_text())
+    placeholders = {v for k, v in example["stringData"].items() if k != "postgres-password"}
+    assert defaults
+    assert defaults | placeholders <= DEMO_SECRETS
 
 
 # --- a valid temp config ---------------------------------------------------------------------
@@ -656,3 +691,84 @@ def test_check_config_uses_env_default_path(
     assert cli.main(["check-config"]) == 0
     out, _ = capsys.readouterr()
     assert out.startswith(f"{path}: ok ")
+
+
+# --- demo and empty secrets -----------------------------------------------------------------------
+
+
+def test_weak_secrets_name_every_demo_or_empty_secret(tmp_path: Path) -> None:
+    config = base_config()
+    config["auth"]["alertmanager"]["bearer_tokens"] = [AM_TOKEN, "dev-alertmanager-token"]
+    config["auth"]["alertmanager"]["basic_auth"][0]["password"] = "  "
+    config["auth"]["pagerduty"] = {"allow_unsigned": True}
+    config["api"]["tokens"] = ["REPLACE-ME-api-token"]
+    config["status_page"] = {"tenant_token_secret": "dev-status-page-secret-change-me"}
+    settings = load_settings(write_config(config_dir(tmp_path), config))
+    assert [(w.path, w.problem) for w in weak_secrets(settings)] == [
+        ("auth.alertmanager.bearer_tokens[1]", "a public demo value"),
+        ("auth.alertmanager.basic_auth[0].password", "empty"),
+        (
+            "auth.pagerduty.allow_unsigned",
+            "PagerDuty webhooks are accepted without a signature; anyone who can reach "
+            "/webhooks/pagerduty can post incidents",
+        ),
+        ("api.tokens[0]", "a public demo value"),
+        ("status_page.tenant_token_secret", "a public demo value"),
+    ]
+
+
+def test_own_secrets_and_a_signed_pagerduty_are_not_weak(tmp_path: Path) -> None:
+    config = base_config()
+    config["auth"]["pagerduty"] = {"signing_secrets": ["pd-secret"], "allow_unsigned": True}
+    settings = load_settings(write_config(config_dir(tmp_path), config))
+    assert weak_secrets(settings) == []
+
+
+def test_check_config_refuses_demo_secrets_beyond_loopback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = base_config()
+    config["server"]["bind"] = "0.0.0.0:9095"
+    config["api"]["tokens"] = ["dev-api-token"]
+    path = write_config(config_dir(tmp_path), config)
+    assert cli.main(["check-config", "--config", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"{path}: api.tokens[0]: a public demo value: `serve` refuses it with server.bind 0.0.0.0:9095, "
+        "which is not loopback"
+    ]
+
+
+def test_check_config_warns_of_demo_secrets_on_loopback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = base_config()
+    config["server"]["bind"] = "[::1]:9095"
+    config["api"]["tokens"] = ["dev-api-token"]
+    path = write_config(config_dir(tmp_path), config)
+    assert cli.main(["check-config", "--config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{path}: ok ")
+    assert (
+        err == f"warning: {path}: api.tokens[0]: a public demo value: `serve` accepts it on loopback only\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("bind", "loopback"),
+    [
+        ("127.0.0.1:9095", True),
+        ("127.8.9.10:80", True),
+        ("localhost:9095", True),
+        ("[::1]:9095", True),
+        ("unix:/run/dualtrack.sock", True),
+        ("0.0.0.0:9095", False),
+        ("[::]:9095", False),
+        ("10.0.0.5:9095", False),
+        ("status.example.com:9095", False),
+        ("127.0.0.1", True),
+    ],
+)
+def test_is_loopback(bind: str, loopback: bool) -> None:
+    assert is_loopback(bind) is loopback

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from adapter.cli import main
-from adapter.config import load_settings
+from adapter.config import DEMO_SECRETS, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -25,6 +25,11 @@ K8S_VERSION = "1.30.0"
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
 COMPOSE_DEFAULT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}$")
+# `${NAME:?message}`: compose stops with the message when NAME is not set.
+COMPOSE_REQUIRED = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*):\?[^}]*\}$")
+DOCKER_CONFIG = ROOT / "config" / "docker.yaml"
+# The secrets the container image's config needs (see the Dockerfile).
+DOCKER_SECRETS = ("AM_TOKEN", "DUALTRACK_API_TOKEN", "STATUS_PAGE_SECRET", "EVENTS_ROUTING_KEY")
 SECRET_ENV = {
     "AM_TOKEN": "k8s-am-token",
     "DUALTRACK_API_TOKEN": "k8s-api-token",
@@ -87,6 +92,14 @@ def compose_default(value: str) -> str:
     """`${NAME:-default}` -> default (what compose uses when the variable is not set)."""
     match = COMPOSE_DEFAULT.match(value)
     return match.group(2) if match else value
+
+
+def compose_env(environment: dict[str, str]) -> dict[str, str]:
+    """What the environment holds in a container: compose's default, or ours for a required one."""
+    return {
+        name: SECRET_ENV[name] if COMPOSE_REQUIRED.match(value) else compose_default(value)
+        for name, value in environment.items()
+    }
 
 
 def dualtrack_services() -> dict[str, dict[str, Any]]:
@@ -310,7 +323,7 @@ def test_compose_mounts_exist():
 def test_compose_dualtrack_config_passes_check_config(monkeypatch, capsys):
     replicas = list(dualtrack_services().values())
     assert replicas[0]["environment"] == replicas[1]["environment"]
-    env = {name: compose_default(value) for name, value in replicas[0]["environment"].items()}
+    env = compose_env(replicas[0]["environment"])
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     mounts = bind_mounts(replicas[0])
@@ -325,6 +338,16 @@ def test_compose_dualtrack_config_passes_check_config(monkeypatch, capsys):
     postgres_env = compose()["services"]["postgres"]["environment"]
     assert compose_default(postgres_env["POSTGRES_PASSWORD"]) == env["POSTGRES_PASSWORD"]
     assert postgres_env["POSTGRES_USER"] == postgres_env["POSTGRES_DB"] == "dualtrack"
+
+
+def test_compose_secrets_have_no_public_default():
+    """dualtrack listens on 0.0.0.0 in its container: compose must stop rather than default them."""
+    for service in dualtrack_services().values():
+        environment = service["environment"]
+        required = {name for name, value in environment.items() if COMPOSE_REQUIRED.match(value)}
+        assert required == set(SECRET_ENV) - {"POSTGRES_PASSWORD"}
+        for name, value in environment.items():
+            assert compose_default(value) not in DEMO_SECRETS, name
 
 
 def alertmanager_config() -> dict[str, Any]:
@@ -352,10 +375,11 @@ def test_alertmanager_posts_to_dualtrack_with_a_bearer_token(monkeypatch):
         auth = hook["http_config"]["authorization"]
         assert auth["type"] == "Bearer"
         assert auth.get("credentials_file") or auth.get("credentials")
-    # Alertmanager sends the token dualtrack accepts (both from AM_TOKEN, same default).
+    # Alertmanager sends the token dualtrack accepts (both from AM_TOKEN, which must be set).
     alertmanager = compose()["services"]["alertmanager"]
-    token = compose_default(alertmanager["environment"]["AM_TOKEN"])
-    assert token == compose_default(next(iter(replicas.values()))["environment"]["AM_TOKEN"])
+    for environment in (alertmanager["environment"], next(iter(replicas.values()))["environment"]):
+        required = COMPOSE_REQUIRED.match(environment["AM_TOKEN"])
+        assert required and required.group(1) == "AM_TOKEN"
     credentials_file = webhooks[0]["http_config"]["authorization"].get("credentials_file")
     if credentials_file:
         startup = " ".join(alertmanager["entrypoint"] + alertmanager["command"])
@@ -401,3 +425,70 @@ def test_prometheus_has_a_firing_demo_rule_and_sends_to_alertmanager():
     # The demo alert's service is in the catalog the stack mounts.
     catalog = yaml.safe_load((DEPLOY / "compose" / "catalog.yaml").read_text())
     assert "checkout" in {s["id"] for s in catalog["services"]}
+
+
+# The container image's own config ------------------------------------------------------------------
+
+
+def test_the_image_serves_config_docker_yaml():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY config/docker.yaml /etc/dualtrack/dualtrack.yaml" in dockerfile
+    assert 'CMD ["serve", "--config", "/etc/dualtrack/dualtrack.yaml"]' in dockerfile
+
+
+def test_docker_config_needs_every_secret_from_the_environment(monkeypatch, capsys):
+    for name in DOCKER_SECRETS:
+        monkeypatch.delenv(name, raising=False)
+    assert main(["check-config", "--config", str(DOCKER_CONFIG)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert sorted(re.findall(r"environment variable (\w+) is not set", err)) == sorted(DOCKER_SECRETS)
+
+
+def test_docker_config_with_its_secrets_passes_check_config(monkeypatch, capsys):
+    for name in DOCKER_SECRETS:
+        monkeypatch.setenv(name, SECRET_ENV[name])
+    assert "ok (1 providers" in check_config(DOCKER_CONFIG, capsys)
+    assert load_settings(DOCKER_CONFIG).server.bind == "0.0.0.0:9095"
+
+
+def test_docker_config_refuses_the_public_demo_values(monkeypatch, capsys):
+    demo = {
+        "AM_TOKEN": "dev-alertmanager-token",
+        "DUALTRACK_API_TOKEN": "dev-api-token",
+        "STATUS_PAGE_SECRET": "dev-status-page-secret-change-me",
+        "EVENTS_ROUTING_KEY": "devroutingkey0123456789abcdef012",
+    }
+    for name, value in demo.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check-config", "--config", str(DOCKER_CONFIG)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    keys = [line.split(": ")[1] for line in err.splitlines()]
+    assert keys == [
+        "auth.alertmanager.bearer_tokens[0]",
+        "auth.events.routing_keys[0]",
+        "api.tokens[0]",
+        "status_page.tenant_token_secret",
+    ]
+    assert all(line.endswith("server.bind 0.0.0.0:9095, which is not loopback") for line in err.splitlines())
+
+
+def test_kubernetes_example_secret_is_refused_as_it_is(tmp_path, monkeypatch, capsys):
+    """Applying secret.example.yaml unchanged must not give a working deployment."""
+    for name, text in resource("ConfigMap")["data"].items():
+        (tmp_path / name).write_text(text)
+    example = resource("Secret", "dualtrack")["stringData"]
+    for variable in container()["env"]:
+        ref = variable.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            monkeypatch.setenv(variable["name"], example[ref["key"]])
+    assert main(["check-config", "--config", str(tmp_path / "dualtrack.yaml")]) == 1
+    err = capsys.readouterr().err
+    keys = [line.split(": ")[1] for line in err.splitlines()]
+    assert keys == [
+        "auth.alertmanager.bearer_tokens[0]",
+        "auth.events.routing_keys[0]",
+        "api.tokens[0]",
+        "status_page.tenant_token_secret",
+    ]

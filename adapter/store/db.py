@@ -14,6 +14,7 @@ from typing import IO, Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,45 @@ _READ_ONLY = "dualtrack_read_only"
 _MIGRATING = threading.Lock()
 # Connection.info key: what a write transaction asked to run once it has committed.
 _AFTER_COMMIT = "dualtrack_after_commit"
+# How long the readiness check may wait for a lock or a statement, in seconds. PostgreSQL's
+# connect timeout cannot be shorter than 2 s (libpq's floor).
+READY_TIMEOUT = 1.0
+# How long `serve` waits for PostgreSQL at start before it gives up.
+START_CONNECT_TIMEOUT = 10
+# SQLite's result codes for a damaged file (extended codes start with these names).
+_SQLITE_CORRUPTION = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 Effect = Callable[[], None]
+
+
+class Unavailable(Exception):
+    """The database cannot be used now: unreachable, locked, corrupted, or replaced under us."""
+
+
+def reason(error: BaseException) -> str:
+    """The driver's own message, on one line: no SQL, no parameters."""
+    orig = getattr(error, "orig", None) or error
+    return " ".join(str(orig).split()) or type(orig).__name__
+
+
+def _is_corruption(error: BaseException) -> bool:
+    name = getattr(getattr(error, "orig", None) or error, "sqlite_errorname", None) or ""
+    return name.startswith(_SQLITE_CORRUPTION)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be used now (a retry may succeed), not a bug."""
+    if isinstance(error, Unavailable | sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True
+    if isinstance(error, OSError):  # the WAL's fsync, the write lock's file: the disk failing us
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        return (
+            error.connection_invalidated
+            or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or _is_corruption(error)
+        )
+    return False
 
 
 def after_commit(conn: Connection, effect: Effect) -> None:
@@ -81,10 +119,15 @@ class Store:
         self._checkpoint_due = threading.Event()
         self._checkpointer: threading.Thread | None = None
         self._closing = False
+        # Set once the database is known to be unusable (see `_refuse_if_unusable`).
+        self._unusable: str | None = None
+        self._database: Path | None = None
+        self._database_identity: tuple[int, int] | None = None
         if self.is_sqlite:
             database = parsed.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                self._database = Path(database)
+                self._database.parent.mkdir(parents=True, exist_ok=True)
                 self._writer_file = open(f"{database}.lock", "ab")  # noqa: SIM115 - held for the Store's life
                 if sqlite_synchronous == "FULL":
                     # Group commit: SQLite commits without syncing (NORMAL), and each writer
@@ -104,6 +147,40 @@ class Store:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             self._configure_sqlite(self.engine, sqlite_synchronous, checkpoint_by_hand=self._wal is not None)
+            event.listen(self.engine, "connect", self._remember_database_file)
+
+    def _remember_database_file(self, _dbapi_connection: Any, _record: Any) -> None:
+        """The file SQLite opened first: every later write checks the path still leads to it."""
+        if self._database is not None and self._database_identity is None:
+            found = os.stat(self._database)
+            self._database_identity = (found.st_dev, found.st_ino)
+
+    def _refuse_if_unusable(self) -> None:
+        """Raise Unavailable once the database is known corrupted, or when the file at its path
+        is no longer the one this process writes to (removed or replaced while running): every
+        commit would go to a file nobody will read again."""
+        if self._unusable is None and self._database_identity is not None:
+            assert self._database is not None
+            try:
+                found = os.stat(self._database)
+            except FileNotFoundError:
+                self._unusable = f"{self._database} was removed while dualtrack was running; restart it"
+            else:
+                if (found.st_dev, found.st_ino) != self._database_identity:
+                    self._unusable = f"{self._database} was replaced while dualtrack was running; restart it"
+        if self._unusable is not None:
+            raise Unavailable(self._unusable)
+
+    @contextmanager
+    def _noting_corruption(self) -> Iterator[None]:
+        """Once SQLite has found the file damaged, nothing more is written to it in this process:
+        a later transaction that happens to touch only cached pages would otherwise commit."""
+        try:
+            yield
+        except Exception as error:  # from SQLAlchemy, or the driver itself (see `_checkpoint`)
+            if _is_corruption(error):
+                self._unusable = f"{self._database}: the database is corrupted ({reason(error)})"
+            raise
 
     @staticmethod
     def _configure_sqlite(engine: Engine, synchronous: str, *, checkpoint_by_hand: bool) -> None:
@@ -150,11 +227,13 @@ class Store:
                     committed = _take_effects(conn)  # ran only if the commit below succeeds
         else:
             # The pooled connection is taken and given back outside the lock, which is for writing.
-            with self.engine.connect() as conn, self._write_lock(), conn.begin():
-                try:
-                    yield conn
-                finally:
-                    committed = _take_effects(conn)
+            with self._noting_corruption(), self.engine.connect() as conn, self._write_lock():
+                self._refuse_if_unusable()
+                with conn.begin():
+                    try:
+                        yield conn
+                    finally:
+                        committed = _take_effects(conn)
             if sync:
                 self._sync_wal()
         if effects is not None:
@@ -233,7 +312,8 @@ class Store:
                 return
             self._checkpoint_due.clear()
             try:
-                self._checkpoint()
+                with self._noting_corruption():
+                    self._checkpoint()
             except Exception:  # the next request tries again; the WAL only grows meanwhile
                 log.exception("WAL checkpoint failed")
 
@@ -270,12 +350,79 @@ class Store:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reading only: on SQLite it never waits for, nor holds up, a writer."""
-        with self.engine.connect() as conn:
+        with self._noting_corruption(), self.engine.connect() as conn:
             yield conn.execution_options(**{_READ_ONLY: True})
 
     def ping(self) -> None:
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        """Read the schema version within about READY_TIMEOUT, or raise Unavailable saying why.
+
+        On a connection of its own, with short timeouts: it never takes nor waits for the write
+        lock, and a pooled connection stuck on a dead server cannot hold it up.
+        """
+        if self.is_sqlite:
+            self._refuse_if_unusable()
+        try:
+            with self._noting_corruption():
+                self._fresh_read("SELECT version_num FROM alembic_version", READY_TIMEOUT)
+        except sa_exc.DBAPIError as error:
+            raise Unavailable(self.describe(error)) from None
+
+    def verify(self) -> None:
+        """At start: the database answers and, on SQLite, `PRAGMA quick_check` finds it sound;
+        else Unavailable, with one line saying what is wrong and what to do."""
+        if self.is_sqlite and self._database is None:
+            return
+        statement = "PRAGMA quick_check" if self.is_sqlite else "SELECT 1"
+        try:
+            rows = self._fresh_read(statement, START_CONNECT_TIMEOUT)
+        except sa_exc.DBAPIError as error:
+            if not _is_corruption(error):
+                raise Unavailable(self.describe(error)) from None
+            rows = [(reason(error),)]
+        problems = [" ".join(str(row[0]).split()) for row in rows if self.is_sqlite and row[0] != "ok"]
+        if problems:
+            raise Unavailable(
+                f"{self._database}: the database is corrupted (quick_check: {problems[0]}); "
+                "restore it from a backup, or move it away to start with an empty one"
+            )
+
+    def _fresh_read(self, statement: str, timeout: float) -> list[Any]:
+        """Run one reading statement on a new driver connection with short timeouts, then close it.
+
+        Driver errors come out as SQLAlchemy's DBAPIError, as from `conn.execute`.
+        """
+        dialect = self.engine.dialect
+        cargs, cparams = dialect.create_connect_args(self.engine.url)
+        if self.is_sqlite:
+            cparams["timeout"] = timeout  # the busy timeout: how long a lock may hold the read up
+        else:
+            limit = f"-c statement_timeout={int(timeout * 1000)} -c lock_timeout={int(timeout * 1000)}"
+            cparams["connect_timeout"] = max(2, int(timeout))
+            cparams["options"] = f"{cparams.get('options', '')} {limit}".strip()
+        driver_error = dialect.loaded_dbapi.Error
+        try:
+            connection = dialect.connect(*cargs, **cparams)
+            try:
+                cursor = connection.cursor()
+                cursor.execute(statement)
+                rows = list(cursor.fetchall())
+            finally:
+                connection.close()
+        except driver_error as error:
+            raise sa_exc.DBAPIError.instance(statement, None, error, driver_error) from error
+        return rows
+
+    def describe(self, error: BaseException) -> str:
+        """Which database, and the driver's reason without the password, on one line."""
+        url = self.engine.url
+        if self.is_sqlite:
+            where = f"SQLite database {url.database}"
+        else:
+            where = f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}, database {url.database}"
+        why = reason(error)
+        if url.password:
+            why = why.replace(str(url.password), "***")
+        return f"{where}: {why}"
 
     def migrate(self) -> None:
         """Bring the schema to the newest version; replicas starting together migrate one at a time.

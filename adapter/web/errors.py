@@ -6,10 +6,14 @@ import json
 import logging
 from typing import Any
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, request
 from werkzeug.exceptions import HTTPException
 
+from adapter.store.db import is_outage, reason
+
 log = logging.getLogger(__name__)
+# PagerDuty's Events API v2: its senders read errors in PagerDuty's format (see `events_api_error`).
+EVENTS_API_PATH = "/v2/enqueue"
 
 
 class ApiError(Exception):
@@ -21,18 +25,23 @@ class ApiError(Exception):
         self.details = details
 
 
+def error_json(code: str, message: str, details: Any = None) -> bytes:
+    """The house error body."""
+    body = {"error": {"code": code, "message": message, "details": details if details is not None else []}}
+    return json.dumps(body).encode()
+
+
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
-    body = {
-        "error": {
-            "code": code,
-            "message": message,
-            "details": details if details is not None else [],
-        }
-    }
-    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    response = Response(error_json(code, message, details), status=status, mimetype="application/json")
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="dualtrack"'
     return response
+
+
+def events_api_error(status: int, message: str, errors: list[str]) -> Response:
+    """An error as PagerDuty's Events API v2 answers it: `{"status", "message", "errors"}`."""
+    body = {"status": "invalid event" if status < 500 else "error", "message": message, "errors": errors}
+    return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
 _HTTP_CODES = {
@@ -47,10 +56,23 @@ _HTTP_CODES = {
 }
 
 
+def _answer(status: int, code: str, message: str, details: Any = None) -> Response:
+    if request.path == EVENTS_API_PATH:
+        listed = [d["message"] for d in details or [] if isinstance(d, dict) and "message" in d]
+        response = events_api_error(status, message, listed or [message])
+    else:
+        response = error_response(status, code, message, details)
+    if status == 413:
+        # The body was not read to its end: what is left of it must never be taken for the next
+        # request on this connection (`dualtrack serve` closes it when it sees this header).
+        response.headers["Connection"] = "close"
+    return response
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return _answer(exc.status, exc.code, exc.message, exc.details)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -58,13 +80,17 @@ def register(app: Flask) -> None:
         message = exc.description or exc.name
         if status == 413:
             message = f"request body is larger than max_body_bytes ({app.config['MAX_CONTENT_LENGTH']})"
-        return error_response(status, _HTTP_CODES.get(status, "http_error"), message)
+        return _answer(status, _HTTP_CODES.get(status, "http_error"), message)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        # 503, not 500: the sender retries, and nothing was acknowledged.
-        log.exception("unhandled error: %s", type(exc).__name__)
-        return error_response(503, "unavailable", "temporary failure; retry later")
+        if is_outage(exc):
+            # 503: the sender retries, and nothing was acknowledged. The driver's reason only:
+            # no SQL, no parameters, no body.
+            log.warning("database unavailable: %s %s: %s", request.method, request.path, reason(exc))
+            return _answer(503, "unavailable", "the database is unavailable; retry later")
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc)
+        return _answer(500, "internal_error", "internal error; it was logged")
 
 
 def read_json(request: Request, max_bytes: int) -> Any:

@@ -9,11 +9,11 @@ from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy.exc import SQLAlchemyError
 
 from adapter.config import ConfigError, load_settings
 from adapter.metrics import BacklogCollector
 from adapter.store import outbox
+from adapter.store.db import Unavailable
 from adapter.web import auth
 from adapter.web.errors import error_response
 from adapter.web.services import services
@@ -29,11 +29,12 @@ def healthy() -> Response:
 
 @bp.get("/-/ready")
 def ready() -> Response:
+    """A read of the database within about a second; never waits for the write lock."""
     try:
         services().store.ping()
-    except SQLAlchemyError as exc:
-        log.warning("not ready: database unreachable (%s)", type(exc).__name__)
-        return error_response(503, "not_ready", "database unreachable")
+    except Unavailable as exc:
+        log.warning("not ready: %s", exc)
+        return error_response(503, "not_ready", "database unavailable")
     return Response("OK\n", mimetype="text/plain")
 
 
