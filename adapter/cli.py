@@ -15,7 +15,6 @@ from typing import Any
 from adapter.config import (
     ConfigError,
     Settings,
-    WeakSecret,
     config_warnings,
     is_loopback,
     load_settings,
@@ -93,29 +92,25 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refused_secrets(config: str, bind: str, weak: list[WeakSecret]) -> str:
-    return (
-        f"{config}: refusing to listen on {bind}, which is not loopback, with public demo or missing "
-        f"secrets: {', '.join(s.named() for s in weak)}; set them (`dualtrack check-config` says "
-        "more), or listen on 127.0.0.1"
-    )
-
-
 def serve(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None:
         return 1
     bind = args.bind or settings.server.bind
     weak = weak_secrets(settings)
+    named = ", ".join(secret.named() for secret in weak)
     if weak and not is_loopback(bind):
-        print(_refused_secrets(args.config, bind, weak), file=sys.stderr)
+        print(
+            f"{settings.config_path}: refusing to listen on {bind}, which is not loopback, with public "
+            f"demo or missing secrets: {named}; set them "
+            "(`dualtrack check-config` says more), or listen on 127.0.0.1",
+            file=sys.stderr,
+        )
         return 1
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if weak:
         logging.getLogger("dualtrack.serve").warning(
-            "listening on %s (loopback only) with public demo or missing secrets: %s",
-            bind,
-            ", ".join(s.named() for s in weak),
+            "listening on %s (loopback only) with public demo or missing secrets: %s", bind, named
         )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if not _prepare_database(settings):

@@ -724,35 +724,33 @@ def test_own_secrets_and_a_signed_pagerduty_are_not_weak(tmp_path: Path) -> None
     assert weak_secrets(settings) == []
 
 
-def test_check_config_refuses_demo_secrets_beyond_loopback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("bind", "code", "line"),
+    [
+        (
+            "[::1]:9095",
+            0,
+            "warning: {path}: api.tokens[0]: a public demo value: `serve` accepts it on loopback only",
+        ),
+        (
+            "0.0.0.0:9095",
+            1,
+            "{path}: api.tokens[0]: a public demo value: `serve` refuses it with server.bind 0.0.0.0:9095, "
+            "which is not loopback",
+        ),
+    ],
+)
+def test_check_config_on_demo_secrets_warns_on_loopback_and_refuses_beyond(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bind: str, code: int, line: str
 ) -> None:
     config = base_config()
-    config["server"]["bind"] = "0.0.0.0:9095"
+    config["server"]["bind"] = bind
     config["api"]["tokens"] = ["dev-api-token"]
     path = write_config(config_dir(tmp_path), config)
-    assert cli.main(["check-config", "--config", str(path)]) == 1
+    assert cli.main(["check-config", "--config", str(path)]) == code
     out, err = capsys.readouterr()
-    assert out == ""
-    assert err.splitlines() == [
-        f"{path}: api.tokens[0]: a public demo value: `serve` refuses it with server.bind 0.0.0.0:9095, "
-        "which is not loopback"
-    ]
-
-
-def test_check_config_warns_of_demo_secrets_on_loopback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = base_config()
-    config["server"]["bind"] = "[::1]:9095"
-    config["api"]["tokens"] = ["dev-api-token"]
-    path = write_config(config_dir(tmp_path), config)
-    assert cli.main(["check-config", "--config", str(path)]) == 0
-    out, err = capsys.readouterr()
-    assert out.startswith(f"{path}: ok ")
-    assert (
-        err == f"warning: {path}: api.tokens[0]: a public demo value: `serve` accepts it on loopback only\n"
-    )
+    assert out.startswith(f"{path}: ok ") if code == 0 else out == ""
+    assert err.splitlines() == [line.format(path=path)]
 
 
 @pytest.mark.parametrize(

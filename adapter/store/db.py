@@ -370,19 +370,24 @@ class Store:
     def verify(self) -> None:
         """At start: the database answers and, on SQLite, `PRAGMA quick_check` finds it sound;
         else Unavailable, with one line saying what is wrong and what to do."""
-        if self.is_sqlite and self._database is None:
+        if not self.is_sqlite:
+            try:
+                self._fresh_read("SELECT 1", START_CONNECT_TIMEOUT)
+            except sa_exc.DBAPIError as error:
+                raise Unavailable(self.describe(error)) from None
             return
-        statement = "PRAGMA quick_check" if self.is_sqlite else "SELECT 1"
+        if self._database is None:
+            return
         try:
-            rows = self._fresh_read(statement, START_CONNECT_TIMEOUT)
+            problems = [str(row[0]) for row in self._fresh_read("PRAGMA quick_check", START_CONNECT_TIMEOUT)]
         except sa_exc.DBAPIError as error:
             if not _is_corruption(error):
                 raise Unavailable(self.describe(error)) from None
-            rows = [(reason(error),)]
-        problems = [" ".join(str(row[0]).split()) for row in rows if self.is_sqlite and row[0] != "ok"]
-        if problems:
+            problems = [reason(error)]
+        if problems != ["ok"]:
+            first = " ".join(problems[0].split())
             raise Unavailable(
-                f"{self._database}: the database is corrupted (quick_check: {problems[0]}); "
+                f"{self._database}: the database is corrupted (quick_check: {first}); "
                 "restore it from a backup, or move it away to start with an empty one"
             )
 

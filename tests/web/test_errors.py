@@ -54,21 +54,20 @@ def enqueue(client: Any, body: bytes | None = None, content_type: str = "applica
     return client.post("/v2/enqueue", data=data, headers={"Content-Type": content_type})
 
 
+def assert_answers(client: Any, status: int, code: str, message: str) -> None:
+    """The webhook in the house format, /v2/enqueue in PagerDuty's, with the same status."""
+    response = post_firing(client)
+    assert response.status_code == status
+    assert response.get_json() == {"error": {"code": code, "message": message, "details": []}}
+    events = enqueue(client)
+    assert events.status_code == status
+    assert events.get_json() == {"status": "error", "message": message, "errors": [message]}
+
+
 def test_postgresql_unreachable_is_503_unavailable(make_client, caplog):
     url = f"postgresql+psycopg://dualtrack:pw-not-logged@127.0.0.1:{free_port()}/dualtrack"
     client, _ = make_client(url)
-    response = post_firing(client)
-    assert response.status_code == 503
-    assert response.get_json() == {
-        "error": {"code": "unavailable", "message": "the database is unavailable; retry later", "details": []}
-    }
-    events = enqueue(client)
-    assert events.status_code == 503
-    assert events.get_json() == {
-        "status": "error",
-        "message": "the database is unavailable; retry later",
-        "errors": ["the database is unavailable; retry later"],
-    }
+    assert_answers(client, 503, "unavailable", "the database is unavailable; retry later")
     # One line per request with the driver's reason: no traceback, no password.
     lines = [r for r in caplog.records if r.name == "adapter.web.errors"]
     assert [r.levelname for r in lines] == ["WARNING", "WARNING"]
@@ -83,10 +82,7 @@ def test_sqlite_file_removed_while_running_is_503_and_nothing_is_written(make_cl
     path = make_url(store.engine.url).database
     assert path
     os.unlink(path)
-    response = post_firing(client)
-    assert response.status_code == 503
-    assert response.get_json()["error"]["code"] == "unavailable"
-    assert enqueue(client).get_json()["status"] == "error"
+    assert_answers(client, 503, "unavailable", "the database is unavailable; retry later")
     assert client.get("/-/ready").status_code == 503
 
 
@@ -97,18 +93,7 @@ def test_an_unexpected_error_is_500_logged_with_its_traceback(make_client, caplo
         conn.exec_driver_sql(
             "CREATE TRIGGER refuse BEFORE INSERT ON incidents BEGIN SELECT RAISE(ABORT, 'refused'); END"
         )
-    response = post_firing(client)
-    assert response.status_code == 500
-    assert response.get_json() == {
-        "error": {"code": "internal_error", "message": "internal error; it was logged", "details": []}
-    }
-    events = enqueue(client)
-    assert events.status_code == 500
-    assert events.get_json() == {
-        "status": "error",
-        "message": "internal error; it was logged",
-        "errors": ["internal error; it was logged"],
-    }
+    assert_answers(client, 500, "internal_error", "internal error; it was logged")
     (record, _) = [r for r in caplog.records if r.name == "adapter.web.errors"]
     assert record.levelname == "ERROR"
     assert record.getMessage() == "unhandled IntegrityError on POST /webhooks/alertmanager"
