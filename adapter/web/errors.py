@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
 from flask import Flask, Request, Response
@@ -90,4 +91,20 @@ def read_json(request: Request, max_bytes: int) -> Any:
             "malformed_json",
             "request body is not valid JSON",
             [{"field": "(body)", "message": str(exc).split(":")[0], "position": position}],
+        ) from None
+    except RecursionError:
+        # Arrays or objects nested about a thousand deep: no real payload comes near.
+        raise ApiError(
+            400,
+            "malformed_json",
+            "request body is nested too deeply",
+            [{"field": "(body)", "message": "arrays and objects nested too deeply"}],
+        ) from None
+    except ValueError:
+        # The only other ValueError json.loads raises: an integer past Python's digit limit.
+        raise ApiError(
+            400,
+            "malformed_json",
+            "request body holds a number too long to read",
+            [{"field": "(body)", "message": f"integers have at most {sys.get_int_max_str_digits()} digits"}],
         ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -34,6 +35,8 @@ def alertmanager_webhook() -> ResponseReturnValue:
         try:
             batch = alertmanager.parse(body)
         except PayloadError as exc:
+            if exc.rejected_alerts:
+                svc.metrics.signals.labels(exc.source, "rejected").inc(exc.rejected_alerts)
             raise ApiError(422, "invalid_payload", str(exc), exc.details) from None
     except ApiError as exc:
         svc.metrics.webhooks.labels(source, f"rejected_{exc.status}").inc()
@@ -44,15 +47,22 @@ def alertmanager_webhook() -> ResponseReturnValue:
     result = svc.engine.ingest(batch)
     svc.metrics.ingest_seconds.labels(source).observe(time.monotonic() - started)
     svc.metrics.webhooks.labels(source, "test" if batch.test else "accepted").inc()
+    if batch.rejected:
+        svc.metrics.signals.labels(source, "rejected").inc(batch.rejected_alerts)
     log.info(
-        "webhook source=%s outcome=accepted alerts=%d duplicates=%d incidents=%s notices=%d",
+        "webhook source=%s outcome=accepted alerts=%d rejected=%d duplicates=%d incidents=%s notices=%d",
         source,
         len(batch.signals),
+        batch.rejected_alerts,
         result.duplicates,
         ",".join(result.refs) or "-",
         result.notices,
     )
-    return jsonify({"incidents": result.refs}), 202
+    answer: dict[str, Any] = {"incidents": result.refs}
+    if batch.rejected:
+        # Stored what was valid: a 2xx, or Alertmanager would retry the good alerts with the bad.
+        answer["rejected"] = batch.rejected
+    return jsonify(answer), 202
 
 
 @bp.post("/webhooks/pagerduty")
@@ -68,14 +78,14 @@ def pagerduty_webhook() -> ResponseReturnValue:
                 raise ApiError(401, "unauthorized", "missing or invalid X-PagerDuty-Signature")
         body = read_json(request, svc.settings.server.max_body_bytes)
         try:
-            event = pagerduty.parse(body)
+            event = pagerduty.parse(body, request.headers.get("X-Webhook-Id"))
         except PayloadError as exc:
             raise ApiError(422, "invalid_payload", str(exc), exc.details) from None
     except ApiError as exc:
         svc.metrics.webhooks.labels("pagerduty", f"rejected_{exc.status}").inc()
         log.info("webhook source=pagerduty outcome=rejected status=%d code=%s", exc.status, exc.code)
         raise
-    intake = svc.pagerduty.handle_webhook(event, request.headers.get("X-Webhook-Id"))
+    intake = svc.pagerduty.handle_webhook(event, event.webhook_id)
     svc.metrics.webhooks.labels("pagerduty", intake.outcome).inc()
     log.info(
         "webhook source=pagerduty event=%s type=%s outcome=%s incidents=%s",
