@@ -40,7 +40,7 @@ EndTime = Annotated[AwareDatetime, BeforeValidator(iso_time), AfterValidator(_en
 
 class _Alert(BaseModel):
     # Senders add fields over time (Grafana: ruleUID, enrichments…); tolerate them.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     status: Literal["firing", "resolved"]
     labels: dict[Text, Text]
@@ -57,7 +57,7 @@ class _Alert(BaseModel):
 class _Notification(BaseModel):
     """The envelope; its alerts are validated one by one, so one bad alert rejects only itself."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     version: Literal["4", "1"]
     groupKey: Annotated[Text, Field(min_length=1, max_length=4096)]

@@ -69,7 +69,7 @@ _Lenient = Annotated[_T | None, WrapValidator(_or_none)]
 class _Ref(BaseModel):
     """A PagerDuty reference: service_reference, priority_reference, incident_reference, …"""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     id: _Lenient[Text] = None
     type: _Lenient[Text] = None
@@ -78,14 +78,14 @@ class _Ref(BaseModel):
 
 
 class _ConferenceBridge(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     conference_number: _Lenient[Text | int] = None  # a string in the docs, a number in go-pagerduty
     conference_url: _Lenient[Text] = None
 
 
 class _ResolveReason(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     type: _Lenient[Text] = None
     incident: _Lenient[_Ref] = None
@@ -94,7 +94,7 @@ class _ResolveReason(BaseModel):
 class _Data(BaseModel):
     """Every data shape at once (incident, incident_note, incident_status_update, service, ping…)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     type: _Lenient[Text] = None
     id: _Lenient[Text] = None
@@ -116,7 +116,7 @@ class _Data(BaseModel):
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     id: Annotated[Text, Field(min_length=1, max_length=EVENT_ID_MAX)]
     event_type: Annotated[Text, Field(min_length=1, max_length=256)]
@@ -128,7 +128,7 @@ class _Event(BaseModel):
 
 
 class _Envelope(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     event: _Event
 

@@ -438,7 +438,8 @@ def test_a_batched_notice_whose_event_was_written_before_is_not_counted(engine, 
 def _event(action: str, timestamp: str | None) -> Any:
     from adapter.sources import events
 
-    body = fixture_json(f"pagerduty/pagerduty-events-v2-{'resolve' if action == 'resolve' else 'trigger'}.json")
+    name = "resolve" if action == "resolve" else "trigger"
+    body = fixture_json(f"pagerduty/pagerduty-events-v2-{name}.json")
     if timestamp is not None:
         body["payload"]["timestamp"] = timestamp
     return events.parse(body)
