@@ -121,6 +121,8 @@ class PagerDutySettings(Strict):
     urgencies: dict[str, int] = {"high": 4, "low": 2}
     # What an acknowledgement in PagerDuty makes of the incident's status.
     acknowledged_status: Literal["investigating", "identified"] = "investigating"
+    # How long webhook and event ids are remembered for dedupe: PagerDuty retries for 48 hours.
+    dedupe_window: Duration = Field(default=timedelta(hours=48), gt=timedelta(0))
 
     @field_validator("priorities", "urgencies")
     @classmethod

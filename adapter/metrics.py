@@ -24,7 +24,7 @@ class Metrics:
         )
         self.signals = Counter(
             "dualtrack_signals_total",
-            "Alert events received, by source and outcome (new, duplicate, stale, orphan).",
+            "Alert events received, by source and outcome (new, duplicate, stale, orphan, rejected).",
             ["source", "outcome"],
             registry=r,
         )

@@ -16,6 +16,8 @@ from jinja2.environment import TemplateModule
 from jinja2.runtime import Context, Macro, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from adapter.text import printable
+
 log = logging.getLogger(__name__)
 
 
@@ -145,8 +147,12 @@ def humanize_list(items: Iterable[Any], conjunction: str = "and") -> str:
 
 
 def split_subject(text: str) -> tuple[str, str]:
-    """The first non-empty line is the subject; the rest, trimmed, is the body."""
-    lines = text.strip().splitlines()
+    """The first non-empty line is the subject; the rest, trimmed, is the body; both printable.
+
+    Alert text reaches templates as sent, control characters included: they are taken out here,
+    where every notice's text (a template's or the fallback's) passes.
+    """
+    lines = printable(text).strip().splitlines()
     if not lines:
         return "", ""
     subject = lines[0].strip().removeprefix("Subject:").strip()

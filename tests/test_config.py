@@ -345,6 +345,22 @@ def test_bad_duration(tmp_path: Path, value: str) -> None:
     assert "duration such as 30s" in problems[0]
 
 
+@pytest.mark.parametrize(("value", "expected"), [(None, timedelta(hours=48)), ("72h", timedelta(hours=72))])
+def test_pagerduty_dedupe_window(tmp_path: Path, value: str | None, expected: timedelta) -> None:
+    config = base_config()
+    if value is not None:
+        config["pagerduty"] = {"dedupe_window": value}
+    assert load_settings(write_config(config_dir(tmp_path), config)).pagerduty.dedupe_window == expected
+
+
+def test_pagerduty_dedupe_window_must_be_positive(tmp_path: Path) -> None:
+    config = base_config()
+    config["pagerduty"] = {"dedupe_window": "0s"}
+    path = write_config(config_dir(tmp_path), config)
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}: pagerduty.dedupe_window: ")
+
+
 def test_bad_audience(tmp_path: Path) -> None:
     config = base_config()
     config["providers"][0]["audience"] = "everyone"

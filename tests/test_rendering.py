@@ -227,6 +227,31 @@ def test_every_render_of_a_missing_or_broken_template_falls_back_and_is_counted(
     assert len(fallbacks) == 3 and all(reason in m for m in fallbacks), fallbacks
 
 
+# Every C0 and C1 control but tab, line feed and carriage return (which printable() makes a line feed).
+CONTROL = "".join(chr(c) for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if chr(c) not in "\t\n\r")
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_no_control_character_reaches_a_notice_and_the_text_stays_readable(
+    settings: Settings, tmp_path: Path, broken: bool
+) -> None:
+    own = tmp_path / "own"
+    (own / "technical").mkdir(parents=True)
+    # A template of one's own, or (broken) the built-in fallback: both print the title.
+    text = "{{ incident.title }}\r\n\r\nTitle: {{ incident.title }}\tend\n"
+    (own / "technical" / "acknowledgement.md.j2").write_text("{{ nope( }}" if broken else text)
+    ctx = context(settings, "technical")
+    ctx["incident"] = {**ctx["incident"], "title": f"Checkout{CONTROL} slow\ufffe \ud800 now"}
+    rendered = Renderer(str(own)).render("general", "technical", "acknowledgement", ctx)
+    assert rendered.fallback is broken
+    for part in (rendered.subject, rendered.body):
+        assert not set(part) & set(CONTROL + "\ufffe\ud800\r")
+    assert "Checkout slow \ufffd now" in rendered.subject
+    if not broken:
+        assert rendered.subject == "Checkout slow \ufffd now"
+        assert rendered.body == "Title: Checkout slow \ufffd now\tend"
+
+
 # ---------------------------------------------------------------- planning shares one event view
 
 

@@ -7,8 +7,8 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection
@@ -171,6 +171,8 @@ class Engine:
             if existing is not None and signal.status == "firing":
                 outcome = self._refresh_level(conn, existing, signal, now, changes)
                 return outcome, existing["incident_id"] if outcome == "updated" else None
+            if existing is None and signal.status == "firing":
+                signal = self._next_instance(conn, signal, now)
         else:
             existing = work.stored_alert(signal)
         if existing is not None:
@@ -242,6 +244,15 @@ class Engine:
                 alert=alert,
             )
         return "new", incident["id"]
+
+    def _next_instance(self, conn: Connection, signal: Signal, now: datetime) -> Signal:
+        """A trigger after the alert's last instance was resolved is a new instance, which opens
+        or reopens an incident. Senders repeat their timestamp (an Events API payload.timestamp,
+        a PagerDuty occurred_at), so one no later than the last instance's start starts now."""
+        last = repo.latest_alert(conn, signal.source, signal.fingerprint)
+        if last is None or signal.starts_at > last["starts_at"]:
+            return signal
+        return replace(signal, starts_at=max(now, last["starts_at"] + timedelta(microseconds=1)))
 
     def _group_keys(self, conn: Connection, signal: Signal) -> list[str]:
         """The group keys that mean the same outage as this signal's.

@@ -90,6 +90,7 @@ class Scheduler(BackgroundLoop):
         with self.store.transaction() as conn:
             if not leases.acquire(conn, LEASE, self.owner, now, ttl):
                 return 0
+            self._forget_inbound_events(conn, now)  # while holding the write lock anyway
         written = 0
         # Read without the write lock which open incidents have something due; only those take
         # it, and check again under it. A storm's thousand open incidents cost two queries.
@@ -110,6 +111,12 @@ class Scheduler(BackgroundLoop):
         if written and self.on_commit:
             self.on_commit()
         return written
+
+    def _forget_inbound_events(self, conn: Connection, now: datetime) -> None:
+        """Event ids past PagerDuty's retry horizon are never sent again: keep the table small."""
+        forgotten = repo.forget_inbound_events(conn, now - self.settings.pagerduty.dedupe_window)
+        if forgotten:
+            after_commit(conn, functools.partial(log.info, "forgot %d inbound event ids", forgotten))
 
     def _update_due(
         self, incident_id: int, level: int, heard: dict[tuple[int, str], datetime], now: datetime

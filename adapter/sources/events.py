@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from adapter.sources.fields import EARLIEST, LATEST, in_range
+from adapter.text import storable
+
 ACTIONS = ("trigger", "acknowledge", "resolve")
 SEVERITIES = ("critical", "error", "warning", "info")
 ROUTING_KEY_LENGTH = 32
@@ -67,7 +70,8 @@ class _Checker:
         if not isinstance(value, str):
             self.errors.append(f"'{name}' must be a string")
             return None
-        return value
+        # The one place this parser reads text: every string it returns is storable.
+        return storable(value)
 
     def max_length(self, value: str | None, name: str, limit: int) -> None:
         if value is not None and len(value) > limit:
@@ -115,7 +119,14 @@ class _Checker:
         except ValueError:
             self.errors.append("'payload.timestamp' is invalid (must be an ISO 8601 date and time)")
             return None
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        try:
+            return in_range(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+        except ValueError:
+            self.errors.append(
+                f"'payload.timestamp' is invalid (must lie between the years {EARLIEST.year}"
+                f" and {LATEST.year - 1})"
+            )
+            return None
 
     def links(self, body: dict[str, Any]) -> list[dict[str, str]]:
         raw = body.get("links")

@@ -12,9 +12,14 @@ SignalStatus = Literal["firing", "resolved"]
 class PayloadError(ValueError):
     """A body that is JSON but not a valid payload; `details` name the fields."""
 
-    def __init__(self, message: str, details: list[dict[str, Any]]):
+    def __init__(
+        self, message: str, details: list[dict[str, Any]], *, source: str = "", rejected_alerts: int = 0
+    ):
         super().__init__(message)
         self.details = details
+        # A group whose every alert is invalid: the alerts read and rejected, for the signals metric.
+        self.source = source
+        self.rejected_alerts = rejected_alerts
 
 
 @dataclass(frozen=True)
@@ -56,3 +61,9 @@ class Batch:
     group_key: str
     signals: list[Signal]
     test: bool = False
+    # The body's invalid alerts, one entry per problem: {"index", "field", "message"}.
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rejected_alerts(self) -> int:
+        return len({r["index"] for r in self.rejected})

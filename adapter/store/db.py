@@ -144,7 +144,7 @@ class Store:
             # Each statement after the writer lock must see what the previous writer committed:
             # READ COMMITTED does (a new snapshot per statement); REPEATABLE READ would not.
             kwargs["isolation_level"] = "READ COMMITTED"
-        self.engine: Engine = create_engine(url, **kwargs)
+        self.engine: Engine = create_engine(url, hide_parameters=True, **kwargs)  # values: customer data
         if self.is_sqlite:
             self._configure_sqlite(self.engine, sqlite_synchronous, checkpoint_by_hand=self._wal is not None)
             event.listen(self.engine, "connect", self._remember_database_file)

@@ -7,7 +7,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, and_, any_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.prepared import Prepared, fetch_rows
@@ -349,6 +362,11 @@ def seen_before(conn: Connection, source: str, keys: list[str], now: datetime) -
     statement = _upsert(conn, inbound_events).on_conflict_do_nothing().returning(inbound_events.c.key)
     inserted = conn.execute(statement, [{"source": source, "key": k, "received_at": now} for k in wanted])
     return len(list(inserted)) < len(wanted)
+
+
+def forget_inbound_events(conn: Connection, before: datetime) -> int:
+    """Delete the event ids recorded before `before`; how many there were."""
+    return int(conn.execute(delete(inbound_events).where(inbound_events.c.received_at < before)).rowcount)
 
 
 def find_firing(conn: Connection, source: str, fingerprint: str) -> Row | None:

@@ -122,7 +122,9 @@ class Prepared:
                 cursor.execute(compiled.sql, compiled.parameters(params or {}))
         except driver.Error as error:  # what conn.execute would raise
             cursor.close()
-            raise exc.DBAPIError.instance(compiled.sql, None, error, driver.Error) from error
+            raise exc.DBAPIError.instance(
+                compiled.sql, None, error, driver.Error, hide_parameters=True
+            ) from error
         return compiled, cursor
 
     def all(self, conn: Connection, params: Params | None = None) -> list[Row]:

@@ -150,6 +150,8 @@ inbound_events = Table(
     Column("source", String(32), primary_key=True),
     Column("key", String(255), primary_key=True),
     Column("received_at", UTCDateTime, nullable=False),
+    # The scheduler forgets ids older than pagerduty.dedupe_window.
+    Index("ix_inbound_events_received_at", "received_at"),
 )
 
 rate_buckets = Table(

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
-from adapter.durations import parse_duration
+from adapter.durations import format_duration, parse_duration
 from adapter.engine.humans import Conflict, HumanUpdate, NotFound
 from adapter.sources import alertmanager, events, pagerduty
 from adapter.sources.events import EventsError
+from adapter.sources.fields import INCIDENT_TYPE_MAX, error_details, in_range, iso_time
+from adapter.sources.fields import Text as StorableText
 from adapter.sources.signal import Batch, PayloadError
 from adapter.store import incidents as repo
 from adapter.store import outbox
+from adapter.text import storable
 from adapter.web import auth
 from adapter.web.errors import ApiError, read_json
 from adapter.web.serialize import alert_json, incident_json, notice_json, timeline_json
@@ -23,8 +26,35 @@ from adapter.web.services import Services, services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 STATUSES = ("open", "resolved", "all")
-Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+Text = Annotated[StorableText, Field(min_length=1, max_length=20_000)]
 Model = TypeVar("Model", bound=BaseModel)
+# Row ids are INTEGER columns: 32 bits on PostgreSQL. A larger id names no row.
+ID_MAX = 2**31 - 1
+# How far ahead a relative ETA ("2h") may reach.
+ETA_MAX = timedelta(days=365)
+
+
+def _eta(value: Any) -> datetime | timedelta:
+    """An absolute time (ISO 8601 with an offset, within the years stored) or a duration from now."""
+    wrong = "must be an ISO 8601 date and time with an offset, or a duration such as 2h"
+    too_far = f"a duration must be at most {format_duration(ETA_MAX)}"
+    if not isinstance(value, str):
+        raise ValueError(wrong)
+    try:
+        delta = parse_duration(value)
+    except OverflowError:
+        raise ValueError(too_far) from None
+    except ValueError:
+        try:
+            moment = iso_time(value)
+        except ValueError:
+            raise ValueError(wrong) from None
+        if moment.tzinfo is None:
+            raise ValueError(wrong) from None
+        return in_range(moment)
+    if delta > ETA_MAX:
+        raise ValueError(too_far)
+    return delta
 
 
 class _Body(BaseModel):
@@ -36,23 +66,18 @@ class UpdateBody(_Body):
     technical: Text | None = None
     business: Text | None = None
     # An absolute time, or a duration from now such as "2h".
-    eta: AwareDatetime | str | None = None
+    eta: Annotated[datetime | timedelta, PlainValidator(_eta)] | None = None
     workaround: Text | None = None
     root_cause: Text | None = None
     action_required: Text | None = None
 
-    @field_validator("eta")
-    @classmethod
-    def _eta(cls, value: datetime | str | None) -> datetime | str | None:
-        if isinstance(value, str):
-            parse_duration(value)
-        return value
-
 
 class PatchBody(_Body):
     level: int | None = Field(default=None, ge=1, le=5)
-    title: Annotated[str, Field(min_length=1, max_length=500)] | None = None
-    incident_type: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")] | None = None
+    title: Annotated[StorableText, Field(min_length=1, max_length=500)] | None = None
+    incident_type: (
+        Annotated[str, Field(min_length=1, max_length=INCIDENT_TYPE_MAX, pattern=r"^[a-z0-9_-]+$")] | None
+    ) = None
 
 
 class ResolveBody(_Body):
@@ -72,11 +97,7 @@ def _body(model: type[Model], svc: Services) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise ApiError(422, "invalid_payload", "request body is not valid", details) from None
+        raise ApiError(422, "invalid_payload", "request body is not valid", error_details(exc)) from None
 
 
 def _human(action: Any, *args: Any) -> None:
@@ -130,6 +151,13 @@ def _authenticate() -> None:
     auth.require(request, services().settings.api.tokens)
 
 
+@bp.url_value_preprocessor
+def _storable_ref(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    # A reference is looked up as text: a NUL in the URL must find nothing, not fail the query.
+    if values and "ref" in values:
+        values["ref"] = storable(values["ref"])
+
+
 @bp.get("/incidents")
 def list_incidents() -> ResponseReturnValue:
     status = request.args.get("status", "all")
@@ -156,8 +184,8 @@ def post_update(ref: str) -> ResponseReturnValue:
     svc = services()
     body = _body(UpdateBody, svc)
     eta = body.eta
-    if isinstance(eta, str):
-        eta = svc.clock.now() + parse_duration(eta)
+    if isinstance(eta, timedelta):
+        eta = svc.clock.now() + eta
     update = HumanUpdate(**{**body.model_dump(), "eta": eta})
     _human(svc.humans.update, ref, update)
     return jsonify(_incident_document(svc, ref)), 201
@@ -230,13 +258,14 @@ def preview() -> ResponseReturnValue:
         for incident, notices in results
     ]
     first = incidents[0] if incidents else None
-    return jsonify(
-        {
-            "incident": {k: v for k, v in first.items() if k != "notices"} if first else None,
-            "notices": first["notices"] if first else [],
-            "incidents": incidents,
-        }
-    )
+    answer = {
+        "incident": {k: v for k, v in first.items() if k != "notices"} if first else None,
+        "notices": first["notices"] if first else [],
+        "incidents": incidents,
+    }
+    if batch.rejected:
+        answer["rejected"] = batch.rejected  # what the webhook would store without
+    return jsonify(answer)
 
 
 @bp.get("/notices")
@@ -256,7 +285,7 @@ def list_notices() -> ResponseReturnValue:
     return jsonify({"notices": [notice_json(r) for r in rows]})
 
 
-@bp.post("/notices/<int:notice_id>/retry")
+@bp.post(f"/notices/<int(max={ID_MAX}):notice_id>/retry")
 def retry_notice(notice_id: int) -> ResponseReturnValue:
     svc = services()
     with svc.store.transaction() as conn:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import traceback
 from typing import Any
 
 from flask import Flask, Request, Response, request
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from adapter.store.db import is_outage, reason
@@ -89,7 +92,21 @@ def register(app: Flask) -> None:
             # no SQL, no parameters, no body.
             log.warning("database unavailable: %s %s: %s", request.method, request.path, reason(exc))
             return _answer(503, "unavailable", "the database is unavailable; retry later")
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc)
+        if isinstance(exc, DBAPIError):
+            # The driver's message can quote row values (PostgreSQL's "DETAIL: Key (…)=(…)"), and
+            # alert text is customer data: the error's code and where it was raised, not its text.
+            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "sqlite_errorname", None)
+            where = "".join(traceback.format_tb(exc.__traceback__))
+            log.error(
+                "unhandled %s (%s) on %s %s\n%s",
+                type(exc).__name__,
+                code,
+                request.method,
+                request.path,
+                where,
+            )
+        else:
+            log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc)
         return _answer(500, "internal_error", "internal error; it was logged")
 
 
@@ -116,4 +133,20 @@ def read_json(request: Request, max_bytes: int) -> Any:
             "malformed_json",
             "request body is not valid JSON",
             [{"field": "(body)", "message": str(exc).split(":")[0], "position": position}],
+        ) from None
+    except RecursionError:
+        # Arrays or objects nested about a thousand deep: no real payload comes near.
+        raise ApiError(
+            400,
+            "malformed_json",
+            "request body is nested too deeply",
+            [{"field": "(body)", "message": "arrays and objects nested too deeply"}],
+        ) from None
+    except ValueError:
+        # The only other ValueError json.loads raises: an integer past Python's digit limit.
+        raise ApiError(
+            400,
+            "malformed_json",
+            "request body holds a number too long to read",
+            [{"field": "(body)", "message": f"integers have at most {sys.get_int_max_str_digits()} digits"}],
         ) from None

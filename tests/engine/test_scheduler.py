@@ -297,3 +297,31 @@ def test_the_page_publishes_a_streams_notices_in_order_even_within_one_event(mak
     assert svc.dispatcher.run_once() == 2
     states = {r["audience"]: (r["state"], r["delivered_at"]) for r in notices(svc)}
     assert states == {"technical": ("delivered", clock.now()), "business": ("delivered", clock.now())}
+
+
+@pytest.mark.parametrize("window", [None, "2h"])
+def test_event_ids_are_forgotten_after_the_dedupe_window(make_world, window):
+    from sqlalchemy import func, select
+
+    from adapter.store.schema import inbound_events
+
+    svc = make_world({"pagerduty": {"dedupe_window": window}} if window else None)
+    kept = svc.settings.pagerduty.dedupe_window
+    assert kept == (timedelta(hours=2) if window else timedelta(hours=48))
+
+    def remembered() -> int:
+        with svc.store.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(inbound_events)).scalar_one())
+
+    with svc.store.transaction() as conn:
+        assert not repo.seen_before(conn, "pagerduty", ["old-webhook", "old-event"], svc.clock.now())
+    svc.clock.advance(kept - STEP)
+    with svc.store.transaction() as conn:
+        assert not repo.seen_before(conn, "pagerduty", ["new-webhook"], svc.clock.now())
+    svc.scheduler.run_once()
+    assert remembered() == 3  # a retry inside the window is still a duplicate
+    svc.clock.advance(STEP + timedelta(seconds=1))
+    svc.scheduler.run_once()
+    assert remembered() == 1
+    with svc.store.transaction() as conn:
+        assert repo.seen_before(conn, "pagerduty", ["new-webhook"], svc.clock.now())

@@ -40,10 +40,15 @@ def body(name: str = AM_FIRING) -> dict[str, Any]:
 
 
 def details_of(payload: Any) -> list[dict[str, Any]]:
-    with pytest.raises(PayloadError) as info:
-        parse(payload)
-    assert info.value.details, "a PayloadError must name at least one field"
-    return info.value.details
+    """What the parser found wrong: a PayloadError's details, or the alerts a batch rejected."""
+    try:
+        batch = parse(payload)
+    except PayloadError as exc:
+        details = exc.details
+    else:
+        details = [{"field": r["field"], "message": r["message"]} for r in batch.rejected]
+    assert details, "an invalid body must name at least one field"
+    return details
 
 
 def fields_of(payload: Any) -> list[str]:
@@ -488,3 +493,77 @@ def test_fixed_offset_timezone_object_equivalence() -> None:
     # Sanity check of the expectation used above: +01:00 wall time equals UTC one hour earlier.
     plus_one = datetime(2026, 3, 4, 11, 15, 30, 482915, tzinfo=timezone(timedelta(hours=1)))
     assert parse(body(GF_RESOLVED)).signals[0].starts_at == plus_one
+
+
+# --- one alert at a time ---------------------------------------------------------------------
+
+
+def test_a_bad_alert_is_rejected_and_the_good_ones_are_kept() -> None:
+    data = body(AM_MIXED)
+    data["alerts"][0]["startsAt"] = 1764187595
+    data["alerts"][0]["labels"]["replica"] = 2
+    batch = parse(data)
+    assert [s.fingerprint for s in batch.signals] == [a["fingerprint"] for a in data["alerts"][1:]]
+    assert [(r["index"], r["field"]) for r in batch.rejected] == [
+        (0, "alerts.0.labels.replica"),
+        (0, "alerts.0.startsAt"),
+    ]
+    assert batch.rejected_alerts == 1
+
+
+def test_every_alert_bad_is_a_payload_error_counting_them() -> None:
+    data = body(AM_FIRING)
+    for alert in data["alerts"]:
+        alert["fingerprint"] = "f" * 129
+    with pytest.raises(PayloadError) as raised:
+        parse(data)
+    assert raised.value.source == "alertmanager" and raised.value.rejected_alerts == 2
+    assert [d["field"] for d in raised.value.details] == ["alerts.0.fingerprint", "alerts.1.fingerprint"]
+
+
+def test_an_invalid_envelope_names_its_alerts_problems_too() -> None:
+    data = body(GF_FIRING)
+    data["status"] = "ok"
+    data["alerts"][0]["status"] = "ok"
+    with pytest.raises(PayloadError) as raised:
+        parse(data)
+    assert raised.value.rejected_alerts == 0
+    assert [d["field"] for d in raised.value.details] == ["status", "alerts.0.status"]
+
+
+def test_an_incident_type_label_longer_than_its_column_rejects_the_alert() -> None:
+    data = body(AM_FIRING)
+    data["alerts"][0]["labels"]["incident_type"] = "t" * 64
+    data["alerts"][1]["labels"]["incident_type"] = "t" * 65
+    batch = parse(data)
+    assert [s.labels["incident_type"] for s in batch.signals] == ["t" * 64]
+    assert [r["field"] for r in batch.rejected] == ["alerts.1.labels.incident_type"]
+
+
+@pytest.mark.parametrize("odd", ["\x00", "\ud800", "\udfff"])
+def test_odd_text_is_made_storable_everywhere_it_is_read(odd: str) -> None:
+    data = body(AM_FIRING)
+    data["groupKey"] = f"group{odd}"
+    alert = data["alerts"][0]
+    alert.update(fingerprint=f"fp{odd}", generatorURL=f"https://x/{odd}")
+    alert["labels"][f"key{odd}"] = f"value{odd}"
+    alert["annotations"]["summary"] = f"summary{odd}"
+    signal = parse(data).signals[0]
+    assert (signal.fingerprint, signal.group_key) == ("fp\ufffd", "group\ufffd")
+    assert signal.labels["key\ufffd"] == "value\ufffd"
+    assert signal.summary == "summary\ufffd"
+    assert signal.links["source"] == "https://x/\ufffd"
+
+
+@pytest.mark.parametrize("ends_at", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00-05:00"])
+def test_go_zero_time_in_any_zone_is_no_end(ends_at: str) -> None:
+    data = body(AM_MIXED)
+    data["alerts"][0]["endsAt"] = ends_at
+    assert parse(data).signals[0].ends_at is None
+
+
+@pytest.mark.parametrize("ends_at", ["9999-12-31T23:00:00-05:00", "1969-07-20T20:17:00Z", 0])
+def test_an_end_out_of_range_rejects_the_alert(ends_at: Any) -> None:
+    data = body(AM_MIXED)
+    data["alerts"][0]["endsAt"] = ends_at
+    assert fields_of(data) == ["alerts.0.endsAt"]

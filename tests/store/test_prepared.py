@@ -204,3 +204,21 @@ def test_statements_rendered_at_run_time_are_refused(store: Store):
     by_refs = Prepared(select(incidents.c.id).where(incidents.c.ref.in_(["a", "b"])))
     with store.read() as conn, pytest.raises(ValueError, match="rendered at run time"):
         by_refs.all(conn)
+
+
+def test_a_logged_database_error_carries_no_parameter_values(store: Store, caplog):
+    import logging
+
+    from adapter.store import incidents as repo
+    from adapter.store.schema import timeline
+
+    secret = "customer text 7f3a9"
+    row = {"incident_id": 424242, "at": T0, "kind": "note", "message": secret, "data": {"x": secret}}
+    log = logging.getLogger("test.database")
+    # The incident does not exist: a foreign-key error, through the prepared path and conn.execute.
+    for write in (repo.add_timeline, lambda conn, **values: conn.execute(insert(timeline), values)):
+        with pytest.raises(exc.IntegrityError) as raised, store.transaction() as conn:
+            write(conn, **row)
+        log.error("write failed", exc_info=raised.value)
+    assert caplog.text.count("write failed") == 2
+    assert secret not in caplog.text

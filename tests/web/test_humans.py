@@ -10,6 +10,7 @@ import pytest
 from adapter.app import create_app
 from adapter.metrics import Metrics
 from adapter.store import Store
+from adapter.store import incidents as repo
 from tests.conftest import am_headers, api_headers, base_config, fixture_bytes
 
 FIRING = "alertmanager/alertmanager-firing.json"
@@ -209,3 +210,66 @@ def test_preview_renders_every_first_notice_and_stores_nothing(world):
         ).status_code
         == 400
     )
+
+
+# -- input no database can hold ---------------------------------------------------------------
+
+
+def timeline_length(client) -> int:
+    return len(client.get("/api/v1/incidents/INC-2026-0001", headers=api_headers()).get_json()["timeline"])
+
+
+@pytest.mark.parametrize(
+    "eta",
+    [
+        1764167762,  # a number where a time belongs
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:00:00-05:00",
+        "2026-11-26T20:00:00",  # no offset
+        "366d",
+        "9" * 400 + "h",  # past timedelta's range
+        "9" * 5000 + "s",  # past Python's digit limit
+    ],
+)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_an_eta_out_of_range_is_422_naming_it(world, backend, eta):
+    client, _ = world
+    open_incident(client)
+    before = timeline_length(client)
+    response = post(client, "/api/v1/incidents/INC-2026-0001/updates", {"eta": eta})
+    assert response.status_code == 422
+    assert [d["field"] for d in response.get_json()["error"]["details"]] == ["eta"]
+    assert timeline_length(client) == before
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_human_text_with_nul_and_surrogates_is_stored_readable(world, backend):
+    client, svc = world
+    open_incident(client)
+    update = {"technical": "Pool \x00 drained \ud800", "eta": "365d", "workaround": "retry\x00"}
+    assert post(client, "/api/v1/incidents/INC-2026-0001/updates", update).status_code == 201
+    patch = client.patch(
+        "/api/v1/incidents/INC-2026-0001",
+        data=json.dumps({"title": "Checkout \udfff slow"}),
+        headers={**api_headers(), "Content-Type": "application/json"},
+    )
+    assert patch.status_code == 200
+    body = patch.get_json()
+    with svc.store.read() as conn:
+        row = repo.get_incident_by_ref(conn, "INC-2026-0001")
+    assert row is not None
+    assert (row["title"], row["workaround"]) == ("Checkout \ufffd slow", "retry\ufffd")
+    assert any("Pool \ufffd drained" in n["body"] for n in body["notices"] if n["phase"] == "update")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_ids_and_refs_that_name_no_row_are_404(world, backend):
+    client, _ = world
+    open_incident(client)
+    for notice_id in (2**31, 2**63, 10**30, "9" * 5000):
+        response = client.post(f"/api/v1/notices/{notice_id}/retry", headers=api_headers())
+        assert response.status_code == 404
+        assert response.get_json()["error"]["code"] == "not_found"
+    for ref in ("%00", "INC-2026-0001%00", "x" * 100):
+        assert client.get(f"/api/v1/incidents/{ref}", headers=api_headers()).status_code == 404
+        assert post(client, f"/api/v1/incidents/{ref}/resolve", {}).status_code == 404

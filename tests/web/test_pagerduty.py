@@ -348,3 +348,102 @@ def test_reopened_in_pagerduty_reopens_the_incident(client, clock):
     assert body["status"] == "investigating"
     assert any(t["kind"] == "reopened" for t in body["timeline"])
     assert len(incidents(client)) == 1
+
+
+# -- input no database can hold ---------------------------------------------------------------
+
+
+def triggered(**changes) -> dict:
+    body = fixture_json(PD.format("triggered"))
+    body["event"].update(changes)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (triggered(id="e" * 65), "event.id"),
+        (triggered(occurred_at="0001-01-01T00:00:00+14:00"), "event.occurred_at"),
+        (triggered(occurred_at="9999-12-31T23:00:00-05:00"), "event.occurred_at"),
+        (triggered(occurred_at=1764167762), "event.occurred_at"),
+    ],
+)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_v3_fields_that_cannot_be_stored_are_422_naming_them(client, backend, body, field):
+    response = send(client, json.dumps(body).encode())
+    assert response.status_code == 422
+    assert [d["field"] for d in response.get_json()["error"]["details"]] == [field]
+    assert incidents(client) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_v3_ids_longer_than_their_columns_are_422(client, backend):
+    body = triggered()
+    body["event"]["data"]["id"] = "Q" * 126  # the fingerprint is "pd-" + this, in 128 characters
+    response = send(client, json.dumps(body).encode())
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"][0]["field"] == "event.data.id"
+    response = send(client, "triggered", webhook_id="w" * 256)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"][0]["field"] == "X-Webhook-Id"
+    assert incidents(client) == []
+    assert send(client, "triggered", webhook_id="w" * 255).status_code == 202
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_v3_odd_text_is_stored_and_its_resolve_is_found(client, backend):
+    body = triggered()
+    body["event"]["data"].update(id="Q2K8\x00\ud800", title="Checkout \x00 down \udfff")
+    assert send(client, json.dumps(body).encode()).status_code == 202
+    assert incident(client)["title"] == "Checkout \ufffd down \ufffd"
+    resolved = fixture_json(PD.format("resolved"))
+    resolved["event"]["data"]["id"] = "Q2K8\x00\ud800"
+    assert send(client, json.dumps(resolved).encode()).status_code == 202
+    assert incident(client)["status"] == "resolved"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_events_odd_text_and_timestamps(client, backend):
+    trigger = fixture_json("pagerduty/pagerduty-events-v2-trigger.json")
+    trigger["dedup_key"] = "key\x00\ud800"
+    trigger["payload"]["summary"] = "Checkout \x00 down"
+    response = enqueue(client, trigger)
+    assert response.status_code == 202
+    assert response.get_json()["dedup_key"] == "key\ufffd\ufffd"
+    resolve = fixture_json("pagerduty/pagerduty-events-v2-resolve.json")
+    resolve["dedup_key"] = "key\x00\ud800"
+    assert enqueue(client, resolve).status_code == 202
+    assert incident(client)["status"] == "resolved"
+    for stamp in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-05:00", "1969-12-31T23:59:59Z"):
+        trigger["payload"]["timestamp"] = stamp
+        response = enqueue(client, trigger)
+        assert response.status_code == 400
+        assert response.get_json()["errors"][0].startswith("'payload.timestamp' is invalid")
+    assert len(incidents(client)) == 1
+
+
+def test_events_trigger_resolve_trigger_with_one_timestamp_reopens(client, clock):
+    trigger = fixture_json("pagerduty/pagerduty-events-v2-trigger.json")
+    trigger["payload"]["timestamp"] = "2026-11-26T14:00:00Z"
+    resolve = fixture_json("pagerduty/pagerduty-events-v2-resolve.json")
+    resolve["payload"]["timestamp"] = "2026-11-26T14:00:00Z"
+    assert enqueue(client, trigger).status_code == 202
+    clock.advance(timedelta(minutes=1))
+    assert enqueue(client, resolve).status_code == 202
+    clock.advance(timedelta(minutes=1))
+    assert enqueue(client, trigger).status_code == 202
+    body = incident(client)
+    assert body["status"] == "investigating"
+    assert any(t["kind"] == "reopened" for t in body["timeline"])
+
+
+def test_enqueue_answers_json_past_the_parser_limits_in_pagerduty_format(client, caplog):
+    for raw in (b"[" * 100_000 + b"]" * 100_000, b'{"routing_key": ' + b"9" * 5000 + b"}"):
+        response = client.post("/v2/enqueue", data=raw, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400
+        assert response.get_json() == {
+            "status": "invalid event",
+            "message": "Event object is invalid",
+            "errors": ["Invalid JSON"],
+        }
+    assert not [r for r in caplog.records if r.exc_info]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from adapter.store import incidents as repo
 from adapter.store import outbox
+from adapter.text import storable
 from tests.conftest import AM_TOKEN, am_headers, api_headers, fixture_bytes
 from tests.payloads import am_alert, am_body, encode
 
@@ -127,14 +129,12 @@ def test_body_over_max_body_bytes_is_413(make_settings, clock):
         (lambda b: b.pop("alerts"), "alerts"),
         (lambda b: b.update(version="3"), "version"),
         (lambda b: b.update(alerts=[]), "alerts"),
-        (lambda b: b["alerts"][0].pop("fingerprint"), "alerts.0.fingerprint"),
-        (lambda b: b["alerts"][0].update(status="pending"), "alerts.0.status"),
-        (lambda b: b["alerts"][0].update(startsAt="yesterday"), "alerts.0.startsAt"),
-        (lambda b: b["alerts"][1]["labels"].update(severity=5), "alerts.1.labels.severity"),
+        (lambda b: b.update(alerts={"0": {}}), "alerts"),
         (lambda b: b.pop("groupKey"), "groupKey"),
+        (lambda b: b.update(groupKey=7), "groupKey"),
     ],
 )
-def test_json_that_is_not_a_notification_is_422_naming_the_field(client, store, mutate, field):
+def test_an_invalid_envelope_is_422_naming_the_field(client, store, mutate, field):
     body = json.loads(fixture_bytes(FIRING))
     mutate(body)
     response = client.post(URL, data=json.dumps(body), headers=am_headers())
@@ -142,6 +142,104 @@ def test_json_that_is_not_a_notification_is_422_naming_the_field(client, store, 
     error = error_of(response)
     assert error["code"] == "invalid_payload"
     assert field in [d["field"] for d in error["details"]]
+    assert stored(store) == (0, 0)
+
+
+BAD_ALERT = [
+    (lambda a: a.pop("fingerprint"), "fingerprint"),
+    (lambda a: a.update(fingerprint="f" * 129), "fingerprint"),
+    (lambda a: a.update(status="pending"), "status"),
+    (lambda a: a.update(startsAt="yesterday"), "startsAt"),
+    (lambda a: a.update(startsAt=1764187595), "startsAt"),  # a number where a time belongs
+    (lambda a: a.update(startsAt="0001-01-01T00:00:00+14:00"), "startsAt"),  # no UTC value
+    (lambda a: a.update(startsAt="9999-12-31T23:00:00-05:00"), "startsAt"),  # year 10000 in UTC
+    (lambda a: a.update(endsAt="9999-12-31T23:00:00-05:00"), "endsAt"),
+    (lambda a: a["labels"].update(severity=5), "labels.severity"),
+    (lambda a: a["labels"].update(incident_type="t" * 65), "labels.incident_type"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), BAD_ALERT)
+def test_one_bad_alert_is_rejected_and_the_others_are_stored(app, client, store, mutate, field):
+    body = json.loads(fixture_bytes(FIRING))
+    mutate(body["alerts"][1])
+    response = client.post(URL, data=json.dumps(body), headers=am_headers())
+    assert response.status_code == 202
+    answer = response.get_json()
+    assert answer["incidents"] == ["INC-2026-0001"]
+    assert [(r["index"], r["field"]) for r in answer["rejected"]] == [(1, f"alerts.1.{field}")]
+    assert all(set(r) == {"index", "field", "message"} for r in answer["rejected"])
+    with store.read() as conn:
+        assert [a["fingerprint"] for a in repo.alerts_of(conn, 1)] == ["a64770b64ad10dbc"]
+    metrics = app.extensions["dualtrack"].metrics.registry
+    labels = {"source": "alertmanager"}
+    assert metrics.get_sample_value("dualtrack_signals_total", {**labels, "outcome": "rejected"}) == 1
+    assert metrics.get_sample_value("dualtrack_signals_total", {**labels, "outcome": "new"}) == 1
+
+
+@pytest.mark.parametrize(("mutate", "field"), BAD_ALERT)
+def test_a_group_whose_every_alert_is_bad_is_422_naming_each(app, client, store, mutate, field):
+    body = json.loads(fixture_bytes(FIRING))
+    for alert in body["alerts"]:
+        mutate(alert)
+    response = client.post(URL, data=json.dumps(body), headers=am_headers())
+    assert response.status_code == 422
+    assert [d["field"] for d in error_of(response)["details"]] == [f"alerts.0.{field}", f"alerts.1.{field}"]
+    assert stored(store) == (0, 0)
+    metrics = app.extensions["dualtrack"].metrics.registry
+    sample = {"source": "alertmanager", "outcome": "rejected"}
+    assert metrics.get_sample_value("dualtrack_signals_total", sample) == 2
+
+
+def test_an_answer_without_rejections_is_unchanged(client, store):
+    response = client.post(URL, data=fixture_bytes(FIRING), headers=am_headers())
+    assert response.get_json() == {"incidents": ["INC-2026-0001"]}
+
+
+def test_go_zero_time_still_means_no_end(client, store):
+    body = json.loads(fixture_bytes(FIRING))
+    assert {a["endsAt"] for a in body["alerts"]} == {"0001-01-01T00:00:00Z"}
+    assert "rejected" not in client.post(URL, data=json.dumps(body), headers=am_headers()).get_json()
+    assert stored(store) == (1, 2)
+
+
+ODD_TEXT = ["\x00", "\ud800", "\udfff", "a\x00b\ud83d"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("odd", ODD_TEXT)
+def test_odd_text_in_fingerprint_group_key_and_labels_dedupes_and_resolves(client, store, backend, odd):
+    alert = am_alert(f"fp{odd}", {"alertname": f"Disk{odd}", "service": "search", f"k{odd}": odd})
+    alert["annotations"] = {"summary": f"disk {odd} full", "description": odd}
+    body = am_body([alert], group_key=f"{{}}:{{alertname={odd}}}")
+    first = client.post(URL, data=encode(body), headers=am_headers())
+    assert first.status_code == 202 and first.get_json() == {"incidents": ["INC-2026-0001"]}
+    again = client.post(URL, data=encode(body), headers=am_headers())
+    assert again.status_code == 202 and again.get_json() == {"incidents": []}  # a duplicate
+    resolved = am_body([{**alert, "status": "resolved", "endsAt": "2026-11-26T14:40:00Z"}], body["groupKey"])
+    assert client.post(URL, data=encode(resolved), headers=am_headers()).status_code == 202
+    with store.read() as conn:
+        (incident,) = repo.list_incidents(conn)
+        (stored_alert,) = repo.alerts_of(conn, incident["id"])
+    assert incident["status"] == "resolved"
+    assert stored_alert["fingerprint"] == "fp" + storable(odd)
+    assert stored_alert["labels"][f"k{storable(odd)}"] == storable(odd)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"version": "4", "groupKey": ' + b"1" * 5000 + b"}", "number too long"),
+    ],
+)
+def test_json_past_the_parser_limits_is_400_without_a_traceback(client, store, caplog, raw, message):
+    response = client.post(URL, data=raw, headers=am_headers())
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "malformed_json"
+    assert message in error["message"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert stored(store) == (0, 0)
 
 
