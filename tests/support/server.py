@@ -693,13 +693,14 @@ class SlowSink(Sink):
     """A Sink that records each request as it arrives and answers `status` only after `delay` s.
 
     Deliveries to it stay in flight for a while, so a sender can be killed in the middle of one.
+    With `delay=None` it answers nothing until `release()`: a provider that hangs.
     `in_flight()` lists the requests not answered yet.
     """
 
-    def __init__(self, port: int | None = None, status: int = 200, delay: float = 1.0):
+    def __init__(self, port: int | None = None, status: int = 200, delay: float | None = 1.0):
         super().__init__(port, status)
         self.delay = delay
-        self._closing = threading.Event()
+        self._released = threading.Event()
 
     def start(self) -> SlowSink:
         sink = self
@@ -710,7 +711,7 @@ class SlowSink(Sink):
                 record = SlowReceived(self.command, self.path, dict(self.headers.items()), body)
                 with sink._lock:
                     sink._received.append(record)
-                sink._closing.wait(sink.delay)
+                sink._released.wait(sink.delay)
                 payload = b"{}"
                 try:
                     self.send_response(sink.status)
@@ -729,7 +730,7 @@ class SlowSink(Sink):
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._closing.clear()
+        self._released.clear()
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
@@ -740,8 +741,15 @@ class SlowSink(Sink):
     def in_flight(self, path: str | None = None) -> list[Received]:
         return [r for r in self.received(path) if isinstance(r, SlowReceived) and r.answered_at is None]
 
+    def answered(self, path: str | None = None) -> list[Received]:
+        return [r for r in self.received(path) if isinstance(r, SlowReceived) and r.answered_at is not None]
+
+    def release(self) -> None:
+        """Answer every request held so far, and each later one at once."""
+        self._released.set()
+
     def close(self) -> None:
-        self._closing.set()
+        self._released.set()
         super().close()
 
     def __enter__(self) -> SlowSink:
