@@ -359,6 +359,22 @@ class Dualtrack:
             **kwargs,
         )
 
+    def open_incidents(self, count: int, prefix: str) -> list[str]:
+        """Post `count` notifications, each opening its own incident at level 3 (no business hold)
+        on the `checkout` service; returns their refs in order."""
+        refs: list[str] = []
+        for number in range(count):
+            body = webhook_body(
+                {"alertname": f"{prefix}{number}", "service": "checkout"},
+                [{"instance": f"10.2.0.{number}:9100", "severity": "error"}],
+            )
+            response = self.post_alertmanager(body)
+            assert response.status_code == 202, response.text
+            assert len(response.json()["incidents"]) == 1, response.text
+            refs.extend(response.json()["incidents"])
+        assert len(set(refs)) == count, refs
+        return refs
+
     def api(self, path: str, **params: Any) -> Any:
         response = self.session.get(
             f"{self.url}/api/v1/{path.lstrip('/')}",
