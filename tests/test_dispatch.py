@@ -483,3 +483,27 @@ def test_a_coalesced_stream_whose_newest_notice_fails_is_retried_together(world,
         assert {r["state"] for r in notices(world)} == {"delivered"}
     finally:
         type(world.dispatcher.providers["hook"]).coalesce = False
+
+
+def test_stop_lets_the_delivery_in_flight_finish_and_hands_back_the_rest(world, hook):
+    ingest_incidents(world, 3)
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold_the_first(request) -> None:
+        hook.on_request = None
+        arrived.set()
+        release.wait(10)
+
+    hook.on_request = hold_the_first
+    world.dispatcher.start()
+    assert arrived.wait(10)
+    stopper = threading.Thread(target=world.dispatcher.stop)
+    stopper.start()  # as SIGTERM does, while the first delivery waits for its answer
+    assert world.dispatcher._stop.wait(10)
+    release.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    (sent,) = [notice_id(r) for r in hook.requests]
+    rows = {r["id"]: r for r in notices(world)}
+    assert rows[sent]["state"] == "delivered"
+    assert [(r["state"], r["lease_owner"]) for i, r in rows.items() if i != sent] == [("pending", None)] * 5
