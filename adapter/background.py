@@ -15,8 +15,9 @@ class BackgroundLoop:
     # Wait between passes even after one that did work: the clock, not the backlog, sets the pace.
     paced = False
 
-    def __init__(self) -> None:
-        self._stop = threading.Event()
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        # Loops that stop together (one per provider, say) share one event.
+        self._stop = stop or threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -55,6 +56,10 @@ class BackgroundLoop:
         """Let the pass in progress finish, then return."""
         self._stop.set()
         self._wake.set()
+        self.join(timeout)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the thread to end (after its stop event was set)."""
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

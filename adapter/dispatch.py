@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,8 +96,31 @@ class BreakerPass:
                 log.info("breaker provider=%s closed", provider)
 
 
-class Dispatcher(BackgroundLoop):
-    name = "dualtrack-dispatcher"
+class ProviderLoop(BackgroundLoop):
+    """One provider's delivery thread: a slow or unreachable provider delays only its own notices.
+
+    `provider=None` is the loop for notices of providers that are no longer configured.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, provider: str | None):
+        super().__init__(stop=dispatcher._stop)
+        self.dispatcher = dispatcher
+        self.provider = provider
+        self.name = f"dualtrack-dispatch-{provider or '(unconfigured)'}"
+
+    def run_once(self) -> int:
+        return self.dispatcher.deliver_due(self.provider)
+
+    def idle(self) -> None:
+        settings = self.dispatcher.settings
+        self._wake.wait(settings.poll_interval.total_seconds())
+        self._wake.clear()
+        # Let a burst of webhooks commit, then claim their notices in one batch.
+        self._stop.wait(settings.coalesce.total_seconds())
+
+
+class Dispatcher:
+    """The outbox worker of one process: a delivery loop per provider, started by `start()`."""
 
     def __init__(
         self,
@@ -115,64 +139,121 @@ class Dispatcher(BackgroundLoop):
         # notices.lease_owner holds 64 characters; a long host name must not overflow it.
         self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self) % 0xFFFFFF:x}"
         self.rng = random.Random()
-        super().__init__()
+        self._stop = threading.Event()
+        self.loops = [ProviderLoop(self, name) for name in providers] + [ProviderLoop(self, None)]
         for provider in providers.values():
             provider.before_request = self._throttle
             provider.after_request = self._observe_request
 
-    # -- one pass, used by the loop and directly by tests ----------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> None:
+        for loop in self.loops:
+            loop.start()
+
+    def wake(self) -> None:
+        for loop in self.loops:
+            loop.wake()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the deliveries in flight, give back unstarted leases, and return."""
+        self._stop.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for loop in self.loops:
+            loop.join(max(0.0, deadline - time.monotonic()))
+        for provider in self.providers.values():
+            provider.close()
 
     def run_once(self) -> int:
-        """Claim and deliver one batch, then record every outcome in one transaction.
+        """One pass over each provider's due notices in turn, in the calling thread (for tests).
 
-        Returns how many notices were attempted.
+        Returns how many notices got an outcome.
+        """
+        return sum(self.deliver_due(loop.provider) for loop in self.loops)
+
+    # -- one provider's pass -----------------------------------------------------------------
+
+    def deliver_due(self, provider: str | None) -> int:
+        """Claim a batch of the provider's due notices and deliver them in order, recording each
+        outcome as soon as it is known, so a crash repeats at most the delivery in flight.
+
+        `provider=None` takes the notices of providers that are not configured (they go dead).
+        Returns how many notices got an outcome.
         """
         now = self.clock.now()
-        claimed = outbox.claim_due(self.store, self.owner, now, self.settings.lease, self.settings.batch)
+        lease, batch = self.settings.lease, self.settings.batch
+        if provider is None:
+            claimed = outbox.claim_due(self.store, self.owner, now, lease, batch, excluding=self.providers)
+        else:
+            claimed = outbox.claim_due(self.store, self.owner, now, lease, batch, provider=provider)
         if not claimed:
             return 0
         messages = self._messages(claimed)
-        coalesced = self._coalesced(claimed, messages)
+        carried = self._carried(claimed, messages)
+        skipped = {older for olders in carried.values() for older in olders}
         # Stop starting sends well before the lease runs out, so nobody else takes them meanwhile.
-        budget = time.monotonic() + self.settings.lease.total_seconds() / 2
+        budget = time.monotonic() + lease.total_seconds() / 2
         blocked: set[tuple[int, str, str | None]] = set()
-        outcomes: list[outbox.Outcome] = []
-        unstarted: list[int] = []
-        delivered: set[int] = set()
+        unstarted = {notice["id"] for notice in claimed}
+        deferred: list[outbox.Outcome] = []
+        done = 0
         breaker = BreakerPass(self)
-        for notice in claimed:
-            stream = outbox.stream_of(notice)
-            # Draining, out of time, or an earlier notice of the stream waits for a retry.
-            if self.stopping or stream in blocked or time.monotonic() > budget:
-                unstarted.append(notice["id"])
-                continue
-            if notice["id"] in coalesced:
-                continue  # the stream's newest notice carries its state
-            wait_until = breaker.closed_until(notice["provider"])
-            if wait_until is not None:
-                outcomes.append(outbox.Outcome(notice["id"], "deferred", at=wait_until))
-                blocked.add(stream)
-                continue
-            outcome = self._deliver(notice, messages[notice["id"]])
-            outcomes.append(outcome)
-            breaker.saw(notice["provider"], outcome)
-            if outcome.state == "delivered":
-                delivered.add(notice["id"])
-            if outcome.state == "failed":
-                blocked.add(stream)
-        breaker.finish()
-        now = self.clock.now()
-        for notice_id, newest in coalesced.items():
-            if newest in delivered:
-                ref = f"coalesced into notice {newest}"
-                outcomes.append(outbox.Outcome(notice_id, "delivered", at=now, ref=ref))
-            elif notice_id not in unstarted:
-                unstarted.append(notice_id)
-        outbox.finish(self.store, self.owner, outcomes, unstarted)
-        return len(outcomes)
+        try:
+            for notice in claimed:
+                stream = outbox.stream_of(notice)
+                # Carried by a newer one; or draining, out of time, or an earlier notice of the
+                # stream waits for a retry.
+                if notice["id"] in skipped or self.stopping or stream in blocked or time.monotonic() > budget:
+                    continue
+                group = [notice["id"], *carried.get(notice["id"], [])]
+                unstarted.difference_update(group)
+                wait_until = breaker.closed_until(notice["provider"])
+                if wait_until is not None:
+                    deferred.extend(outbox.Outcome(i, "deferred", at=wait_until) for i in group)
+                    blocked.add(stream)
+                    continue
+                outcome = self._deliver(notice, messages[notice["id"]])
+                done += self._record(notice, outcome, group[1:])
+                breaker.saw(notice["provider"], outcome)
+                if outcome.state == "failed":
+                    blocked.add(stream)
+            breaker.finish()
+        finally:
+            # Notices not sent go back: due again now, or when the breaker lets them.
+            outbox.finish(self.store, self.owner, deferred, unstarted)
+        return done + len(deferred)
 
-    def _coalesced(self, claimed: list[dict[str, Any]], messages: dict[int, Message]) -> dict[int, int]:
-        """Notices a coalescing provider need not send, each mapped to the newer one sent instead.
+    def _record(self, notice: dict[str, Any], outcome: outbox.Outcome, carried: list[int]) -> int:
+        """Write one delivery's outcome, and what it means for the older notices it was sent for.
+
+        If that write fails (a full disk, the database gone), the pass stops here: each later send
+        would go out again too. This notice keeps its lease until it expires, and is the one repeat.
+        """
+        outcomes = [outcome]
+        if outcome.state == "delivered":
+            ref = f"coalesced into notice {outcome.notice_id}"
+            outcomes += [outbox.Outcome(i, "delivered", at=outcome.at, ref=ref) for i in carried]
+        elif outcome.state == "failed":  # retried together
+            outcomes += [outbox.Outcome(i, "deferred", at=outcome.at) for i in carried]
+        try:
+            # After a permanent refusal the older notices go on their own.
+            return outbox.finish(self.store, self.owner, outcomes, carried if outcome.state == "dead" else ())
+        except Exception:
+            log.error(
+                "delivery notice=%s provider=%s outcome=%s could not be recorded; the pass stops "
+                "(the notice goes out again once its lease expires)",
+                notice["id"],
+                notice["provider"],
+                outcome.state,
+            )
+            raise
+
+    def _carried(self, claimed: list[dict[str, Any]], messages: dict[int, Message]) -> dict[int, list[int]]:
+        """For a coalescing provider: the newest due notice of each stream → the older ones it is
+        sent for instead.
 
         The stream's first notice (it creates the incident at the provider) is always sent.
         """
@@ -182,15 +263,13 @@ class Dispatcher(BackgroundLoop):
             if provider is not None and provider.coalesce:
                 # Each version is its own thread at the provider (its own status-page incident).
                 streams.setdefault((*outbox.stream_of(notice), notice["audience"]), []).append(notice)
-        skipped: dict[int, int] = {}
+        carried: dict[int, list[int]] = {}
         for notices in streams.values():
-            if len(notices) < 2:
-                continue
-            newest = notices[-1]["id"]
             created = messages[notices[0]["id"]].provider_ref is not None
-            for notice in notices[(0 if created else 1) : -1]:
-                skipped[notice["id"]] = newest
-        return skipped
+            older = [notice["id"] for notice in notices[(0 if created else 1) : -1]]
+            if older:
+                carried[notices[-1]["id"]] = older
+        return carried
 
     def _throttle(self, provider: Provider) -> None:
         """Wait for the provider's rate-limit token, shared through the database (up to 5s)."""
@@ -296,17 +375,3 @@ class Dispatcher(BackgroundLoop):
             error,
         )
         return outcome
-
-    # -- background loop ---------------------------------------------------------------------
-
-    def idle(self) -> None:
-        self._wake.wait(self.settings.poll_interval.total_seconds())
-        self._wake.clear()
-        # Let a burst of webhooks commit, then claim their notices in one batch.
-        self._stop.wait(self.settings.coalesce.total_seconds())
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the delivery in flight, give back unstarted leases, and return."""
-        super().stop(timeout)
-        for provider in self.providers.values():
-            provider.close()

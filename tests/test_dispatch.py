@@ -130,11 +130,14 @@ def test_gives_up_after_max_age(world, hook, clock):
     assert rows[0]["attempts"] > 3
 
 
-def test_unconfigured_provider_is_dead(world):
+def test_unconfigured_provider_is_dead(world, clock):
     ingest(world, "alertmanager/alertmanager-firing.json")
-    world.dispatcher.providers = {}
-    world.dispatcher.run_once()
-    assert "not configured" in notices(world)[0]["last_error"]
+    # A worker whose configuration no longer has the provider: its loop for such notices takes them.
+    dispatcher = Dispatcher(world.store, {}, world.settings.delivery, clock, Metrics())
+    assert dispatcher.run_once() == 2
+    rows = notices(world)
+    assert [r["state"] for r in rows] == ["dead", "dead"]
+    assert "provider 'hook' is not configured" in rows[0]["last_error"]
 
 
 def test_a_lease_keeps_others_off_until_it_expires(world, clock):
@@ -198,7 +201,7 @@ def test_stop_drains_and_hands_back_unstarted_leases(world, clock):
     dispatcher = Dispatcher(
         world.store, build_providers(settings.providers), settings.delivery, clock, Metrics()
     )
-    dispatcher._stop.set()  # as if SIGTERM arrived just after the claim
+    dispatcher.stop()  # as if SIGTERM arrived just before the pass
     assert dispatcher.run_once() == 0
     rows = notices(world)
     assert len(rows) == 2
@@ -353,3 +356,154 @@ def test_breaker_opens_after_failures_probes_then_delivers_everything_in_order(m
         # Deferred passes were not attempts.
         assert max(r["attempts"] for r in rows) <= 3
         store.dispose()
+
+
+# -- each delivery recorded as it completes ------------------------------------------------------
+
+
+def ingest_incidents(svc, count: int) -> None:
+    """`count` incidents (each its own stream per provider), two notices each (both audiences)."""
+    from tests.payloads import am_alert, am_body
+
+    labels = {"alertname": "A", "service": "checkout", "severity": "critical"}
+    for i in range(count):
+        svc.engine.ingest(alertmanager_parse(am_body([am_alert(f"d{i:015x}", labels)], f"g{i}")))
+
+
+def notice_id(request) -> int:
+    return int(request.headers["Idempotency-Key"].removeprefix("dualtrack-notice-"))
+
+
+def test_each_delivery_is_recorded_before_the_next_one_starts(world, hook):
+    ingest_incidents(world, 3)
+    states_seen: list[dict[int, str]] = []
+    # What the database says while each request is being answered.
+    hook.on_request = lambda request: states_seen.append({r["id"]: r["state"] for r in notices(world)})
+    assert world.dispatcher.run_once() == 6
+    sent = [notice_id(r) for r in hook.requests]
+    assert len(sent) == 6
+    for number, states in enumerate(states_seen):
+        assert {states[i] for i in sent[:number]} <= {"delivered"}, (number, states)
+        assert {states[i] for i in sent[number:]} == {"pending"}, (number, states)
+
+
+@pytest.fixture
+def failing_writes(world):
+    """Makes the next write transactions fail as SQLite does when it cannot write (a full disk,
+    a read-only file): `failing_writes.left = n` fails n of them."""
+    from sqlalchemy import event
+
+    class Writes:
+        left = 0
+
+    writes = Writes()
+
+    def query_only(conn, value: str) -> None:
+        conn.connection.driver_connection.execute(f"PRAGMA query_only={value}")
+
+    def on_begin(conn) -> None:
+        if writes.left > 0 and not conn.get_execution_options().get("dualtrack_read_only"):
+            writes.left -= 1
+            query_only(conn, "ON")
+
+    def on_rollback(conn) -> None:
+        query_only(conn, "OFF")
+
+    event.listen(world.store.engine, "begin", on_begin)
+    event.listen(world.store.engine, "rollback", on_rollback)
+    yield writes
+    event.remove(world.store.engine, "begin", on_begin)
+    event.remove(world.store.engine, "rollback", on_rollback)
+
+
+def test_an_outcome_that_cannot_be_written_stops_the_pass_and_is_the_only_repeat(
+    world, hook, clock, failing_writes, caplog
+):
+    from sqlalchemy.exc import OperationalError
+
+    ingest_incidents(world, 3)
+
+    def fail_the_next_write(request) -> None:
+        hook.on_request = None
+        failing_writes.left = 1  # the first delivery's outcome
+
+    hook.on_request = fail_the_next_write
+    with pytest.raises(OperationalError, match="readonly database"):
+        world.dispatcher.run_once()
+    # Nothing was sent after the outcome that could not be written.
+    (first,) = [notice_id(r) for r in hook.requests]
+    assert "could not be recorded; the pass stops" in caplog.text
+    rows = {r["id"]: r for r in notices(world)}
+    assert {r["state"] for r in rows.values()} == {"pending"}
+    # That notice keeps its lease; the others were handed back and go out at once.
+    assert rows[first]["lease_owner"] == world.dispatcher.owner
+    assert all(r["lease_owner"] is None for i, r in rows.items() if i != first)
+    assert world.dispatcher.run_once() == 4  # the other two streams; `first`'s waits behind it
+    # Once the lease expires, it goes out again: the one repeat.
+    clock.advance(world.settings.delivery.lease + timedelta(seconds=1))
+    while world.dispatcher.run_once():
+        pass
+    assert {r["state"] for r in notices(world)} == {"delivered"}
+    sent = [notice_id(r) for r in hook.requests]
+    assert sorted(sent) == sorted([*rows, first])
+
+
+def test_a_coalesced_stream_whose_newest_notice_fails_is_retried_together(world, hook, clock):
+    from tests.payloads import am_alert, am_body
+
+    type(world.dispatcher.providers["hook"]).coalesce = True
+    try:
+        labels = {"alertname": "A", "service": "checkout", "severity": "critical"}
+        world.engine.ingest(alertmanager_parse(am_body([am_alert("c200000000000001", labels)], "g")))
+        world.dispatcher.run_once()  # the acknowledgements
+        for _ in range(3):
+            clock.advance(timedelta(hours=1, minutes=1))
+            world.scheduler.run_once()  # three updates per audience
+        hook.requests.clear()
+        hook.replies = [Reply(503), Reply(200)]
+        world.dispatcher.run_once()
+        rows = [r for r in notices(world) if r["phase"] == "update"]
+        newest = max(r["id"] for r in rows if r["audience"] == "technical")
+        assert [notice_id(r) for r in hook.requests] == [newest]
+        by_id = {r["id"]: r for r in rows}
+        retry_at = by_id[newest]["due_at"]
+        assert by_id[newest]["state"] == "failed" and retry_at > clock.now()
+        # The older technical updates wait for that retry; nothing of the stream overtakes it.
+        for row in rows:
+            if row["audience"] == "technical" and row["id"] != newest:
+                assert (row["state"], row["attempts"], row["due_at"]) == ("pending", 0, retry_at)
+        assert world.dispatcher.run_once() == 0
+        clock.advance(retry_at - clock.now())
+        world.dispatcher.run_once()
+        sent = [__import__("json").loads(r.body) for r in hook.requests[1:]]
+        assert [(s["audience"], s["phase"]) for s in sent] == [
+            ("technical", "update"),
+            ("business", "update"),
+        ]
+        assert {r["state"] for r in notices(world)} == {"delivered"}
+    finally:
+        type(world.dispatcher.providers["hook"]).coalesce = False
+
+
+def test_stop_lets_the_delivery_in_flight_finish_and_hands_back_the_rest(world, hook):
+    ingest_incidents(world, 3)
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold_the_first(request) -> None:
+        hook.on_request = None
+        arrived.set()
+        release.wait(10)
+
+    hook.on_request = hold_the_first
+    world.dispatcher.start()
+    assert arrived.wait(10)
+    stopper = threading.Thread(target=world.dispatcher.stop)
+    stopper.start()  # as SIGTERM does, while the first delivery waits for its answer
+    assert world.dispatcher._stop.wait(10)
+    release.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    (sent,) = [notice_id(r) for r in hook.requests]
+    rows = {r["id"]: r for r in notices(world)}
+    assert rows[sent]["state"] == "delivered"
+    assert [(r["state"], r["lease_owner"]) for i, r in rows.items() if i != sent] == [("pending", None)] * 5

@@ -1,13 +1,13 @@
-"""The outbox: notices written with the incident change, claimed under a lease, marked after delivery."""
+"""The outbox: notices written with the incident change, claimed under a lease, marked per delivery."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
@@ -191,18 +191,34 @@ def stream_of(notice: Mapping[str, Any]) -> tuple[int, str, str | None]:
     return (notice["incident_id"], notice["provider"], notice["tenant"])
 
 
-def claim_due(store: Store, owner: str, now: datetime, lease: timedelta, limit: int) -> list[Row]:
+def claim_due(
+    store: Store,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    *,
+    provider: str | None = None,
+    excluding: Collection[str] = (),
+) -> list[Row]:
     """Lease up to `limit` due notices, in order: each stream from its oldest unfinished notice on.
 
     A stream's notices are claimed only as a prefix of its unfinished ones, so a notice never
-    overtakes an earlier one that is held, waiting for a retry, or leased elsewhere.
+    overtakes an earlier one that is held, waiting for a retry, or leased elsewhere. `provider`
+    claims only that provider's notices; `excluding` only those of other providers.
     """
+    mine: list[ColumnElement[bool]] = []
+    if provider is not None:
+        mine.append(notices.c.provider == provider)
+    if excluding:
+        mine.append(notices.c.provider.not_in(list(excluding)))
     due = (
         select(notices.c.incident_id)
         .where(
             notices.c.state.in_(WAITING),
             notices.c.due_at <= now,
             or_(notices.c.lease_until.is_(None), notices.c.lease_until < now),
+            *mine,
         )
         .order_by(notices.c.due_at, notices.c.id)
     )
@@ -216,7 +232,7 @@ def claim_due(store: Store, owner: str, now: datetime, lease: timedelta, limit: 
             return []
         unfinished = (
             select(notices)
-            .where(notices.c.incident_id.in_(incident_ids), notices.c.state.in_(UNFINISHED))
+            .where(notices.c.incident_id.in_(incident_ids), notices.c.state.in_(UNFINISHED), *mine)
             .order_by(notices.c.id)
         )
         if not store.is_sqlite:
@@ -248,7 +264,8 @@ def claim_due(store: Store, owner: str, now: datetime, lease: timedelta, limit: 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one delivery attempt came to: delivered (at, ref), failed (retry at), or dead."""
+    """What one delivery attempt came to: delivered (at, ref), failed (retry at), or dead; or
+    deferred: not attempted, due again at `at`."""
 
     notice_id: int
     state: str
@@ -270,7 +287,7 @@ _RELEASE = (
 
 
 def finish(store: Store, owner: str, outcomes: list[Outcome], unstarted: Iterable[int] = ()) -> int:
-    """Record outcomes and give back unstarted leases, in one transaction.
+    """Record outcomes and give back unstarted leases, in one short transaction.
 
     Only rows this owner still leases change: a dispatcher whose lease ran out records nothing.
     Returns how many outcomes were recorded.

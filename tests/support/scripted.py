@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,20 +43,27 @@ class Request:
 
 
 class ScriptedServer:
-    """Answers each request with the next scripted Reply; the last one repeats."""
+    """Answers each request with the next scripted Reply; the last one repeats.
+
+    `on_request`, when set, is called with each request before it is answered.
+    """
 
     def __init__(self, *replies: Reply):
         self.replies = list(replies) or [Reply()]
         self.requests: list[Request] = []
+        self.on_request: Callable[[Request], None] | None = None
         self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = Request(self.command, self.path, dict(self.headers), body)
                 with server._lock:
-                    server.requests.append(Request(self.command, self.path, dict(self.headers), body))
+                    server.requests.append(request)
                     reply = server.replies.pop(0) if len(server.replies) > 1 else server.replies[0]
+                if server.on_request is not None:
+                    server.on_request(request)
                 if reply.delay:
                     time.sleep(reply.delay)
                 write_reply(self, reply.status, reply.headers, reply.body)

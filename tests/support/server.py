@@ -359,6 +359,22 @@ class Dualtrack:
             **kwargs,
         )
 
+    def open_incidents(self, count: int, prefix: str) -> list[str]:
+        """Post `count` notifications, each opening its own incident at level 3 (no business hold)
+        on the `checkout` service; returns their refs in order."""
+        refs: list[str] = []
+        for number in range(count):
+            body = webhook_body(
+                {"alertname": f"{prefix}{number}", "service": "checkout"},
+                [{"instance": f"10.2.0.{number}:9100", "severity": "error"}],
+            )
+            response = self.post_alertmanager(body)
+            assert response.status_code == 202, response.text
+            assert len(response.json()["incidents"]) == 1, response.text
+            refs.extend(response.json()["incidents"])
+        assert len(set(refs)) == count, refs
+        return refs
+
     def api(self, path: str, **params: Any) -> Any:
         response = self.session.get(
             f"{self.url}/api/v1/{path.lstrip('/')}",
@@ -693,13 +709,14 @@ class SlowSink(Sink):
     """A Sink that records each request as it arrives and answers `status` only after `delay` s.
 
     Deliveries to it stay in flight for a while, so a sender can be killed in the middle of one.
+    With `delay=None` it answers nothing until `release()`: a provider that hangs.
     `in_flight()` lists the requests not answered yet.
     """
 
-    def __init__(self, port: int | None = None, status: int = 200, delay: float = 1.0):
+    def __init__(self, port: int | None = None, status: int = 200, delay: float | None = 1.0):
         super().__init__(port, status)
         self.delay = delay
-        self._closing = threading.Event()
+        self._released = threading.Event()
 
     def start(self) -> SlowSink:
         sink = self
@@ -710,7 +727,7 @@ class SlowSink(Sink):
                 record = SlowReceived(self.command, self.path, dict(self.headers.items()), body)
                 with sink._lock:
                     sink._received.append(record)
-                sink._closing.wait(sink.delay)
+                sink._released.wait(sink.delay)
                 payload = b"{}"
                 try:
                     self.send_response(sink.status)
@@ -729,7 +746,7 @@ class SlowSink(Sink):
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._closing.clear()
+        self._released.clear()
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
@@ -740,8 +757,15 @@ class SlowSink(Sink):
     def in_flight(self, path: str | None = None) -> list[Received]:
         return [r for r in self.received(path) if isinstance(r, SlowReceived) and r.answered_at is None]
 
+    def answered(self, path: str | None = None) -> list[Received]:
+        return [r for r in self.received(path) if isinstance(r, SlowReceived) and r.answered_at is not None]
+
+    def release(self) -> None:
+        """Answer every request held so far, and each later one at once."""
+        self._released.set()
+
     def close(self) -> None:
-        self._closing.set()
+        self._released.set()
         super().close()
 
     def __enter__(self) -> SlowSink:

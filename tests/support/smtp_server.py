@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -10,6 +11,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -93,6 +95,9 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     authenticated: bool
+    at: float = field(default_factory=time.monotonic)
+    # When the server answered 250 (after `delay`), or saw the sender hang up; None until then.
+    answered_at: float | None = None
 
     @property
     def message(self) -> EmailMessage:
@@ -103,12 +108,17 @@ class Received:
 
 @dataclass
 class Handler:
-    """Stores every accepted message; can answer RCPT or DATA with a configured reply instead."""
+    """Stores every accepted message; can answer RCPT or DATA with a configured reply instead.
+
+    A message is stored as soon as its data has arrived, and answered `delay` s later: a sender
+    killed meanwhile has handed it over without hearing so, as with a real MTA.
+    """
 
     rcpt_reply: str | None = None
     data_reply: str | None = None
     # Refuse MAIL until the session logged in (the server offers AUTH without requiring it).
     require_auth: bool = False
+    delay: float = 0.0
     received: list[Received] = field(default_factory=list)
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]):
@@ -127,14 +137,18 @@ class Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.data_reply is not None:
             return self.data_reply
-        self.received.append(
-            Received(
-                mail_from=envelope.mail_from,
-                rcpt_tos=list(envelope.rcpt_tos),
-                data=envelope.original_content or b"",
-                authenticated=bool(session.authenticated),
-            )
+        received = Received(
+            mail_from=envelope.mail_from,
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=envelope.original_content or b"",
+            authenticated=bool(session.authenticated),
         )
+        self.received.append(received)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:  # also when the sender hung up meanwhile, which cancels the session
+            received.answered_at = time.monotonic()
         return "250 Message accepted for delivery"
 
 
@@ -143,6 +157,7 @@ class SmtpServer:
 
     credentials: (username, password) the server accepts for AUTH PLAIN/LOGIN, and then requires.
     tls: (cert, key) to offer STARTTLS, or with implicit=True to speak TLS from the first byte.
+    delay: seconds between a message's data arriving and the server's 250 (see Handler).
     """
 
     def __init__(
@@ -153,8 +168,9 @@ class SmtpServer:
         credentials: tuple[str, str] | None = None,
         tls: tuple[Path, Path] | None = None,
         implicit: bool = False,
+        delay: float = 0.0,
     ):
-        self.handler = Handler(rcpt_reply, data_reply, require_auth=credentials is not None)
+        self.handler = Handler(rcpt_reply, data_reply, require_auth=credentials is not None, delay=delay)
         self.port = free_port()
         self.credentials = credentials
         kwargs: dict[str, Any] = {}
