@@ -1,0 +1,340 @@
+"""Public pages under load: size and time at 3,000 incidents; webhook p99 with and without page clients."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import hmac
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from ingest import CATALOG, SERVICES, Stream  # noqa: E402
+
+from adapter.store import Store  # noqa: E402
+from tests.support.seed import seed_incidents  # noqa: E402
+from tests.support.server import AM_TOKEN, PROVIDER_BUILTIN, Dualtrack, free_port, write_config  # noqa: E402
+
+SECRET = "bench-tenant-secret-0123456789"
+TENANTS = [t["id"] for t in CATALOG["tenants"]]
+
+
+def tenant_token(tenant: str) -> str:
+    return hmac.new(SECRET.encode(), tenant.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def endpoints() -> dict[str, str]:
+    """Every kind of public page, by name: the two audiences, JSON, the feeds, two tenants' pages."""
+    technical, business = tenant_token(TENANTS[0]), tenant_token(TENANTS[1])
+    return {
+        "/status": "/status",
+        "/status/technical": "/status/technical",
+        "/status.json": "/status.json",
+        "feed (business)": "/status/feed.atom?audience=business",
+        "feed (technical)": "/status/feed.atom?audience=technical",
+        "tenant page (technical)": f"/status/t/{technical}",
+        "tenant page (business)": f"/status/t/{business}",
+        "tenant feed": f"/status/t/{technical}/feed.atom",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the server, on the code of this checkout or of another revision
+
+
+@contextlib.contextmanager
+def code_of(revision: str | None) -> Iterator[dict[str, str]]:
+    """Environment for `dualtrack serve` running `revision`'s adapter/ (None: this checkout)."""
+    if revision is None:
+        yield {}
+        return
+    folder = Path(tempfile.mkdtemp(prefix="dualtrack-code-"))
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", revision, "adapter", "templates"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+        yield {"PYTHONPATH": str(folder)}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_server(folder: Path, env: dict[str, str], status_page: dict[str, Any], threads: int) -> Dualtrack:
+    port = free_port()
+    extra = {"status_page": {"tenant_token_secret": SECRET, **status_page}}
+    config = write_config(folder, port, providers=[PROVIDER_BUILTIN], catalog=CATALOG, extra=extra)
+    server = Dualtrack(config, port, workers=2, threads=threads)
+    if env:
+        # The same CLI, imported from the other revision's code (PYTHONPATH comes first).
+        server.process.argv[:1] = [
+            sys.executable,
+            "-c",
+            "import sys; from adapter.cli import main; sys.exit(main())",
+        ]
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        server.start(ready_timeout=60)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return server
+
+
+def worker_peak_rss(server: Dualtrack) -> list[int]:
+    """Peak resident memory (VmHWM, bytes) of each gunicorn worker of `server`."""
+    assert server.process.proc is not None
+    master = server.process.proc.pid
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    peaks = []
+    for pid in children:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) * 1024)
+    return peaks
+
+
+# --------------------------------------------------------------------------------------------
+# load
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+@dataclass
+class Webhooks:
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int | str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Pages:
+    # by endpoint name: latencies of 200s, bytes of 200s, statuses
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    sizes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    statuses: dict[str, Counter[int | str]] = field(default_factory=lambda: defaultdict(Counter))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def send_webhooks(url: str, rate: float, stop: threading.Event, stream: Stream, result: Webhooks) -> None:
+    """Webhooks at a fixed rate (not as fast as possible), so that both phases carry the same ingest load."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {AM_TOKEN}"}
+    interval = 1 / rate
+    with requests.Session() as session:
+        due = time.monotonic()
+        while not stop.is_set():
+            group, resolved = stream.next()
+            began = time.perf_counter()
+            try:
+                response = session.post(url, data=group.notification(resolved), headers=headers, timeout=60)
+                status: int | str = response.status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            took = time.perf_counter() - began
+            with result.lock:
+                result.statuses[status] += 1
+                if status == 202:
+                    result.latencies.append(took)
+            if status == 202 and not resolved:
+                stream.confirm(group)
+            due += interval
+            stop.wait(max(0.0, due - time.monotonic()))
+
+
+def read_pages(base: str, stop: threading.Event, seed: int, result: Pages) -> None:
+    """One page client: random public pages, half of them conditional on the ETag it last saw."""
+    rnd = random.Random(seed)
+    pages = list(endpoints().items())
+    etags: dict[str, str] = {}
+    with requests.Session() as session:
+        while not stop.is_set():
+            name, path = rnd.choice(pages)
+            headers = {}
+            if name in etags and rnd.random() < 0.5:
+                headers["If-None-Match"] = etags[name]
+            began = time.perf_counter()
+            try:
+                response = session.get(base + path, headers=headers, timeout=120)
+                status: int | str = response.status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+                response = None
+            took = time.perf_counter() - began
+            with result.lock:
+                result.statuses[name][status] += 1
+                if status == 200 and response is not None:
+                    result.latencies[name].append(took)
+                    result.sizes[name].append(len(response.content))
+            if response is not None and response.headers.get("ETag"):
+                etags[name] = response.headers["ETag"]
+
+
+def phase(
+    server: Dualtrack, seconds: float, rate: float, clients: int, stream: Stream
+) -> tuple[Webhooks, Pages]:
+    stop = threading.Event()
+    hooks, pages = Webhooks(), Pages()
+    threads = [
+        threading.Thread(
+            target=send_webhooks, args=(f"{server.url}/webhooks/alertmanager", rate / 2, stop, stream, hooks)
+        )
+        for _ in range(2)
+    ]
+    threads += [
+        threading.Thread(target=read_pages, args=(server.url, stop, n, pages)) for n in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return hooks, pages
+
+
+def render_times(server: Dualtrack, repeat: int) -> dict[str, tuple[int, float]]:
+    """(bytes, median seconds) of each endpoint fetched alone, `repeat` times in turn."""
+    samples: dict[str, list[float]] = defaultdict(list)
+    sizes: dict[str, int] = {}
+    with requests.Session() as session:
+        for _ in range(repeat):
+            for name, path in endpoints().items():
+                began = time.perf_counter()
+                response = session.get(server.url + path, timeout=120)
+                samples[name].append(time.perf_counter() - began)
+                response.raise_for_status()
+                sizes[name] = len(response.content)
+    return {name: (sizes[name], statistics.median(times)) for name, times in samples.items()}
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def seed(folder: Path, incidents: int, huge: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    store = Store(f"sqlite:///{folder / 'dualtrack.db'}")
+    try:
+        store.migrate()
+        seeded = seed_incidents(
+            store, datetime.now(UTC), [s[0] for s in SERVICES], TENANTS, count=incidents, huge=huge
+        )
+    finally:
+        store.dispose()
+    print(
+        f"seeded {seeded.incidents} incidents ({seeded.open} open), {seeded.notices} published notices, "
+        f"{len(seeded.huge)} with a 300 KB annotation"
+    )
+
+
+def fmt_size(size: float) -> str:
+    return f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.1f} KB"
+
+
+def run(args: argparse.Namespace, revision: str | None, out: Callable[[str], None]) -> None:
+    label = revision or "this checkout"
+    folder = Path(tempfile.mkdtemp(prefix="dualtrack-bench-pages-"))
+    try:
+        with code_of(revision) as env:
+            seed(folder / "server", args.incidents, args.huge)
+            # Render cost: no cache, one request at a time (the old code has no cache to turn off).
+            uncached = {} if revision else {"cache": "0s"}
+            server = start_server(folder / "server", env, uncached, args.threads)
+            try:
+                times = render_times(server, args.repeat)
+            finally:
+                server.close()
+            out(f"\n{label}: each public endpoint alone, uncached, median of {args.repeat}")
+            out(f"{'endpoint':<26} {'size':>10} {'time':>9}")
+            for name, (size, seconds) in times.items():
+                out(f"{name:<26} {fmt_size(size):>10} {seconds * 1000:>7.0f} ms")
+
+            server = start_server(folder / "server", env, {}, args.threads)
+            try:
+                stream = Stream(args.seed)
+                alone, _ = phase(server, args.seconds, args.rate, 0, stream)
+                loaded, pages = phase(server, args.seconds, args.rate, args.clients, stream)
+                peaks = worker_peak_rss(server)
+            finally:
+                server.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    out(
+        f"\n{label}: webhooks at {args.rate:.0f}/s for {args.seconds:.0f} s alone, then as long with "
+        f"{args.clients} page clients (2 workers x {args.threads} threads)"
+    )
+    out(f"{'webhooks':<26} {'202':>7} {'other':>7} {'p50 ms':>9} {'p99 ms':>9}")
+    for name, hooks in (("alone", alone), (f"with {args.clients} page clients", loaded)):
+        other = sum(n for status, n in hooks.statuses.items() if status != 202)
+        out(
+            f"{name:<26} {hooks.statuses[202]:>7} {other:>7} {percentile(hooks.latencies, 50) * 1000:>9.1f}"
+            f" {percentile(hooks.latencies, 99) * 1000:>9.1f}"
+        )
+    ratio = percentile(loaded.latencies, 99) / percentile(alone.latencies, 99)
+    out(f"webhook p99 with page load / alone: {ratio:.2f}x (target <= 2x)")
+    out(
+        f"{'pages under load':<26} {'200':>7} {'304':>7} {'other':>7} {'p50 ms':>9} {'p99 ms':>9}"
+        f" {'max size':>10}"
+    )
+    for name in endpoints():
+        statuses = pages.statuses[name]
+        other = sum(n for status, n in statuses.items() if status not in (200, 304))
+        times = pages.latencies[name]
+        out(
+            f"{name:<26} {statuses[200]:>7} {statuses[304]:>7} {other:>7}"
+            f" {percentile(times, 50) * 1000:>9.1f} {percentile(times, 99) * 1000:>9.1f}"
+            f" {fmt_size(max(pages.sizes[name], default=0)):>10}"
+        )
+    out(f"peak RSS per worker: {', '.join(fmt_size(p).replace('MB', 'MB') for p in peaks)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--incidents", type=int, default=3000)
+    parser.add_argument("--huge", type=int, default=30, help="incidents with a 300 KB annotation")
+    parser.add_argument("--clients", type=int, default=16, help="page client threads")
+    parser.add_argument("--rate", type=float, default=20.0, help="webhooks per second, in both phases")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    parser.add_argument("--repeat", type=int, default=3, help="fetches per endpoint for its render time")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (server.threads' default)")
+    parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument(
+        "--before",
+        metavar="REVISION",
+        help="also measure the server at this git revision first (e.g. f13d18e), on the same data",
+    )
+    args = parser.parse_args()
+    for revision in ([args.before] if args.before else []) + [None]:
+        run(args, revision, print)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
