@@ -50,6 +50,68 @@ def _body(audience: str, phase: str, service: str, rnd: random.Random) -> str:
     return "\n".join(lines)
 
 
+def incident_row(
+    ref: str,
+    opened_at: datetime,
+    *,
+    resolved_at: datetime | None = None,
+    title: str | None = None,
+    services: list[str] | None = None,
+    tenants: list[str] | None = None,
+    level: int = 3,
+) -> dict[str, Any]:
+    """An incidents row, open unless resolved."""
+    return {
+        "ref": ref,
+        "title": title if title is not None else f"Checkout errors ({ref})",
+        "status": "investigating" if resolved_at is None else "resolved",
+        "level": level,
+        "level_locked": False,
+        "reopen_count": 0,
+        "incident_type": "web",
+        "services": services if services is not None else ["checkout"],
+        "unknown_services": [],
+        "tenants": tenants if tenants is not None else [],
+        "source": "alertmanager",
+        "opened_at": opened_at,
+        "resolved_at": resolved_at,
+        "updated_at": resolved_at or opened_at,
+    }
+
+
+def notice_row(
+    incident_id: int,
+    audience: str,
+    phase: str,
+    at: datetime,
+    *,
+    subject: str,
+    body: str,
+    key: str,
+    tenant: str | None = None,
+    provider: str = "status",
+    state: str = "delivered",
+) -> dict[str, Any]:
+    """A notices row; delivered (published, for a built-in page) at `at` unless `state` says otherwise."""
+    return {
+        "incident_id": incident_id,
+        "provider": provider,
+        "audience": audience,
+        "phase": phase,
+        "tenant": tenant,
+        "state": state,
+        "attempts": 1 if state == "delivered" else 0,
+        "subject": subject,
+        "body": body,
+        "data": {},
+        "created_at": at,
+        "due_at": at,
+        "delivered_at": at if state == "delivered" else None,
+        "provider_ref": f"{provider}/{key}" if state == "delivered" else None,
+        "dedupe_key": key,
+    }
+
+
 def seed_incidents(
     store: Store,
     now: datetime,
@@ -63,9 +125,10 @@ def seed_incidents(
     provider: str = "status",
     seed: int = 20261126,
 ) -> Seeded:
-    """`count` incidents opened over the last 6 days (a share still open, the rest resolved since),
-    each with 2-4 published notices per audience; `huge` of them carry a 300 KB annotation in a
-    technical update and `hostile` of them every control character in title, subject and body."""
+    """`count` incidents opened over the last 6 days (a share still open, the rest resolved
+    since), each with 2-4 published notices per audience; `huge` of them carry a 300 KB
+    annotation in a technical update and `hostile` of them every control character in title,
+    subject and body. Into an empty SQLite database: the rows' ids are given."""
     rnd = random.Random(seed)
     incident_rows: list[dict[str, Any]] = []
     notice_rows: list[dict[str, Any]] = []
@@ -82,25 +145,16 @@ def seed_incidents(
         service = rnd.choice(services)
         nasty = number % (count // hostile) == 0 if hostile else False
         title = f"{service} 5xx ratio above 5%" + (f" {STORED_HOSTILE}" if nasty else "")
-        incident_rows.append(
-            {
-                "id": number,
-                "ref": ref,
-                "title": title,
-                "status": "investigating" if is_open else "resolved",
-                "level": rnd.randint(1, 5),
-                "level_locked": False,
-                "reopen_count": 0,
-                "incident_type": "web",
-                "services": [service],
-                "unknown_services": [],
-                "tenants": rnd.sample(tenants, k=rnd.randint(1, len(tenants))),
-                "source": "alertmanager",
-                "opened_at": opened,
-                "resolved_at": resolved,
-                "updated_at": resolved or opened,
-            }
+        row = incident_row(
+            ref,
+            opened,
+            resolved_at=resolved,
+            title=title,
+            services=[service],
+            tenants=rnd.sample(tenants, k=rnd.randint(1, len(tenants))),
+            level=rnd.randint(1, 5),
         )
+        incident_rows.append({"id": number, **row})
         phases = ["acknowledgement"] + ["update"] * rnd.randint(1, 3)
         if resolved is not None:
             phases.append("resolution")
@@ -118,24 +172,12 @@ def seed_incidents(
                     body += "\n\n" + annotation
                 if nasty:
                     body += f"\n{STORED_HOSTILE}"
+                subject = f"[{ref}] {phase} for {service}" + (f" {STORED_HOSTILE}" if nasty else "")
+                key = f"seed:{ref}:{index}:{audience}"
                 notice_rows.append(
-                    {
-                        "incident_id": number,
-                        "provider": provider,
-                        "audience": audience,
-                        "phase": phase,
-                        "tenant": None,
-                        "state": "delivered",
-                        "attempts": 1,
-                        "subject": f"[{ref}] {phase} for {service}" + (f" {STORED_HOSTILE}" if nasty else ""),
-                        "body": body,
-                        "data": {},
-                        "created_at": at,
-                        "due_at": at,
-                        "delivered_at": at,
-                        "provider_ref": f"{provider}/{len(notice_rows) + 1}",
-                        "dedupe_key": f"seed:{ref}:{index}:{audience}",
-                    }
+                    notice_row(
+                        number, audience, phase, at, subject=subject, body=body, key=key, provider=provider
+                    )
                 )
     with store.transaction() as conn:
         for start in range(0, len(incident_rows), 500):
