@@ -127,8 +127,8 @@ def seed_incidents(
 ) -> Seeded:
     """`count` incidents opened over the last 6 days (a share still open, the rest resolved
     since), each with 2-4 published notices per audience; `huge` of them carry a 300 KB
-    annotation in a technical update and `hostile` of them every control character in title,
-    subject and body. Into an empty SQLite database: the rows' ids are given."""
+    annotation in a technical update, and the newest `hostile` of them, open, every control
+    character in title, subject and body. Into an empty SQLite database: the rows' ids are given."""
     rnd = random.Random(seed)
     incident_rows: list[dict[str, Any]] = []
     notice_rows: list[dict[str, Any]] = []
@@ -139,11 +139,12 @@ def seed_incidents(
     for number in range(1, count + 1):
         ref = f"INC-{now.year}-{number:04d}"
         opened = now - timedelta(days=6) + timedelta(seconds=number * 6 * 86400 // (count + 1))
-        is_open = rnd.random() < open_share
+        # The newest, and open: at the top of the first page, and in the feeds.
+        nasty = number > count - hostile
+        is_open = nasty or rnd.random() < open_share
         opened_count += is_open
         resolved = None if is_open else min(now, opened + timedelta(minutes=rnd.randint(5, 600)))
         service = rnd.choice(services)
-        nasty = number % (count // hostile) == 0 if hostile else False
         title = f"{service} 5xx ratio above 5%" + (f" {STORED_HOSTILE}" if nasty else "")
         row = incident_row(
             ref,
