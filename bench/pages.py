@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import hashlib
 import hmac
+import multiprocessing
 import os
 import random
 import shutil
@@ -196,27 +197,82 @@ def read_pages(base: str, stop: threading.Event, seed: int, result: Pages) -> No
                 etags[name] = response.headers["ETag"]
 
 
-def phase(
-    server: Dualtrack, seconds: float, rate: float, clients: int, stream: Stream
-) -> tuple[Webhooks, Pages]:
+def page_clients(url: str, seconds: float, clients: int, seed: int, out: Any) -> None:
+    """`clients` page clients for `seconds`, in a process of their own: their threads then share
+    no interpreter lock with the webhook sender, whose times are measured."""
     stop = threading.Event()
-    hooks, pages = Webhooks(), Pages()
-    threads = [
-        threading.Thread(
-            target=send_webhooks, args=(f"{server.url}/webhooks/alertmanager", rate / 2, stop, stream, hooks)
-        )
-        for _ in range(2)
-    ]
-    threads += [
-        threading.Thread(target=read_pages, args=(server.url, stop, n, pages)) for n in range(clients)
-    ]
+    pages = Pages()
+    threads = [threading.Thread(target=read_pages, args=(url, stop, seed + n, pages)) for n in range(clients)]
     for thread in threads:
         thread.start()
     time.sleep(seconds)
     stop.set()
     for thread in threads:
         thread.join()
-    return hooks, pages
+    out.put(
+        {"latencies": dict(pages.latencies), "sizes": dict(pages.sizes), "statuses": dict(pages.statuses)}
+    )
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(server: Dualtrack) -> list[int]:
+    assert server.process.proc is not None
+    master = server.process.proc.pid
+    return [master, *map(int, Path(f"/proc/{master}/task/{master}/children").read_text().split())]
+
+
+@dataclass
+class Phase:
+    hooks: Webhooks
+    pages: Pages
+    server_cpu: float  # seconds of CPU the server used per second of the phase
+    clients_cpu: float  # and the page clients
+
+
+def phase(server: Dualtrack, seconds: float, rate: float, clients: int, stream: Stream, seed: int) -> Phase:
+    stop = threading.Event()
+    hooks, pages = Webhooks(), Pages()
+    results: Any = multiprocessing.get_context("fork").Queue()
+    child = None
+    if clients:
+        child = multiprocessing.get_context("fork").Process(
+            target=page_clients, args=(server.url, seconds, clients, seed, results)
+        )
+    pids = server_pids(server)
+    server_before = cpu_seconds(pids)
+    if child is not None:
+        child.start()
+    senders = [
+        threading.Thread(
+            target=send_webhooks, args=(f"{server.url}/webhooks/alertmanager", rate / 2, stop, stream, hooks)
+        )
+        for _ in range(2)
+    ]
+    for thread in senders:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in senders:
+        thread.join()
+    server_used = cpu_seconds(pids) - server_before
+    clients_used = 0.0
+    if child is not None:
+        found = results.get(timeout=300)
+        clients_used = cpu_seconds([child.pid or 0])
+        child.join()
+        pages.latencies.update(found["latencies"])
+        pages.sizes.update(found["sizes"])
+        pages.statuses.update(found["statuses"])
+    return Phase(hooks, pages, server_used / seconds, clients_used / seconds)
 
 
 def render_times(server: Dualtrack, repeat: int) -> dict[str, tuple[int, float]]:
@@ -275,11 +331,14 @@ def run(args: argparse.Namespace, revision: str | None, out: Callable[[str], Non
             for name, (size, seconds) in times.items():
                 out(f"{name:<26} {fmt_size(size):>10} {seconds * 1000:>7.0f} ms")
 
-            server = start_server(folder / "server", env, {}, args.threads)
+            server = start_server(
+                folder / "server", env, {"cache": args.cache} if args.cache else {}, args.threads
+            )
             try:
                 stream = Stream(args.seed)
-                alone, _ = phase(server, args.seconds, args.rate, 0, stream)
-                loaded, pages = phase(server, args.seconds, args.rate, args.clients, stream)
+                phase(server, 3, args.rate, 0, stream, args.seed)  # warm-up: first renders, first pages
+                alone = phase(server, args.seconds, args.rate, 0, stream, args.seed)
+                loaded = phase(server, args.seconds, args.rate, args.clients, stream, args.seed)
                 peaks = worker_peak_rss(server)
             finally:
                 server.close()
@@ -291,13 +350,16 @@ def run(args: argparse.Namespace, revision: str | None, out: Callable[[str], Non
         f"{args.clients} page clients (2 workers x {args.threads} threads)"
     )
     out(f"{'webhooks':<26} {'202':>7} {'other':>7} {'p50 ms':>9} {'p99 ms':>9}")
-    for name, hooks in (("alone", alone), (f"with {args.clients} page clients", loaded)):
+    for name, result in (("alone", alone), (f"with {args.clients} page clients", loaded)):
+        hooks = result.hooks
         other = sum(n for status, n in hooks.statuses.items() if status != 202)
         out(
             f"{name:<26} {hooks.statuses[202]:>7} {other:>7} {percentile(hooks.latencies, 50) * 1000:>9.1f}"
-            f" {percentile(hooks.latencies, 99) * 1000:>9.1f}"
+            f" {percentile(hooks.latencies, 99) * 1000:>9.1f}   server CPU {result.server_cpu:.2f}"
+            f", page clients CPU {result.clients_cpu:.2f}"
         )
-    ratio = percentile(loaded.latencies, 99) / percentile(alone.latencies, 99)
+    ratio = percentile(loaded.hooks.latencies, 99) / percentile(alone.hooks.latencies, 99)
+    pages = loaded.pages
     out(f"webhook p99 with page load / alone: {ratio:.2f}x (target <= 2x)")
     out(
         f"{'pages under load':<26} {'200':>7} {'304':>7} {'other':>7} {'p50 ms':>9} {'p99 ms':>9}"
@@ -324,6 +386,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--repeat", type=int, default=3, help="fetches per endpoint for its render time")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (server.threads' default)")
+    parser.add_argument("--cache", help="status_page.cache under load (default: the default, 5s)")
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument(
         "--before",

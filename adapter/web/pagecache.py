@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from flask import Request, Response
 from werkzeug.http import generate_etag
@@ -16,6 +17,10 @@ from adapter.clock import Clock
 # Per worker process. Entries live a few seconds, so this only matters when many distinct pages
 # are asked for at once; the oldest then go first.
 MAX_BYTES = 32 * 1024 * 1024
+# How long after it expires a response may still answer while it is being rendered again.
+STALE = timedelta(minutes=1)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,14 +34,19 @@ class Rendered:
 
 @dataclass(frozen=True)
 class _Entry:
-    rendered: Rendered
-    etag: str
+    value: Any
+    size: int
     expires: datetime
 
 
 class PageCache:
-    """Responses by key, for `ttl` on `clock`; while one thread renders a key, others asking for
-    it wait for that render instead of starting their own."""
+    """Values by key, for `ttl` on `clock`, each computed by one thread at a time however many ask.
+
+    Renders take turns, one at a time in the process: a worker's request threads are few, and a
+    render keeps one busy for tens of milliseconds, so the others stay free for webhooks. While a
+    key is rendered again, or another render runs, those asking for it get the response kept
+    before; only when there is none do they wait.
+    """
 
     def __init__(self, clock: Clock, ttl: timedelta, max_bytes: int = MAX_BYTES):
         self.clock = clock
@@ -45,51 +55,77 @@ class PageCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._size = 0
-        self._rendering: dict[Hashable, threading.Lock] = {}
+        self._computing: dict[Hashable, threading.Lock] = {}
+        self._render = threading.Lock()
 
-    def _fresh(self, key: Hashable) -> _Entry | None:
-        entry = self._entries.get(key)
-        return entry if entry is not None and self.clock.now() < entry.expires else None
+    def keep(self, key: Hashable, compute: Callable[[], T], *, size: int | Callable[[T], int] = 0) -> T:
+        """The value kept for `key`, else `compute()`d now. `size` (bytes, or how to count them)
+        counts towards `max_bytes`; values that are not responses are few and may count nothing."""
+        return self._get(key, compute, size, exclusive=False)
 
     def get(self, key: Hashable, render: Callable[[], Rendered]) -> tuple[Rendered, str]:
-        """The response for `key` and its ETag: kept, else rendered now (once, for all who wait)."""
+        """The response for `key` and its ETag: kept, else rendered now, one render at a time."""
+
+        def tagged() -> tuple[Rendered, str]:
+            rendered = render()
+            return rendered, generate_etag(rendered.body)
+
+        kept: tuple[Rendered, str] = self._get(key, tagged, lambda pair: len(pair[0].body), exclusive=True)
+        return kept
+
+    def _get(
+        self, key: Hashable, compute: Callable[[], T], size: int | Callable[[T], int], *, exclusive: bool
+    ) -> T:
         with self._lock:
-            entry = self._fresh(key)
-            if entry is not None:
-                return entry.rendered, entry.etag
-            turn = self._rendering.setdefault(key, threading.Lock())
+            entry = self._entries.get(key)
+            now = self.clock.now()
+            if entry is not None and now < entry.expires:
+                value: T = entry.value
+                return value
+            turn = self._computing.get(key)
+            busy = turn is not None or (exclusive and self._render.locked())
+            if entry is not None and busy and now < entry.expires + STALE:
+                value = entry.value  # no waiting while an answer is at hand
+                return value
+            if turn is None:
+                turn = self._computing[key] = threading.Lock()
         with turn:
             with self._lock:
-                entry = self._fresh(key)
-            if entry is not None:  # rendered while this thread waited its turn
-                return entry.rendered, entry.etag
+                entry = self._entries.get(key)
+                if entry is not None and self.clock.now() < entry.expires:  # computed meanwhile
+                    value = entry.value
+                    return value
             try:
-                rendered = render()
-                entry = _Entry(rendered, generate_etag(rendered.body), self.clock.now() + self.ttl)
+                if exclusive:
+                    with self._render:
+                        value = compute()
+                else:
+                    value = compute()
+                counted = size(value) if callable(size) else size
                 with self._lock:
-                    self._keep(key, entry)
+                    self._keep(key, _Entry(value, counted, self.clock.now() + self.ttl))
             finally:
                 with self._lock:
-                    if self._rendering.get(key) is turn:
-                        del self._rendering[key]
-        return entry.rendered, entry.etag
+                    if self._computing.get(key) is turn:
+                        del self._computing[key]
+        return value
 
     def _keep(self, key: Hashable, entry: _Entry) -> None:
         if self.ttl <= timedelta(0):
             return
         self._drop(key)
         now = self.clock.now()
-        for old in [k for k, e in self._entries.items() if e.expires <= now]:
+        for old in [k for k, e in self._entries.items() if e.expires + STALE <= now]:
             self._drop(old)
         self._entries[key] = entry
-        self._size += len(entry.rendered.body)
+        self._size += entry.size
         while self._size > self.max_bytes and len(self._entries) > 1:
             self._drop(next(iter(self._entries)))
 
     def _drop(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._size -= len(entry.rendered.body)
+            self._size -= entry.size
 
     def response(
         self, key: Hashable, render: Callable[[], Rendered], request: Request, *, private: bool = False

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import math
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -313,16 +314,27 @@ def health(
     bounds.append(datetime.combine(today + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC))
     period_start = bounds[0]
     catalog = settings.catalog
+    mine: dict[str, list[dict[str, Any]]] = {service.id: [] for service in shown}
+    for row in rows:
+        for service_id in {s.id for s in map(catalog.service, row["services"]) if s} & mine.keys():
+            mine[service_id].append(row)
     out = []
     for service in shown:
-        mine = [r for r in rows if service.id in {s.id for s in map(catalog.service, r["services"]) if s}]
-        current = max((r["level"] for r in mine if r["status"] in OPEN), default=0)
+        current = max((r["level"] for r in mine[service.id] if r["status"] in OPEN), default=0)
         spans = _clip(
-            [(r["opened_at"], r["resolved_at"] or now, r["level"]) for r in mine], period_start, now
+            [(r["opened_at"], r["resolved_at"] or now, r["level"]) for r in mine[service.id]],
+            period_start,
+            now,
         )
+        # Each span against the days it may touch only: a bisection of the days' bounds finds them.
+        by_day: list[list[Interval]] = [[] for _ in days]
+        for span in spans:
+            first = max(0, bisect_right(bounds, span[0]) - 1)
+            for index in range(first, min(count, bisect_left(bounds, span[1]))):
+                by_day[index].append(span)
         bars = []
         for index, day in enumerate(days):
-            inside = _clip(spans, bounds[index], min(bounds[index + 1], now))
+            inside = _clip(by_day[index], bounds[index], min(bounds[index + 1], now))
             worst = max((level for _, _, level in inside), default=0)
             spent = _covered([(a, b) for a, b, level in inside if level == worst])
             bars.append(Day(day, worst, _day_label(day, worst, spent)))
@@ -340,10 +352,14 @@ def _health_for(
     """The services' health, and when the incidents it is drawn from last changed."""
     now = svc.clock.now()
     count = svc.settings.status_page.uptime_days
-    # A day early, so the first local day is covered whatever the zone.
-    since = now - timedelta(days=count + 1)
-    with svc.store.read() as conn:
-        rows = pages.history(conn, since, now + timedelta(seconds=1))
+
+    def history() -> list[dict[str, Any]]:
+        # A day early, so the first local day is covered whatever the zone.
+        with svc.store.read() as conn:
+            return pages.history(conn, now - timedelta(days=count + 1), now + timedelta(seconds=1))
+
+    # Every page's bars are drawn from the same incidents: read once for all of them.
+    rows = svc.pages.keep(("history",), history)
     changed = _newest(*(r["updated_at"] for r in rows))
     return health(svc.settings, rows, shown, audience, zone, now), changed
 

@@ -274,6 +274,33 @@ def test_a_render_is_shared_by_everyone_asking_at_once(clock):
     assert cache.get("page", render)[0].body == b"again"
 
 
+def test_while_a_page_is_rendered_again_the_kept_one_answers(clock):
+    cache = PageCache(clock, timedelta(seconds=5))
+    for key in ("a", "b"):
+        cache.get(key, lambda key=key: Rendered(f"old {key}".encode(), "text/plain"))
+    clock.advance(CACHE)
+    rendering, go = threading.Event(), threading.Event()
+
+    def slow() -> Rendered:
+        rendering.set()
+        go.wait(timeout=10)
+        return Rendered(b"new a", "text/plain")
+
+    def unexpected() -> Rendered:
+        raise AssertionError("rendered while an answer was at hand")
+
+    renderer = threading.Thread(target=cache.get, args=("a", slow))
+    renderer.start()
+    assert rendering.wait(timeout=10)
+    # "a" is being rendered, and renders take turns: both expired pages answer as they were.
+    assert cache.get("a", unexpected)[0].body == b"old a"
+    assert cache.get("b", unexpected)[0].body == b"old b"
+    go.set()
+    renderer.join()
+    assert cache.get("a", unexpected)[0].body == b"new a"
+    assert cache.get("b", lambda: Rendered(b"new b", "text/plain"))[0].body == b"new b"
+
+
 def test_the_cache_holds_a_bounded_number_of_bytes(clock):
     cache = PageCache(clock, timedelta(seconds=5), max_bytes=1000)
     for n in range(5):
