@@ -81,9 +81,13 @@ def code_of(revision: str | None) -> Iterator[dict[str, str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_server(folder: Path, env: dict[str, str], status_page: dict[str, Any], threads: int) -> Dualtrack:
+def start_server(
+    folder: Path, env: dict[str, str], status_page: dict[str, Any], threads: int, storage: str | None = None
+) -> Dualtrack:
     port = free_port()
-    extra = {"status_page": {"tenant_token_secret": SECRET, **status_page}}
+    extra: dict[str, Any] = {"status_page": {"tenant_token_secret": SECRET, **status_page}}
+    if storage:
+        extra["storage"] = {"url": storage}
     config = write_config(folder, port, providers=[PROVIDER_BUILTIN], catalog=CATALOG, extra=extra)
     server = Dualtrack(config, port, workers=2, threads=threads)
     if env:
@@ -238,14 +242,25 @@ class Phase:
     clients_cpu: float  # and the page clients
 
 
-def phase(server: Dualtrack, seconds: float, rate: float, clients: int, stream: Stream, seed: int) -> Phase:
+def phase(
+    server: Dualtrack,
+    seconds: float,
+    rate: float,
+    clients: int,
+    stream: Stream,
+    seed: int,
+    pages_url: str = "",
+) -> Phase:
+    """`seconds` of webhooks at `rate` into `server`, and of `clients` page clients on `pages_url`
+    (default: the same server)."""
     stop = threading.Event()
     hooks, pages = Webhooks(), Pages()
-    results: Any = multiprocessing.get_context("fork").Queue()
+    context = multiprocessing.get_context("fork")
+    results: Any = context.Queue()
     child = None
     if clients:
-        child = multiprocessing.get_context("fork").Process(
-            target=page_clients, args=(server.url, seconds, clients, seed, results)
+        child = context.Process(
+            target=page_clients, args=(pages_url or server.url, seconds, clients, seed, results)
         )
     pids = server_pids(server)
     server_before = cpu_seconds(pids)
@@ -336,10 +351,20 @@ def run(args: argparse.Namespace, revision: str | None, out: Callable[[str], Non
             )
             try:
                 stream = Stream(args.seed)
-                phase(server, 3, args.rate, 0, stream, args.seed)  # warm-up: first renders, first pages
+                # Warm-up: first webhooks and first renders; the phases then measure a running server.
+                phase(server, args.warmup, args.rate, args.clients, stream, args.seed)
                 alone = phase(server, args.seconds, args.rate, 0, stream, args.seed)
                 loaded = phase(server, args.seconds, args.rate, args.clients, stream, args.seed)
                 peaks = worker_peak_rss(server)
+                # The share of the machine: the same page clients on another server on the same
+                # cores and database, and webhooks into this one.
+                database = f"sqlite:///{folder / 'server' / 'dualtrack.db'}"
+                other = start_server(folder / "other", env, {}, args.threads, storage=database)
+                try:
+                    phase(server, args.warmup, args.rate, args.clients, stream, args.seed, other.url)
+                    apart = phase(server, args.seconds, args.rate, args.clients, stream, args.seed, other.url)
+                finally:
+                    other.close()
             finally:
                 server.close()
     finally:
@@ -349,18 +374,28 @@ def run(args: argparse.Namespace, revision: str | None, out: Callable[[str], Non
         f"\n{label}: webhooks at {args.rate:.0f}/s for {args.seconds:.0f} s alone, then as long with "
         f"{args.clients} page clients (2 workers x {args.threads} threads)"
     )
-    out(f"{'webhooks':<26} {'202':>7} {'other':>7} {'p50 ms':>9} {'p99 ms':>9}")
-    for name, result in (("alone", alone), (f"with {args.clients} page clients", loaded)):
+    out(
+        f"{'webhooks':<34} {'202':>7} {'other':>7} {'p50 ms':>9} {'p99 ms':>9}"
+        f" {'server CPU':>11} {'clients CPU':>12}"
+    )
+    rows = (
+        ("alone", alone),
+        (f"with {args.clients} page clients", loaded),
+        (f"{args.clients} page clients elsewhere", apart),
+    )
+    for name, result in rows:
         hooks = result.hooks
         other = sum(n for status, n in hooks.statuses.items() if status != 202)
         out(
-            f"{name:<26} {hooks.statuses[202]:>7} {other:>7} {percentile(hooks.latencies, 50) * 1000:>9.1f}"
-            f" {percentile(hooks.latencies, 99) * 1000:>9.1f}   server CPU {result.server_cpu:.2f}"
-            f", page clients CPU {result.clients_cpu:.2f}"
+            f"{name:<34} {hooks.statuses[202]:>7} {other:>7} {percentile(hooks.latencies, 50) * 1000:>9.1f}"
+            f" {percentile(hooks.latencies, 99) * 1000:>9.1f}"
+            f" {result.server_cpu:>11.2f} {result.clients_cpu:>12.2f}"
         )
     ratio = percentile(loaded.hooks.latencies, 99) / percentile(alone.hooks.latencies, 99)
     pages = loaded.pages
     out(f"webhook p99 with page load / alone: {ratio:.2f}x (target <= 2x)")
+    floor = percentile(apart.hooks.latencies, 99) / percentile(alone.hooks.latencies, 99)
+    out(f"webhook p99 with the page clients on another server / alone: {floor:.2f}x (the machine's share)")
     out(
         f"{'pages under load':<26} {'200':>7} {'304':>7} {'other':>7} {'p50 ms':>9} {'p99 ms':>9}"
         f" {'max size':>10}"
@@ -374,7 +409,7 @@ def run(args: argparse.Namespace, revision: str | None, out: Callable[[str], Non
             f" {percentile(times, 50) * 1000:>9.1f} {percentile(times, 99) * 1000:>9.1f}"
             f" {fmt_size(max(pages.sizes[name], default=0)):>10}"
         )
-    out(f"peak RSS per worker: {', '.join(fmt_size(p).replace('MB', 'MB') for p in peaks)}")
+    out(f"peak RSS per worker: {', '.join(fmt_size(p) for p in peaks)}")
 
 
 def main() -> int:
@@ -382,8 +417,9 @@ def main() -> int:
     parser.add_argument("--incidents", type=int, default=3000)
     parser.add_argument("--huge", type=int, default=30, help="incidents with a 300 KB annotation")
     parser.add_argument("--clients", type=int, default=16, help="page client threads")
-    parser.add_argument("--rate", type=float, default=20.0, help="webhooks per second, in both phases")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
+    parser.add_argument("--rate", type=float, default=40.0, help="webhooks per second, in every phase")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
+    parser.add_argument("--warmup", type=float, default=5.0, help="seconds before the phases on a server")
     parser.add_argument("--repeat", type=int, default=3, help="fetches per endpoint for its render time")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (server.threads' default)")
     parser.add_argument("--cache", help="status_page.cache under load (default: the default, 5s)")
