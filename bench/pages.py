@@ -173,13 +173,16 @@ def send_webhooks(url: str, rate: float, stop: threading.Event, stream: Stream, 
             stop.wait(max(0.0, due - time.monotonic()))
 
 
-def read_pages(base: str, stop: threading.Event, seed: int, result: Pages) -> None:
-    """One page client: random public pages, half of them conditional on the ETag it last saw."""
+def read_pages(base: str, stop: threading.Event, seed: int, result: Pages, interval: float) -> None:
+    """One page client: random public pages, half of them conditional on the ETag it last saw;
+    one every `interval` seconds, or (0) each as soon as the one before is answered."""
     rnd = random.Random(seed)
     pages = list(endpoints().items())
     etags: dict[str, str] = {}
+    due = time.monotonic()
     with requests.Session() as session:
-        while not stop.is_set():
+        while not stop.wait(max(0.0, due - time.monotonic())):
+            due += interval
             name, path = rnd.choice(pages)
             headers = {}
             if name in etags and rnd.random() < 0.5:
@@ -201,12 +204,15 @@ def read_pages(base: str, stop: threading.Event, seed: int, result: Pages) -> No
                 etags[name] = response.headers["ETag"]
 
 
-def page_clients(url: str, seconds: float, clients: int, seed: int, out: Any) -> None:
+def page_clients(url: str, seconds: float, clients: int, seed: int, interval: float, out: Any) -> None:
     """`clients` page clients for `seconds`, in a process of their own: their threads then share
     no interpreter lock with the webhook sender, whose times are measured."""
     stop = threading.Event()
     pages = Pages()
-    threads = [threading.Thread(target=read_pages, args=(url, stop, seed + n, pages)) for n in range(clients)]
+    threads = [
+        threading.Thread(target=read_pages, args=(url, stop, seed + n, pages, interval))
+        for n in range(clients)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(seconds)
@@ -250,9 +256,10 @@ def phase(
     stream: Stream,
     seed: int,
     pages_url: str = "",
+    interval: float = 0.0,
 ) -> Phase:
     """`seconds` of webhooks at `rate` into `server`, and of `clients` page clients on `pages_url`
-    (default: the same server)."""
+    (default: the same server), each asking every `interval` seconds (0: as fast as answered)."""
     stop = threading.Event()
     hooks, pages = Webhooks(), Pages()
     context = multiprocessing.get_context("fork")
@@ -260,7 +267,7 @@ def phase(
     child = None
     if clients:
         child = context.Process(
-            target=page_clients, args=(pages_url or server.url, seconds, clients, seed, results)
+            target=page_clients, args=(pages_url or server.url, seconds, clients, seed, interval, results)
         )
     pids = server_pids(server)
     server_before = cpu_seconds(pids)
@@ -351,18 +358,25 @@ def run(args: argparse.Namespace, revision: str | None, out: Callable[[str], Non
             )
             try:
                 stream = Stream(args.seed)
+                interval = 1 / args.page_rate if args.page_rate else 0.0
                 # Warm-up: first webhooks and first renders; the phases then measure a running server.
-                phase(server, args.warmup, args.rate, args.clients, stream, args.seed)
+                phase(server, args.warmup, args.rate, args.clients, stream, args.seed, interval=interval)
                 alone = phase(server, args.seconds, args.rate, 0, stream, args.seed)
-                loaded = phase(server, args.seconds, args.rate, args.clients, stream, args.seed)
+                loaded = phase(
+                    server, args.seconds, args.rate, args.clients, stream, args.seed, interval=interval
+                )
                 peaks = worker_peak_rss(server)
                 # The share of the machine: the same page clients on another server on the same
                 # cores and database, and webhooks into this one.
                 database = f"sqlite:///{folder / 'server' / 'dualtrack.db'}"
                 other = start_server(folder / "other", env, {}, args.threads, storage=database)
                 try:
-                    phase(server, args.warmup, args.rate, args.clients, stream, args.seed, other.url)
-                    apart = phase(server, args.seconds, args.rate, args.clients, stream, args.seed, other.url)
+                    phase(
+                        server, args.warmup, args.rate, args.clients, stream, args.seed, other.url, interval
+                    )
+                    apart = phase(
+                        server, args.seconds, args.rate, args.clients, stream, args.seed, other.url, interval
+                    )
                 finally:
                     other.close()
             finally:
@@ -370,9 +384,10 @@ def run(args: argparse.Namespace, revision: str | None, out: Callable[[str], Non
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
+    pace = f"{args.page_rate:g} requests/s each" if args.page_rate else "each request as soon as answered"
     out(
         f"\n{label}: webhooks at {args.rate:.0f}/s for {args.seconds:.0f} s alone, then as long with "
-        f"{args.clients} page clients (2 workers x {args.threads} threads)"
+        f"{args.clients} page clients ({pace}; 2 workers x {args.threads} threads)"
     )
     out(
         f"{'webhooks':<34} {'202':>7} {'other':>7} {'p50 ms':>9} {'p99 ms':>9}"
@@ -417,6 +432,12 @@ def main() -> int:
     parser.add_argument("--incidents", type=int, default=3000)
     parser.add_argument("--huge", type=int, default=30, help="incidents with a 300 KB annotation")
     parser.add_argument("--clients", type=int, default=16, help="page client threads")
+    parser.add_argument(
+        "--page-rate",
+        type=float,
+        default=0.0,
+        help="requests per second of each page client (default 0: the next as soon as one is answered)",
+    )
     parser.add_argument("--rate", type=float, default=40.0, help="webhooks per second, in every phase")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before the phases on a server")
