@@ -109,11 +109,8 @@ def start_server(
 
 def worker_peak_rss(server: Dualtrack) -> list[int]:
     """Peak resident memory (VmHWM, bytes) of each gunicorn worker of `server`."""
-    assert server.process.proc is not None
-    master = server.process.proc.pid
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     peaks = []
-    for pid in children:
+    for pid in server_pids(server)[1:]:
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -204,6 +201,16 @@ def read_pages(base: str, stop: threading.Event, seed: int, result: Pages, inter
                 etags[name] = response.headers["ETag"]
 
 
+def run_for(seconds: float, threads: list[threading.Thread], stop: threading.Event) -> None:
+    """Start the threads, let them run `seconds`, then stop them and wait for them."""
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+
 def page_clients(url: str, seconds: float, clients: int, seed: int, interval: float, out: Any) -> None:
     """`clients` page clients for `seconds`, in a process of their own: their threads then share
     no interpreter lock with the webhook sender, whose times are measured."""
@@ -213,12 +220,7 @@ def page_clients(url: str, seconds: float, clients: int, seed: int, interval: fl
         threading.Thread(target=read_pages, args=(url, stop, seed + n, pages, interval))
         for n in range(clients)
     ]
-    for thread in threads:
-        thread.start()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    run_for(seconds, threads, stop)
     out.put(
         {"latencies": dict(pages.latencies), "sizes": dict(pages.sizes), "statuses": dict(pages.statuses)}
     )
@@ -235,6 +237,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def server_pids(server: Dualtrack) -> list[int]:
+    """The gunicorn master's process id, then its workers'."""
     assert server.process.proc is not None
     master = server.process.proc.pid
     return [master, *map(int, Path(f"/proc/{master}/task/{master}/children").read_text().split())]
@@ -279,12 +282,7 @@ def phase(
         )
         for _ in range(2)
     ]
-    for thread in senders:
-        thread.start()
-    time.sleep(seconds)
-    stop.set()
-    for thread in senders:
-        thread.join()
+    run_for(seconds, senders, stop)
     server_used = cpu_seconds(pids) - server_before
     clients_used = 0.0
     if child is not None:

@@ -76,6 +76,25 @@ _INCIDENT_COLUMNS = (
 )
 
 
+def _notice_columns(body_chars: int | None) -> tuple[Any, ...]:
+    """A notice as a page shows it: subject and body cut in the query at LINE_CHARS and
+    `body_chars` (one character more tells a cut one), or whole (None)."""
+    subject: Any = notices.c.subject
+    body: Any = notices.c.body
+    if body_chars is not None:
+        subject = func.substr(subject, 1, LINE_CHARS + 1).label("subject")
+        body = func.substr(body, 1, body_chars + 1).label("body")
+    return (
+        notices.c.id,
+        notices.c.incident_id,
+        notices.c.audience,
+        notices.c.phase,
+        subject,
+        body,
+        notices.c.delivered_at,
+    )
+
+
 def counts(conn: Connection, readers: Readers, resolved_since: datetime) -> tuple[int, int]:
     """(open, all) incidents on the readers' pages: open ones, and those resolved since the time."""
     query = select(func.coalesce(func.sum(_IS_OPEN), 0), func.count()).where(
@@ -119,8 +138,7 @@ def latest_notices(
     """Per incident and audience, the published notices ranked `skip + 1` to `skip + count` from
     the newest, oldest first; each with `total`, how many its incident and audience has.
 
-    Subjects are cut at LINE_CHARS and bodies at `body_chars` in the query (one character more
-    tells a cut one): a page reads no more of a notice than it shows.
+    A page reads no more of a notice than it shows (see `_notice_columns`).
     """
     if not incident_ids:
         return []
@@ -137,16 +155,7 @@ def latest_notices(
         .subquery()
     )
     query = (
-        select(
-            notices.c.id,
-            notices.c.incident_id,
-            notices.c.audience,
-            notices.c.phase,
-            func.substr(notices.c.subject, 1, LINE_CHARS + 1).label("subject"),
-            func.substr(notices.c.body, 1, body_chars + 1).label("body"),
-            notices.c.delivered_at,
-            ranked.c.total,
-        )
+        select(*_notice_columns(body_chars), ranked.c.total)
         .join(ranked, ranked.c.id == notices.c.id)
         .where(ranked.c.rank > skip, ranked.c.rank <= skip + count)
         .order_by(notices.c.incident_id, notices.c.delivered_at, notices.c.id)
@@ -157,16 +166,7 @@ def latest_notices(
 def notice(conn: Connection, readers: Readers, notice_id: int) -> Row | None:
     """One notice published to these readers, in full, if they may see its incident."""
     query = (
-        select(
-            notices.c.id,
-            notices.c.incident_id,
-            notices.c.audience,
-            notices.c.phase,
-            notices.c.subject,
-            notices.c.body,
-            notices.c.delivered_at,
-            literal(1).label("total"),
-        )
+        select(*_notice_columns(None), literal(1).label("total"))
         .join(incidents, incidents.c.id == notices.c.incident_id)
         .where(notices.c.id == notice_id, _published(readers))
     )

@@ -661,5 +661,4 @@ def feed() -> ResponseReturnValue:
 def tenant_feed(token: str) -> ResponseReturnValue:
     svc = services()
     scope = _tenant_scope(svc, token)
-    assert scope.tenant is not None
-    return _feed(svc, scope, f"Service status for {scope.tenant.name}")
+    return _feed(svc, scope, printable(scope.site))
