@@ -58,10 +58,10 @@ class PageCache:
         self._computing: dict[Hashable, threading.Lock] = {}
         self._render = threading.Lock()
 
-    def keep(self, key: Hashable, compute: Callable[[], T], *, size: int | Callable[[T], int] = 0) -> T:
-        """The value kept for `key`, else `compute()`d now. `size` (bytes, or how to count them)
-        counts towards `max_bytes`; values that are not responses are few and may count nothing."""
-        return self._get(key, compute, size, exclusive=False)
+    def keep(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """The value kept for `key`, else `compute()`d now; such values (not responses) are few,
+        and count nothing towards `max_bytes`."""
+        return self._get(key, compute, lambda _: 0, exclusive=False)
 
     def get(self, key: Hashable, render: Callable[[], Rendered]) -> tuple[Rendered, str]:
         """The response for `key` and its ETag: kept, else rendered now, one render at a time."""
@@ -74,7 +74,7 @@ class PageCache:
         return kept
 
     def _get(
-        self, key: Hashable, compute: Callable[[], T], size: int | Callable[[T], int], *, exclusive: bool
+        self, key: Hashable, compute: Callable[[], T], size: Callable[[T], int], *, exclusive: bool
     ) -> T:
         with self._lock:
             entry = self._entries.get(key)
@@ -101,9 +101,8 @@ class PageCache:
                         value = compute()
                 else:
                     value = compute()
-                counted = size(value) if callable(size) else size
                 with self._lock:
-                    self._keep(key, _Entry(value, counted, self.clock.now() + self.ttl))
+                    self._keep(key, _Entry(value, size(value), self.clock.now() + self.ttl))
             finally:
                 with self._lock:
                     if self._computing.get(key) is turn:
