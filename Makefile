@@ -34,6 +34,7 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/storm.py
+	$(BIN)/python bench/pages.py
 
 clean:
 	rm -rf $(VENV) data/*.db data/*.db-*

@@ -18,7 +18,8 @@ from adapter.metrics import Metrics
 from adapter.providers import build_providers
 from adapter.rendering import Renderer, local_time, utc
 from adapter.store import Store
-from adapter.web import api, errors, ops, status, webhooks
+from adapter.web import api, errors, headers, ops, status, webhooks
+from adapter.web.pagecache import PageCache
 from adapter.web.serialize import iso
 from adapter.web.services import EXTENSION, Services
 
@@ -80,9 +81,11 @@ def create_app(
         reload=reload,
         metrics=metrics,
         clock=clock,
+        pages=PageCache(clock, settings.status_page.cache),
     )
     app.jinja_env.filters.update(iso=iso, utc=utc, local_time=local_time)
     errors.register(app)
+    headers.register(app)
     for blueprint in (webhooks.bp, api.bp, status.bp, ops.bp):
         app.register_blueprint(blueprint)
     return app

@@ -349,6 +349,20 @@ class StatusPageSettings(Strict):
     tenant_token_secret: str | None = Field(default=None, min_length=16)
     resolved_days: int = Field(default=7, ge=1, le=90)
     uptime_days: int = Field(default=90, ge=7, le=365)
+    # Bounds of one page, so that its size does not grow with the history: the rest is a page on.
+    incidents_per_page: int = Field(default=50, ge=1, le=500)
+    notices_per_incident: int = Field(default=5, ge=1, le=100)
+    notices_per_page: int = Field(default=50, ge=1, le=500)
+    body_chars: int = Field(default=2000, ge=100, le=100_000)
+    # How long a rendered public response is served again (0: rendered for every request).
+    cache: Duration = timedelta(seconds=5)
+
+    @field_validator("cache")
+    @classmethod
+    def _cache_is_short(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) <= value <= timedelta(minutes=10):
+            raise ValueError("expected a duration from 0s to 10m")
+        return value
 
 
 class Settings(Strict):

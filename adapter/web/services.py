@@ -16,6 +16,7 @@ from adapter.engine.pagerduty import PagerDutyIntake
 from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
 from adapter.store import Store
+from adapter.web.pagecache import PageCache
 
 EXTENSION = "dualtrack"
 
@@ -31,6 +32,8 @@ class Services:
     pagerduty: PagerDutyIntake
     metrics: Metrics
     clock: Clock
+    # Rendered public pages, kept for `status_page.cache`.
+    pages: PageCache
     # Asks the server to re-read its configuration (None outside `dualtrack serve`).
     reload: Callable[[], None] | None = None
 

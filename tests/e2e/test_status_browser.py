@@ -6,14 +6,17 @@ import hashlib
 import hmac
 import re
 import subprocess
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from adapter.web.headers import CONTENT_SECURITY_POLICY
 from tests.support.server import DEFAULT_CATALOG, Dualtrack, rfc3339, wait_until, webhook_body
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +91,36 @@ def test_console_lines_are_caught(browser, tmp_path):
     assert any("Uncaught ReferenceError" in line for line in visit.console)
 
 
+def test_csp_violations_are_caught(browser, tmp_path):
+    """The console check sees what the pages' Content-Security-Policy refuses: inline style and script."""
+    page = b"<!DOCTYPE html><title>x</title><style>p { color: red }</style><p>hi</p><script>1</script>"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        visit = browser(f"http://127.0.0.1:{server.server_address[1]}/", "csp", SIZES["phone"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "<p>hi</p>" in visit.dom
+    refused = [line for line in visit.console if "Content Security Policy" in line]
+    assert any("style" in line for line in refused), visit.console
+    assert any("script" in line for line in refused), visit.console
+
+
 def test_status_pages_render_at_phone_and_desktop(browser, dualtrack_factory):
     catalog = {**DEFAULT_CATALOG, "tenants": [dict(t) for t in DEFAULT_CATALOG["tenants"]]}
     catalog["tenants"][1]["status_token"] = BLOOM_TOKEN
@@ -100,6 +133,9 @@ def test_status_pages_render_at_phone_and_desktop(browser, dualtrack_factory):
     db = webhook_body({"service": "mysql-shared"}, [DB_LABELS], starts_at=rfc3339(started))
     assert dt.post_alertmanager(db).status_code == 202
     web = webhook_body({"service": "checkout"}, [WEB_LABELS])
+    # Longer than a page shows of a notice (status_page.body_chars): cut there, whole on its own page.
+    trace = "".join(f"frame {n}: checkout.handlers.pay (line {n})\n" for n in range(150)) + "END OF TRACE"
+    web["alerts"][0]["annotations"]["description"] = trace
     assert dt.post_alertmanager(web).status_code == 202
     ended = webhook_body(
         {"service": "mysql-shared"},
@@ -129,14 +165,33 @@ def test_status_pages_render_at_phone_and_desktop(browser, dualtrack_factory):
 
     wait_until(published, timeout=30, message=lambda: "notices on every status page\n" + dt.logs())
 
-    for name, (path, texts) in pages.items():
+    # The technical notice is cut on the overview and links to itself in full; the incident's
+    # own page lists its updates.
+    technical = requests.get(dt.url + "/status/technical", timeout=10).text
+    assert "END OF TRACE" not in technical and "Read the full update" in technical
+    (notice_path,) = set(re.findall(r'href="(/status/notices/\d+)"', technical))
+    (incident_path,) = {p for p in re.findall(r'href="(/status/incidents/[^"]+)"', technical) if "0002" in p}
+    details = {
+        "incident": (incident_path.replace("&amp;", "&"), [firing, "Level 3"]),
+        "notice": (notice_path, [firing, "END OF TRACE", "Every update of this incident"]),
+    }
+
+    for name, (path, texts) in {**pages, **details}.items():
+        response = requests.get(dt.url + path, timeout=10)
+        assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
         for size_name, size in SIZES.items():
             visit = browser(dt.url + path, f"{name}-{size_name}", size)
             for text in texts:
                 assert text in visit.dom, f"{text!r} missing from {name} at {size_name}"
+            # No console line: the style sheet loaded (else a failed load or a CSP refusal is logged).
+            assert 'rel="stylesheet"' in visit.dom
+            assert visit.console == [], f"console output on {name} at {size_name}: {visit.console}"
+            if name in details:
+                continue
             assert "1 ongoing incident" in visit.dom
             assert visit.dom.count("<rect ") >= 2 * 90  # two services, a bar a day
-            assert visit.console == [], f"console output on {name} at {size_name}: {visit.console}"
             other = "Bloom Florists" if name == "acme" else "Acme Ltd"
             if name in ("acme", "bloom"):
                 assert other not in visit.dom

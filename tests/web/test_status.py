@@ -14,6 +14,8 @@ from tests.conftest import am_headers, base_config, fixture_bytes
 from tests.payloads import am_alert, am_body, encode
 
 ATOM = "{http://www.w3.org/2005/Atom}"
+# status_page.cache's default: a page is rendered again once it has been kept this long.
+CACHE = timedelta(seconds=5)
 
 
 def post(client, data):
@@ -98,6 +100,8 @@ def test_a_held_notice_is_not_on_the_page_until_its_hold_ends(app, client, clock
     svc.scheduler.run_once()  # releases the held notice to the outbox
     assert "All systems operational" in client.get("/status").text
     deliver(app)
+    assert "All systems operational" in client.get("/status").text  # as kept
+    clock.advance(CACHE)
     assert "1 ongoing incident" in client.get("/status").text
 
 

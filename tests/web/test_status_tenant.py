@@ -5,17 +5,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from html.parser import HTMLParser
 from typing import Any
 from xml.etree import ElementTree
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_profile
+from hypothesis import strategies as st
 
 from adapter.web.status import health, tenant_token
 from tests.conftest import CATALOG, base_config
 from tests.payloads import am_alert, am_body, encode
-from tests.web.test_status import ATOM, assert_well_formed_html, deliver, post
+from tests.web.test_status import ATOM, CACHE, assert_well_formed_html, deliver, post
 
 SECRET = "tenant-token-secret-0123456789"
 BLOOM_TOKEN = "bloom-own-token-0123456789"
@@ -177,7 +180,7 @@ def test_tenant_page_shows_only_its_incidents_in_its_segment(app, client):
 
     acme = client.get(f"/status/t/{acme_token()}")
     assert acme.status_code == 200
-    assert acme.headers["Cache-Control"] == "private, no-store"
+    assert acme.headers["Cache-Control"] == "private, max-age=5"  # a browser may keep it; nothing in between
     assert acme.headers["Referrer-Policy"] == "no-referrer"
     page = acme.text
     assert_well_formed_html(page)
@@ -224,7 +227,9 @@ def test_tenant_feed_is_valid_atom_with_only_its_notices(app, client, clock):
     response = client.get(f"/status/t/{BLOOM_TOKEN}/feed.atom")
     assert response.status_code == 200
     assert response.mimetype == "application/atom+xml"
-    assert response.headers["Cache-Control"] == "private, no-store"
+    assert (
+        response.headers["Cache-Control"] == "private, max-age=5"
+    )  # a browser may keep it; nothing in between
     feed = ElementTree.fromstring(response.data)
     assert feed.tag == f"{ATOM}feed"
     assert feed.find(f"{ATOM}title").text == "Service status for Bloom Florists"
@@ -280,6 +285,7 @@ def test_current_state_is_the_worst_open_level(app, client, clock):
     assert page["Site search"]["state"] == "Operational"  # its incident is resolved
     assert page["Website databases"]["state"] == "Degraded"
     insert_incident(app, ["mysql-shared", "search"], 5, NOW - timedelta(minutes=1), None, ["acme", "bloom"])
+    clock.advance(CACHE)
     page = bars(client.get("/status").text)
     assert page["Website databases"]["state"] == "Major outage"
     assert page["Site search"]["state"] == "Major outage"
@@ -340,3 +346,59 @@ def test_an_incident_across_midnight_colours_both_days(settings):
     assert result.days[-4].label == "23 Nov 2026: 1 hour of level 5 incident"
     assert result.days[-3].label == "24 Nov 2026: 30 minutes of level 5 incident"
     assert result.name == "Checkout API (checkout-api)" and result.state == "Operational"
+
+
+def _bars_day_by_day(settings, rows, service, zone, now):
+    """The bars as first written: every span clipped against every day."""
+    from adapter.web.status import Day, _clip, _covered, _day_label
+
+    count = settings.status_page.uptime_days
+    today = now.astimezone(zone).date()
+    days = [today - timedelta(days=count - 1 - i) for i in range(count)]
+    bounds = [datetime.combine(d, time(), tzinfo=zone).astimezone(UTC) for d in days]
+    bounds.append(datetime.combine(today + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC))
+    mine = [r for r in rows if service.id in r["services"]]
+    spans = _clip([(r["opened_at"], r["resolved_at"] or now, r["level"]) for r in mine], bounds[0], now)
+    bars = []
+    for index, day in enumerate(days):
+        inside = _clip(spans, bounds[index], min(bounds[index + 1], now))
+        worst = max((level for _, _, level in inside), default=0)
+        spent = _covered([(a, b) for a, b, level in inside if level == worst])
+        bars.append(Day(day, worst, _day_label(day, worst, spent)))
+    return bars
+
+
+# `settings` is only read: one per test is enough.
+@settings_profile(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    incidents=st.lists(
+        st.tuples(
+            st.integers(0, 95 * 24 * 60),  # opened, minutes before NOW
+            st.one_of(st.none(), st.integers(0, 5 * 24 * 60)),  # minutes open; None: still open
+            st.integers(1, 5),
+            st.sets(st.sampled_from(["checkout", "search", "mysql-shared"]), min_size=1),
+        ),
+        max_size=40,
+    ),
+    zone=st.sampled_from(["UTC", "Asia/Tokyo", "America/New_York", "Europe/London"]),
+)
+def test_bars_match_a_day_by_day_count(settings, incidents, zone):
+    from zoneinfo import ZoneInfo
+
+    rows = []
+    for opened_ago, minutes, level, services in incidents:
+        opened = NOW - timedelta(minutes=opened_ago)
+        resolved = None if minutes is None else min(NOW, opened + timedelta(minutes=minutes))
+        status = "investigating" if resolved is None else "resolved"
+        rows.append(
+            {
+                "services": sorted(services),
+                "status": status,
+                "level": level,
+                "opened_at": opened,
+                "resolved_at": resolved,
+            }
+        )
+    shown = list(settings.catalog.services)
+    for result in health(settings, rows, shown, "technical", ZoneInfo(zone), NOW):
+        assert result.days == _bars_day_by_day(settings, rows, result.service, ZoneInfo(zone), NOW)

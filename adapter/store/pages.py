@@ -1,0 +1,197 @@
+"""Reads for the public status pages, each bounded by what a page shows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
+
+from adapter.store.prepared import fetch_rows
+from adapter.store.schema import incidents, notices
+
+Row = dict[str, Any]
+# Titles and subjects are one line on a page: longer ones are cut there.
+LINE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Who reads a page: the audiences it shows, the built-in providers publishing to it, and the
+    tenant whose page it is (None: a public page)."""
+
+    audiences: tuple[str, ...]
+    providers: tuple[str, ...]
+    tenant: str | None = None
+
+
+def _published(readers: Readers) -> Any:
+    """Notices these readers may see: delivered by a built-in page, in their audience, meant for
+    everyone or for their tenant."""
+    meant_for: Any = notices.c.tenant.is_(None)
+    if readers.tenant is not None:
+        meant_for = or_(meant_for, notices.c.tenant == readers.tenant)
+    return and_(
+        notices.c.provider.in_(readers.providers),
+        notices.c.state == "delivered",
+        notices.c.audience.in_(readers.audiences),
+        meant_for,
+    )
+
+
+def _affects(conn: Connection, tenant: str) -> Any:
+    """The incident lists `tenant` among those it affects (a JSON array in the row)."""
+    if conn.dialect.name == "postgresql":
+        return cast(incidents.c.tenants, JSONB).has_key(tenant)
+    each = func.json_each(incidents.c.tenants).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == tenant))
+
+
+def _visible(conn: Connection, readers: Readers) -> Any:
+    """Incidents these readers may see: with a notice published to them, affecting their tenant."""
+    clause: Any = exists().where(notices.c.incident_id == incidents.c.id, _published(readers))
+    if readers.tenant is not None:
+        clause = and_(clause, _affects(conn, readers.tenant))
+    return clause
+
+
+def _current(resolved_since: datetime) -> Any:
+    return or_(incidents.c.status != "resolved", incidents.c.resolved_at >= resolved_since)
+
+
+_IS_OPEN = case((incidents.c.status == "resolved", 0), else_=1)
+_INCIDENT_COLUMNS = (
+    incidents.c.id,
+    incidents.c.ref,
+    func.substr(incidents.c.title, 1, LINE_CHARS + 1).label("title"),
+    incidents.c.status,
+    incidents.c.level,
+    incidents.c.services,
+    incidents.c.opened_at,
+    incidents.c.resolved_at,
+    incidents.c.updated_at,
+)
+
+
+def _notice_columns(body_chars: int | None) -> tuple[Any, ...]:
+    """A notice as a page shows it: subject and body cut in the query at LINE_CHARS and
+    `body_chars` (one character more tells a cut one), or whole (None)."""
+    subject: Any = notices.c.subject
+    body: Any = notices.c.body
+    if body_chars is not None:
+        subject = func.substr(subject, 1, LINE_CHARS + 1).label("subject")
+        body = func.substr(body, 1, body_chars + 1).label("body")
+    return (
+        notices.c.id,
+        notices.c.incident_id,
+        notices.c.audience,
+        notices.c.phase,
+        subject,
+        body,
+        notices.c.delivered_at,
+    )
+
+
+def counts(conn: Connection, readers: Readers, resolved_since: datetime) -> tuple[int, int]:
+    """(open, all) incidents on the readers' pages: open ones, and those resolved since the time."""
+    query = select(func.coalesce(func.sum(_IS_OPEN), 0), func.count()).where(
+        _current(resolved_since), _visible(conn, readers)
+    )
+    open_count, total = conn.execute(query).one()
+    return int(open_count), int(total)
+
+
+def current_incidents(
+    conn: Connection, readers: Readers, resolved_since: datetime, *, limit: int, offset: int = 0
+) -> list[Row]:
+    """One page of the readers' incidents: open first, then resolved since the time, newest first
+    within each; titles cut at LINE_CHARS (one more character tells a cut one)."""
+    query = (
+        select(*_INCIDENT_COLUMNS)
+        .where(_current(resolved_since), _visible(conn, readers))
+        .order_by(_IS_OPEN.desc(), incidents.c.opened_at.desc(), incidents.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return fetch_rows(conn, query)
+
+
+def incident(conn: Connection, readers: Readers, ref: str) -> Row | None:
+    """The incident if these readers may see it, whenever it was resolved."""
+    query = select(*_INCIDENT_COLUMNS).where(incidents.c.ref == ref, _visible(conn, readers))
+    rows = fetch_rows(conn, query)
+    return rows[0] if rows else None
+
+
+def latest_notices(
+    conn: Connection,
+    readers: Readers,
+    incident_ids: Sequence[int],
+    *,
+    count: int,
+    skip: int = 0,
+    body_chars: int,
+) -> list[Row]:
+    """Per incident and audience, the published notices ranked `skip + 1` to `skip + count` from
+    the newest, oldest first; each with `total`, how many its incident and audience has.
+
+    A page reads no more of a notice than it shows (see `_notice_columns`).
+    """
+    if not incident_ids:
+        return []
+    per_stream = (notices.c.incident_id, notices.c.audience)
+    ranked = (
+        select(
+            notices.c.id,
+            func.row_number()
+            .over(partition_by=per_stream, order_by=(notices.c.delivered_at.desc(), notices.c.id.desc()))
+            .label("rank"),
+            func.count().over(partition_by=per_stream).label("total"),
+        )
+        .where(notices.c.incident_id.in_(list(incident_ids)), _published(readers))
+        .subquery()
+    )
+    query = (
+        select(*_notice_columns(body_chars), ranked.c.total)
+        .join(ranked, ranked.c.id == notices.c.id)
+        .where(ranked.c.rank > skip, ranked.c.rank <= skip + count)
+        .order_by(notices.c.incident_id, notices.c.delivered_at, notices.c.id)
+    )
+    return fetch_rows(conn, query)
+
+
+def notice(conn: Connection, readers: Readers, notice_id: int) -> Row | None:
+    """One notice published to these readers, in full, if they may see its incident."""
+    query = (
+        select(*_notice_columns(None), literal(1).label("total"))
+        .join(incidents, incidents.c.id == notices.c.incident_id)
+        .where(notices.c.id == notice_id, _published(readers))
+    )
+    if readers.tenant is not None:
+        query = query.where(_affects(conn, readers.tenant))
+    rows = fetch_rows(conn, query)
+    return rows[0] if rows else None
+
+
+def incident_by_id(conn: Connection, incident_id: int) -> Row | None:
+    rows = fetch_rows(conn, select(*_INCIDENT_COLUMNS).where(incidents.c.id == incident_id))
+    return rows[0] if rows else None
+
+
+def history(conn: Connection, start: datetime, end: datetime) -> list[Row]:
+    """What uptime bars need of the incidents open at some moment in [start, end)."""
+    query = select(
+        incidents.c.services,
+        incidents.c.status,
+        incidents.c.level,
+        incidents.c.opened_at,
+        incidents.c.resolved_at,
+        incidents.c.updated_at,
+    ).where(
+        incidents.c.opened_at < end,
+        or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start),
+    )
+    return fetch_rows(conn, query)
