@@ -1,42 +1,82 @@
-"""Ingest benchmark: `dualtrack serve` against a bare Flask app under the same gunicorn settings."""
+"""Ingest benchmark: alerta-server, dualtrack (SQLite, PostgreSQL) and a bare Flask app under one wrk load.
+
+Method. One run starts four targets, each once and on a database of its own:
+- alerta-server 9.1.0 (PyPI, in a virtualenv of its own under bench/.cache/, made on the first
+  run, with dualtrack's gunicorn version) on a fresh PostgreSQL database: `gunicorn -w 2` sync
+  workers on `alerta:create_app()`, AUTH_REQUIRED=False, its Alertmanager webhook
+  /webhooks/prometheus (served without the /api prefix of its Docker image's nginx);
+- `dualtrack serve` on SQLite, and again on a fresh PostgreSQL database, with the gunicorn
+  settings dualtrack ships (2 gthread workers x 4 threads), built-in status page;
+- the bare Flask app of bench/bare_app.py, which only parses the JSON, under dualtrack's settings.
+Load starts once every worker of a target serves and the target has answered one notification
+and, where it stores, holds that notification's 2 alerts in its database. The client is wrk
+(`wrk -t 2 -c 16`, script bench/ingest.lua): every request is a new Alertmanager v4 notification
+of 2 alerts, its groupKey, cluster, instances and fingerprints made new by a key from the turn,
+wrk thread and request number, in 64 templates of realistic labels and annotations (severities
+critical, major, warning: alerta answers 400 to "info"). Each target first takes an unmeasured
+1 s turn; then the targets take turns in rounds (default 4 rounds of 5 s), so that a slow spell
+of the shared machine falls on all of them. After each turn the bench waits for the target to
+fall quiet (under 5% of a core), so that its background work is not counted against the next.
+Figures per target: 2xx answers per second over its rounds; p50/p99 of wrk's latency histograms
+(wrk's own, with its correction for coordinated omission) pooled over its rounds; the ratios to
+alerta and to the bare app. Then the targets are stopped (SIGTERM) and their databases read:
+every 2xx answer's 2 alerts must be there (alerts stored >= 2 x 2xx answers; requests in flight
+when a turn ended may add a few).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import os
 import random
-import re
 import shutil
-import sqlite3
+import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
+from adapter.config import ServerSettings  # noqa: E402
 from tests.support.server import (  # noqa: E402
     AM_TOKEN,
     PROVIDER_BUILTIN,
     VENV_BIN,
     Dualtrack,
     Process,
-    fingerprint,
     free_port,
-    metric_sum,
     wait_until,
     write_config,
 )
+
+WRK = "wrk"
+WRK_SCRIPT = BENCH / "ingest.lua"
+WRK_THREADS = 2  # the machine's 2 cores
+WRK_TIMEOUT = "10s"  # an answer slower than this counts as a timeout, not a latency
+PROBE_ID = "00000000000000"  # wrk's turns are numbered from 1: no request of theirs has this key
+ALERTA_VENV = BENCH / ".cache" / "alerta-venv"
+# The same gunicorn as dualtrack's, so the servers differ in the application only.
+ALERTA_REQUIREMENTS = ["alerta-server==9.1.0", f"gunicorn=={version('gunicorn')}", "psycopg2-binary"]
+# alerta's sync workers serve one request at a time; this says when each has loaded the app.
+READY_HOOK = """\
+def post_worker_init(worker):
+    print(f"alerta worker ready pid={worker.pid}", flush=True)
+"""
+SERVED = ServerSettings()  # the workers and threads dualtrack ships with
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 ALERTS = [
@@ -47,7 +87,9 @@ ALERTS = [
     ("ReplicationLag", "replica lag above 30s"),
     ("CertificateExpiry", "TLS certificate expires within 7 days"),
 ]
-SEVERITIES = ["critical"] * 2 + ["warning"] * 6 + ["info"] * 2
+SEVERITIES = ["critical"] * 2 + ["warning"] * 6 + ["info"] * 2  # bench/storm.py's mix
+# alerta answers 400 to a severity it does not know, such as Alertmanager's common "info".
+SEVERITIES_ALERTA_KNOWS = ["critical"] * 2 + ["warning"] * 6 + ["major"] * 2
 SERVICES = [
     ("mysql-shared", "Shared MySQL (mysql-cluster-03)", "Website databases", "database", True),
     ("checkout", "Checkout API (checkout-api)", "Online checkout", "web", False),
@@ -75,7 +117,7 @@ CATALOG: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------------------------
-# the notification stream
+# the notifications
 
 
 def encode_like_alertmanager(body: dict) -> bytes:
@@ -85,72 +127,35 @@ def encode_like_alertmanager(body: dict) -> bytes:
     return (text + "\n").encode()
 
 
-@dataclass
-class Group:
-    number: int
-    key: str
-    group_labels: dict[str, str]
-    alerts: list[dict[str, Any]]
-    refs: list[str] = field(default_factory=list)
-
-    def notification(self, resolved: bool) -> bytes:
-        alerts = []
-        for alert in self.alerts:
-            item = dict(alert)
-            if resolved:
-                ends = datetime.fromisoformat(alert["startsAt"]) + timedelta(minutes=7)
-                item["status"] = "resolved"
-                item["endsAt"] = ends.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            alerts.append(item)
-        common = {
-            k: v for k, v in alerts[0]["labels"].items() if all(a["labels"].get(k) == v for a in alerts)
-        }
-        body = {
-            "receiver": "dualtrack",
-            "status": "resolved" if resolved else "firing",
-            "alerts": alerts,
-            "groupLabels": self.group_labels,
-            "commonLabels": common,
-            "commonAnnotations": {"summary": alerts[0]["annotations"]["summary"]},
-            "externalURL": "http://alertmanager.example.org:9093",
-            "version": "4",
-            "groupKey": self.key,
-            "truncatedAlerts": 0,
-        }
-        return encode_like_alertmanager(body)
+def shared(maps: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every map has, as Alertmanager's commonLabels and commonAnnotations."""
+    return {k: v for k, v in maps[0].items() if all(m.get(k) == v for m in maps)}
 
 
-class Stream:
-    """Distinct groups (1-3 alerts each); about a third of the sends resolve an earlier group."""
+def notification_templates(count: int, seed: int) -> list[str]:
+    """Alertmanager v4 notifications of one group of 2 alerts, without the trailing newline.
 
-    def __init__(self, seed: int, resolve_share: float = 0.3):
-        self.random = random.Random(seed)
-        self.resolve_share = resolve_share
-        self.lock = threading.Lock()
-        self.count = 0
-        self.base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-        self.confirmed: deque[Group] = deque()
-
-    def _new_group(self) -> Group:
-        self.count += 1
-        n, rnd = self.count, self.random
+    "@ID@" stands for what makes each request new: bench/ingest.lua puts a key there made of the
+    turn, its thread's number and the request's, so groupKey, cluster, instances and fingerprints
+    are new in every request.
+    """
+    rnd = random.Random(seed)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    templates = []
+    for n in range(count):
         alertname, summary = rnd.choice(ALERTS)
         service = rnd.choice(SERVICES)[0] if rnd.random() > 0.05 else f"legacy-{n % 7}"
-        cluster = f"k8s-eu-{n:06d}"
-        severity = rnd.choice(SEVERITIES)
-        group_labels = {"alertname": alertname, "cluster": cluster, "service": service}
-        key = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}"
-        starts = self.base + timedelta(milliseconds=n * 37)
+        severity = rnd.choice(SEVERITIES_ALERTA_KNOWS)
+        group_labels = {"alertname": alertname, "cluster": "k8s-eu-@ID@", "service": service}
         alerts = []
-        for i in range(rnd.randint(1, 3)):
+        for i in range(2):
             labels = {
                 **group_labels,
-                "instance": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:{9100 + i}",
+                "instance": f"ip-@ID@-{i}.eu-west-1.compute.internal:9100",
                 "job": f"{service}-exporter",
                 "severity": severity,
             }
             labels = dict(sorted(labels.items()))  # Go encodes maps with sorted keys
-            moment = starts + timedelta(microseconds=i * 1013 + 1)
             alerts.append(
                 {
                     "status": "firing",
@@ -160,408 +165,363 @@ class Stream:
                         "description": f"{summary} on {labels['instance']}",
                         "runbook_url": f"https://runbooks.example.org/{alertname}",
                     },
-                    "startsAt": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "startsAt": (base + timedelta(milliseconds=37 * n + i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                     "endsAt": ZERO_TIME,
                     "generatorURL": "http://prometheus.example.org:9090/graph?g0.expr=up&g0.tab=1",
-                    "fingerprint": fingerprint(labels),
+                    "fingerprint": f"@ID@{i:02x}",
                 }
             )
-        return Group(n, key, group_labels, alerts)
+        body = {
+            "receiver": "dualtrack",
+            "status": "firing",
+            "alerts": alerts,
+            "groupLabels": group_labels,
+            "commonLabels": shared([alert["labels"] for alert in alerts]),
+            "commonAnnotations": shared([alert["annotations"] for alert in alerts]),
+            "externalURL": "http://alertmanager.example.org:9093",
+            "version": "4",
+            "groupKey": "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}",
+            "truncatedAlerts": 0,
+        }
+        templates.append(encode_like_alertmanager(body).decode().rstrip("\n"))
+    return templates
 
-    def next(self) -> tuple[Group, bool]:
-        """(group, resolved?) for the next request."""
-        with self.lock:
-            if self.confirmed and self.random.random() < self.resolve_share:
-                return self.confirmed.popleft(), True
-            return self._new_group(), False
 
-    def confirm(self, group: Group) -> None:
-        with self.lock:
-            self.confirmed.append(group)
+# --------------------------------------------------------------------------------------------
+# the targets
+
+
+@dataclass
+class Round:
+    """One turn of wrk on one target."""
+
+    seconds: float
+    answered: int
+    ok: int  # 2xx answers
+    errors: int  # connections wrk could not open, read or write, and answers slower than WRK_TIMEOUT
+    latency: Counter[int]  # µs -> answers
+    busy_after: float = 0.0  # seconds the target went on working after wrk stopped
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Target:
+    name: str
+    url: str  # its Alertmanager webhook
+    authorization: str  # the Authorization header, "" for none
+    process: Process
+    database: str | None = None  # SQLAlchemy URL of where it stores alerts; None: it stores nothing
+    warmup: Round | None = None  # wrk's first turn, not measured
+    rounds: list[Round] = field(default_factory=list)
+
+    @property
+    def ok(self) -> int:
+        return sum(r.ok for r in self.rounds)
+
+    @property
+    def stored_ok(self) -> int:
+        """2xx answers whose alerts must be stored: the probe's, the warm-up's and the rounds'."""
+        return 1 + (self.warmup.ok if self.warmup else 0) + self.ok
+
+    @property
+    def rate(self) -> float:
+        seconds = sum(r.seconds for r in self.rounds)
+        return self.ok / seconds if seconds else 0.0
+
+    @property
+    def failed(self) -> int:
+        """Answers other than 2xx, and wrk's errors, in every turn."""
+        turns = [*self.rounds, self.warmup] if self.warmup else self.rounds
+        return sum(r.answered - r.ok + r.errors for r in turns)
+
+    def percentile(self, p: float) -> float:
+        """Milliseconds, over all rounds, ranked as wrk ranks its own."""
+        latency: Counter[int] = sum((r.latency for r in self.rounds), Counter())
+        rank = round(p / 100 * latency.total() + 0.5)
+        seen = 0
+        for micros in sorted(latency):
+            seen += latency[micros]
+            if seen >= rank:
+                return micros / 1000
+        return float("nan")
+
+
+def start_gunicorn(name: str, argv: list[str], folder: Path, env: dict[str, str], ready: str) -> Process:
+    """Start gunicorn; return once each worker has printed `ready` (it loaded the app and serves)."""
+    process = Process(name, argv, folder / "logs", cwd=folder)
+    process.start(env)
+
+    def serving() -> bool:
+        if not process.running:
+            raise RuntimeError(f"{name} exited early\n{process.logs()}")
+        return process.stdout_path.read_text(errors="replace").count(ready) >= SERVED.workers
+
+    wait_until(serving, timeout=60, message=lambda: f"{name} workers\n{process.logs()}")
+    return process
+
+
+def gunicorn_options(port: int) -> list[str]:
+    """What every gunicorn here shares with `dualtrack serve` (adapter/cli.py)."""
+    return [
+        f"--workers={SERVED.workers}",
+        "--timeout=30",
+        "--graceful-timeout=30",
+        "--no-control-socket",
+        f"--bind=127.0.0.1:{port}",
+    ]
+
+
+def start_bare(folder: Path) -> Target:
+    port = free_port()
+    argv = [str(VENV_BIN / "gunicorn"), *gunicorn_options(port), "--worker-class=gthread"]
+    argv += [f"--threads={SERVED.threads}", f"--chdir={BENCH}", "bare_app:app"]
+    process = start_gunicorn("bare", argv, folder, {}, "bare worker ready pid=")
+    return Target("bare Flask", f"http://127.0.0.1:{port}/webhooks/alertmanager", "", process)
+
+
+def start_dualtrack(name: str, folder: Path, database: str) -> Target:
+    port = free_port()
+    config = write_config(
+        folder, port, providers=[PROVIDER_BUILTIN], catalog=CATALOG, extra={"storage": {"url": database}}
+    )
+    server = Dualtrack(config, port, workers=SERVED.workers)
+    server.session.close()  # the bench talks to it with wrk and its own probe only
+    server.start(ready_timeout=60)
+    url = f"{server.url}/webhooks/alertmanager"
+    return Target(name, url, f"Bearer {AM_TOKEN}", server.process, database)
+
+
+def alerta_bin() -> Path:
+    """alerta-server's virtualenv: its dependencies are not dualtrack's. Made once, then reused."""
+    marker = ALERTA_VENV / "bench-requirements.txt"
+    wanted = "\n".join(ALERTA_REQUIREMENTS) + "\n"
+    if not (marker.is_file() and marker.read_text() == wanted):
+        print(f"installing {', '.join(ALERTA_REQUIREMENTS)} into {ALERTA_VENV}", flush=True)
+        shutil.rmtree(ALERTA_VENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(ALERTA_VENV)], check=True)
+        pip = [str(ALERTA_VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, *ALERTA_REQUIREMENTS], check=True)
+        marker.write_text(wanted)
+    return ALERTA_VENV / "bin"
+
+
+def start_alerta(folder: Path, database: str, libpq_url: str) -> Target:
+    bin_dir = alerta_bin()
+    folder.mkdir(parents=True)
+    env = {"DATABASE_URL": libpq_url, "AUTH_REQUIRED": "False"}
+    # Each worker runs alerta's schema script when it loads the app; on an empty database two at
+    # once can trip over each other, so the schema is made once first.
+    schema = [str(bin_dir / "python"), "-c", "from alerta import create_app; create_app()"]
+    subprocess.run(schema, env={**os.environ, **env}, check=True, cwd=folder)
+    (folder / "gunicorn.conf.py").write_text(READY_HOOK)
+    port = free_port()
+    argv = [str(bin_dir / "gunicorn"), "--config=gunicorn.conf.py", *gunicorn_options(port)]
+    argv += ["--worker-class=sync", "alerta:create_app()"]
+    process = start_gunicorn("alerta", argv, folder, env, "alerta worker ready pid=")
+    return Target("alerta", f"http://127.0.0.1:{port}/webhooks/prometheus", "", process, database)
+
+
+def postgres_database(prefix: str) -> contextlib.AbstractContextManager[tuple[str, str]]:
+    """A new, empty PostgreSQL database: (SQLAlchemy URL, libpq URL); bench/storm.py uses it too."""
+    from tests.support.postgres import fresh_database
+
+    return fresh_database(prefix)
+
+
+def stored_alerts(database: str) -> int:
+    """Rows in the `alerts` table, which alerta and dualtrack both have: one row a stored alert."""
+    engine = sqlalchemy.create_engine(database, poolclass=sqlalchemy.NullPool)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sqlalchemy.text("SELECT count(*) FROM alerts")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def probe(target: Target, template: str) -> None:
+    """One notification before the load: answered 2xx, and (where stored) its 2 alerts are."""
+    headers = {"Content-Type": "application/json"}
+    if target.authorization:
+        headers["Authorization"] = target.authorization
+    body = (template.replace("@ID@", PROBE_ID) + "\n").encode()
+    response = requests.post(target.url, data=body, headers=headers, timeout=30)
+    if not response.ok:
+        raise RuntimeError(f"{target.name} answered {response.status_code}: {response.text[:500]}")
+    if target.database and (stored := stored_alerts(target.database)) != 2:
+        raise RuntimeError(f"{target.name} stored {stored} alerts of a first notification of 2")
 
 
 # --------------------------------------------------------------------------------------------
 # load
 
 
-@dataclass
-class Result:
-    name: str
-    duration: float = 0.0  # seconds under load, over all rounds
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    firing_ok: list[Group] = field(default_factory=list)
-    resolved_ok: list[Group] = field(default_factory=list)
-    unknown: list[Group] = field(default_factory=list)  # no answer: may or may not be stored
-    transactions: float = 0.0  # dualtrack's write transactions, and the webhooks they wrote
-    transacted: float = 0.0
-    rounds: list[float] = field(default_factory=list)  # requests/s of each round
-    splits: list[list[int]] = field(default_factory=list)  # dualtrack: webhooks per worker, by round
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def per_transaction(self) -> float | None:
-        """dualtrack's mean webhooks per write transaction."""
-        return self.transacted / self.transactions if self.transactions else None
-
-    @property
-    def rate(self) -> float:
-        return self.ok / self.duration if self.duration else 0.0
-
-    @property
-    def ok(self) -> int:
-        return len(self.latencies)
-
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+def drive(target: Target, seconds: int, connections: int, templates: Path, turn: int) -> Round:
+    """One turn of wrk on `target`; its requests are new as long as `turn` is (1-255)."""
+    argv = [WRK, f"--threads={min(WRK_THREADS, connections)}", f"--connections={connections}"]
+    argv += [f"--duration={seconds}s", f"--timeout={WRK_TIMEOUT}", f"--script={WRK_SCRIPT}"]
+    argv += [target.url, "--", str(templates), target.authorization, str(turn)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("ingest.lua ")]
+    if done.returncode != 0 or len(lines) != 1:
+        raise RuntimeError(f"wrk failed on {target.name} ({done.returncode})\n{done.stdout}\n{done.stderr}")
+    summary = json.loads(lines[0].removeprefix("ingest.lua "))
+    return Round(
+        seconds=summary["seconds"],
+        answered=summary["requests"],
+        ok=summary["2xx"],
+        errors=sum(summary["errors"].values()),
+        latency=Counter(dict(summary["latency_us"])),
+    )
 
 
-def drive(url: str, duration: float, concurrency: int, stream: Stream, result: Result) -> None:
-    """Add `duration` seconds of load on `url` to `result` (a round: the stream goes on across rounds)."""
-    name = result.name
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Alertmanager/0.25.0",
-        "Authorization": f"Bearer {AM_TOKEN}",
-    }
-    start = threading.Barrier(concurrency + 1)
-    deadline = [0.0]
+def cpu_seconds(process: Process) -> float:
+    """CPU time of the live processes of `process`'s group (Linux /proc)."""
+    assert process.proc is not None
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # After the command's closing parenthesis: state ppid pgrp ... utime (12th) stime (13th).
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == process.proc.pid:
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
-    def client() -> None:
-        with requests.Session() as session:
-            start.wait()
-            while time.monotonic() < deadline[0]:
-                group, resolved = stream.next()
-                body = group.notification(resolved)
-                began = time.perf_counter()
-                try:
-                    response = session.post(url, data=body, headers=headers, timeout=60)
-                except requests.RequestException:
-                    with result.lock:
-                        result.errors += 1
-                        result.unknown.append(group)
-                    continue
-                took = time.perf_counter() - began
-                good = 200 <= response.status_code < 300
-                with result.lock:
-                    if not good:
-                        result.errors += 1
-                        continue
-                    result.latencies.append(took)
-                    if resolved:
-                        result.resolved_ok.append(group)
-                if good and not resolved:
-                    if name.startswith("dualtrack"):
-                        group.refs = list(response.json().get("incidents", []))
-                    with result.lock:
-                        result.firing_ok.append(group)
-                    stream.confirm(group)
 
-    threads = [threading.Thread(target=client, name=f"client-{i}") for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    deadline[0] = time.monotonic() + duration
+def settle(target: Target, limit: float = 30.0) -> float:
+    """Wait until the target uses under 5% of a core over half a second; return the seconds waited."""
     began = time.monotonic()
-    start.wait()
-    for thread in threads:
-        thread.join()
-    result.duration += time.monotonic() - began
+    before = cpu_seconds(target.process)
+    while time.monotonic() - began < limit:
+        time.sleep(0.5)
+        now = cpu_seconds(target.process)
+        if now - before < 0.025:
+            break
+        before = now
+    return time.monotonic() - began
 
 
 # --------------------------------------------------------------------------------------------
-# servers
+# report
 
 
-def start_bare(folder: Path, workers: int, threads: int) -> tuple[Process, str]:
-    """The baseline, under the gunicorn settings `dualtrack serve` uses (adapter/cli.py)."""
-    port = free_port()
-    argv = [
-        str(VENV_BIN / "gunicorn"),
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        str(threads),
-        "--timeout",
-        "30",
-        "--graceful-timeout",
-        "30",
-        "--no-control-socket",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--chdir",
-        str(Path(__file__).resolve().parent),
-        "bare_app:app",
+def durability(target: Target, in_flight: int) -> tuple[bool, str]:
+    """After stop: every 2xx answer's 2 alerts are in the target's database.
+
+    `in_flight`: requests wrk had sent and not seen answered when its turns ended; the target may
+    have stored theirs too.
+    """
+    if target.database is None:
+        return True, f"{target.name}: stores nothing"
+    stored = stored_alerts(target.database)
+    promised = 2 * target.stored_ok
+    ok = stored >= promised
+    return ok, (
+        f"{target.name}: {'OK' if ok else 'FAILED'}, {stored} alerts stored for {target.stored_ok}"
+        f" 2xx answers of 2 alerts ({stored - promised:+d}; up to +{2 * in_flight} from requests"
+        " in flight when a turn ended)"
+    )
+
+
+def table(targets: list[Target], alerta: Target, bare: Target) -> list[str]:
+    lines = [
+        f"{'target':<22} {'2xx':>8} {'failed':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'x alerta':>9} {'x bare':>7}"
     ]
-    process = Process("bare", argv, folder / "logs", cwd=folder)
-    process.start()
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if not process.running:
-            raise RuntimeError("bare gunicorn exited early\n" + process.logs())
-        # Every worker, as for dualtrack: one alone often takes every connection opened now.
-        if process.stdout_path.read_text(errors="replace").count("bare worker ready pid=") < workers:
-            return False
-        data = b'{"alerts": []}'
-        return requests.post(f"{url}/webhooks/alertmanager", data=data, timeout=2).ok
-
-    wait_until(ready, timeout=30, message="bare app")
-    return process, url
-
-
-def postgres_database(prefix: str) -> contextlib.AbstractContextManager[tuple[str, str]]:
-    """A new, empty PostgreSQL database: (SQLAlchemy URL for dualtrack, URL for psycopg)."""
-    from tests.support.postgres import fresh_database
-
-    return fresh_database(prefix)
-
-
-# --------------------------------------------------------------------------------------------
-# durability
-
-INCIDENTS_SQL = "SELECT ref, status FROM incidents"
-ALERTS_SQL = "SELECT i.ref, a.fingerprint, a.status FROM alerts a JOIN incidents i ON i.id = a.incident_id"
-
-
-def read_sqlite(db_path: Path) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
-    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as conn:
-        incidents = dict(conn.execute(INCIDENTS_SQL).fetchall())
-        alert_rows = conn.execute(ALERTS_SQL).fetchall()
-    return incidents, alert_rows
-
-
-def read_postgres(url: str) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
-    import psycopg
-
-    with psycopg.connect(url, connect_timeout=5) as conn:
-        incidents = dict(conn.execute(INCIDENTS_SQL).fetchall())
-        alert_rows = conn.execute(ALERTS_SQL).fetchall()
-    return incidents, alert_rows
-
-
-def check_durability(
-    stored: tuple[dict[str, str], list[tuple[str, str, str]]], result: Result
-) -> tuple[bool, list[str]]:
-    """Compare what dualtrack answered 2xx to with what is in its database after stop."""
-    lines: list[str] = []
-    incidents, alert_rows = stored
-    alerts_by_ref: dict[str, dict[str, str]] = {}
-    for ref, fp, status in alert_rows:
-        alerts_by_ref.setdefault(ref, {})[fp] = status
-
-    resolved_numbers = {g.number for g in result.resolved_ok}
-    problems = 0
-    refs_seen: dict[str, int] = {}
-    want_alerts = have_alerts = want_resolved = have_resolved = 0
-    for group in result.firing_ok:
-        if len(group.refs) != 1:
-            problems += 1
-            if problems <= 5:
-                lines.append(f"  group {group.key}: 202 named {group.refs} (want one incident)")
-            continue
-        ref = group.refs[0]
-        refs_seen[ref] = refs_seen.get(ref, 0) + 1
-        stored = alerts_by_ref.get(ref, {})
-        want_alerts += len(group.alerts)
-        have_alerts += sum(1 for a in group.alerts if a["fingerprint"] in stored)
-        if ref not in incidents:
-            problems += 1
-            if problems <= 5:
-                lines.append(f"  {ref} ({group.key}) was accepted but is not stored")
-            continue
-        if group.number in resolved_numbers:
-            want_resolved += 1
-            if incidents[ref] == "resolved" and all(
-                stored.get(a["fingerprint"]) == "resolved" for a in group.alerts
-            ):
-                have_resolved += 1
-            else:
-                problems += 1
-                if problems <= 5:
-                    lines.append(f"  {ref} resolve was accepted but status is {incidents[ref]}")
-    shared = {ref: n for ref, n in refs_seen.items() if n > 1}
-    extra = set(incidents) - set(refs_seen)
-    lines.insert(
-        0,
-        f"  accepted: {result.ok} notifications = {len(result.firing_ok)} new groups"
-        f" + {len(result.resolved_ok)} resolves; no answer: {len(result.unknown)}",
-    )
-    lines.insert(1, f"  incidents stored {len(set(refs_seen) & set(incidents))}/{len(refs_seen)}")
-    lines.insert(2, f"  alerts stored {have_alerts}/{want_alerts}")
-    lines.insert(3, f"  resolved groups stored as resolved {have_resolved}/{want_resolved}")
-    lines.insert(
-        4,
-        f"  incidents in DB not named by any 202: {len(extra)} (unanswered: up to {len(result.unknown)})",
-    )
-    if shared:
-        lines.append(f"  {len(shared)} incidents were named by several groups")
-    ok = (
-        problems == 0
-        and not shared
-        and have_alerts == want_alerts
-        and have_resolved == want_resolved
-        and len(extra) <= len(result.unknown)
-    )
-    return ok, lines
-
-
-# --------------------------------------------------------------------------------------------
-
-
-def report(result: Result) -> str:
-    rate = result.rate
-    shared = f" {result.per_transaction:>8.2f}" if result.per_transaction else ""
-    return (
-        f"{result.name:<20} {result.ok:>9} {rate:>10.1f} {result.percentile(50):>9.2f}"
-        f" {result.percentile(99):>9.2f} {result.errors:>7}{shared}"
-    )
-
-
-def ratio_line(result: Result, bare: Result) -> str:
-    ratio = result.rate / max(bare.rate, 1e-9)
-    by_round = " ".join(
-        f"{mine / max(theirs, 1e-9):.2f}" for mine, theirs in zip(result.rounds, bare.rounds, strict=True)
-    )
-    return (
-        f"ratio {result.name}/bare: throughput {ratio:.3f}x (rounds: {by_round}), "
-        f"p50 {result.percentile(50) / bare.percentile(50):.1f}x, "
-        f"p99 {result.percentile(99) / bare.percentile(99):.1f}x"
-    )
-
-
-def round_of_bare(folder: Path, args: argparse.Namespace, stream: Stream, result: Result) -> None:
-    bare, url = start_bare(folder, args.workers, args.threads)
-    try:
-        measured(
-            result,
-            lambda: drive(f"{url}/webhooks/alertmanager", args.seconds, args.concurrency, stream, result),
+    for target in targets:
+        lines.append(
+            f"{target.name:<22} {target.ok:>8} {target.failed:>7} {target.rate:>8.1f}"
+            f" {target.percentile(50):>8.2f} {target.percentile(99):>8.2f}"
+            f" {target.rate / alerta.rate:>9.2f} {target.rate / bare.rate:>7.3f}"
         )
-    finally:
-        bare.stop()
+    return lines
 
 
-def round_of_dualtrack(
-    folder: Path, args: argparse.Namespace, storage_url: str | None, stream: Stream, result: Result
-) -> None:
-    """Start dualtrack on the target's database (kept from round to round), load it, stop it."""
-    port = free_port()
-    extra = {"storage": {"url": storage_url}} if storage_url else None
-    config = write_config(folder, port, providers=[PROVIDER_BUILTIN], catalog=CATALOG, extra=extra)
-    server = Dualtrack(config, port, workers=args.workers, threads=args.threads)
-    try:
-        server.start(ready_timeout=45)
-        url = f"{server.url}/webhooks/alertmanager"
-        measured(result, lambda: drive(url, args.seconds, args.concurrency, stream, result))
-        text = server.metrics()
-        metric = "dualtrack_ingest_webhooks_per_transaction"
-        result.transactions += metric_sum(text, f"{metric}_count")
-        result.transacted += metric_sum(text, f"{metric}_sum")
-    finally:
-        code = server.stop()
-        server.session.close()
-    if code != 0:
-        raise RuntimeError(f"{result.name} stopped with exit code {code}\n{server.logs()}")
-    log = server.process.stderr_path.read_text(errors="replace")
-    served = Counter(re.findall(r"\[(\d+)\] webhook source=alertmanager outcome=accepted", log))
-    result.splits.append(sorted(served.values(), reverse=True))
-
-
-def round_line(result: Result) -> str:
-    """The last round's requests/s, and for dualtrack how many webhooks each worker served."""
-    split = f" (per worker: {'/'.join(map(str, result.splits[-1]))})" if result.splits else ""
-    return f"{result.name} {result.rounds[-1]:.0f} req/s{split}"
-
-
-def measured(result: Result, load: Callable[[], None]) -> None:
-    """Run one round of load, recording the round's own requests/s."""
-    ok, duration = result.ok, result.duration
-    load()
-    result.rounds.append((result.ok - ok) / (result.duration - duration))
+def start_targets(stack: contextlib.ExitStack, folder: Path) -> list[Target]:
+    """alerta, dualtrack on SQLite and on PostgreSQL, bare: each serving, on a database of its own."""
+    alerta_db, alerta_libpq = stack.enter_context(postgres_database("alerta_bench_ingest"))
+    dualtrack_db, _ = stack.enter_context(postgres_database("dualtrack_bench_ingest"))
+    sqlite_db = f"sqlite:///{folder / 'sqlite' / 'dualtrack.db'}"
+    starts: list[Callable[[], Target]] = [
+        lambda: start_alerta(folder / "alerta", alerta_db, alerta_libpq),
+        lambda: start_dualtrack("dualtrack/sqlite", folder / "sqlite", sqlite_db),
+        lambda: start_dualtrack("dualtrack/postgresql", folder / "postgresql", dualtrack_db),
+        lambda: start_bare(folder / "bare"),
+    ]
+    targets = []
+    for start in starts:
+        target = start()
+        stack.callback(target.process.stop)
+        targets.append(target)
+    return targets
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per target, over all rounds")
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=4,
-        help="the targets take turns this many times, so that a slower spell of a shared machine "
-        "falls on all of them",
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for both")
-    parser.add_argument(
-        "--threads", type=int, default=4, help="threads per worker for both (server.threads' default)"
-    )
-    parser.add_argument("--seed", type=int, default=20261126)
-    parser.add_argument(
-        "--backend",
-        choices=("sqlite", "postgresql", "both"),
-        default="both",
-        help="dualtrack's database (PostgreSQL: a fresh database on the local server, dropped after)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder")
+    parser.add_argument("--duration", type=int, default=20, help="seconds of load per target, all rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="turns each target takes (1-250)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's connections")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder (configs, logs, SQLite)")
     args = parser.parse_args()
-    args.seconds = args.duration / args.rounds
-    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    if not 1 <= args.rounds <= 250:
+        parser.error("--rounds: from 1 to 250")
+    seconds = max(1, round(args.duration / args.rounds))
 
-    folder = Path(tempfile.mkdtemp(prefix="dualtrack-bench-"))
-    targets = ["bare", *backends]
-    # The same stream for every target; each target's goes on from round to round.
-    streams = {target: Stream(args.seed) for target in targets}
-    results = {target: Result("bare" if target == "bare" else f"dualtrack/{target}") for target in targets}
-    durable: dict[str, tuple[bool, list[str]]] = {b: (False, ["  not run"]) for b in backends}
+    folder = Path(tempfile.mkdtemp(prefix="dualtrack-bench-ingest-"))
+    templates = notification_templates(64, seed=20261126)
+    templates_path = folder / "notifications.txt"
+    templates_path.write_text("\n".join(templates) + "\n")
     try:
         with contextlib.ExitStack() as stack:
-            urls: dict[str, str | None] = {"sqlite": None}
-            pg_url = ""
-            if "postgresql" in backends:
-                urls["postgresql"], pg_url = stack.enter_context(postgres_database("dualtrack_bench_ingest"))
+            targets = start_targets(stack, folder)
+            for target in targets:
+                probe(target, templates[0])
+                # A fresh process is slower at first (imports, caches, a new database): not measured.
+                target.warmup = drive(target, 1, args.connections, templates_path, turn=1)
+                settle(target)
             for number in range(1, args.rounds + 1):
-                round_of_bare(folder / "bare", args, streams["bare"], results["bare"])
-                for backend in backends:
-                    target = folder / f"dualtrack-{backend}"
-                    round_of_dualtrack(target, args, urls[backend], streams[backend], results[backend])
-                print(f"round {number}/{args.rounds}: " + ", ".join(map(round_line, results.values())))
-            for backend in backends:
-                if backend == "sqlite":
-                    stored = read_sqlite(folder / "dualtrack-sqlite" / "dualtrack.db")
-                else:
-                    stored = read_postgres(pg_url)
-                durable[backend] = check_durability(stored, results[backend])
+                for target in targets:
+                    turn = drive(target, seconds, args.connections, templates_path, turn=number + 1)
+                    turn.busy_after = settle(target)
+                    target.rounds.append(turn)
+                rates = ", ".join(f"{t.name} {t.rounds[-1].rate:.0f} req/s" for t in targets)
+                print(f"round {number}/{args.rounds}: {rates}", flush=True)
+            exits = {target.name: target.process.stop() for target in targets}
+            checks = [durability(t, args.connections * (args.rounds + 1)) for t in targets]
     finally:
         if args.keep:
-            print(f"kept {folder} (configs, logs, dualtrack.db)")
+            print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
 
-    bare_r = results["bare"]
+    alerta, sqlite, postgresql, bare = targets
     print()
     print(
-        f"ingest: {args.concurrency} client threads, {args.duration:.0f} s per target in {args.rounds} "
-        f"rounds, gunicorn {args.workers} gthread workers x {args.threads} threads, "
-        "Alertmanager v4 bodies (1-3 alerts, ~30% resolves)"
+        f"ingest: wrk -t {min(WRK_THREADS, args.connections)} -c {args.connections}, {args.rounds} rounds"
+        f" of {seconds} s per target, Alertmanager v4 notifications of 2 new alerts each; gunicorn"
+        f" {SERVED.workers} workers (alerta sync; dualtrack and bare gthread x {SERVED.threads})"
     )
-    print(f"{'target':<20} {'2xx':>9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'per txn':>8}")
-    print(report(bare_r))
-    for backend in backends:
-        print(report(results[backend]))
-    for backend in backends:
-        print(ratio_line(results[backend], bare_r))
-    ok_all = True
-    for backend in backends:
-        ok, lines = durable[backend]
-        ok_all = ok_all and ok
-        label = "SQLite" if backend == "sqlite" else "PostgreSQL"
-        print(f"durability ({label} after SIGTERM): {'OK' if ok else 'FAILED'}")
-        print("\n".join(lines))
-    return 0 if ok_all else 1
+    print("\n".join(table(targets, alerta, bare)))
+    for target in targets:
+        rates = ", ".join(f"{r.rate:.0f}" for r in target.rounds)
+        busy = ", ".join(f"{r.busy_after:.1f}" for r in target.rounds)
+        print(f"{target.name} by round: {rates} req/s; busy after each turn: {busy} s")
+    for target, goal in [(sqlite, 4.0), (postgresql, 2.0)]:
+        ratio = target.rate / alerta.rate
+        verdict = "met" if ratio >= goal else "NOT met"
+        print(f"goal {target.name} >= {goal:.0f}x alerta: {ratio:.2f}x, {verdict}")
+    print("durability (after SIGTERM):")
+    for _, line in checks:
+        print(f"  {line}")
+    stopped_badly = {name: code for name, code in exits.items() if code != 0}
+    if stopped_badly:
+        print(f"exit codes other than 0: {stopped_badly}")
+    clean = all(ok for ok, _ in checks) and not stopped_badly and not any(t.failed for t in targets)
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":
