@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from ingest import CATALOG, SERVICES, Stream  # noqa: E402
+from ingest import CATALOG, SERVICES  # noqa: E402
+from stream import Stream  # noqa: E402
 
 from adapter.store import Store  # noqa: E402
 from tests.support.seed import seed_incidents  # noqa: E402

@@ -1,0 +1,114 @@
+"""A stream of realistic Alertmanager notifications, new groups and resolves, for page and load benchmarks."""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ingest import ALERTS, SERVICES, SEVERITIES, ZERO_TIME, encode_like_alertmanager  # noqa: E402
+
+from tests.support.server import fingerprint  # noqa: E402
+
+
+@dataclass
+class Group:
+    number: int
+    key: str
+    group_labels: dict[str, str]
+    alerts: list[dict[str, Any]]
+    refs: list[str] = field(default_factory=list)
+
+    def notification(self, resolved: bool) -> bytes:
+        alerts = []
+        for alert in self.alerts:
+            item = dict(alert)
+            if resolved:
+                ends = datetime.fromisoformat(alert["startsAt"]) + timedelta(minutes=7)
+                item["status"] = "resolved"
+                item["endsAt"] = ends.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            alerts.append(item)
+        common = {
+            k: v for k, v in alerts[0]["labels"].items() if all(a["labels"].get(k) == v for a in alerts)
+        }
+        body = {
+            "receiver": "dualtrack",
+            "status": "resolved" if resolved else "firing",
+            "alerts": alerts,
+            "groupLabels": self.group_labels,
+            "commonLabels": common,
+            "commonAnnotations": {"summary": alerts[0]["annotations"]["summary"]},
+            "externalURL": "http://alertmanager.example.org:9093",
+            "version": "4",
+            "groupKey": self.key,
+            "truncatedAlerts": 0,
+        }
+        return encode_like_alertmanager(body)
+
+
+class Stream:
+    """Distinct groups (1-3 alerts each); about a third of the sends resolve an earlier group."""
+
+    def __init__(self, seed: int, resolve_share: float = 0.3):
+        self.random = random.Random(seed)
+        self.resolve_share = resolve_share
+        self.lock = threading.Lock()
+        self.count = 0
+        self.base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        self.confirmed: deque[Group] = deque()
+
+    def _new_group(self) -> Group:
+        self.count += 1
+        n, rnd = self.count, self.random
+        alertname, summary = rnd.choice(ALERTS)
+        service = rnd.choice(SERVICES)[0] if rnd.random() > 0.05 else f"legacy-{n % 7}"
+        cluster = f"k8s-eu-{n:06d}"
+        severity = rnd.choice(SEVERITIES)
+        group_labels = {"alertname": alertname, "cluster": cluster, "service": service}
+        key = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}"
+        starts = self.base + timedelta(milliseconds=n * 37)
+        alerts = []
+        for i in range(rnd.randint(1, 3)):
+            labels = {
+                **group_labels,
+                "instance": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:{9100 + i}",
+                "job": f"{service}-exporter",
+                "severity": severity,
+            }
+            labels = dict(sorted(labels.items()))  # Go encodes maps with sorted keys
+            moment = starts + timedelta(microseconds=i * 1013 + 1)
+            alerts.append(
+                {
+                    "status": "firing",
+                    "labels": labels,
+                    "annotations": {
+                        "summary": f"{service}: {summary}",
+                        "description": f"{summary} on {labels['instance']}",
+                        "runbook_url": f"https://runbooks.example.org/{alertname}",
+                    },
+                    "startsAt": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "endsAt": ZERO_TIME,
+                    "generatorURL": "http://prometheus.example.org:9090/graph?g0.expr=up&g0.tab=1",
+                    "fingerprint": fingerprint(labels),
+                }
+            )
+        return Group(n, key, group_labels, alerts)
+
+    def next(self) -> tuple[Group, bool]:
+        """(group, resolved?) for the next request."""
+        with self.lock:
+            if self.confirmed and self.random.random() < self.resolve_share:
+                return self.confirmed.popleft(), True
+            return self._new_group(), False
+
+    def confirm(self, group: Group) -> None:
+        with self.lock:
+            self.confirmed.append(group)
