@@ -13,6 +13,7 @@ import yaml
 
 from adapter import cli
 from adapter.config import DEMO_SECRETS, ConfigError, Settings, is_loopback, load_settings, weak_secrets
+from adapter.providers import check_settings
 from tests.conftest import AM_TOKEN, API_TOKEN, CATALOG, base_config, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ SHIPPED_DEMO = [
 
 def problems_of(path: Path) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        load_settings(path)
+        load_settings(path, check_settings)
     assert str(info.value) == "\n".join(info.value.problems)
     return info.value.problems
 
