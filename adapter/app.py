@@ -15,7 +15,6 @@ from adapter.engine.pagerduty import PagerDutyIntake
 from adapter.engine.reconcile import Reconciler
 from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
-from adapter.providers import build_providers
 from adapter.rendering import Renderer, local_time, utc
 from adapter.store import Store
 from adapter.web import api, errors, headers, ops, status, webhooks
@@ -56,7 +55,7 @@ def create_app(
     clock = clock or SystemClock()
     store = store or Store(settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous)
     metrics = metrics or Metrics()
-    dispatcher = Dispatcher(store, build_providers(settings.providers), settings.delivery, clock, metrics)
+    dispatcher = Dispatcher(store, settings.providers, settings.delivery, clock, metrics)
     renderer = make_renderer(settings, metrics)
     engine = Engine(settings, store, renderer, clock, metrics, on_commit=dispatcher.wake)
     scheduler = Scheduler(

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapter.configfile import format_validation_error, read_yaml
+
 Segment = Literal["technical", "business"]
 
 
@@ -131,8 +133,6 @@ class Catalog(BaseModel):
 
 def load_catalog(path: Path, problems: list[str]) -> Catalog | None:
     """Read the catalog file; append `file: key.path: message` lines to problems on error."""
-    from adapter.config import format_validation_error, read_yaml
-
     data = read_yaml(path, problems)
     if data is None:
         return None

@@ -20,6 +20,7 @@ from adapter.config import (
     load_settings,
     weak_secrets,
 )
+from adapter.providers import check_settings
 
 DEFAULT_CONFIG = "config/dualtrack.yaml"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -27,7 +28,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
 
 def _load(path: str) -> Settings | None:
     try:
-        return load_settings(path)
+        return load_settings(path, check_settings)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
@@ -170,7 +171,7 @@ def serve(args: argparse.Namespace) -> int:
 
         def _reload(self) -> None:
             try:
-                fresh = load_settings(args.config)
+                fresh = load_settings(args.config, check_settings)
             except ConfigError as exc:
                 reloaded.set(0)
                 for line in exc.problems:

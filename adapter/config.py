@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -20,12 +20,13 @@ from pydantic import (
 )
 
 from adapter.catalog import Catalog, load_catalog
+from adapter.configfile import format_validation_error, problem_line, read_yaml
 from adapter.durations import parse_duration
+from adapter.matchers import parse_matcher
 
 Duration = Annotated[timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)]
 AudienceChoice = Literal["technical", "business", "all"]
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Secrets anyone can know: the defaults the shipped configs fall back to when their environment
 # variables are not set, and the placeholders of deploy/kubernetes/secret.example.yaml. `serve`
 # refuses them beyond loopback; `check-config` names them (see `weak_secrets`).
@@ -166,8 +167,6 @@ class SeverityRule(Strict):
     @field_validator("matchers")
     @classmethod
     def _parse_matchers(cls, value: list[str]) -> list[str]:
-        from adapter.engine.severity import parse_matcher
-
         for text in value:
             parse_matcher(text)
         return value
@@ -399,87 +398,6 @@ class Settings(Strict):
         raise KeyError(name)
 
 
-def _expand_env(node: Any, path: str, problems: list[str], where: str, defaults: dict[str, str]) -> Any:
-    """`${VAR}` and `${VAR:-default}` replaced; `defaults` learns where a default was used."""
-    if isinstance(node, dict):
-        return {
-            k: _expand_env(v, f"{path}.{k}" if path else str(k), problems, where, defaults)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_expand_env(v, f"{path}[{i}]", problems, where, defaults) for i, v in enumerate(node)]
-    if isinstance(node, str):
-
-        def substitute(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            value = os.environ.get(name)
-            if default is not None and not value:
-                defaults[path] = name
-                return default
-            if value is None:
-                problems.append(f"{where}: {path}: environment variable {name} is not set")
-                return ""
-            return value
-
-        return _ENV_REF.sub(substitute, node)
-    return node
-
-
-def _read_file_refs(node: Any, path: str, problems: list[str], where: str, base: Path) -> Any:
-    """`password_file: /run/secrets/x` → `password: <file contents, stripped>`."""
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            child = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and key.endswith("_file") and isinstance(value, str):
-                target = key[: -len("_file")]
-                try:
-                    out[target] = (base / value).read_text().strip()
-                except OSError as exc:
-                    problems.append(f"{where}: {child}: cannot read {value}: {exc.strerror}")
-                continue
-            out[key] = _read_file_refs(value, child, problems, where, base)
-        return out
-    if isinstance(node, list):
-        return [_read_file_refs(v, f"{path}[{i}]", problems, where, base) for i, v in enumerate(node)]
-    return node
-
-
-def format_validation_error(where: str, error: ValidationError, prefix: str = "") -> list[str]:
-    lines = []
-    for item in error.errors():
-        loc = ".".join(str(part) for part in item["loc"] if part not in ("function-after", "[key]"))
-        loc = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", loc)
-        full = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "(top level)")
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {full}: {message}")
-    return lines
-
-
-def read_yaml(
-    path: Path, problems: list[str], env_defaults: dict[str, str] | None = None
-) -> dict[str, Any] | None:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        problems.append(f"{path}: (file): cannot read: {exc.strerror}")
-        return None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}" if mark is not None else "(file)"
-        problems.append(f"{path}: {at}: invalid YAML: {getattr(exc, 'problem', exc)}")
-        return None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        problems.append(f"{path}: (top level): expected a mapping")
-        return None
-    expanded = _expand_env(data, "", problems, str(path), {} if env_defaults is None else env_defaults)
-    return _read_file_refs(expanded, "", problems, str(path), path.parent)
-
-
 def _resolve_storage_url(url: str, base: Path) -> str:
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith("sqlite:////"):
@@ -561,10 +479,16 @@ def config_warnings(settings: Settings) -> list[str]:
     return found
 
 
-def load_settings(path: str | os.PathLike[str]) -> Settings:
-    """Read and validate the main config and its catalog; raise ConfigError listing every problem."""
-    from adapter.providers import validate_provider
+# A provider's own settings → (key path within the provider, message) problems; the provider
+# registry has the one (adapter.providers.check_settings), which this module cannot import.
+ProviderCheck = Callable[[ProviderSettings], list[tuple[str, str]]]
 
+
+def load_settings(path: str | os.PathLike[str], check_provider: ProviderCheck | None = None) -> Settings:
+    """Read and validate the main config and its catalog; raise ConfigError listing every problem.
+
+    Without `check_provider` only the keys every provider shares are checked, not each type's own.
+    """
     config_path = Path(path)
     problems: list[str] = []
     env_defaults: dict[str, str] = {}
@@ -592,7 +516,9 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
                 f"{where}: providers[{index}].name: provider name {provider.name!r} is used twice"
             )
         seen.add(provider.name)
-        problems.extend(validate_provider(provider, f"{where}: providers[{index}]"))
+        if check_provider is not None:
+            for key, message in check_provider(provider):
+                problems.append(problem_line(where, f"providers[{index}]", key, message))
 
     catalog_path = base / settings.catalog_file
     catalog = load_catalog(catalog_path, problems)

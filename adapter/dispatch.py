@@ -13,9 +13,9 @@ from typing import Any
 
 from adapter.background import BackgroundLoop
 from adapter.clock import Clock
-from adapter.config import DeliverySettings
+from adapter.config import DeliverySettings, ProviderSettings
 from adapter.metrics import Metrics
-from adapter.providers import DeliveryError, Message, Provider
+from adapter.providers import DeliveryError, Message, Provider, RequestHooks, build_providers
 from adapter.store import Store, breakers, buckets, outbox
 from adapter.store import incidents as repo
 
@@ -125,14 +125,13 @@ class Dispatcher:
     def __init__(
         self,
         store: Store,
-        providers: dict[str, Provider],
+        providers: list[ProviderSettings],
         settings: DeliverySettings,
         clock: Clock,
         metrics: Metrics,
         owner: str | None = None,
     ):
         self.store = store
-        self.providers = providers
         self.settings = settings
         self.clock = clock
         self.metrics = metrics
@@ -140,10 +139,9 @@ class Dispatcher:
         self.owner = owner or f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self) % 0xFFFFFF:x}"
         self.rng = random.Random()
         self._stop = threading.Event()
-        self.loops = [ProviderLoop(self, name) for name in providers] + [ProviderLoop(self, None)]
-        for provider in providers.values():
-            provider.before_request = self._throttle
-            provider.after_request = self._observe_request
+        hooks = RequestHooks(before=self._throttle, after=self._observe_request)
+        self.providers = build_providers(providers, hooks)
+        self.loops = [ProviderLoop(self, name) for name in self.providers] + [ProviderLoop(self, None)]
 
     @property
     def stopping(self) -> bool:
@@ -278,7 +276,7 @@ class Dispatcher:
         rate, burst = provider.rate_limit
         max_wait = 0.0 if self.stopping else THROTTLE_MAX_WAIT
         wait = buckets.acquire(
-            self.store, provider.rate_key(), rate, burst, max_wait=max_wait, sleep=self._stop.wait
+            self.store, provider.rate_key(), rate, burst, max_wait=max_wait, clock=self.clock, stop=self._stop
         )
         if wait:
             raise DeliveryError(f"{provider.name}: own rate limit reached", retry_after=wait)

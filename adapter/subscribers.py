@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from adapter.clock import Clock, SystemClock
 from adapter.config import ProviderSettings, Settings
-from adapter.providers.base import DeliveryError, Provider
+from adapter.providers.base import DeliveryError, Provider, RequestHooks
 from adapter.providers.statuspage import Statuspage
+from adapter.providers.statuspage.subscribers import (
+    email_subscribers,
+    set_components,
+    subscribe,
+    subscribed_components,
+    unsubscribe,
+)
 
-PER_PAGE = 100
-MAX_PAGES = 1000
 BAR_WIDTH = 30
 
 Progress = Callable[[int, int], None]
@@ -92,32 +98,6 @@ def desired(settings: Settings, provider: ProviderSettings) -> tuple[dict[str, A
     return adds, notes
 
 
-def subscribed_components(subscriber: dict[str, Any]) -> tuple[str, ...]:
-    """A subscriber's component ids (the spec types the field as a string; the API sends a list)."""
-    value = subscriber.get("components")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, list):
-        return ()
-    ids = (c.get("id") if isinstance(c, dict) else c for c in value)
-    return tuple(sorted({str(c) for c in ids if c}))
-
-
-def existing(client: Statuspage) -> list[dict[str, Any]]:
-    """Every e-mail subscriber of the page, in any state (0-based `page`, `limit` ≤ 100)."""
-    rows: list[dict[str, Any]] = []
-    for page in range(MAX_PAGES):
-        params = {"type": "email", "state": "all", "page": page, "limit": PER_PAGE}
-        batch = client.call("GET", "subscribers", params=params) or []
-        rows.extend(r for r in batch if isinstance(r, dict))
-        if len(batch) < PER_PAGE:
-            break
-    return rows
-
-
 def plan(settings: Settings, provider_settings: ProviderSettings, client: Statuspage) -> Plan:
     """What it takes to make this page's subscribers match the catalog."""
     result = Plan()
@@ -127,7 +107,7 @@ def plan(settings: Settings, provider_settings: ProviderSettings, client: Status
     wanted, result.notes = desired(settings, provider_settings)
     ours = managed_emails(settings)
     seen: set[str] = set()
-    for subscriber in existing(client):
+    for subscriber in email_subscribers(client.api):
         email = str(subscriber.get("email") or "").strip().lower()
         if subscriber.get("mode", "email") != "email" or email not in ours or email in seen:
             continue  # not dualtrack's (or a second subscriber for an address already handled)
@@ -145,23 +125,19 @@ def plan(settings: Settings, provider_settings: ProviderSettings, client: Status
 
 def apply(plan: Plan, client: Statuspage, progress: Progress | None = None) -> list[str]:
     """Carry the plan out, step by step; the errors, one line each (the other steps still run)."""
-    steps: list[tuple[str, str, tuple[str, ...], dict[str, Any] | None]] = []
+    api = client.api
+    steps: list[tuple[str, Callable[[], None]]] = []
     for add in plan.adds:
-        subscriber = {
-            "email": add.email,
-            "component_ids": list(add.component_ids),
-            "skip_confirmation_notification": True,
-        }
-        steps.append((f"add {add.email}", "POST", ("subscribers",), {"subscriber": subscriber}))
+        steps.append((f"add {add.email}", functools.partial(subscribe, api, add.email, add.component_ids)))
     for change in plan.changes:
-        body = {"component_ids": list(change.after)}
-        steps.append((f"change {change.email}", "PATCH", ("subscribers", change.subscriber_id), body))
+        what = f"change {change.email}"
+        steps.append((what, functools.partial(set_components, api, change.subscriber_id, change.after)))
     for removal in plan.removals:
-        steps.append((f"remove {removal.email}", "DELETE", ("subscribers", removal.subscriber_id), None))
+        steps.append((f"remove {removal.email}", functools.partial(unsubscribe, api, removal.subscriber_id)))
     errors = []
-    for done, (what, method, path, payload) in enumerate(steps, start=1):
+    for done, (what, step) in enumerate(steps, start=1):
         try:
-            client.call(method, *path, body=payload)
+            step()
         except DeliveryError as exc:
             errors.append(f"{what}: {exc}")
         if progress is not None:
@@ -172,8 +148,9 @@ def apply(plan: Plan, client: Statuspage, progress: Progress | None = None) -> l
 class DatabasePacer:
     """Takes the provider's rate-limit tokens from the same database bucket as the dispatcher."""
 
-    def __init__(self, store: Any):
+    def __init__(self, store: Any, clock: Clock):
         self.store = store
+        self.clock = clock
 
     def __call__(self, provider: Provider) -> None:
         from adapter.store import buckets
@@ -181,7 +158,7 @@ class DatabasePacer:
         if provider.rate_limit is None:
             return
         rate, burst = provider.rate_limit
-        buckets.acquire(self.store, provider.rate_key(), rate, burst, max_wait=None)
+        buckets.acquire(self.store, provider.rate_key(), rate, burst, max_wait=None, clock=self.clock)
 
 
 def progress_bar(out: TextIO) -> Progress:
@@ -213,8 +190,11 @@ def print_plan(name: str, page_id: str, audience: str, plan: Plan, out: TextIO) 
         out.write(f"  ! {note}\n")
 
 
-def sync(settings: Settings, dry_run: bool, out: TextIO, progress: bool) -> int:
-    """Print each Statuspage provider's plan and, unless dry_run, apply it. 0 when all went well."""
+def sync(settings: Settings, dry_run: bool, out: TextIO, progress: bool, clock: Clock | None = None) -> int:
+    """Print each Statuspage provider's plan and, unless dry_run, apply it. 0 when all went well.
+
+    Requests are paced on `clock` (the system's by default) by the dispatcher's rate limit.
+    """
     from adapter.store import Store
 
     targets = [p for p in settings.providers if p.type == Statuspage.type]
@@ -225,10 +205,9 @@ def sync(settings: Settings, dry_run: bool, out: TextIO, progress: bool) -> int:
     failed = False
     try:
         store.migrate()
-        pacer = DatabasePacer(store)
+        hooks = RequestHooks(before=DatabasePacer(store, clock or SystemClock()))
         for provider_settings in targets:
-            client = Statuspage(provider_settings)
-            client.before_request = pacer
+            client = Statuspage(provider_settings, hooks)
             try:
                 try:
                     result = plan(settings, provider_settings, client)

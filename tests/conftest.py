@@ -18,6 +18,7 @@ from adapter.app import create_app
 from adapter.clock import FakeClock
 from adapter.config import Settings, load_settings
 from adapter.metrics import Metrics
+from adapter.providers import check_settings
 from adapter.store import Store
 from tests.support.postgres import POSTGRES_ADMIN_URL, database_for_tests
 
@@ -95,7 +96,8 @@ def write_config(folder: Path, config: dict[str, Any], catalog: dict[str, Any] |
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(config: dict[str, Any] | None = None, catalog: dict[str, Any] | None = None) -> Settings:
-        return load_settings(write_config(tmp_path / "config", config or base_config(), catalog))
+        path = write_config(tmp_path / "config", config or base_config(), catalog)
+        return load_settings(path, check_settings)
 
     return make
 

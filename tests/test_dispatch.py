@@ -12,7 +12,6 @@ from adapter.app import create_app
 from adapter.config import DeliverySettings
 from adapter.dispatch import Dispatcher, backoff
 from adapter.metrics import Metrics
-from adapter.providers import build_providers
 from adapter.store import Store, outbox
 from adapter.store import incidents as repo
 from tests.conftest import base_config, fixture_json
@@ -133,7 +132,7 @@ def test_gives_up_after_max_age(world, hook, clock):
 def test_unconfigured_provider_is_dead(world, clock):
     ingest(world, "alertmanager/alertmanager-firing.json")
     # A worker whose configuration no longer has the provider: its loop for such notices takes them.
-    dispatcher = Dispatcher(world.store, {}, world.settings.delivery, clock, Metrics())
+    dispatcher = Dispatcher(world.store, [], world.settings.delivery, clock, Metrics())
     assert dispatcher.run_once() == 2
     rows = notices(world)
     assert [r["state"] for r in rows] == ["dead", "dead"]
@@ -198,9 +197,7 @@ def test_backoff_grows_exponentially_within_jitter_and_cap():
 def test_stop_drains_and_hands_back_unstarted_leases(world, clock):
     ingest(world, "alertmanager/alertmanager-firing.json")
     settings = world.settings
-    dispatcher = Dispatcher(
-        world.store, build_providers(settings.providers), settings.delivery, clock, Metrics()
-    )
+    dispatcher = Dispatcher(world.store, settings.providers, settings.delivery, clock, Metrics())
     dispatcher.stop()  # as if SIGTERM arrived just before the pass
     assert dispatcher.run_once() == 0
     rows = notices(world)

@@ -16,7 +16,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from adapter.config import Settings
 from adapter.engine.planning import plan_notices, recipients, render_context
-from adapter.rendering import NoticeSandbox, Rendered, Renderer, local_time
+from adapter.rendering import NoticeSandbox, Rendered, Renderer, local_time, render_html
 from tests.templates_support import cases, make_settings, seed_alerts, seed_incident
 
 LIBRARY = """
@@ -285,3 +285,47 @@ def test_plan_notices_gives_each_stream_the_context_render_context_builds(settin
         seen.add(key)
         got, expected = next(rendered), render_context(facts, stream, settings)
         assert got == expected and list(got) == list(expected)
+
+
+# ---------------------------------------------------------------- plain text → e-mail HTML
+
+NOTICE = """INC-2026-0001: Checkout API 5xx ratio above 5% - Initial Response
+
+We're investigating <script>alert("x")</script> & more.
+
+Affected Services: Checkout API (checkout-api)
+Severity: Level 4 (significant outage)
+Status page: https://status.example.com/incidents/INC-2026-0001.
+
+Metrics and Diagnostics:
+- HighErrorRate on checkout-1:8080: 5xx above 5% (since 08:00 UTC)
+  Runbook at https://runbooks.example.com/checkout?a=1&b=2
+- Latency: p99 above 2s
+
+Next Update: 12:10 UTC or sooner if status changes"""
+
+
+def test_html_escapes_the_text_bolds_labels_links_urls_and_lists_items() -> None:
+    markup = render_html(NOTICE, "INC-2026-0001: Checkout API 5xx ratio above 5% - Initial Response")
+    assert "<script>" not in markup
+    assert 'We\'re investigating &lt;script&gt;alert("x")&lt;/script&gt; &amp; more.' in markup
+    assert "<strong>Affected Services:</strong> Checkout API (checkout-api)" in markup
+    # Trailing punctuation stays outside the link.
+    assert (
+        '<a href="https://status.example.com/incidents/INC-2026-0001" style="' in markup
+        and "INC-2026-0001</a>." in markup
+    )
+    assert 'href="https://runbooks.example.com/checkout?a=1&amp;b=2"' in markup
+    assert markup.count("<li") == 2 and "<ul" in markup
+    assert "<strong>Latency:</strong> p99 above 2s" in markup
+    # The first line repeats the subject and becomes the title.
+    assert "<h1" in markup and "<title>INC-2026-0001: Checkout API" in markup
+
+
+def test_html_of_plain_structure() -> None:
+    markup = render_html("Hello\n\nUpdate: a <b>\nsecond line\n\n- one\n  - nested\n- two", "Subject")
+    assert '<p style="margin:0 0 14px;"><strong>Update:</strong> a &lt;b&gt;<br>second line</p>' in markup
+    assert markup.count("<ul") == 2 and markup.count("<li") == 3
+    assert "<h1" not in markup and "<title>Subject</title>" in markup
+    # Times and URLs are not labels.
+    assert "<strong>" not in render_html("14:32 opened\nhttps://x.example/a: b", "S")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 
 from adapter.providers.statuspage import Statuspage
-from adapter.subscribers import Add, Change, Removal, apply, plan, subscribed_components, sync
+from adapter.providers.statuspage.subscribers import subscribed_components
+from adapter.subscribers import Add, Change, Removal, apply, plan, sync
 from tests.conftest import base_config
 from tests.support.fake_statuspage import FakeStatuspage
 
 KEY = "sp-test-key"
+TECH_KEY = "sp-tech-key"
 
 CATALOG = {
     "services": [
@@ -161,10 +164,10 @@ def test_components_field_in_either_shape():
     assert subscribed_components({}) == ()
 
 
-def test_sync_dry_run_prints_the_plan_and_changes_nothing(fake, settings):
+def test_sync_dry_run_prints_the_plan_and_changes_nothing(fake, settings, clock):
     fake.add_subscriber("ops@acme.example", ["bweb"], page_id="biz")
     out = io.StringIO()
-    assert sync(settings, dry_run=True, out=out, progress=False) == 0
+    assert sync(settings, dry_run=True, out=out, progress=False, clock=clock) == 0
     text = out.getvalue()
     assert "sp-biz (business page biz): 2 to add, 0 to change, 1 to remove" in text
     assert "  + Hello@Bloom.example  components bsearch,bweb  (tenants bloom)" in text
@@ -175,11 +178,13 @@ def test_sync_dry_run_prints_the_plan_and_changes_nothing(fake, settings):
     assert emails(fake, "biz") == {"ops@acme.example": ["bweb"]}
 
 
-def test_sync_applies_with_a_progress_bar_at_1_request_per_second(make_settings, monkeypatch):
+def test_sync_applies_with_a_progress_bar_at_1_request_per_second(make_settings, monkeypatch, clock):
     from adapter import providers
 
     monkeypatch.setitem(providers.REGISTRY, "statuspage", Statuspage)
-    with FakeStatuspage(keys=(KEY,), page_id="biz", components={"bweb": "operational"}) as server:
+    # 1 request/s per key (420 beyond), judged on the clock sync paces its requests on.
+    components = {"bweb": "operational"}
+    with FakeStatuspage(keys=(KEY,), page_id="biz", components=components, clock=clock) as server:
         server.add_component("bsearch")
         server.add_page("tech", {"tdb": "operational", "tweb": "operational"})
         server.add_subscriber("hello@bloom.example", ["bweb", "bsearch"], page_id="biz")
@@ -187,18 +192,22 @@ def test_sync_applies_with_a_progress_bar_at_1_request_per_second(make_settings,
         config["providers"] = provider_config(server)
         settings = make_settings(config, CATALOG)
         out = io.StringIO()
-        assert sync(settings, dry_run=False, out=out, progress=True) == 0
+        started = clock.now()
+        assert sync(settings, dry_run=False, out=out, progress=True, clock=clock) == 0
     text = out.getvalue()
     assert f"\r[{'#' * 30}] 1/1\n" in text and f"\r[{'#' * 15}{'.' * 15}] 1/2" in text
     assert "sp-biz: 1/1 done" in text and "sp-tech: 2/2 done" in text
     assert emails(server, "biz")["it@corn.example"] == ["bweb"]
-    assert len(server.requests) == 5 and server.rate_limited == 0  # paced by the database bucket
+    # Paced by the database bucket: five requests, four waits of a second on the clock.
+    assert len(server.requests) == 5 and server.rate_limited == 0
+    assert [b.at - a.at for a, b in zip(server.requests, server.requests[1:], strict=False)] == [1.0] * 4
+    assert clock.now() - started == timedelta(seconds=4)
 
 
-def test_sync_reports_failures_and_carries_on(fake, settings):
+def test_sync_reports_failures_and_carries_on(fake, settings, clock):
     fake.fail_next(500, {"error": "Boom"}, method="POST")
     out = io.StringIO()
-    assert sync(settings, dry_run=False, out=out, progress=False) == 1
+    assert sync(settings, dry_run=False, out=out, progress=False, clock=clock) == 1
     text = out.getvalue()
     assert "error: add Hello@Bloom.example" in text and "Boom" in text
     assert "sp-biz: 1/2 done" in text
@@ -211,17 +220,24 @@ def test_sync_without_statuspage_providers(make_settings):
     assert "no statuspage providers" in out.getvalue()
 
 
-def test_sync_reports_a_page_it_cannot_read(fake, settings):
+def test_sync_reports_a_page_it_cannot_read(fake, settings, clock):
     fake.keys.clear()
     out = io.StringIO()
-    assert sync(settings, dry_run=True, out=out, progress=False) == 1
+    assert sync(settings, dry_run=True, out=out, progress=False, clock=clock) == 1
     assert "sp-biz: cannot read subscribers" in out.getvalue() and "Could not authenticate" in out.getvalue()
     assert KEY not in out.getvalue()
 
 
-def test_cli_subscribers_sync_dry_run(fake, settings, capsys):
+def test_cli_subscribers_sync_dry_run(fake, make_settings, capsys):
     from adapter.cli import main
 
+    # A key per page, so each page has its own budget: the command (on the system's clock) reads
+    # one list per page and never waits for a token.
+    fake.keys.add(TECH_KEY)
+    config = base_config()
+    config["providers"] = provider_config(fake)
+    config["providers"][1]["api_key"] = TECH_KEY
+    settings = make_settings(config, CATALOG)
     assert main(["subscribers", "sync", "--dry-run", "--config", settings.config_path]) == 0
     out = capsys.readouterr().out
     assert "sp-biz (business page biz)" in out and "dry run: nothing changed" in out

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from adapter.config import ProviderSettings, format_validation_error
-from adapter.providers.base import DeliveryError, Message, Provider
+from adapter.config import ProviderSettings
+from adapter.configfile import error_paths
+from adapter.providers.base import DeliveryError, Message, Provider, RequestHooks
 from adapter.providers.builtin import BuiltinStatusPage
 from adapter.providers.cachet import Cachet
 from adapter.providers.instatus import Instatus
@@ -27,24 +28,27 @@ __all__ = [
     "DeliveryError",
     "Message",
     "Provider",
+    "RequestHooks",
     "build_providers",
-    "validate_provider",
+    "check_settings",
 ]
 
 
-def validate_provider(settings: ProviderSettings, where: str) -> list[str]:
-    """Problems with one provider's settings, as `file: providers[i].key: message` lines."""
-    file, _, prefix = where.partition(": ")
+def check_settings(settings: ProviderSettings) -> list[tuple[str, str]]:
+    """Problems with one provider's own settings, as (key path within the provider, message)."""
     kind = REGISTRY.get(settings.type)
     if kind is None:
         known = ", ".join(sorted(REGISTRY))
-        return [f"{file}: {prefix}.type: unknown provider type {settings.type!r} (known: {known})"]
+        return [("type", f"unknown provider type {settings.type!r} (known: {known})")]
     try:
         options = kind.Options.model_validate(settings.options())
     except ValidationError as exc:
-        return format_validation_error(file, exc, prefix)
-    return [f"{file}: {prefix}.{key}: {message}" for key, message in kind.check(settings, options)]
+        return error_paths(exc)
+    return kind.check(settings, options)
 
 
-def build_providers(all_settings: list[ProviderSettings]) -> dict[str, Provider]:
-    return {s.name: REGISTRY[s.type](s) for s in all_settings}
+def build_providers(
+    all_settings: list[ProviderSettings], hooks: RequestHooks | None = None
+) -> dict[str, Provider]:
+    """Each configured provider by name, every one running `hooks` around its requests."""
+    return {s.name: REGISTRY[s.type](s, hooks) for s in all_settings}

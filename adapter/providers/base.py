@@ -5,7 +5,8 @@ from __future__ import annotations
 import builtins
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -55,11 +56,38 @@ class Message:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-RequestHook = Callable[["Provider"], None]
-ResultHook = Callable[[str, str, float], None]
+@dataclass(frozen=True)
+class RequestHooks:
+    """What runs around each request a provider makes (the dispatcher's: rate limit and metrics)."""
+
+    # Before: may wait for a rate-limit token, or raise DeliveryError to give up.
+    before: Callable[[Provider], None] | None = None
+    # After: (provider name, outcome "success" | "permanent" | "retryable", seconds taken).
+    after: Callable[[str, str, float], None] | None = None
 
 
 class Provider:
+    """One destination of notices, built from its settings (and the hooks to run around requests).
+
+    `send(message)` delivers one notice:
+
+    - It receives a Message: the notice's text for one audience, the incident's facts as they were
+      when the notice was written, and `provider_ref`, what `send` returned for the first notice of
+      the same stream (incident, provider, audience, tenant) — None until that one was delivered.
+    - It returns the provider's own id for what it made or changed (an incident id, a Message-ID),
+      which later notices of the stream receive as `provider_ref`.
+    - It raises DeliveryError when the notice did not get through: `permanent=True` when sending the
+      same thing again cannot succeed (an invalid key, a validation error, an incident dualtrack
+      does not own, an answer whose loss a retry could turn into a duplicate), else retryable
+      (timeouts, connection errors, 5xx, 408/409/425, 420/429), with `retry_after` seconds when the
+      provider said how long to wait. Any other exception is a bug, which the outbox retries.
+    - It may be called again with a notice it already delivered (a crash between the send and its
+      record, a retry after a lost answer): the provider then makes nothing twice, by looking up what
+      it made or by giving the receiver a key to drop the repeat (Idempotency-Key, Message-ID).
+    - It never retries or sleeps itself: the outbox owns retries, their backoff, and the order of a
+      stream's notices; requests go through `request()` (or `attempt()`) so the hooks see each one.
+    """
+
     type: ClassVar[str]
     Options: ClassVar[builtins.type[ProviderOptions]] = ProviderOptions
     # Per-tenant delivery goes to this key of the tenant's catalog contacts (None: not supported).
@@ -73,15 +101,13 @@ class Provider:
     # transaction that writes it, unless an earlier notice of its stream is still unfinished.
     publishes_on_commit: ClassVar[bool] = False
 
-    def __init__(self, settings: ProviderSettings):
+    def __init__(self, settings: ProviderSettings, hooks: RequestHooks | None = None):
         self.name = settings.name
         self.audiences = settings.audiences
         self.per_tenant = settings.per_tenant
         self.options = self.Options.model_validate(settings.options())
         self.session = requests.Session()
-        # Set by the dispatcher: take a rate-limit token before, record metrics after.
-        self.before_request: RequestHook | None = None
-        self.after_request: ResultHook | None = None
+        self.hooks = hooks or RequestHooks()
 
     def secrets(self) -> list[str]:
         """The credential values among the options, to keep out of error texts."""
@@ -101,27 +127,36 @@ class Provider:
         account = "|".join([str(getattr(self.options, "api_url", "")), *secrets])
         return f"{self.type}:{hashlib.sha256(account.encode()).hexdigest()[:16]}"
 
-    def request(self, method: str, url: str, *, what: str | None = None, **kwargs: Any) -> requests.Response:
-        """One HTTP request: rate-limited, timed, with failures as DeliveryErrors."""
-        what = what or f"{self.type} {self.name}"
-        if self.before_request is not None:
-            self.before_request(self)
-        kwargs.setdefault("timeout", self.options.timeout.total_seconds())
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """One request to the provider, between the hooks: a rate-limit token before, metrics after."""
+        if self.hooks.before is not None:
+            self.hooks.before(self)
         started = time.monotonic()
         outcome = "success"
         try:
-            return http_request(self.session, method, url, what, **kwargs)
+            yield
         except DeliveryError as exc:
             outcome = "permanent" if exc.permanent else "retryable"
-            text = str(exc)
-            for secret in self.secrets():
-                if len(secret) >= 4:  # masking a one-letter test key would garble the text
-                    text = text.replace(secret, "***")
-            # An API echoing a key back must not put it in the outbox or the logs.
-            raise DeliveryError(text, permanent=exc.permanent, retry_after=exc.retry_after) from None
+            raise
         finally:
-            if self.after_request is not None:
-                self.after_request(self.name, outcome, time.monotonic() - started)
+            if self.hooks.after is not None:
+                self.hooks.after(self.name, outcome, time.monotonic() - started)
+
+    def request(self, method: str, url: str, *, what: str | None = None, **kwargs: Any) -> requests.Response:
+        """One HTTP request: rate-limited, timed, with failures as DeliveryErrors."""
+        what = what or f"{self.type} {self.name}"
+        kwargs.setdefault("timeout", self.options.timeout.total_seconds())
+        with self.attempt():
+            try:
+                return http_request(self.session, method, url, what, **kwargs)
+            except DeliveryError as exc:
+                text = str(exc)
+                for secret in self.secrets():
+                    if len(secret) >= 4:  # masking a one-letter test key would garble the text
+                        text = text.replace(secret, "***")
+                # An API echoing a key back must not put it in the outbox or the logs.
+                raise DeliveryError(text, permanent=exc.permanent, retry_after=exc.retry_after) from None
 
     @classmethod
     def check(cls, settings: ProviderSettings, options: ProviderOptions) -> list[tuple[str, str]]:
@@ -131,6 +166,7 @@ class Provider:
         return []
 
     def send(self, message: Message) -> str:
+        """Deliver one notice; the provider's id for it, or DeliveryError (see the class docstring)."""
         raise NotImplementedError
 
     def close(self) -> None:

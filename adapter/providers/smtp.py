@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import re
 import smtplib
 import ssl
-import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses, parseaddr
@@ -17,30 +15,12 @@ from pydantic import Field, SecretStr, field_validator
 
 from adapter.config import ProviderSettings
 from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions
+from adapter.rendering import render_html
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 _NOTICE_ID = re.compile(r"<dualtrack-notice-\d+@[^<>\s]+>")
-_URL = re.compile(r"https?://[^\s<>\"']+")
-# "Label: value" - a short capitalised phrase, never a URL scheme or a clock time.
-_LABEL = re.compile(r"([A-Z][\w'\u2019&/() -]{0,46}?):(?=\s|$)")
-_BULLET = re.compile(r"[-*•] ")
-
-FONT = "-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
-STYLES = {
-    "body": "margin:0;padding:0;background:#f6f8fa;",
-    "card": (
-        f"max-width:640px;margin:0 auto;padding:24px;background:#ffffff;font-family:{FONT};"
-        "font-size:15px;line-height:1.5;color:#1f2328;"
-    ),
-    "h1": "margin:0 0 16px;font-size:18px;line-height:1.3;color:#1f2328;",
-    "p": "margin:0 0 14px;",
-    "ul": "margin:0 0 14px;padding-left:22px;",
-    "li": "margin:0 0 6px;",
-    "detail": "color:#57606a;font-size:14px;",
-    "a": "color:#0969da;text-decoration:underline;word-break:break-all;",
-}
 
 
 def _address(value: str) -> str:
@@ -84,101 +64,6 @@ def incident_thread_id(incident_ref: str, domain: str) -> str:
     """The root every notice of an incident refers to, so clients thread even without the first."""
     ref = re.sub(r"[^A-Za-z0-9._-]", "-", incident_ref) or "incident"
     return f"<dualtrack-incident-{ref}@{domain}>"
-
-
-def _link(text: str) -> str:
-    """Escape text, with http(s) URLs as links (trailing punctuation stays outside the link)."""
-    out = []
-    position = 0
-    for match in _URL.finditer(text):
-        url = match.group(0).rstrip(".,;:!?")
-        if url.endswith(")") and url.count("(") < url.count(")"):
-            url = url[:-1]
-        out.append(html.escape(text[position : match.start()], quote=False))
-        href = html.escape(url, quote=True)
-        out.append(f'<a href="{href}" style="{STYLES["a"]}">{href}</a>')
-        position = match.start() + len(url)
-    out.append(html.escape(text[position:], quote=False))
-    return "".join(out)
-
-
-def _inline(line: str) -> str:
-    """One line of text: a leading "Label:" in bold, the rest escaped and linked."""
-    match = _LABEL.match(line)
-    if match and len(match.group(1).split()) <= 6:
-        rest = line[match.end() :]
-        return f"<strong>{html.escape(match.group(1), quote=False)}:</strong>{_link(rest)}"
-    return _link(line)
-
-
-def _list(items: list[tuple[str, list[str]]]) -> str:
-    parts = []
-    for head, details in items:
-        inner = _inline(head)
-        nested = [d[2:] for d in details if _BULLET.match(d)]
-        plain = [d for d in details if not _BULLET.match(d)]
-        if plain:
-            inner += "".join(f'<br><span style="{STYLES["detail"]}">{_link(d)}</span>' for d in plain)
-        if nested:
-            inner += _list([(n, []) for n in nested])
-        parts.append(f'<li style="{STYLES["li"]}">{inner}</li>')
-    return f'<ul style="{STYLES["ul"]}">{"".join(parts)}</ul>'
-
-
-def _block(lines: list[str]) -> str:
-    """Consecutive non-blank lines: runs of text as paragraphs, runs of "- " items as lists."""
-    out = []
-    text: list[str] = []
-    items: list[tuple[str, list[str]]] = []
-
-    def flush_text() -> None:
-        if text:
-            out.append(f'<p style="{STYLES["p"]}">{"<br>".join(_inline(t) for t in text)}</p>')
-            text.clear()
-
-    def flush_items() -> None:
-        if items:
-            out.append(_list(items))
-            items.clear()
-
-    for line in lines:
-        stripped = line.strip()
-        if _BULLET.match(line):
-            flush_text()
-            items.append((stripped[2:].strip(), []))
-        elif items and line[:1].isspace():
-            items[-1][1].append(stripped)
-        else:
-            flush_items()
-            text.append(stripped)
-    flush_text()
-    flush_items()
-    return "".join(out)
-
-
-def render_html(body: str, subject: str = "") -> str:
-    """The plain-text notice as a small, self-contained HTML page with inline styles."""
-    blocks: list[list[str]] = [[]]
-    for line in body.replace("\r\n", "\n").split("\n"):
-        if line.strip():
-            blocks[-1].append(line.rstrip())
-        elif blocks[-1]:
-            blocks.append([])
-    blocks = [b for b in blocks if b]
-    parts = []
-    if blocks and len(blocks[0]) == 1 and blocks[0][0].strip() == subject.strip():
-        # The body's first line repeats the subject: show it as the title.
-        parts.append(f'<h1 style="{STYLES["h1"]}">{_link(blocks.pop(0)[0].strip())}</h1>')
-    parts.extend(_block(b) for b in blocks)
-    title = html.escape(subject, quote=False)
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{title}</title></head>\n"
-        f'<body style="{STYLES["body"]}"><div style="{STYLES["card"]}">\n'
-        + "\n".join(parts)
-        + "\n</div></body></html>\n"
-    )
 
 
 def _one_line(text: str) -> str:
@@ -251,18 +136,8 @@ class Smtp(Provider):
     def send(self, message: Message) -> str:
         recipients = self.recipients(message)
         mail = self.compose(message, recipients)
-        if self.before_request is not None:
-            self.before_request(self)
-        started = time.monotonic()
-        outcome = "success"
-        try:
+        with self.attempt():
             refused = self.transmit(mail, recipients)
-        except DeliveryError as exc:
-            outcome = "permanent" if exc.permanent else "retryable"
-            raise
-        finally:
-            if self.after_request is not None:
-                self.after_request(self.name, outcome, time.monotonic() - started)
         if refused:
             # The others have it; sending again would repeat it to them.
             log.warning("%s: notice %s refused for %s", self.name, message.notice_id, ", ".join(refused))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+import threading
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select, update
@@ -13,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from adapter.store.schema import rate_buckets
 
 if TYPE_CHECKING:
+    from adapter.clock import Clock
     from adapter.store.db import Store
 
 
@@ -50,15 +50,18 @@ def acquire(
     burst: int,
     *,
     max_wait: float | None,
-    sleep: Callable[[float], object] = time.sleep,
+    clock: Clock,
+    stop: threading.Event | None = None,
 ) -> float:
-    """Wait for a token, in real time; 0 once taken, else the wait that would pass max_wait."""
-    deadline = None if max_wait is None else time.monotonic() + max_wait
+    """Wait on `clock` for a token; 0 once taken, else the wait that would pass max_wait (or `stop`)."""
+    deadline = None if max_wait is None else clock.now() + timedelta(seconds=max_wait)
     while True:
         with store.transaction() as conn:
-            wait = take(conn, key, rate, burst, datetime.now(UTC))
+            wait = take(conn, key, rate, burst, clock.now())
         if wait <= 0:
             return 0.0
-        if deadline is not None and time.monotonic() + wait > deadline:
+        if deadline is not None and clock.now() + timedelta(seconds=wait) > deadline:
             return wait
-        sleep(wait)
+        if stop is not None and stop.is_set():
+            return wait
+        clock.sleep(wait, stop)

@@ -12,6 +12,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from adapter.config import ConfigError, load_settings
 from adapter.metrics import BacklogCollector
+from adapter.providers import check_settings
 from adapter.store import outbox
 from adapter.store.db import Unavailable
 from adapter.web import auth
@@ -63,7 +64,7 @@ def reload() -> ResponseReturnValue:
     svc = services()
     auth.require(request, svc.settings.api.tokens)
     try:
-        load_settings(svc.settings.config_path)
+        load_settings(svc.settings.config_path, check_settings)
     except ConfigError as exc:
         svc.metrics.config_reload.set(0)
         log.warning("reload refused: %d problem(s) in %s", len(exc.problems), svc.settings.config_path)

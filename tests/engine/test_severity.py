@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from adapter.catalog import Service
 from adapter.config import SeverityRule, SeveritySettings
-from adapter.engine.severity import Matcher, classify, parse_matcher
+from adapter.engine.severity import classify
+from adapter.matchers import Matcher, parse_matcher
 
 DEFAULTS = SeveritySettings()
 PLAIN = Service(id="search", name="Search API", business_name="Site search")

@@ -179,32 +179,6 @@ def test_update_of_unknown_incident_is_permanent(server):
     assert info.value.permanent and "HTTP 404" in str(info.value)
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
-def test_5xx_is_retryable_and_the_retry_succeeds(server, status):
-    provider = instatus(server)
-    server.fail(status)
-    with pytest.raises(DeliveryError) as info:
-        provider.send(message())
-    assert not info.value.permanent and f"HTTP {status}" in str(info.value)
-    ref = provider.send(message())
-    assert list(server.incidents) == [ref]
-
-
-def test_429_honours_retry_after(server):
-    server.fail(429, headers={"Retry-After": "30"})
-    with pytest.raises(DeliveryError) as info:
-        instatus(server).send(message())
-    assert not info.value.permanent and info.value.retry_after == 30
-
-
-def test_timeout_is_retryable(server):
-    server.hang(2.0)
-    with pytest.raises(DeliveryError) as info:
-        instatus(server, timeout="200ms").send(message())
-    assert not info.value.permanent
-    assert "timed out" in str(info.value)
-
-
 def test_answer_without_id_is_permanent(server):
     # Retrying could open a second incident.
     server.fail(200, body={"name": "x"})

@@ -6,10 +6,8 @@ import hashlib
 import hmac
 import json
 
-import pytest
-
 from adapter.config import ProviderSettings
-from adapter.providers import DeliveryError, Message
+from adapter.providers import Message
 from adapter.providers.base import retry_after_seconds
 from adapter.providers.webhook import Webhook
 from tests.support.scripted import Reply, ScriptedServer
@@ -62,43 +60,6 @@ def test_no_signature_without_secret():
     with ScriptedServer(Reply(204)) as server:
         webhook(server.url).send(message())
     assert "X-Dualtrack-Signature" not in server.requests[0].headers
-
-
-@pytest.mark.parametrize("status", [500, 502, 503])
-def test_5xx_is_retryable(status):
-    with ScriptedServer(Reply(status)) as server, pytest.raises(DeliveryError) as info:
-        webhook(server.url).send(message())
-    assert not info.value.permanent
-    assert f"HTTP {status}" in str(info.value)
-
-
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422])
-def test_other_4xx_is_permanent(status):
-    with ScriptedServer(Reply(status)) as server, pytest.raises(DeliveryError) as info:
-        webhook(server.url).send(message())
-    assert info.value.permanent
-
-
-def test_429_honours_retry_after():
-    with ScriptedServer(Reply(429, {"Retry-After": "120"})) as server, pytest.raises(DeliveryError) as info:
-        webhook(server.url).send(message())
-    assert not info.value.permanent
-    assert info.value.retry_after == 120
-
-
-def test_timeout_is_retryable():
-    with ScriptedServer(Reply(200, delay=1.0)) as server, pytest.raises(DeliveryError) as info:
-        webhook(server.url, timeout="200ms").send(message())
-    assert not info.value.permanent
-    assert "timed out" in str(info.value)
-
-
-def test_connection_refused_is_retryable():
-    with ScriptedServer() as server:
-        url = server.url
-    with pytest.raises(DeliveryError) as info:
-        webhook(url).send(message())
-    assert not info.value.permanent
 
 
 def test_retry_after_http_date():

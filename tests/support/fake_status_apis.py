@@ -44,7 +44,7 @@ class ApiError(Exception):
 
 
 class FakeApi:
-    """A threaded HTTP server on 127.0.0.1 with routes, scripted failures and hangs."""
+    """A threaded HTTP server on 127.0.0.1 with routes and scripted failures."""
 
     routes: list[tuple[str, str, str]] = []  # (method, path regex, handler method name)
 
@@ -52,8 +52,6 @@ class FakeApi:
         self.calls: list[Call] = []
         self.lock = threading.Lock()
         self._failures: list[Failure | None] = []
-        self._hang = 0.0
-        self._closing = threading.Event()
         self._compiled = [(m, re.compile(p + r"$"), getattr(self, h)) for m, p, h in self.routes]
         api = self
 
@@ -61,8 +59,6 @@ class FakeApi:
             def _handle(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, headers, body = api._answer(self.command, self.path, dict(self.headers.items()), raw)
-                if body is None:
-                    return  # hung up on purpose
                 json_headers = {**headers, "Content-Type": "application/json"}
                 write_reply(self, status, json_headers, json.dumps(body).encode())
 
@@ -89,7 +85,6 @@ class FakeApi:
         self.close()
 
     def close(self) -> None:
-        self._closing.set()  # wakes hung handlers
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join(timeout=5)
@@ -110,10 +105,6 @@ class FakeApi:
         with self.lock:
             self._failures += [None] * after + [Failure(status, headers or {}, body) for _ in range(times)]
 
-    def hang(self, seconds: float) -> None:
-        """Hold every request this long before answering (0 to stop)."""
-        self._hang = seconds
-
     def writes(self) -> list[Call]:
         return [c for c in self.calls if c.method != "GET"]
 
@@ -128,8 +119,6 @@ class FakeApi:
         with self.lock:
             self.calls.append(call)
             failure = self._failures.pop(0) if self._failures else None
-        if self._hang and self._closing.wait(self._hang):
-            return 0, {}, None
         if failure is not None:
             call.answered = failure.status
             return failure.status, failure.headers, failure.body if failure.body is not None else {}

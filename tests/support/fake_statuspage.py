@@ -8,7 +8,6 @@ import json
 import math
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -21,6 +20,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from adapter.clock import Clock, SystemClock
 from tests.support.scripted import write_reply
 
 SPEC_PATH = Path("/work/shared/specs/statuspage/statuspage-api-v1.openapi.json")
@@ -173,8 +173,9 @@ class Page:
 class FakeStatuspage:
     """In-memory pages, incidents, components and subscribers behind a real HTTP server.
 
-    `rate` requests per second per API key, burst 1, measured when a request arrives (with `slack`
-    seconds of tolerance for network jitter); beyond it: 420 with Retry-After. `rate=None`: no limit.
+    `rate` requests per second per API key, burst 1, measured on `clock` when a request arrives (with
+    `slack` seconds of tolerance for network jitter); beyond it: 420 with Retry-After. `rate=None`: no
+    limit. Pass the clock dualtrack paces its requests on, and the pace is judged on that clock.
     """
 
     def __init__(
@@ -185,6 +186,7 @@ class FakeStatuspage:
         components: dict[str, str] | None = None,
         rate: float | None = 1.0,
         slack: float = 0.15,
+        clock: Clock | None = None,
     ):
         self.keys = set(keys)
         self.page_id = page_id
@@ -193,12 +195,13 @@ class FakeStatuspage:
             self.add_component(cid, status)
         self.rate = rate
         self.slack = slack
+        self.clock = clock or SystemClock()
         self.requests: list[Seen] = []
         self.rate_limited = 0
         self.failures: list[Failure] = []
         self.drop_create_for: float | None = None
         self._ids = itertools.count(1)
-        self._buckets: dict[str, float] = {}  # key → monotonic time of the last admitted request
+        self._buckets: dict[str, float] = {}  # key → when (on the clock) it last was let through
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         fake = self
@@ -332,7 +335,7 @@ class FakeStatuspage:
         parts = urlsplit(target)
         path = re.sub(r"\.json$", "", parts.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        seen = Seen(method, path, query, None, at=time.monotonic())
+        seen = Seen(method, path, query, None, at=self.clock.now().timestamp())
         with self._lock:
             self.requests.append(seen)
             try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +30,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"{}"
+    # Hold the answer this long (at most until the server stops): past a client's timeout, a hang.
     delay: float = 0.0
 
 
@@ -53,6 +53,7 @@ class ScriptedServer:
         self.requests: list[Request] = []
         self.on_request: Callable[[Request], None] | None = None
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,7 +66,7 @@ class ScriptedServer:
                 if server.on_request is not None:
                     server.on_request(request)
                 if reply.delay:
-                    time.sleep(reply.delay)
+                    server._stopping.wait(reply.delay)
                 write_reply(self, reply.status, reply.headers, reply.body)
 
             do_POST = do_PUT = do_PATCH = do_GET = do_DELETE = _handle
@@ -76,13 +77,16 @@ class ScriptedServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> ScriptedServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
