@@ -1,4 +1,4 @@
-"""Shared fixtures: a config in a temp folder, a migrated store (SQLite or PostgreSQL), an app, a clock."""
+"""Shared fixtures: a config with the shared catalog, a store (SQLite or PostgreSQL), an app, a clock."""
 
 from __future__ import annotations
 
@@ -15,58 +15,18 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from adapter.app import create_app
+from adapter.catalog import Catalog
 from adapter.clock import FakeClock
 from adapter.config import Settings, load_settings
 from adapter.metrics import Metrics
 from adapter.providers import check_settings
 from adapter.store import Store
+from tests.support.catalog import catalog_data, shared_catalog
 from tests.support.postgres import POSTGRES_ADMIN_URL, database_for_tests
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AM_TOKEN = "am-test-token"
 API_TOKEN = "api-test-token"
-
-CATALOG: dict[str, Any] = {
-    "services": [
-        {
-            "id": "mysql-shared",
-            "name": "Shared MySQL (mysql-cluster-03)",
-            "business_name": "Website databases",
-            "incident_type": "database",
-            "critical_infrastructure": True,
-        },
-        {
-            "id": "checkout",
-            "name": "Checkout API (checkout-api)",
-            "business_name": "Online checkout",
-            "incident_type": "web",
-            "aliases": ["checkout-api"],
-        },
-        {
-            "id": "search",
-            "name": "Search API (search-api)",
-            "business_name": "Site search",
-            "incident_type": "web",
-        },
-    ],
-    "tenants": [
-        {
-            "id": "acme",
-            "name": "Acme Ltd",
-            "segment": "technical",
-            "tier": "enterprise",
-            "timezone": "Europe/Dublin",
-            "services": ["mysql-shared", "checkout"],
-            "contacts": {"email": "ops@acme.example"},
-        },
-        {
-            "id": "bloom",
-            "name": "Bloom Florists",
-            "timezone": "Europe/London",
-            "services": ["checkout", "search"],
-        },
-    ],
-}
 
 
 def base_config() -> dict[str, Any]:
@@ -87,7 +47,7 @@ def base_config() -> dict[str, Any]:
 
 def write_config(folder: Path, config: dict[str, Any], catalog: dict[str, Any] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "catalog.yaml").write_text(yaml.safe_dump(catalog if catalog is not None else CATALOG))
+    (folder / "catalog.yaml").write_text(yaml.safe_dump(catalog if catalog is not None else catalog_data()))
     path = folder / "dualtrack.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -100,6 +60,12 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(path, check_settings)
 
     return make
+
+
+@pytest.fixture
+def catalog() -> Catalog:
+    """The shared catalog (tests/fixtures/catalog.yaml), as the product loads it."""
+    return shared_catalog()
 
 
 @pytest.fixture

@@ -12,63 +12,15 @@ from adapter.config import Settings, load_settings
 from adapter.engine.planning import EventFacts, PlannedNotice, Recipient, plan_notices
 from adapter.rendering import Renderer
 from tests.conftest import base_config, write_config
+from tests.support.catalog import catalog_data
 
 URGENT_CONTACT = "our incident desk on +44 20 7946 0321"
 
-CATALOG: dict[str, Any] = {
-    "services": [
-        {
-            "id": "mysql-shared",
-            "name": "Shared MySQL (mysql-cluster-03.region-eu-west)",
-            "business_name": "Website databases",
-            "incident_type": "database",
-            "critical_infrastructure": True,
-        },
-        {
-            "id": "edge",
-            "name": "Edge network (lb-eu-west, transit AS64500)",
-            "business_name": "Website hosting",
-            "incident_type": "network",
-            "critical_infrastructure": True,
-        },
-        {
-            "id": "objects",
-            "name": "Object storage (ceph-eu-west-2)",
-            "business_name": "File storage",
-            "incident_type": "storage",
-        },
-        {
-            "id": "checkout",
-            "name": "Checkout API (checkout-api)",
-            "business_name": "Online checkout",
-            "incident_type": "web",
-        },
-        {
-            "id": "mail",
-            "name": "Mail relay (postfix-relay)",
-            "business_name": "Email delivery",
-            "incident_type": "general",
-        },
-    ],
-    "tenants": [
-        {
-            "id": "acme",
-            "name": "Acme Ltd",
-            "segment": "technical",
-            "tier": "enterprise",
-            "timezone": "Europe/Dublin",
-            "services": ["mysql-shared", "edge", "objects", "checkout", "mail"],
-            "contacts": {"email": "ops@acme.example"},
-        },
-        {
-            "id": "bloom",
-            "name": "Bloom Florists",
-            "timezone": "Europe/Dublin",
-            "services": ["mysql-shared", "edge", "objects", "checkout", "mail"],
-            "contacts": {"email": "owner@bloom.example"},
-        },
-    ],
-}
+# Both tenants take every service, so every scene reaches both; bloom is in Dublin, with an address.
+CATALOG = catalog_data()
+for _tenant in CATALOG["tenants"]:
+    _tenant["services"] = [service["id"] for service in CATALOG["services"]]
+CATALOG["tenants"][1].update(timezone="Europe/Dublin", contacts={"email": "owner@bloom.example"})
 
 
 def config() -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,9 @@ import yaml
 from pydantic import ValidationError
 
 from adapter.catalog import Catalog, Tenant, load_catalog
-from tests.conftest import CATALOG
+from tests.support.catalog import catalog_data
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "catalog.yaml"
-
-
-@pytest.fixture
-def catalog() -> Catalog:
-    return Catalog.model_validate(copy.deepcopy(CATALOG))
 
 
 @pytest.fixture
@@ -121,7 +115,7 @@ def test_tenants_for_on_shipped_catalog(shipped: Catalog) -> None:
 def test_segments(catalog: Catalog) -> None:
     assert catalog.tenant("acme").segment == "technical"  # type: ignore[union-attr]
     # The seed's FAQ: an unsegmented account gets the business version.
-    assert "segment" not in CATALOG["tenants"][1]
+    assert "segment" not in catalog_data()["tenants"][1]
     assert catalog.tenant("bloom").segment == "business"  # type: ignore[union-attr]
 
 
@@ -186,9 +180,9 @@ def _load(tmp_path: Path, data: Any) -> tuple[Catalog | None, list[str], Path]:
 
 
 def test_load_catalog_valid(tmp_path: Path) -> None:
-    loaded, problems, _ = _load(tmp_path, CATALOG)
+    loaded, problems, _ = _load(tmp_path, catalog_data())
     assert problems == []
-    assert loaded == Catalog.model_validate(CATALOG)
+    assert loaded == Catalog.model_validate(catalog_data())
 
 
 def test_load_catalog_empty_file_is_empty_catalog(tmp_path: Path) -> None:
@@ -201,7 +195,7 @@ def test_load_catalog_empty_file_is_empty_catalog(tmp_path: Path) -> None:
 
 
 def test_load_catalog_unknown_service(tmp_path: Path) -> None:
-    data = copy.deepcopy(CATALOG)
+    data = catalog_data()
     data["tenants"][0]["services"] = ["mysql-shared", "x"]
     loaded, problems, path = _load(tmp_path, data)
     assert loaded is None
@@ -209,7 +203,7 @@ def test_load_catalog_unknown_service(tmp_path: Path) -> None:
 
 
 def test_load_catalog_bad_field_names_key_path(tmp_path: Path) -> None:
-    data = copy.deepcopy(CATALOG)
+    data = catalog_data()
     data["services"][2]["critical_infrastructure"] = "sometimes"
     data["tenants"][1]["timezone"] = "Nowhere/Land"
     loaded, problems, path = _load(tmp_path, data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +13,8 @@ import yaml
 from adapter import cli
 from adapter.config import DEMO_SECRETS, ConfigError, Settings, is_loopback, load_settings, weak_secrets
 from adapter.providers import check_settings
-from tests.conftest import AM_TOKEN, API_TOKEN, CATALOG, base_config, write_config
+from tests.conftest import AM_TOKEN, API_TOKEN, base_config, write_config
+from tests.support.catalog import catalog_data
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "config" / "dualtrack.yaml"
@@ -139,7 +139,7 @@ def test_base_config_loads(tmp_path: Path) -> None:
 def test_empty_config_file_uses_defaults(tmp_path: Path) -> None:
     folder = config_dir(tmp_path)
     folder.mkdir()
-    (folder / "catalog.yaml").write_text(yaml.safe_dump(CATALOG))
+    (folder / "catalog.yaml").write_text(yaml.safe_dump(catalog_data()))
     path = folder / "dualtrack.yaml"
     path.write_text("")
     settings = load_settings(path)
@@ -260,7 +260,7 @@ def test_every_unset_env_is_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_env_expanded_in_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DT_TEST_CONTACT", "oncall@acme.example")
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["tenants"][0]["contacts"] = {"email": "${DT_TEST_CONTACT}"}
     settings = load_settings(write_config(config_dir(tmp_path), base_config(), catalog))
     assert settings.catalog.tenant("acme").contacts.email == "oncall@acme.example"  # type: ignore[union-attr]
@@ -558,7 +558,7 @@ def catalog_problems(tmp_path: Path, catalog: dict[str, Any]) -> tuple[list[str]
 
 
 def test_catalog_unknown_service_in_tenant(tmp_path: Path) -> None:
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["tenants"][0]["services"] = ["mysql-shared", "x"]
     problems, catalog_path = catalog_problems(tmp_path, catalog)
     assert problems == [f"{catalog_path}: tenants[0].services[1]: unknown service id 'x'"]
@@ -566,7 +566,7 @@ def test_catalog_unknown_service_in_tenant(tmp_path: Path) -> None:
 
 
 def test_catalog_lists_every_unknown_service(tmp_path: Path) -> None:
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["tenants"][0]["services"] = ["x"]
     catalog["tenants"][1]["services"] = ["checkout", "y"]
     problems, catalog_path = catalog_problems(tmp_path, catalog)
@@ -577,42 +577,42 @@ def test_catalog_lists_every_unknown_service(tmp_path: Path) -> None:
 
 
 def test_catalog_bad_time_zone(tmp_path: Path) -> None:
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["tenants"][1]["timezone"] = "Mars/Olympus"
     problems, catalog_path = catalog_problems(tmp_path, catalog)
     assert problems == [f"{catalog_path}: tenants[1].timezone: unknown time zone 'Mars/Olympus'"]
 
 
 def test_catalog_duplicate_service_id(tmp_path: Path) -> None:
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["services"].append({"id": "search", "name": "Other", "business_name": "Other"})
     problems, catalog_path = catalog_problems(tmp_path, catalog)
-    assert problems == [f"{catalog_path}: services[3].id: 'search' is used twice"]
+    assert problems == [f"{catalog_path}: services[6].id: 'search' is used twice"]
 
 
 def test_catalog_duplicate_tenant_id(tmp_path: Path) -> None:
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["tenants"].append({"id": "acme", "name": "Acme again"})
     problems, catalog_path = catalog_problems(tmp_path, catalog)
     assert problems == [f"{catalog_path}: tenants[2].id: 'acme' is used twice"]
 
 
 def test_catalog_component_for_unknown_provider(tmp_path: Path) -> None:
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["services"][1]["components"] = {"status": "checkout", "statuspage": "cmp_123"}
     problems, catalog_path = catalog_problems(tmp_path, catalog)
     assert problems == [f"{catalog_path}: services[1].components.statuspage: no provider named 'statuspage'"]
 
 
 def test_catalog_component_for_known_provider(tmp_path: Path) -> None:
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["services"][1]["components"] = {"status": "checkout"}
     settings = load_settings(write_config(config_dir(tmp_path), base_config(), catalog))
     assert settings.catalog.service("checkout").components == {"status": "checkout"}  # type: ignore[union-attr]
 
 
 def test_catalog_unknown_key(tmp_path: Path) -> None:
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["tenants"][0]["colour"] = "red"
     problems, catalog_path = catalog_problems(tmp_path, catalog)
     assert problems == [f"{catalog_path}: tenants[0].colour: Extra inputs are not permitted"]
@@ -621,7 +621,7 @@ def test_catalog_unknown_key(tmp_path: Path) -> None:
 def test_problems_from_config_and_providers_and_catalog_together(tmp_path: Path) -> None:
     config = base_config()
     config["providers"].append({"name": "hook", "type": "webhook"})
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["tenants"][0]["timezone"] = "Nowhere/Land"
     path = write_config(config_dir(tmp_path), config, catalog)
     problems = problems_of(path)
@@ -638,7 +638,7 @@ def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     path = write_config(config_dir(tmp_path), base_config())
     assert cli.main(["check-config", "--config", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert out == f"{path}: ok (1 providers, 3 services, 2 tenants)\n"
+    assert out == f"{path}: ok (1 providers, 6 services, 2 tenants)\n"
     assert err == ""
 
 
@@ -710,7 +710,7 @@ def test_check_config_and_reload_check_each_providers_own_options(
 
 
 def test_check_config_catalog_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["tenants"][0]["services"] = ["mysql-shared", "x"]
     path = write_config(config_dir(tmp_path), base_config(), catalog)
     assert cli.main(["check-config", "--config", str(path)]) == 1

@@ -11,48 +11,37 @@ from adapter.providers.statuspage import Statuspage
 from adapter.providers.statuspage.subscribers import subscribed_components
 from adapter.subscribers import Add, Change, Removal, apply, plan, sync
 from tests.conftest import base_config
+from tests.support.catalog import catalog_data
 from tests.support.fake_statuspage import FakeStatuspage
 
 KEY = "sp-test-key"
 TECH_KEY = "sp-tech-key"
 
-CATALOG = {
-    "services": [
-        {"id": "db", "name": "DB", "business_name": "Databases", "components": {"sp-tech": "tdb"}},
-        {
-            "id": "checkout",
-            "name": "Checkout",
-            "business_name": "Checkout",
-            "components": {"sp-biz": "bweb", "sp-tech": "tweb"},
-        },
-        {"id": "search", "name": "Search", "business_name": "Search", "components": {"sp-biz": "bsearch"}},
-    ],
-    "tenants": [
-        {
-            "id": "acme",
-            "name": "Acme",
-            "segment": "technical",
-            "services": ["db", "checkout"],
-            "contacts": {"email": "ops@acme.example"},
-        },
-        {
-            "id": "bloom",
-            "name": "Bloom",
-            "services": ["checkout", "search"],
-            "contacts": {"email": "Hello@Bloom.example"},
-        },
+
+def subscriber_catalog():
+    """The shared catalog with components on both pages, and tenants with and without an address."""
+    catalog = catalog_data()
+    components = {
+        "mysql-shared": {"sp-tech": "tdb"},
+        "checkout": {"sp-biz": "bweb", "sp-tech": "tweb"},
+        "search": {"sp-biz": "bsearch"},
+    }
+    for service in catalog["services"]:
+        service["components"] = components.get(service["id"], {})
+    catalog["tenants"][1]["contacts"] = {"email": "Hello@Bloom.example"}
+    catalog["tenants"] += [
         {"id": "corn", "name": "Corn", "services": ["checkout"], "contacts": {"email": "it@corn.example"}},
         {"id": "dill", "name": "Dill", "services": ["search"]},  # no e-mail
         {
             "id": "elm",
             "name": "Elm",
             "segment": "technical",
-            "services": ["db"],
+            "services": ["mysql-shared"],
             "contacts": {"email": "elm@elm.example"},
         },
-        {"id": "fig", "name": "Fig", "services": ["db"], "contacts": {"email": "fig@fig.example"}},
-    ],
-}
+        {"id": "fig", "name": "Fig", "services": ["mysql-shared"], "contacts": {"email": "fig@fig.example"}},
+    ]
+    return catalog
 
 
 @pytest.fixture
@@ -78,7 +67,7 @@ def settings(make_settings, fake, monkeypatch):
     monkeypatch.setitem(providers.REGISTRY, "statuspage", Statuspage)
     config = base_config()
     config["providers"] = provider_config(fake)
-    return make_settings(config, CATALOG)
+    return make_settings(config, subscriber_catalog())
 
 
 @pytest.fixture
@@ -190,7 +179,7 @@ def test_sync_applies_with_a_progress_bar_at_1_request_per_second(make_settings,
         server.add_subscriber("hello@bloom.example", ["bweb", "bsearch"], page_id="biz")
         config = base_config()
         config["providers"] = provider_config(server)
-        settings = make_settings(config, CATALOG)
+        settings = make_settings(config, subscriber_catalog())
         out = io.StringIO()
         started = clock.now()
         assert sync(settings, dry_run=False, out=out, progress=True, clock=clock) == 0
@@ -237,7 +226,7 @@ def test_cli_subscribers_sync_dry_run(fake, make_settings, capsys):
     config = base_config()
     config["providers"] = provider_config(fake)
     config["providers"][1]["api_key"] = TECH_KEY
-    settings = make_settings(config, CATALOG)
+    settings = make_settings(config, subscriber_catalog())
     assert main(["subscribers", "sync", "--dry-run", "--config", settings.config_path]) == 0
     out = capsys.readouterr().out
     assert "sp-biz (business page biz)" in out and "dry run: nothing changed" in out

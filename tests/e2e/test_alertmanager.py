@@ -145,7 +145,7 @@ def test_alertmanager_open_repeat_resolve(dualtrack_factory, alertmanager_factor
 
     assert db["level"] == 5, db
     assert db["incident_type"] == "database"
-    assert set(db["tenants"]) == {"acme", "bloom"}
+    assert set(db["tenants"]) == {"acme"}
     assert web["level"] == 3, web
     assert web["incident_type"] == "web"
     assert set(web["tenants"]) == {"acme", "bloom"}

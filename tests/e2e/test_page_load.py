@@ -15,8 +15,9 @@ import pytest
 import requests
 
 from adapter.store import Store
+from tests.support.catalog import shared_catalog
 from tests.support.seed import seed_incidents
-from tests.support.server import DEFAULT_CATALOG, Dualtrack, webhook_body
+from tests.support.server import Dualtrack, webhook_body
 
 pytestmark = pytest.mark.e2e
 
@@ -82,8 +83,8 @@ def test_page_clients_do_not_stop_webhooks(dualtrack_factory, tmp_path):
     store = Store(f"sqlite:///{folder / 'dualtrack.db'}")
     try:
         store.migrate()
-        services = [s["id"] for s in DEFAULT_CATALOG["services"]]
-        tenants = [t["id"] for t in DEFAULT_CATALOG["tenants"]]
+        catalog = shared_catalog()
+        services, tenants = [s.id for s in catalog.services], [t.id for t in catalog.tenants]
         seeded = seed_incidents(store, datetime.now(UTC), services, tenants, count=2000, huge=10)
     finally:
         store.dispose()

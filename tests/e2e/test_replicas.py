@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.catalog import catalog_data
 from tests.support.postgres import database_for_tests
 from tests.support.server import (
-    DEFAULT_CATALOG,
     HOOK_SECRET,
     PROVIDER_BUILTIN,
     SIGNATURE_HEADER,
@@ -35,15 +35,10 @@ pytestmark = pytest.mark.e2e
 IDEMPOTENCY = "Idempotency-Key"
 WAITING_STATES = "held,pending,failed"
 
-CATALOG: dict[str, Any] = {
-    "services": [
-        *DEFAULT_CATALOG["services"],
-        {"id": "search", "name": "Search API", "business_name": "Site search", "incident_type": "web"},
-    ],
-    "tenants": [
-        {**tenant, "services": [*tenant["services"], "search"]} for tenant in DEFAULT_CATALOG["tenants"]
-    ],
-}
+# Every tenant has every service, so each alert reaches both tenants' notices.
+CATALOG = catalog_data()
+CATALOG["tenants"][0]["services"].append("search")
+CATALOG["tenants"][1]["services"].append("mysql-shared")
 
 
 # --------------------------------------------------------------------------------------------

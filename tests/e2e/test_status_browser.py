@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from adapter.web.headers import CONTENT_SECURITY_POLICY
-from tests.support.server import DEFAULT_CATALOG, Dualtrack, rfc3339, wait_until, webhook_body
+from tests.support.catalog import catalog_data
+from tests.support.server import Dualtrack, rfc3339, wait_until, webhook_body
 
 pytestmark = pytest.mark.e2e
 
@@ -122,8 +123,9 @@ def test_csp_violations_are_caught(browser, tmp_path):
 
 
 def test_status_pages_render_at_phone_and_desktop(browser, dualtrack_factory):
-    catalog = {**DEFAULT_CATALOG, "tenants": [dict(t) for t in DEFAULT_CATALOG["tenants"]]}
+    catalog = catalog_data()
     catalog["tenants"][1]["status_token"] = BLOOM_TOKEN
+    catalog["tenants"][1]["services"].append("mysql-shared")  # so its page lists a resolved incident
     dt: Dualtrack = dualtrack_factory(
         catalog=catalog, extra={"status_page": {"tenant_token_secret": SECRET, "resolved_days": 3}}
     ).start()

@@ -12,51 +12,43 @@ from adapter.metrics import Metrics
 from adapter.sources import alertmanager
 from adapter.store import Store, outbox
 from adapter.store import incidents as repo
-from tests.conftest import CATALOG, base_config
+from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
+from tests.support.catalog import catalog_data
 from tests.support.scripted import Reply, ScriptedServer
 
-TENANTS = [
-    {
-        "id": "acme",
-        "name": "Acme Ltd",
-        "segment": "technical",
-        "tier": "enterprise",
-        "timezone": "Europe/Dublin",
-        "services": ["mysql-shared", "checkout"],
-        "contacts": {"email": "ops@acme.example", "webhook": "http://127.0.0.1:9/acme"},
-    },
-    {
-        "id": "bloom",
-        "name": "Bloom Florists",
-        "timezone": "Europe/London",
-        "services": ["checkout", "search"],
-        "contacts": {"email": "owner@bloom.example"},
-    },
-    {
-        "id": "nordlys",
-        "name": "Nordlys Media AS",
-        "segment": "business",
-        "tier": "enterprise",
-        "timezone": "Europe/Oslo",
-        "services": ["search", "mysql-shared"],
-        "contacts": {"webhook": "http://127.0.0.1:9/nordlys", "phone": "+47 555 01 234"},
-        "sla": {"availability": 99.9},
-    },
-]
-CATALOG3 = {"services": CATALOG["services"], "tenants": TENANTS}
+
+def world_catalog():
+    """The shared catalog with contacts for per-tenant delivery, and nordlys: business, Oslo, an SLA."""
+    catalog = catalog_data()
+    acme, bloom = catalog["tenants"]
+    acme["contacts"]["webhook"] = "http://127.0.0.1:9/acme"
+    bloom["contacts"] = {"email": "owner@bloom.example"}
+    catalog["tenants"].append(
+        {
+            "id": "nordlys",
+            "name": "Nordlys Media AS",
+            "segment": "business",
+            "tier": "enterprise",
+            "timezone": "Europe/Oslo",
+            "services": ["search", "mysql-shared"],
+            "contacts": {"webhook": "http://127.0.0.1:9/nordlys", "phone": "+47 555 01 234"},
+            "sla": {"availability": 99.9},
+        }
+    )
+    return catalog
 
 
 @pytest.fixture
 def make_world(make_settings, clock):
     stores = []
 
-    def make(providers, policy=None, catalog=CATALOG3):
+    def make(providers, policy=None, catalog=None):
         config = base_config()
         config["providers"] = providers
         if policy:
             config["policy"] = policy
-        settings = make_settings(config, catalog)
+        settings = make_settings(config, catalog or world_catalog())
         store = Store(settings.storage.url)
         store.migrate()
         stores.append(store)
@@ -150,10 +142,10 @@ def test_tenant_without_the_contact_is_skipped(make_world):
 
 def test_per_tenant_webhook_posts_to_the_tenant_contact(make_world, clock):
     with ScriptedServer(Reply(200)) as server:
-        tenants = json.loads(json.dumps(TENANTS))
-        tenants[0]["contacts"]["webhook"] = server.url + "/acme-hook"
+        catalog = world_catalog()
+        catalog["tenants"][0]["contacts"]["webhook"] = server.url + "/acme-hook"
         direct = {"name": "direct", "type": "webhook", "audience": "all", "per_tenant": True, "secret": "k"}
-        svc = make_world([direct], catalog={"services": CATALOG["services"], "tenants": tenants})
+        svc = make_world([direct], catalog=catalog)
         fire(svc, "checkout")
         while svc.dispatcher.run_once():
             pass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from adapter.config import ProviderSettings
 from adapter.providers import DeliveryError, Message
 from adapter.providers.statuspage import SKIPPED, Statuspage, StatuspageOptions
+from tests.support.catalog import catalog_data
 from tests.support.fake_statuspage import FakeStatuspage
 
 KEY = "sp-test-key"
@@ -427,7 +427,7 @@ def world(make_settings, clock, paced_fake, monkeypatch):
     from adapter.app import create_app
     from adapter.metrics import Metrics
     from adapter.store import Store
-    from tests.conftest import CATALOG, base_config
+    from tests.conftest import base_config
 
     monkeypatch.setitem(providers.REGISTRY, "statuspage", Statuspage)
     config = base_config()
@@ -441,7 +441,7 @@ def world(make_settings, clock, paced_fake, monkeypatch):
             "api_url": paced_fake.url,
         }
     ]
-    catalog = json.loads(json.dumps(CATALOG))
+    catalog = catalog_data()
     ids = {"checkout": "cmpweb", "search": "cmpsearch"}
     for service in catalog["services"]:
         if service["id"] in ids:

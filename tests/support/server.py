@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 import requests
 import yaml
 
+from tests.support.catalog import catalog_data
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.prefix) / "bin"
 DUALTRACK = Path(os.environ.get("DUALTRACK_BIN") or VENV_BIN / "dualtrack")
@@ -37,43 +39,6 @@ SIGNATURE_HEADER = "X-Dualtrack-Signature"
 WORKER_READY = "worker ready pid="  # what `dualtrack serve` logs once a worker serves
 
 T = TypeVar("T")
-
-DEFAULT_CATALOG: dict[str, Any] = {
-    "services": [
-        {
-            "id": "mysql-shared",
-            "name": "Shared MySQL (mysql-cluster-03)",
-            "business_name": "Website databases",
-            "incident_type": "database",
-            "critical_infrastructure": True,
-        },
-        {
-            "id": "checkout",
-            "name": "Checkout API",
-            "business_name": "Online checkout",
-            "incident_type": "web",
-        },
-    ],
-    "tenants": [
-        {
-            "id": "acme",
-            "name": "Acme Ltd",
-            "segment": "technical",
-            "tier": "enterprise",
-            "timezone": "Europe/Dublin",
-            "services": ["mysql-shared", "checkout"],
-            "contacts": {"email": "ops@acme.example"},
-        },
-        {
-            "id": "bloom",
-            "name": "Bloom Florists",
-            "tier": "standard",
-            "timezone": "Europe/London",
-            "services": ["mysql-shared", "checkout"],
-        },
-    ],
-}
-
 
 # --------------------------------------------------------------------------------------------
 # small utilities
@@ -160,11 +125,11 @@ def write_config(
     port: int,
     *,
     providers: Iterable[Mapping[str, Any]] = (PROVIDER_BUILTIN,),
-    catalog: Mapping[str, Any] = DEFAULT_CATALOG,
+    catalog: Mapping[str, Any] | None = None,
     delivery: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write dualtrack.yaml + catalog.yaml into `folder`; return the main config path."""
+    """Write dualtrack.yaml + catalog.yaml (the shared one unless given) into `folder`; return its path."""
     folder.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "server": {
@@ -192,7 +157,7 @@ def write_config(
         "providers": [dict(p) for p in providers],
     }
     config.update(extra or {})
-    (folder / "catalog.yaml").write_text(yaml.safe_dump(dict(catalog), sort_keys=False))
+    (folder / "catalog.yaml").write_text(yaml.safe_dump(dict(catalog or catalog_data()), sort_keys=False))
     path = folder / "dualtrack.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

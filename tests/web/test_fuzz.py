@@ -26,7 +26,8 @@ from adapter.sources.signatures import sign_pagerduty
 from adapter.store import Store
 from adapter.store.schema import alerts, inbound_events, incidents, notices, timeline
 from adapter.text import storable
-from tests.conftest import AM_TOKEN, API_TOKEN, CATALOG, base_config, fixture_json
+from tests.conftest import AM_TOKEN, API_TOKEN, base_config, fixture_json
+from tests.support.catalog import catalog_data
 
 settings.register_profile(
     "dualtrack-fuzz",
@@ -309,7 +310,7 @@ def fuzzed(make_settings, clock, backend, capsys):
     config = base_config()
     config["auth"]["pagerduty"] = {"signing_secrets": [SECRET]}
     config["auth"]["events"] = {"routing_keys": [ROUTING_KEY]}
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["pagerduty"] = {"PSVC123": "checkout"}
     settings_ = make_settings(config, catalog)
     store = Store(settings_.storage.url)

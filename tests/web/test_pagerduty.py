@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import timedelta
 
@@ -12,7 +11,8 @@ from adapter.app import create_app
 from adapter.metrics import Metrics
 from adapter.sources.signatures import sign_pagerduty
 from adapter.store import Store
-from tests.conftest import CATALOG, am_headers, api_headers, base_config, fixture_bytes, fixture_json
+from tests.conftest import am_headers, api_headers, base_config, fixture_bytes, fixture_json
+from tests.support.catalog import catalog_data
 
 SECRET = "whsec-new-0123456789"
 OLD_SECRET = "whsec-old-9876543210"
@@ -30,7 +30,7 @@ def make_client(make_settings, clock):
         config["auth"]["events"] = {"routing_keys": [ROUTING_KEY]}
         if pagerduty:
             config["pagerduty"] = pagerduty
-        catalog = copy.deepcopy(CATALOG)
+        catalog = catalog_data()
         catalog["pagerduty"] = {"PSVC123": "checkout"}
         settings = make_settings(config, catalog)
         store = Store(settings.storage.url)

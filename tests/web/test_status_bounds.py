@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import threading
@@ -19,8 +18,9 @@ from adapter.store import incidents as repo
 from adapter.store.schema import notices
 from adapter.web.headers import CONTENT_SECURITY_POLICY
 from adapter.web.pagecache import PageCache, Rendered
-from tests.conftest import CATALOG, base_config
+from tests.conftest import base_config
 from tests.payloads import am_alert, am_body, encode
+from tests.support.catalog import catalog_data
 from tests.support.seed import CONTROL_CHARACTERS, STORED_HOSTILE, incident_row, notice_row
 from tests.web.test_status import ATOM, CACHE, assert_well_formed_html, post
 from tests.web.test_status_tenant import BLOOM_TOKEN, SECRET, acme_token
@@ -33,7 +33,7 @@ LONG = "word " * 2000  # 10,000 characters
 def settings(make_settings):
     config = base_config()
     config["status_page"] = {"tenant_token_secret": SECRET, **BOUNDS}
-    catalog = copy.deepcopy(CATALOG)
+    catalog = catalog_data()
     catalog["tenants"][1]["status_token"] = BLOOM_TOKEN
     return make_settings(config, catalog)
 
