@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from adapter.cli import main
 from adapter.config import DEMO_SECRETS, load_settings
@@ -131,15 +132,6 @@ def check_config(path: Path, capsys: pytest.CaptureFixture[str]) -> str:
 # Kubernetes ----------------------------------------------------------------------------------------
 
 
-def test_the_expected_manifests_are_there():
-    kinds = sorted(r["kind"] for r in all_resources())
-    expected = ["ConfigMap", "Deployment", "Namespace", "PodDisruptionBudget", "Secret", "Service"]
-    assert kinds == expected
-    assert {r["metadata"].get("namespace") for r in all_resources() if r["kind"] != "Namespace"} == {
-        "dualtrack"
-    }
-
-
 @pytest.mark.parametrize("path", manifest_files(), ids=lambda p: p.name)
 def test_manifest_validates_against_the_kubernetes_schema(path):
     docs = documents(path)
@@ -153,62 +145,6 @@ def test_strict_validation_rejects_a_misspelt_field():
     broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"port": 9095}}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
-
-
-def test_deployment_runs_two_replicas_of_dualtrack_serve():
-    spec = deployment()["spec"]
-    assert spec["replicas"] == 2
-    assert spec["selector"]["matchLabels"].items() <= pod_labels().items()
-    main_container = container()
-    assert main_container["image"] == "dualtrack:latest"
-    assert main_container["command"] + main_container["args"] == [
-        "dualtrack",
-        "serve",
-        "--config",
-        "/etc/dualtrack/dualtrack.yaml",
-    ]
-    assert [p["containerPort"] for p in main_container["ports"]] == [9095]
-
-
-def test_probes_hit_ready_and_healthy_on_the_served_port():
-    main_container = container()
-    readiness = main_container["readinessProbe"]["httpGet"]
-    liveness = main_container["livenessProbe"]["httpGet"]
-    assert readiness["path"] == "/-/ready"
-    assert liveness["path"] == "/-/healthy"
-    assert port_number(readiness["port"]) == port_number(liveness["port"]) == 9095
-    startup = main_container.get("startupProbe")
-    if startup:
-        assert startup["httpGet"]["path"] == "/-/healthy"
-        assert port_number(startup["httpGet"]["port"]) == 9095
-
-
-def test_pod_runs_as_uid_10001_non_root_with_a_read_only_root():
-    pod = pod_spec()["securityContext"]
-    own = container()["securityContext"]
-    assert pod["runAsNonRoot"] is True
-    assert own["runAsNonRoot"] is True
-    assert pod["runAsUser"] == own["runAsUser"] == 10001
-    assert own["readOnlyRootFilesystem"] is True
-    assert own["allowPrivilegeEscalation"] is False
-    assert own["capabilities"]["drop"] == ["ALL"]
-
-
-def test_resources_have_requests_and_limits():
-    resources = container()["resources"]
-    assert {"cpu", "memory"} <= resources["requests"].keys()
-    assert "memory" in resources["limits"]
-
-
-def test_config_comes_from_the_configmap_and_scratch_space_is_empty_dir():
-    mounts = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
-    config = volumes[mounts["/etc/dualtrack"]]
-    assert config["configMap"]["name"] == resource("ConfigMap")["metadata"]["name"]
-    assert {item["key"] for item in config["configMap"]["items"]} == {"dualtrack.yaml", "catalog.yaml"}
-    assert "emptyDir" in volumes[mounts["/var/lib/dualtrack"]]
-    # A read-only root needs somewhere for gunicorn's heartbeats and the metrics shards.
-    assert "emptyDir" in volumes[mounts["/tmp"]]
 
 
 def test_secrets_come_from_the_dualtrack_secret_and_cover_every_config_variable():
@@ -230,26 +166,6 @@ def test_secrets_come_from_the_dualtrack_secret_and_cover_every_config_variable(
     assert required <= env.keys()
 
 
-def test_example_secret_holds_placeholders_only():
-    example = resource("Secret", "dualtrack")
-    assert all("REPLACE" in value.upper() for value in example["stringData"].values())
-    assert "placeholder" in (K8S / "secret.example.yaml").read_text().lower()
-
-
-def test_service_selects_the_pods_on_port_9095():
-    service = resource("Service", "dualtrack")
-    assert service["spec"]["selector"].items() <= pod_labels().items()
-    (port,) = service["spec"]["ports"]
-    assert port["port"] == 9095
-    assert port_number(port["targetPort"]) == 9095
-
-
-def test_pod_disruption_budget_keeps_one_pod_and_selects_the_pods():
-    pdb = resource("PodDisruptionBudget", "dualtrack")
-    assert pdb["spec"]["minAvailable"] == 1
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels().items()
-
-
 def test_configmap_config_passes_check_config(tmp_path, monkeypatch, capsys):
     data = resource("ConfigMap")["data"]
     for name, text in data.items():
@@ -258,15 +174,10 @@ def test_configmap_config_passes_check_config(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv(name, value)
     assert "ok (1 providers" in check_config(tmp_path / "dualtrack.yaml", capsys)
 
+    # The secrets reach the settings from the environment.
     settings = load_settings(tmp_path / "dualtrack.yaml")
-    assert settings.server.bind == "0.0.0.0:9095"
-    assert (
-        settings.storage.url == "postgresql+psycopg://dualtrack:k8s-postgres-password@postgres:5432/dualtrack"
-    )
     assert settings.auth.alertmanager.bearer_tokens == ["k8s-am-token"]
-    assert yaml.safe_load(data["dualtrack.yaml"])["storage"]["url"] == (
-        "postgresql+psycopg://dualtrack:${POSTGRES_PASSWORD}@postgres:5432/dualtrack"
-    )
+    assert "k8s-postgres-password" in settings.storage.url
 
 
 def test_configmap_config_refuses_to_start_without_its_secrets(tmp_path, monkeypatch, capsys):
@@ -280,38 +191,6 @@ def test_configmap_config_refuses_to_start_without_its_secrets(tmp_path, monkeyp
 
 
 # Compose -------------------------------------------------------------------------------------------
-
-
-def test_compose_has_two_dualtrack_replicas_postgres_prometheus_and_alertmanager():
-    services = compose()["services"]
-    replicas = dualtrack_services()
-    assert len(replicas) == 2
-    for service in replicas.values():
-        build = service["build"]
-        assert (DEPLOY / build["context"] / build.get("dockerfile", "Dockerfile")).resolve() == (
-            ROOT / "Dockerfile"
-        )
-        assert service["command"] == ["serve", "--config", "/etc/dualtrack/dualtrack.yaml"]
-    assert services["postgres"]["image"].startswith("postgres:15")
-    assert services["prometheus"]["image"].startswith("prom/prometheus:")
-    assert services["alertmanager"]["image"].startswith("prom/alertmanager:")
-    published = [p.split(":")[-2] for s in replicas.values() for p in s["ports"]]
-    assert len(set(published)) == 2
-
-
-def test_every_compose_service_has_a_healthcheck():
-    for name, service in compose()["services"].items():
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
-
-
-def test_postgres_keeps_its_data_in_a_named_volume_and_replicas_wait_for_it():
-    data = compose()
-    (volume,) = data["services"]["postgres"]["volumes"]
-    name, target = volume.split(":")[:2]
-    assert name in data["volumes"]
-    assert target == "/var/lib/postgresql/data"
-    for service in dualtrack_services().values():
-        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 def test_compose_mounts_exist():
@@ -331,13 +210,13 @@ def test_compose_dualtrack_config_passes_check_config(monkeypatch, capsys):
     assert mounts["/etc/dualtrack/catalog.yaml"] == config.parent / "catalog.yaml"
     check_config(config, capsys)
 
-    settings = load_settings(config)
-    assert settings.server.bind == "0.0.0.0:9095"
-    assert settings.storage.url.startswith("postgresql+psycopg://dualtrack:")
-    assert settings.storage.url.endswith("@postgres:5432/dualtrack")
-    postgres_env = compose()["services"]["postgres"]["environment"]
-    assert compose_default(postgres_env["POSTGRES_PASSWORD"]) == env["POSTGRES_PASSWORD"]
-    assert postgres_env["POSTGRES_USER"] == postgres_env["POSTGRES_DB"] == "dualtrack"
+    # dualtrack logs in to the stack's PostgreSQL as the user, database and password it creates.
+    storage = make_url(load_settings(config).storage.url)
+    postgres_env = compose_env(compose()["services"]["postgres"]["environment"])
+    assert storage.password == postgres_env["POSTGRES_PASSWORD"]
+    assert (
+        storage.username == postgres_env["POSTGRES_USER"] and storage.database == postgres_env["POSTGRES_DB"]
+    )
 
 
 def test_compose_secrets_have_no_public_default():
@@ -398,12 +277,10 @@ def test_amtool_accepts_the_alertmanager_config():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_prometheus_has_a_firing_demo_rule_and_sends_to_alertmanager():
+def test_prometheus_scrapes_the_replicas_and_fires_a_demo_alert_for_a_catalog_service():
     prometheus = compose()["services"]["prometheus"]
     mounts = bind_mounts(prometheus)
     config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
-    (alerting,) = config["alerting"]["alertmanagers"]
-    assert alerting["static_configs"][0]["targets"] == ["alertmanager:9093"]
     scraped = {t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]}
     assert {f"{name}:9095" for name in dualtrack_services()} <= scraped
 
@@ -420,11 +297,9 @@ def test_prometheus_has_a_firing_demo_rule_and_sends_to_alertmanager():
     ]
     demo = [r for r in rules if r["expr"].strip() == "vector(1) > 0"]
     assert demo, "no always-firing demo rule"
-    assert demo[0]["labels"] == {"service": "checkout", "severity": "critical"}
-    assert all(r.get("alert") and r.get("expr") for r in rules)
     # The demo alert's service is in the catalog the stack mounts.
     catalog = yaml.safe_load((DEPLOY / "compose" / "catalog.yaml").read_text())
-    assert "checkout" in {s["id"] for s in catalog["services"]}
+    assert demo[0]["labels"]["service"] in {s["id"] for s in catalog["services"]}
 
 
 # The container image's own config ------------------------------------------------------------------
@@ -444,12 +319,6 @@ def refused_keys(err: str) -> list[str]:
     return [line.split(": ")[1] for line in err.splitlines()]
 
 
-def test_the_image_serves_config_docker_yaml():
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "COPY config/docker.yaml /etc/dualtrack/dualtrack.yaml" in dockerfile
-    assert 'CMD ["serve", "--config", "/etc/dualtrack/dualtrack.yaml"]' in dockerfile
-
-
 def test_docker_config_needs_every_secret_from_the_environment(monkeypatch, capsys):
     for name in DOCKER_SECRETS:
         monkeypatch.delenv(name, raising=False)
@@ -463,7 +332,6 @@ def test_docker_config_with_its_secrets_passes_check_config(monkeypatch, capsys)
     for name in DOCKER_SECRETS:
         monkeypatch.setenv(name, SECRET_ENV[name])
     assert "ok (1 providers" in check_config(DOCKER_CONFIG, capsys)
-    assert load_settings(DOCKER_CONFIG).server.bind == "0.0.0.0:9095"
 
 
 def test_docker_config_refuses_the_public_demo_values(monkeypatch, capsys):

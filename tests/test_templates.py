@@ -20,7 +20,6 @@ from tests.templates_support import (
     POSTMORTEM,
     SEED_WORKAROUND,
     URGENT_CONTACT,
-    Case,
     Scene,
     alert,
     at,
@@ -373,8 +372,3 @@ def test_business_templates_of_every_type_and_phase_render(env: tuple[Settings, 
             for tenant in (None, "bloom"):
                 notice = render(*env, scene, "business", tenant)
                 assert notice.data["template"] != "builtin", (case.name, scene.incident["incident_type"])
-
-
-def test_case_names_are_unique() -> None:
-    assert len(CASES) == len(cases())
-    assert all(isinstance(c, Case) for c in CASES.values())

@@ -6,10 +6,8 @@ import hashlib
 import hmac
 import re
 import subprocess
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -80,46 +78,6 @@ def browser(tmp_path: Path) -> Any:
         return chromium(url, shots / f"{name}.png", size, tmp_path / f"profile-{name}")
 
     return visit
-
-
-def test_console_lines_are_caught(browser, tmp_path):
-    """The console check itself: a page that logs and throws is reported."""
-    page = tmp_path / "bad.html"
-    page.write_text('<!DOCTYPE html><title>x</title><p>hi</p><script>console.error("boom"); nope();</script>')
-    visit = browser(page.as_uri(), "bad", SIZES["phone"])
-    assert "<p>hi</p>" in visit.dom
-    assert any("boom" in line for line in visit.console)
-    assert any("Uncaught ReferenceError" in line for line in visit.console)
-
-
-def test_csp_violations_are_caught(browser, tmp_path):
-    """The console check sees what the pages' Content-Security-Policy refuses: inline style and script."""
-    page = b"<!DOCTYPE html><title>x</title><style>p { color: red }</style><p>hi</p><script>1</script>"
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        visit = browser(f"http://127.0.0.1:{server.server_address[1]}/", "csp", SIZES["phone"])
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert "<p>hi</p>" in visit.dom
-    refused = [line for line in visit.console if "Content Security Policy" in line]
-    assert any("style" in line for line in refused), visit.console
-    assert any("script" in line for line in refused), visit.console
 
 
 def test_status_pages_render_at_phone_and_desktop(browser, dualtrack_factory):

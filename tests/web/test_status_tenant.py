@@ -320,7 +320,9 @@ def test_days_follow_the_tenant_zone(app, client):
     insert_incident(app, ["mysql-shared"], 3, nov(25, 16), nov(25, 16, 45), ["acme"])
     public = bars(client.get("/status/technical").text)["Shared MySQL (mysql-cluster-03.region-eu-west)"]
     assert public["days"][-2] == ("partial", "25 Nov 2026: 45 minutes of level 3 incident")
-    acme = bars(client.get(f"/status/t/{acme_token()}").text)["Shared MySQL (mysql-cluster-03.region-eu-west)"]
+    acme = bars(client.get(f"/status/t/{acme_token()}").text)[
+        "Shared MySQL (mysql-cluster-03.region-eu-west)"
+    ]
     assert acme["days"][-1] == ("partial", "26 Nov 2026: 45 minutes of level 3 incident")
     assert acme["days"][-2] == ("ok", "25 Nov 2026: no incidents")
 
