@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -80,8 +81,21 @@ def settings(make_settings: Callable[..., Settings], storage_url: str) -> Settin
     return make_settings(config)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database at the newest migration, copied for a test rather than migrated again."""
+    path = tmp_path_factory.mktemp("migrated") / "dualtrack.db"
+    store = Store(f"sqlite:///{path}")
+    store.migrate()
+    store.dispose()
+    return path
+
+
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
+def store(settings: Settings, migrated_sqlite: Path) -> Iterator[Store]:
+    url = make_url(settings.storage.url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        shutil.copyfile(migrated_sqlite, url.database)
     store = Store(settings.storage.url)
     store.migrate()
     yield store

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ from adapter.catalog import Catalog, load_catalog
 CATALOG_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "catalog.yaml"
 
 
+@cache
 def shared_catalog() -> Catalog:
-    """The shared catalog, checked as dualtrack checks a catalog file."""
+    """The shared catalog, checked as dualtrack checks a catalog file (once: it is frozen)."""
     problems: list[str] = []
     catalog = load_catalog(CATALOG_FILE, problems)
     assert catalog is not None and not problems, problems
