@@ -10,12 +10,11 @@ from adapter.catalog import Service
 from adapter.config import SeverityRule, SeveritySettings
 from adapter.engine.severity import classify
 from adapter.matchers import Matcher, parse_matcher
+from tests.support.catalog import shared_catalog
 
 DEFAULTS = SeveritySettings()
-PLAIN = Service(id="search", name="Search API", business_name="Site search")
-CRITICAL_INFRA = Service(
-    id="mysql-shared", name="Shared MySQL", business_name="Website databases", critical_infrastructure=True
-)
+PLAIN = shared_catalog().service("search")
+CRITICAL_INFRA = shared_catalog().service("mysql-shared")
 
 
 # --- parsing ---------------------------------------------------------------------------------
