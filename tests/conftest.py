@@ -92,12 +92,23 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def store(settings: Settings, migrated_sqlite: Path) -> Iterator[Store]:
-    url = make_url(settings.storage.url)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
-        shutil.copyfile(migrated_sqlite, url.database)
-    store = Store(settings.storage.url)
-    store.migrate()
+def open_store(migrated_sqlite: Path) -> Callable[[str], Store]:
+    """Opens a migrated store on a URL; a new SQLite file starts as a copy of a migrated one."""
+
+    def open_migrated(url: str) -> Store:
+        database = make_url(url).database
+        if make_url(url).get_backend_name() == "sqlite" and database and not Path(database).exists():
+            shutil.copyfile(migrated_sqlite, database)
+        store = Store(url)
+        store.migrate()
+        return store
+
+    return open_migrated
+
+
+@pytest.fixture
+def store(settings: Settings, open_store: Callable[[str], Store]) -> Iterator[Store]:
+    store = open_store(settings.storage.url)
     yield store
     store.dispose()
 

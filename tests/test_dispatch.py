@@ -25,14 +25,13 @@ def hook():
 
 
 @pytest.fixture
-def world(make_settings, clock, hook):
+def world(open_store, make_settings, clock, hook):
     """An app whose only provider is a webhook to the scripted server."""
     config = base_config()
     config["providers"] = [{"name": "hook", "type": "webhook", "audience": "all", "url": hook.url}]
     config["delivery"] = {"backoff_initial": "10s", "backoff_max": "5m", "max_age": "1h", "lease": "1m"}
     settings = make_settings(config)
-    store = Store(settings.storage.url)
-    store.migrate()
+    store = open_store(settings.storage.url)
     metrics = Metrics()
     app = create_app(settings, clock=clock, store=store, metrics=metrics)
     yield app.extensions["dualtrack"]
@@ -310,7 +309,9 @@ def test_provider_requests_are_rate_limited_and_measured(world, hook):
     assert registry.get_sample_value("dualtrack_provider_request_seconds_count", {"provider": "hook"}) == 4
 
 
-def test_breaker_opens_after_failures_probes_then_delivers_everything_in_order(make_settings, clock):
+def test_breaker_opens_after_failures_probes_then_delivers_everything_in_order(
+    open_store, make_settings, clock
+):
     from tests.payloads import am_alert, am_body
 
     with ScriptedServer(Reply(503)) as server:
@@ -324,8 +325,7 @@ def test_breaker_opens_after_failures_probes_then_delivers_everything_in_order(m
             "breaker": {"failures": 3, "probe_every": "30s"},
         }
         settings = make_settings(config)
-        store = Store(settings.storage.url)
-        store.migrate()
+        store = open_store(settings.storage.url)
         svc = create_app(settings, clock=clock, store=store, metrics=Metrics()).extensions["dualtrack"]
         labels = {"alertname": "A", "service": "checkout", "severity": "critical"}
         for i in range(4):  # four incidents: four independent streams

@@ -241,10 +241,9 @@ def test_refs_are_sequential_per_year(engine, clock):
     assert refs == ["INC-2026-0001", "INC-2026-0002", "INC-2026-0003"]
 
 
-def test_broken_template_falls_back_and_is_counted(make_settings, clock, tmp_path: Path):
+def test_broken_template_falls_back_and_is_counted(open_store, make_settings, clock, tmp_path: Path):
     from adapter.app import create_app
     from adapter.metrics import Metrics
-    from adapter.store import Store
 
     overrides = tmp_path / "config" / "templates" / "business"
     overrides.mkdir(parents=True)
@@ -252,8 +251,7 @@ def test_broken_template_falls_back_and_is_counted(make_settings, clock, tmp_pat
     config = base_config()
     config["templates_dir"] = "templates"
     settings = make_settings(config)
-    store = Store(settings.storage.url)
-    store.migrate()
+    store = open_store(settings.storage.url)
     metrics = Metrics()
     engine = create_app(settings, clock=clock, store=store, metrics=metrics).extensions["dualtrack"].engine
     ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
@@ -271,9 +269,8 @@ def test_broken_template_falls_back_and_is_counted(make_settings, clock, tmp_pat
     store.dispose()
 
 
-def test_every_provider_gets_its_audiences(make_settings, clock):
+def test_every_provider_gets_its_audiences(open_store, make_settings, clock):
     from adapter.app import create_app
-    from adapter.store import Store
 
     config = base_config()
     config["providers"] = [
@@ -282,8 +279,7 @@ def test_every_provider_gets_its_audiences(make_settings, clock):
         {"name": "biz", "type": "webhook", "audience": "business", "url": "http://127.0.0.1:9/biz"},
     ]
     settings = make_settings(config)
-    store = Store(settings.storage.url)
-    store.migrate()
+    store = open_store(settings.storage.url)
     engine = create_app(settings, clock=clock, store=store).extensions["dualtrack"].engine
     ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
     notices = incident(store, "INC-2026-0001")["notices"]

@@ -12,8 +12,8 @@ from adapter.cli import main
 from adapter.engine.reconcile import Reconciler, Unreachable
 from adapter.metrics import Metrics
 from adapter.sources import alertmanager
-from adapter.store import Store, outbox
 from adapter.store import incidents as repo
+from adapter.store import outbox
 from tests.conftest import base_config, fixture_json
 from tests.support.scripted import Reply, ScriptedServer
 
@@ -37,7 +37,7 @@ def am_alerts(*fingerprints: str, silenced: tuple[str, ...] = ()) -> Reply:
 
 
 @pytest.fixture
-def world(make_settings, clock):
+def world(open_store, make_settings, clock):
     with ScriptedServer(am_alerts(FIRST, SECOND)) as one, ScriptedServer(am_alerts()) as two:
         config = base_config()
         config["reconcile"] = {
@@ -47,8 +47,7 @@ def world(make_settings, clock):
             ]
         }
         settings = make_settings(config)
-        store = Store(settings.storage.url)
-        store.migrate()
+        store = open_store(settings.storage.url)
         app = create_app(settings, clock=clock, store=store, metrics=Metrics())
         svc = app.extensions["dualtrack"]
         svc.engine.ingest(alertmanager.parse(fixture_json("alertmanager/alertmanager-firing.json")))

@@ -10,8 +10,8 @@ from adapter.app import create_app
 from adapter.engine.scheduler import downtime, month_bounds
 from adapter.metrics import Metrics
 from adapter.sources import alertmanager
-from adapter.store import Store, outbox
 from adapter.store import incidents as repo
+from adapter.store import outbox
 from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
 from tests.support.server import Sink
@@ -20,7 +20,7 @@ STEP = timedelta(minutes=1)
 
 
 @pytest.fixture
-def make_world(make_settings, clock):
+def make_world(open_store, make_settings, clock):
     made = []
 
     def make(config_changes=None, catalog=None):
@@ -28,8 +28,7 @@ def make_world(make_settings, clock):
         for key, value in (config_changes or {}).items():
             config[key] = value
         settings = make_settings(config, catalog)
-        store = Store(settings.storage.url)
-        store.migrate()
+        store = open_store(settings.storage.url)
         metrics = Metrics()
         svc = create_app(settings, clock=clock, store=store, metrics=metrics).extensions["dualtrack"]
         made.append(store)

@@ -10,8 +10,8 @@ import pytest
 from adapter.app import create_app
 from adapter.metrics import Metrics
 from adapter.sources import alertmanager
-from adapter.store import Store, outbox
 from adapter.store import incidents as repo
+from adapter.store import outbox
 from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
 from tests.support.catalog import catalog_data
@@ -40,7 +40,7 @@ def world_catalog():
 
 
 @pytest.fixture
-def make_world(make_settings, clock):
+def make_world(open_store, make_settings, clock):
     stores = []
 
     def make(providers, policy=None, catalog=None):
@@ -49,8 +49,7 @@ def make_world(make_settings, clock):
         if policy:
             config["policy"] = policy
         settings = make_settings(config, catalog or world_catalog())
-        store = Store(settings.storage.url)
-        store.migrate()
+        store = open_store(settings.storage.url)
         stores.append(store)
         return create_app(settings, clock=clock, store=store, metrics=Metrics()).extensions["dualtrack"]
 

@@ -422,11 +422,10 @@ def paced_fake(clock):
 
 
 @pytest.fixture
-def world(make_settings, clock, paced_fake, monkeypatch):
+def world(open_store, make_settings, clock, paced_fake, monkeypatch):
     from adapter import providers
     from adapter.app import create_app
     from adapter.metrics import Metrics
-    from adapter.store import Store
     from tests.conftest import base_config
 
     monkeypatch.setitem(providers.REGISTRY, "statuspage", Statuspage)
@@ -447,8 +446,7 @@ def world(make_settings, clock, paced_fake, monkeypatch):
         if service["id"] in ids:
             service["components"] = {"sp": ids[service["id"]]}
     settings = make_settings(config, catalog)
-    store = Store(settings.storage.url)
-    store.migrate()
+    store = open_store(settings.storage.url)
     app = create_app(settings, clock=clock, store=store, metrics=Metrics())
     services = app.extensions["dualtrack"]
     yield services

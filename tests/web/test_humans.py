@@ -9,7 +9,6 @@ import pytest
 
 from adapter.app import create_app
 from adapter.metrics import Metrics
-from adapter.store import Store
 from adapter.store import incidents as repo
 from tests.conftest import am_headers, api_headers, base_config, fixture_bytes
 
@@ -17,7 +16,7 @@ FIRING = "alertmanager/alertmanager-firing.json"
 
 
 @pytest.fixture
-def world(make_settings, clock):
+def world(open_store, make_settings, clock):
     config = base_config()
     config["providers"] = [
         {"name": "status", "type": "builtin", "audience": "all"},
@@ -29,8 +28,7 @@ def world(make_settings, clock):
         "business_summary": True,
     }
     settings = make_settings(config)
-    store = Store(settings.storage.url)
-    store.migrate()
+    store = open_store(settings.storage.url)
     app = create_app(settings, clock=clock, store=store, metrics=Metrics())
     yield app.test_client(), app.extensions["dualtrack"]
     store.dispose()

@@ -9,19 +9,17 @@ import pytest
 from adapter.app import create_app
 from adapter.cli import main
 from adapter.metrics import Metrics
-from adapter.store import Store
 from tests.conftest import am_headers, api_headers, base_config, fixture_bytes
 from tests.support.scripted import Reply, ScriptedServer
 
 
 @pytest.fixture
-def world(make_settings, clock):
+def world(open_store, make_settings, clock):
     with ScriptedServer(Reply(410)) as hook:
         config = base_config()
         config["providers"] = [{"name": "hook", "type": "webhook", "audience": "technical", "url": hook.url}]
         settings = make_settings(config)
-        store = Store(settings.storage.url)
-        store.migrate()
+        store = open_store(settings.storage.url)
         app = create_app(settings, clock=clock, store=store, metrics=Metrics())
         client = app.test_client()
         client.post(

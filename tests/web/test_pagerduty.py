@@ -10,7 +10,6 @@ import pytest
 from adapter.app import create_app
 from adapter.metrics import Metrics
 from adapter.sources.signatures import sign_pagerduty
-from adapter.store import Store
 from tests.conftest import am_headers, api_headers, base_config, fixture_bytes, fixture_json
 from tests.support.catalog import catalog_data
 
@@ -21,7 +20,7 @@ PD = "pagerduty/pagerduty-v3-incident-{}.json"
 
 
 @pytest.fixture
-def make_client(make_settings, clock):
+def make_client(open_store, make_settings, clock):
     stores = []
 
     def make(pagerduty_auth=None, pagerduty=None):
@@ -33,8 +32,7 @@ def make_client(make_settings, clock):
         catalog = catalog_data()
         catalog["pagerduty"] = {"PSVC123": "checkout"}
         settings = make_settings(config, catalog)
-        store = Store(settings.storage.url)
-        store.migrate()
+        store = open_store(settings.storage.url)
         stores.append(store)
         return create_app(settings, clock=clock, store=store, metrics=Metrics()).test_client()
 
@@ -258,13 +256,12 @@ def test_events_then_alertmanager_is_one_incident(client):
     assert len(incidents(client)) == 1
 
 
-def test_cross_source_can_be_switched_off(make_settings, clock):
+def test_cross_source_can_be_switched_off(open_store, make_settings, clock):
     config = base_config()
     config["auth"]["pagerduty"] = {"signing_secrets": [SECRET]}
     config["correlation"] = {"cross_source": False}
     settings = make_settings(config)
-    store = Store(settings.storage.url)
-    store.migrate()
+    store = open_store(settings.storage.url)
     client = create_app(settings, clock=clock, store=store).test_client()
     client.post(
         "/webhooks/alertmanager",

@@ -104,16 +104,14 @@ def test_json_with_charset_is_accepted(client, store):
     assert client.post(URL, data=fixture_bytes(FIRING), headers=headers).status_code == 202
 
 
-def test_body_over_max_body_bytes_is_413(make_settings, clock):
+def test_body_over_max_body_bytes_is_413(open_store, make_settings, clock):
     from adapter.app import create_app
-    from adapter.store import Store
     from tests.conftest import base_config
 
     config = base_config()
     config["server"]["max_body_bytes"] = 1000
     settings = make_settings(config)
-    store = Store(settings.storage.url)
-    store.migrate()
+    store = open_store(settings.storage.url)
     client = create_app(settings, clock=clock, store=store).test_client()
     response = client.post(URL, data=fixture_bytes(FIRING), headers=am_headers())
     assert len(fixture_bytes(FIRING)) > 1000
