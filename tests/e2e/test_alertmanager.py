@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.catalog import catalog_data
 from tests.support.server import (
     HOOK_SECRET,
     PROVIDER_BUILTIN,
@@ -100,8 +101,10 @@ def check_status_pages(dt: Dualtrack, ref: str) -> None:
 
 
 def test_alertmanager_open_repeat_resolve(dualtrack_factory, alertmanager_factory, sink, sink_factory):
+    catalog = catalog_data()
+    catalog["tenants"][1]["services"].append("mysql-shared")  # a business tenant on each incident
     dt: Dualtrack = dualtrack_factory(
-        workers=2, providers=[PROVIDER_BUILTIN, provider_webhook(f"{sink.url}/hook")]
+        workers=2, providers=[PROVIDER_BUILTIN, provider_webhook(f"{sink.url}/hook")], catalog=catalog
     )
     dt.start()
     # Alertmanager talks to dualtrack through a recording proxy, so the test sees every
@@ -145,7 +148,7 @@ def test_alertmanager_open_repeat_resolve(dualtrack_factory, alertmanager_factor
 
     assert db["level"] == 5, db
     assert db["incident_type"] == "database"
-    assert set(db["tenants"]) == {"acme"}
+    assert set(db["tenants"]) == {"acme", "bloom"}
     assert web["level"] == 3, web
     assert web["incident_type"] == "web"
     assert set(web["tenants"]) == {"acme", "bloom"}
