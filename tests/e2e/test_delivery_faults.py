@@ -20,7 +20,7 @@ from tests.support.smtp_server import SmtpServer
 pytestmark = pytest.mark.e2e
 
 WORKERS = 2
-DELIVERY = {"lease": "15s", "backoff_initial": "1s", "backoff_max": "2s"}
+DELIVERY = {"lease": "5s", "backoff_initial": "1s", "backoff_max": "2s"}
 
 
 def provider_smtp(port: int, *, name: str = "mail") -> dict[str, Any]:
