@@ -268,7 +268,7 @@ NOTIFICATIONS = 30
 
 def test_kill_9_one_replica_mid_delivery_the_other_delivers_the_rest(pg_url, tmp_path, dualtrack_factory):
     started = time.monotonic()
-    with SlowSink(delay=1.0) as sink:
+    with SlowSink(delay=0.25) as sink:
         delivery = {"lease": "5s", "backoff_initial": "1s", "backoff_max": "2s"}
 
         def hook(replica: str) -> dict[str, Any]:
