@@ -42,7 +42,7 @@ def test_one_bad_alert_never_blocks_its_group(dualtrack_factory, alertmanager_fa
     detail = dt.incident(incident["ref"])
     assert sorted(a["labels"]["instance"] for a in detail["alerts"]) == ["db-1\ufffd", "db-2"]
 
-    # Alertmanager repeats the group (repeat_interval 4s): every answer is a 202, none failed.
+    # Alertmanager repeats the group (repeat_interval 2s): every answer is a 202, none failed.
     wait_until(lambda: len(proxy.received("/webhooks/alertmanager")) >= 3, timeout=30, message=dt.logs)
     now = rfc3339()
     am.post_alerts([{**odd, "endsAt": now}, {**good, "endsAt": now}, {**bad, "endsAt": now}])

@@ -167,7 +167,7 @@ def test_two_alertmanagers_each_delivering_every_group_to_its_own_replica(
         message=lambda: f"first notifications via both: {[seen(p, 'firing') for p in proxies]}",
     )
     baselines = [seen(proxy, "firing") for proxy in proxies]
-    # At least one repeat cycle (repeat_interval 4s) of every group from both Alertmanagers.
+    # At least one repeat cycle (repeat_interval 2s) of every group from both Alertmanagers.
     wait_until(
         lambda: all(
             seen(proxy, "firing")[key] > base[key]

@@ -555,8 +555,8 @@ class Alertmanager:
         port: int | None = None,
         group_by: Iterable[str] = ("alertname", "service"),
         group_wait: str = "1s",
-        group_interval: str = "2s",
-        repeat_interval: str = "4s",
+        group_interval: str = "1s",
+        repeat_interval: str = "2s",
         pagerduty_configs: Iterable[Mapping[str, Any]] = (),
     ):
         self.folder = folder
