@@ -21,6 +21,7 @@ from adapter.config import (
     weak_secrets,
 )
 from adapter.providers import check_settings
+from adapter.sources import SOURCES
 
 DEFAULT_CONFIG = "config/dualtrack.yaml"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -218,12 +219,12 @@ def preview(args: argparse.Namespace) -> int:
     import json
 
     from adapter.app import create_app
-    from adapter.sources import alertmanager
     from adapter.sources.signal import PayloadError
     from adapter.store import Store
+    from adapter.web.webhooks import RECEIVERS
 
     try:
-        batch = alertmanager.parse(json.loads(Path(args.payload).read_bytes()))
+        payload = SOURCES[args.source].parse(json.loads(Path(args.payload).read_bytes()), {})
     except PayloadError as exc:
         detail = "; ".join(f"{d['field']}: {d['message']}" for d in exc.details)
         print(f"{args.payload}: {exc} ({detail})", file=sys.stderr)
@@ -235,7 +236,8 @@ def preview(args: argparse.Namespace) -> int:
         store = Store(f"sqlite:///{folder}/preview.db")
         store.migrate()
         app = create_app(settings, store=store)
-        results = app.extensions["dualtrack"].engine.preview(batch)
+        svc = app.extensions["dualtrack"]
+        results = svc.engine.preview(RECEIVERS[args.source].preview(svc, payload))
         store.dispose()
     if not results:
         print("nothing would open (a test notification, or only resolved alerts)")
@@ -385,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_preview = sub.add_parser("preview", help="print the incident and notices a payload would produce")
     p_preview.add_argument("--config", default=default)
-    p_preview.add_argument("payload", help="an Alertmanager or Grafana webhook body (JSON file)")
+    p_preview.add_argument("--source", default="alertmanager", choices=list(SOURCES), help="its format")
+    p_preview.add_argument("payload", help="a webhook body (JSON file)")
     p_preview.set_defaults(func=preview)
 
     p_outbox = sub.add_parser("outbox", help="list notices by state; retry dead letters")

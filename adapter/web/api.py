@@ -11,18 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 
 from adapter.durations import format_duration, parse_duration
 from adapter.engine.humans import Conflict, HumanUpdate, NotFound
-from adapter.sources import alertmanager, events, pagerduty
-from adapter.sources.events import EventsError
+from adapter.sources import SOURCES
 from adapter.sources.fields import INCIDENT_TYPE_MAX, error_details, in_range, iso_time
 from adapter.sources.fields import Text as StorableText
-from adapter.sources.signal import Batch, PayloadError
+from adapter.sources.signal import PayloadError
 from adapter.store import incidents as repo
 from adapter.store import outbox
 from adapter.text import storable
 from adapter.web import auth
-from adapter.web.errors import ApiError, read_json
+from adapter.web.errors import ApiError, invalid_payload, read_json
 from adapter.web.serialize import alert_json, incident_json, notice_json, timeline_json
 from adapter.web.services import Services, services
+from adapter.web.webhooks import RECEIVERS
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 STATUSES = ("open", "resolved", "all")
@@ -220,31 +220,20 @@ def preview() -> ResponseReturnValue:
     """What an inbound payload would open and every first notice, rendered; nothing stored or sent."""
     svc = services()
     source = request.args.get("source", "alertmanager")
-    if source not in ("alertmanager", "pagerduty", "events"):
+    if source not in SOURCES:
+        *others, last = SOURCES
         raise ApiError(
             400,
             "bad_request",
-            "source must be alertmanager, pagerduty or events",
+            f"source must be {', '.join(others)} or {last}",
             [{"field": "source", "message": f"got {source!r}"}],
         )
     body = read_json(request, svc.settings.server.max_body_bytes)
     try:
-        if source == "alertmanager":
-            batch = alertmanager.parse(body)
-        elif source == "pagerduty":
-            event = pagerduty.parse(body)
-            signals = [svc.pagerduty.signal(event, "firing")] if event.incident_id else []
-            batch = Batch("pagerduty", event.incident_key or "", signals)
-        else:
-            enqueued = events.parse(body)
-            signal = svc.pagerduty.events_signal(enqueued, enqueued.dedup_key or "preview", svc.clock.now())
-            batch = Batch("events", signal.group_key, [signal])
+        payload = SOURCES[source].parse(body, {})
     except PayloadError as exc:
-        raise ApiError(422, "invalid_payload", str(exc), exc.details) from None
-    except EventsError as exc:
-        raise ApiError(
-            422, "invalid_payload", str(exc), [{"field": "(body)", "message": e} for e in exc.errors]
-        ) from None
+        raise invalid_payload(exc) from None
+    batch = RECEIVERS[source].preview(svc, payload)
     results = svc.engine.preview(batch)
     incidents = [
         {
