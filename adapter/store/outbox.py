@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from adapter.store.db import Store
 from adapter.store.incidents import OPEN, sqlite_inserted_ids
 from adapter.store.prepared import Prepared
+from adapter.store.records import Notice
 from adapter.store.schema import incidents, notices
 
 Row = dict[str, Any]
@@ -36,23 +37,25 @@ _KEYS_BETWEEN = Prepared(
 )
 
 
-def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
+def insert_notices(conn: Connection, rows: list[Row]) -> list[Notice]:
     """Insert notices in one statement; those whose dedupe key exists already are skipped.
 
-    Returns the rows inserted, with their ids: a key that exists means the event was planned before.
+    Returns the notices inserted: a key that exists means the event was planned before.
     """
     if not rows:
         return []
     if conn.dialect.name == "sqlite":
         ids = sqlite_inserted_ids(conn, _INSERT_NOTICES_SQLITE, rows)
         if len(ids) == len(rows):
-            return [{**row, "id": notice_id} for row, notice_id in zip(rows, ids, strict=True)]
+            return [Notice.from_row({**row, "id": notice_id}) for row, notice_id in zip(rows, ids, strict=True)]
         # Some keys existed: which rows went in is read back by their ids.
         window = {"first": ids.start, "last": ids.stop - 1}
         inserted = {row["dedupe_key"]: row["id"] for row in _KEYS_BETWEEN.all(conn, window)}
     else:
         inserted = {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
-    return [{**row, "id": inserted[row["dedupe_key"]]} for row in rows if row["dedupe_key"] in inserted]
+    return [
+        Notice.from_row({**row, "id": inserted[row["dedupe_key"]]}) for row in rows if row["dedupe_key"] in inserted
+    ]
 
 
 _VISIBLE_PHASES = ("acknowledgement", "update")
@@ -67,8 +70,8 @@ _HELD = Prepared(
 )
 
 
-def held(conn: Connection, incident_id: int) -> list[Row]:
-    return _HELD.all(conn, {"b_id": incident_id})
+def held(conn: Connection, incident_id: int) -> list[Notice]:
+    return [Notice.from_row(row) for row in _HELD.all(conn, {"b_id": incident_id})]
 
 
 Stream = tuple[str, str, str | None]
@@ -161,34 +164,17 @@ def held_due(conn: Connection, now: datetime) -> set[int]:
     return set(conn.execute(query).scalars())
 
 
-def notices_of(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
+def notices_of(conn: Connection, incident_ids: Iterable[int]) -> list[Notice]:
     ids = list(incident_ids)
     if not ids:
         return []
     query = select(notices).where(notices.c.incident_id.in_(ids)).order_by(notices.c.created_at, notices.c.id)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [Notice.from_row(r) for r in conn.execute(query).mappings()]
 
 
-def published(conn: Connection, incident_ids: Iterable[int], providers: Iterable[str]) -> list[Row]:
-    """Delivered notices of the given providers, oldest first."""
-    ids, names = list(incident_ids), list(providers)
-    if not ids or not names:
-        return []
-    query = (
-        select(notices)
-        .where(
-            notices.c.incident_id.in_(ids),
-            notices.c.provider.in_(names),
-            notices.c.state == "delivered",
-        )
-        .order_by(notices.c.delivered_at, notices.c.id)
-    )
-    return [dict(r) for r in conn.execute(query).mappings()]
-
-
-def stream_of(notice: Mapping[str, Any]) -> tuple[int, str, str | None]:
+def stream_of(notice: Notice) -> tuple[int, str, str | None]:
     """Notices of one stream go out in the order they were written."""
-    return (notice["incident_id"], notice["provider"], notice["tenant"])
+    return (notice.incident_id, notice.provider, notice.tenant)
 
 
 def claim_due(
@@ -200,7 +186,7 @@ def claim_due(
     *,
     provider: str | None = None,
     excluding: Collection[str] = (),
-) -> list[Row]:
+) -> list[Notice]:
     """Lease up to `limit` due notices, in order: each stream from its oldest unfinished notice on.
 
     A stream's notices are claimed only as a prefix of its unfinished ones, so a notice never
@@ -238,28 +224,28 @@ def claim_due(
         if not store.is_sqlite:
             unfinished = unfinished.with_for_update(skip_locked=True)
         stopped: set[tuple[int, str, str | None]] = set()
-        claimed: list[Row] = []
-        for mapping in conn.execute(unfinished).mappings():
-            row = dict(mapping)
-            stream = stream_of(row)
+        claimed: list[Notice] = []
+        for row in conn.execute(unfinished).mappings():
+            notice = Notice.from_row(row)
+            stream = stream_of(notice)
             if stream in stopped:
                 continue
             ready = (
-                row["state"] in WAITING
-                and row["due_at"] <= now
-                and (row["lease_until"] is None or row["lease_until"] < now)
+                notice.state in WAITING
+                and notice.due_at <= now
+                and (notice.lease_until is None or notice.lease_until < now)
             )
             if not ready or len(claimed) >= limit:
                 stopped.add(stream)
                 continue
-            claimed.append(row)
+            claimed.append(notice)
         if not claimed:
             return []
-        ids = [row["id"] for row in claimed]
+        ids = [notice.id for notice in claimed]
         conn.execute(
             update(notices).where(notices.c.id.in_(ids)).values(lease_owner=owner, lease_until=now + lease)
         )
-        return [{**row, "lease_owner": owner, "lease_until": now + lease} for row in claimed]
+        return [replace(notice, lease_owner=owner, lease_until=now + lease) for notice in claimed]
 
 
 @dataclass(frozen=True)
@@ -363,7 +349,7 @@ def _with_ref() -> Any:
     )
 
 
-def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[Row]:
+def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[Notice]:
     """Notices in these states, oldest first, with their incident's ref."""
     query = (
         _with_ref()
@@ -371,12 +357,12 @@ def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[
         .order_by(notices.c.created_at, notices.c.id)
         .limit(limit)
     )
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [Notice.from_row(r) for r in conn.execute(query).mappings()]
 
 
-def one(conn: Connection, notice_id: int) -> Row | None:
+def one(conn: Connection, notice_id: int) -> Notice | None:
     row = conn.execute(_with_ref().where(notices.c.id == notice_id)).mappings().first()
-    return dict(row) if row is not None else None
+    return Notice.from_row(row) if row is not None else None
 
 
 def retry(conn: Connection, notice_ids: Iterable[int], now: datetime) -> list[int]:
