@@ -22,19 +22,19 @@ class Notice:
     phase: str
     tenant: str | None
     state: str
-    attempts: int
     subject: str
     body: str
     data: dict[str, Any]
     created_at: datetime
     due_at: datetime
-    delivered_at: datetime | None
-    provider_ref: str | None
     dedupe_key: str
-    # NULL in a notice just written, so not among the columns it is inserted with.
+    # As the table's defaults: a notice is inserted without the columns it has none of yet.
+    attempts: int = 0
     last_error: str | None = None
     lease_owner: str | None = None
     lease_until: datetime | None = None
+    delivered_at: datetime | None = None
+    provider_ref: str | None = None
     # Read with the notice where it is listed on its own (dead letters), not with its incident.
     incident_ref: str | None = None
 

@@ -50,7 +50,7 @@ def test_insert_notices_returns_the_rows_inserted_with_their_ids_and_skips_exist
         again = outbox.insert_notices(conn, [_notice(incident, k) for k in ("k1", "k4", "k2", "k5", "k3")])
         none = outbox.insert_notices(conn, [_notice(incident, "k4")])
         stored = dict(conn.execute(select(notices.c.id, notices.c.dedupe_key)).all())
-    assert [(stored[n["id"]], n["dedupe_key"]) for n in first] == [("k1", "k1"), ("k2", "k2"), ("k3", "k3")]
-    assert [(stored[n["id"]], n["subject"]) for n in again] == [("k4", "subject k4"), ("k5", "subject k5")]
+    assert [(stored[n.id], n.dedupe_key) for n in first] == [("k1", "k1"), ("k2", "k2"), ("k3", "k3")]
+    assert [(stored[n.id], n.subject) for n in again] == [("k4", "subject k4"), ("k5", "subject k5")]
     assert none == []
     assert len(stored) == 5
