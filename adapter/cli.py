@@ -51,9 +51,7 @@ def check_config(args: argparse.Namespace) -> int:
         if is_loopback(bind):
             echo(f"warning: {line}: `serve` accepts it on loopback only", err=True)
         else:
-            echo(
-                f"{line}: `serve` refuses it with server.bind {bind}, which is not loopback", err=True
-            )
+            echo(f"{line}: `serve` refuses it with server.bind {bind}, which is not loopback", err=True)
     for line in config_warnings(settings):
         echo(f"warning: {line}", err=True)
     if weak and not is_loopback(bind):
@@ -162,7 +160,7 @@ def serve(args: argparse.Namespace) -> int:
         # Workers ask the master for a reload; it validates again and replaces them gracefully.
         os.kill(os.getppid(), signal.SIGHUP)
 
-    class Server(BaseApplication):
+    class Server(BaseApplication):  # type: ignore[misc]  # gunicorn has no type hints
         loaded = False
 
         def load_config(self) -> None:
@@ -287,7 +285,9 @@ def outbox_command(args: argparse.Namespace) -> int:
                 rows = outbox.by_state(conn, args.state.split(","))
             for notice in rows:
                 error = (notice.last_error or "").replace("\n", " ")
-                stream = f"{notice.provider}/{notice.audience}" + (f"/{notice.tenant}" if notice.tenant else "")
+                stream = f"{notice.provider}/{notice.audience}" + (
+                    f"/{notice.tenant}" if notice.tenant else ""
+                )
                 echo(
                     f"{notice.id:>7}  {notice.state:<10} {notice.incident_ref}  {stream}  "
                     f"{notice.phase:<16} attempts={notice.attempts}  {error[:120]}"

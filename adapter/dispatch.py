@@ -291,8 +291,7 @@ class Dispatcher:
         with self.store.read() as conn:
             incidents = {i["id"]: i for i in repo.incidents_by_id(conn, {n.incident_id for n in notices})}
             refs = {
-                n.id: outbox.first_ref(conn, n.incident_id, n.provider, n.audience, n.tenant)
-                for n in notices
+                n.id: outbox.first_ref(conn, n.incident_id, n.provider, n.audience, n.tenant) for n in notices
             }
         messages = {}
         for notice in notices:

@@ -47,14 +47,18 @@ def insert_notices(conn: Connection, rows: list[Row]) -> list[Notice]:
     if conn.dialect.name == "sqlite":
         ids = sqlite_inserted_ids(conn, _INSERT_NOTICES_SQLITE, rows)
         if len(ids) == len(rows):
-            return [Notice.from_row({**row, "id": notice_id}) for row, notice_id in zip(rows, ids, strict=True)]
+            return [
+                Notice.from_row({**row, "id": notice_id}) for row, notice_id in zip(rows, ids, strict=True)
+            ]
         # Some keys existed: which rows went in is read back by their ids.
         window = {"first": ids.start, "last": ids.stop - 1}
         inserted = {row["dedupe_key"]: row["id"] for row in _KEYS_BETWEEN.all(conn, window)}
     else:
         inserted = {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
     return [
-        Notice.from_row({**row, "id": inserted[row["dedupe_key"]]}) for row in rows if row["dedupe_key"] in inserted
+        Notice.from_row({**row, "id": inserted[row["dedupe_key"]]})
+        for row in rows
+        if row["dedupe_key"] in inserted
     ]
 
 

@@ -293,8 +293,6 @@ def retry_notice(notice_id: int) -> ResponseReturnValue:
     if row is None:
         raise ApiError(404, "not_found", f"no notice {notice_id}")
     if not retried:
-        raise ApiError(
-            409, "conflict", f"notice {notice_id} is {row.state}; only dead or failed ones retry"
-        )
+        raise ApiError(409, "conflict", f"notice {notice_id} is {row.state}; only dead or failed ones retry")
     svc.dispatcher.wake()
     return jsonify(notice_json(row))

@@ -80,9 +80,7 @@ def notices(svc, ref="INC-2026-0001"):
 
 
 def streams(svc, ref="INC-2026-0001", phase="acknowledgement"):
-    return sorted(
-        (n.provider, n.audience, n.tenant) for n in notices(svc, ref) if n.phase == phase
-    )
+    return sorted((n.provider, n.audience, n.tenant) for n in notices(svc, ref) if n.phase == phase)
 
 
 TECH = {"name": "tech", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/t"}
