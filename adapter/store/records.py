@@ -5,14 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 # --------------------------------------------------------------------------------------------
 # notices and status pages (adapter/store/outbox.py, adapter/store/pages.py)
 
 
+class Record:
+    """A record built from a row: one field per column, by name."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
+        return cls(**row)
+
+
 @dataclass(frozen=True, slots=True)
-class Notice:
+class Notice(Record):
     """One notice in the outbox: a message for one provider, audience and tenant, and its delivery."""
 
     id: int
@@ -38,32 +48,31 @@ class Notice:
     # Read with the notice where it is listed on its own (dead letters), not with its incident.
     incident_ref: str | None = None
 
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Notice:
-        return cls(**row)
-
 
 @dataclass(frozen=True, slots=True)
-class PageIncident:
-    """An incident as a status page shows it: its title cut at pages.LINE_CHARS (plus one)."""
+class IncidentSpan(Record):
+    """What the uptime bars need of an incident: its services, level, and when it was open."""
 
-    id: int
-    ref: str
-    title: str
+    services: list[str]
     status: str
     level: int
-    services: list[str]
     opened_at: datetime
     resolved_at: datetime | None
     updated_at: datetime
 
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> PageIncident:
-        return cls(**row)
+
+@dataclass(frozen=True, slots=True)
+class PageIncident(IncidentSpan):
+    """An incident as a status page lists it: its span, and its id, ref and title (cut at
+    pages.LINE_CHARS, plus one character that tells a cut one)."""
+
+    id: int
+    ref: str
+    title: str
 
 
 @dataclass(frozen=True, slots=True)
-class PageNotice:
+class PageNotice(Record):
     """A published notice as a status page shows it: subject and body cut as the page reads them,
     and `total`, how many its incident has for its audience."""
 
@@ -75,23 +84,3 @@ class PageNotice:
     body: str
     delivered_at: datetime
     total: int
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> PageNotice:
-        return cls(**row)
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentSpan:
-    """What the uptime bars need of an incident: its services, level, and when it was open."""
-
-    services: list[str]
-    status: str
-    level: int
-    opened_at: datetime
-    resolved_at: datetime | None
-    updated_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> IncidentSpan:
-        return cls(**row)
