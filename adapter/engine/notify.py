@@ -214,7 +214,9 @@ class Notifier:
             batch.incidents.add(incident["id"])
             return len(rows)  # those whose dedupe key exists are taken off when inserted
         inserted = outbox.insert_notices(conn, rows)
-        after_commit(conn, functools.partial(self._written, [(r, incident["level"], now) for r in inserted]))
+        after_commit(
+            conn, functools.partial(self._written, [(r, incident["level"], now) for r in rows], inserted)
+        )
         return len(inserted)
 
     @contextmanager
@@ -239,22 +241,22 @@ class Notifier:
     def _insert_batched(self, conn: Connection) -> None:
         batch: NoticeBatch = conn.info[_BATCH]
         planned, batch.rows, batch.incidents = batch.rows, [], set()
-        inserted = {n.dedupe_key: n for n in outbox.insert_notices(conn, [r for r, _, _ in planned])}
-        written = []
-        for row, level, now in planned:
-            if row["dedupe_key"] in inserted:
-                written.append((inserted[row["dedupe_key"]], level, now))
-            else:
+        inserted = outbox.insert_notices(conn, [r for r, _, _ in planned])
+        for row, _, _ in planned:
+            if row["dedupe_key"] not in inserted:
                 batch.skipped[row["incident_id"]] += 1
-        after_commit(conn, functools.partial(self._written, written))
+        after_commit(conn, functools.partial(self._written, planned, inserted))
 
-    def _written(self, written: list[tuple[Notice, int, datetime]]) -> None:
-        """Count and log notices once they are stored: (the notice, incident level, when)."""
-        if self.on_outbox is not None and any(notice.state == "pending" for notice, _, _ in written):
+    def _written(self, planned: list[tuple[dict[str, Any], int, datetime]], inserted: dict[str, int]) -> None:
+        """Count and log the notices planned, (row, incident level, when), that were stored:
+        `inserted` has their ids by dedupe key."""
+        written = [(row, level, now) for row, level, now in planned if row["dedupe_key"] in inserted]
+        if self.on_outbox is not None and any(row["state"] == "pending" for row, _, _ in written):
             self.on_outbox()
-        for notice, level, now in written:
-            self.metrics.notices_planned.labels(notice.provider, notice.audience, notice.phase).inc()
-            if notice.state == "delivered":
+        for row, level, now in written:
+            self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
+            if row["state"] == "delivered":
+                notice = Notice.from_row({**row, "id": inserted[row["dedupe_key"]]})
                 self.metrics.delivered(notice, level, now)
                 log.info(
                     "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=1",

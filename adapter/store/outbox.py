@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
@@ -37,29 +37,22 @@ _KEYS_BETWEEN = Prepared(
 )
 
 
-def insert_notices(conn: Connection, rows: list[Row]) -> list[Notice]:
+def insert_notices(conn: Connection, rows: list[Row]) -> dict[str, int]:
     """Insert notices in one statement; those whose dedupe key exists already are skipped.
 
-    Returns the notices inserted: a key that exists means the event was planned before.
+    Returns the ids of those inserted, by dedupe key: a key that exists means the event was planned
+    before.
     """
     if not rows:
-        return []
+        return {}
     if conn.dialect.name == "sqlite":
         ids = sqlite_inserted_ids(conn, _INSERT_NOTICES_SQLITE, rows)
         if len(ids) == len(rows):
-            return [
-                Notice.from_row({**row, "id": notice_id}) for row, notice_id in zip(rows, ids, strict=True)
-            ]
+            return {row["dedupe_key"]: notice_id for row, notice_id in zip(rows, ids, strict=True)}
         # Some keys existed: which rows went in is read back by their ids.
         window = {"first": ids.start, "last": ids.stop - 1}
-        inserted = {row["dedupe_key"]: row["id"] for row in _KEYS_BETWEEN.all(conn, window)}
-    else:
-        inserted = {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
-    return [
-        Notice.from_row({**row, "id": inserted[row["dedupe_key"]]})
-        for row in rows
-        if row["dedupe_key"] in inserted
-    ]
+        return {row["dedupe_key"]: row["id"] for row in _KEYS_BETWEEN.all(conn, window)}
+    return {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
 
 
 _VISIBLE_PHASES = ("acknowledgement", "update")
@@ -228,28 +221,29 @@ def claim_due(
         if not store.is_sqlite:
             unfinished = unfinished.with_for_update(skip_locked=True)
         stopped: set[tuple[int, str, str | None]] = set()
-        claimed: list[Notice] = []
+        claimed: list[RowMapping] = []
         for row in conn.execute(unfinished).mappings():
-            notice = Notice.from_row(row)
-            stream = stream_of(notice)
+            stream = (row["incident_id"], row["provider"], row["tenant"])
             if stream in stopped:
                 continue
             ready = (
-                notice.state in WAITING
-                and notice.due_at <= now
-                and (notice.lease_until is None or notice.lease_until < now)
+                row["state"] in WAITING
+                and row["due_at"] <= now
+                and (row["lease_until"] is None or row["lease_until"] < now)
             )
             if not ready or len(claimed) >= limit:
                 stopped.add(stream)
                 continue
-            claimed.append(notice)
+            claimed.append(row)
         if not claimed:
             return []
-        ids = [notice.id for notice in claimed]
+        ids = [row["id"] for row in claimed]
         conn.execute(
             update(notices).where(notices.c.id.in_(ids)).values(lease_owner=owner, lease_until=now + lease)
         )
-        return [replace(notice, lease_owner=owner, lease_until=now + lease) for notice in claimed]
+    # Made into records once the write lock is given back.
+    leased = {"lease_owner": owner, "lease_until": now + lease}
+    return [Notice.from_row({**row, **leased}) for row in claimed]
 
 
 @dataclass(frozen=True)
