@@ -17,6 +17,7 @@ from adapter.clock import Clock
 from adapter.config import DeliverySettings, ProviderSettings
 from adapter.metrics import Metrics
 from adapter.providers import DeliveryError, Message, Provider, RequestHooks, build_providers
+from adapter.rendering import render_html
 from adapter.store import Store, breakers, buckets, outbox
 from adapter.store import incidents as repo
 from adapter.store.records import Notice
@@ -318,6 +319,7 @@ class Dispatcher:
                 tenant=notice.tenant,
                 provider_ref=refs[notice.id],
                 data=facts,
+                html=render_html(notice["body"], notice["subject"]),
             )
         return messages
 

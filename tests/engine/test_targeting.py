@@ -236,3 +236,9 @@ def test_per_tenant_email_reaches_each_tenant_in_its_own_version(make_world):
     assert "INC-2026-0001:" not in bloom["Subject"]  # the business version
     assert "Acme" not in bloom.get_body(preferencelist=("plain",)).get_content()
     assert "db-7.prod" not in bloom.get_body(preferencelist=("plain",)).get_content()
+    # The HTML alternative is the same notice, rendered by the dispatcher.
+    from adapter.rendering import render_html
+
+    plain = bloom.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n").rstrip("\n")
+    markup = bloom.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n")
+    assert markup == render_html(plain, bloom["Subject"])
