@@ -319,7 +319,7 @@ class Dispatcher:
                 tenant=notice.tenant,
                 provider_ref=refs[notice.id],
                 data=facts,
-                html=render_html(notice["body"], notice["subject"]),
+                html=render_html(notice.body, notice.subject),
             )
         return messages
 
