@@ -30,6 +30,7 @@ from adapter.rendering import Renderer
 from adapter.store import incidents as repo
 from adapter.store import outbox
 from adapter.store.db import after_commit
+from adapter.store.records import Notice
 
 log = logging.getLogger(__name__)
 # Connection.info key of the NoticeBatch that notices written on the connection join.
@@ -78,12 +79,12 @@ class Notifier:
             p.name for p in settings.providers if getattr(REGISTRY.get(p.type), "publishes_on_commit", False)
         }
 
-    def _recipient(self, notice: dict[str, Any]) -> Recipient | None:
-        provider = next((p for p in self.settings.providers if p.name == notice["provider"]), None)
+    def _recipient(self, notice: Notice) -> Recipient | None:
+        provider = next((p for p in self.settings.providers if p.name == notice.provider), None)
         if provider is None:
             return None
-        tenant = self.settings.catalog.tenant(notice["tenant"]) if notice["tenant"] else None
-        return Recipient(provider, notice["audience"], tenant)
+        tenant = self.settings.catalog.tenant(notice.tenant) if notice.tenant else None
+        return Recipient(provider, notice.audience, tenant)
 
     def facts(
         self,
@@ -213,7 +214,9 @@ class Notifier:
             batch.incidents.add(incident["id"])
             return len(rows)  # those whose dedupe key exists are taken off when inserted
         inserted = outbox.insert_notices(conn, rows)
-        after_commit(conn, functools.partial(self._written, [(r, incident["level"], now) for r in inserted]))
+        after_commit(
+            conn, functools.partial(self._written, [(r, incident["level"], now) for r in rows], inserted)
+        )
         return len(inserted)
 
     @contextmanager
@@ -238,31 +241,29 @@ class Notifier:
     def _insert_batched(self, conn: Connection) -> None:
         batch: NoticeBatch = conn.info[_BATCH]
         planned, batch.rows, batch.incidents = batch.rows, [], set()
-        inserted = {
-            row["dedupe_key"]: row["id"] for row in outbox.insert_notices(conn, [r for r, _, _ in planned])
-        }
-        written = []
-        for row, level, now in planned:
-            if row["dedupe_key"] in inserted:
-                written.append(({**row, "id": inserted[row["dedupe_key"]]}, level, now))
-            else:
+        inserted = outbox.insert_notices(conn, [r for r, _, _ in planned])
+        for row, _, _ in planned:
+            if row["dedupe_key"] not in inserted:
                 batch.skipped[row["incident_id"]] += 1
-        after_commit(conn, functools.partial(self._written, written))
+        after_commit(conn, functools.partial(self._written, planned, inserted))
 
-    def _written(self, written: list[tuple[dict[str, Any], int, datetime]]) -> None:
-        """Count and log notices once they are stored: (row with its id, incident level, when)."""
+    def _written(self, planned: list[tuple[dict[str, Any], int, datetime]], inserted: dict[str, int]) -> None:
+        """Count and log the notices planned, (row, incident level, when), that were stored:
+        `inserted` has their ids by dedupe key."""
+        written = [(row, level, now) for row, level, now in planned if row["dedupe_key"] in inserted]
         if self.on_outbox is not None and any(row["state"] == "pending" for row, _, _ in written):
             self.on_outbox()
         for row, level, now in written:
             self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
             if row["state"] == "delivered":
-                self.metrics.delivered(row, level, now)
+                notice = Notice.from_row({**row, "id": inserted[row["dedupe_key"]]})
+                self.metrics.delivered(notice, level, now)
                 log.info(
                     "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=1",
-                    row["id"],
-                    row["provider"],
-                    row["phase"],
-                    row["audience"],
+                    notice.id,
+                    notice.provider,
+                    notice.phase,
+                    notice.audience,
                 )
 
     def _publish_on_commit(
@@ -359,10 +360,10 @@ class Notifier:
         """After a level change: shorten holds to the new level's, and release what is due."""
         self._insert_batched_of(conn, incident["id"])
         for notice in outbox.held(conn, incident["id"]):
-            hold = hold_for(self.settings.policy, incident["level"], notice["audience"])
-            due = min(notice["due_at"], notice["created_at"] + hold)
-            if due != notice["due_at"]:
-                outbox.update_notice(conn, notice["id"], {"due_at": due})
+            hold = hold_for(self.settings.policy, incident["level"], notice.audience)
+            due = min(notice.due_at, notice.created_at + hold)
+            if due != notice.due_at:
+                outbox.update_notice(conn, notice.id, {"due_at": due})
         return self.release(conn, incident, now)
 
     def release(
@@ -370,7 +371,7 @@ class Notifier:
     ) -> int:
         """Held notices whose hold is over go out, rendered with what is known now."""
         self._insert_batched_of(conn, incident["id"])
-        due = [n for n in outbox.held(conn, incident["id"]) if all_held or n["due_at"] <= now]
+        due = [n for n in outbox.held(conn, incident["id"]) if all_held or n.due_at <= now]
         if not due:
             return 0
         released = 0
@@ -378,16 +379,16 @@ class Notifier:
             recipient = self._recipient(notice)
             if recipient is None:
                 outbox.update_notice(
-                    conn, notice["id"], {"state": "dead", "last_error": "provider is no longer configured"}
+                    conn, notice.id, {"state": "dead", "last_error": "provider is no longer configured"}
                 )
                 continue
-            facts = self.facts(conn, incident, notice["phase"], "open", now)
+            facts = self.facts(conn, incident, notice.phase, "open", now)
             (fresh,) = plan_notices(facts, [recipient], self.settings, self.renderer)
-            data = {**notice["data"], **fresh.data, "held_until": now.isoformat()}
-            data["deadline"] = notice["data"].get("deadline")
+            data = {**notice.data, **fresh.data, "held_until": now.isoformat()}
+            data["deadline"] = notice.data.get("deadline")
             outbox.update_notice(
                 conn,
-                notice["id"],
+                notice.id,
                 {
                     "state": "pending",
                     "subject": fresh.subject,

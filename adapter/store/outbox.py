@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
 from adapter.store.incidents import OPEN, sqlite_inserted_ids
 from adapter.store.prepared import Prepared
+from adapter.store.records import Notice
 from adapter.store.schema import incidents, notices
 
 Row = dict[str, Any]
@@ -36,23 +37,22 @@ _KEYS_BETWEEN = Prepared(
 )
 
 
-def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
+def insert_notices(conn: Connection, rows: list[Row]) -> dict[str, int]:
     """Insert notices in one statement; those whose dedupe key exists already are skipped.
 
-    Returns the rows inserted, with their ids: a key that exists means the event was planned before.
+    Returns the ids of those inserted, by dedupe key: a key that exists means the event was planned
+    before.
     """
     if not rows:
-        return []
+        return {}
     if conn.dialect.name == "sqlite":
         ids = sqlite_inserted_ids(conn, _INSERT_NOTICES_SQLITE, rows)
         if len(ids) == len(rows):
-            return [{**row, "id": notice_id} for row, notice_id in zip(rows, ids, strict=True)]
+            return {row["dedupe_key"]: notice_id for row, notice_id in zip(rows, ids, strict=True)}
         # Some keys existed: which rows went in is read back by their ids.
         window = {"first": ids.start, "last": ids.stop - 1}
-        inserted = {row["dedupe_key"]: row["id"] for row in _KEYS_BETWEEN.all(conn, window)}
-    else:
-        inserted = {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
-    return [{**row, "id": inserted[row["dedupe_key"]]} for row in rows if row["dedupe_key"] in inserted]
+        return {row["dedupe_key"]: row["id"] for row in _KEYS_BETWEEN.all(conn, window)}
+    return {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
 
 
 _VISIBLE_PHASES = ("acknowledgement", "update")
@@ -67,8 +67,8 @@ _HELD = Prepared(
 )
 
 
-def held(conn: Connection, incident_id: int) -> list[Row]:
-    return _HELD.all(conn, {"b_id": incident_id})
+def held(conn: Connection, incident_id: int) -> list[Notice]:
+    return [Notice.from_row(row) for row in _HELD.all(conn, {"b_id": incident_id})]
 
 
 Stream = tuple[str, str, str | None]
@@ -161,34 +161,17 @@ def held_due(conn: Connection, now: datetime) -> set[int]:
     return set(conn.execute(query).scalars())
 
 
-def notices_of(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
+def notices_of(conn: Connection, incident_ids: Iterable[int]) -> list[Notice]:
     ids = list(incident_ids)
     if not ids:
         return []
     query = select(notices).where(notices.c.incident_id.in_(ids)).order_by(notices.c.created_at, notices.c.id)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [Notice.from_row(r) for r in conn.execute(query).mappings()]
 
 
-def published(conn: Connection, incident_ids: Iterable[int], providers: Iterable[str]) -> list[Row]:
-    """Delivered notices of the given providers, oldest first."""
-    ids, names = list(incident_ids), list(providers)
-    if not ids or not names:
-        return []
-    query = (
-        select(notices)
-        .where(
-            notices.c.incident_id.in_(ids),
-            notices.c.provider.in_(names),
-            notices.c.state == "delivered",
-        )
-        .order_by(notices.c.delivered_at, notices.c.id)
-    )
-    return [dict(r) for r in conn.execute(query).mappings()]
-
-
-def stream_of(notice: Mapping[str, Any]) -> tuple[int, str, str | None]:
+def stream_of(notice: Notice) -> tuple[int, str, str | None]:
     """Notices of one stream go out in the order they were written."""
-    return (notice["incident_id"], notice["provider"], notice["tenant"])
+    return (notice.incident_id, notice.provider, notice.tenant)
 
 
 def claim_due(
@@ -200,7 +183,7 @@ def claim_due(
     *,
     provider: str | None = None,
     excluding: Collection[str] = (),
-) -> list[Row]:
+) -> list[Notice]:
     """Lease up to `limit` due notices, in order: each stream from its oldest unfinished notice on.
 
     A stream's notices are claimed only as a prefix of its unfinished ones, so a notice never
@@ -238,10 +221,9 @@ def claim_due(
         if not store.is_sqlite:
             unfinished = unfinished.with_for_update(skip_locked=True)
         stopped: set[tuple[int, str, str | None]] = set()
-        claimed: list[Row] = []
-        for mapping in conn.execute(unfinished).mappings():
-            row = dict(mapping)
-            stream = stream_of(row)
+        claimed: list[RowMapping] = []
+        for row in conn.execute(unfinished).mappings():
+            stream = (row["incident_id"], row["provider"], row["tenant"])
             if stream in stopped:
                 continue
             ready = (
@@ -259,7 +241,9 @@ def claim_due(
         conn.execute(
             update(notices).where(notices.c.id.in_(ids)).values(lease_owner=owner, lease_until=now + lease)
         )
-        return [{**row, "lease_owner": owner, "lease_until": now + lease} for row in claimed]
+    # Made into records once the write lock is given back.
+    leased = {"lease_owner": owner, "lease_until": now + lease}
+    return [Notice.from_row({**row, **leased}) for row in claimed]
 
 
 @dataclass(frozen=True)
@@ -363,7 +347,7 @@ def _with_ref() -> Any:
     )
 
 
-def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[Row]:
+def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[Notice]:
     """Notices in these states, oldest first, with their incident's ref."""
     query = (
         _with_ref()
@@ -371,12 +355,12 @@ def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[
         .order_by(notices.c.created_at, notices.c.id)
         .limit(limit)
     )
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [Notice.from_row(r) for r in conn.execute(query).mappings()]
 
 
-def one(conn: Connection, notice_id: int) -> Row | None:
+def one(conn: Connection, notice_id: int) -> Notice | None:
     row = conn.execute(_with_ref().where(notices.c.id == notice_id)).mappings().first()
-    return dict(row) if row is not None else None
+    return Notice.from_row(row) if row is not None else None
 
 
 def retry(conn: Connection, notice_ids: Iterable[int], now: datetime) -> list[int]:

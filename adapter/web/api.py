@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -17,10 +17,11 @@ from adapter.sources.fields import Text as StorableText
 from adapter.sources.signal import PayloadError
 from adapter.store import incidents as repo
 from adapter.store import outbox
+from adapter.store.records import Notice
 from adapter.text import storable
 from adapter.web import auth
 from adapter.web.errors import ApiError, invalid_payload, read_json
-from adapter.web.serialize import alert_json, incident_json, notice_json, timeline_json
+from adapter.web.serialize import alert_json, incident_json, notice_json, preview_notice_json, timeline_json
 from adapter.web.services import Services, services
 from adapter.web.webhooks import RECEIVERS
 
@@ -234,15 +235,13 @@ def preview() -> ResponseReturnValue:
     except PayloadError as exc:
         raise invalid_payload(exc) from None
     batch = RECEIVERS[source].preview(svc, payload)
-    results = svc.engine.preview(batch)
+    # Until issue15-core merges: Engine.preview's annotation still calls its notices dicts.
+    results = cast(list[tuple[dict[str, Any], list[Notice]]], svc.engine.preview(batch))
     incidents = [
         {
             **incident_json(incident),
             "call_list": call_list(svc, incident),
-            "notices": [
-                {k: n[k] for k in ("provider", "audience", "phase", "tenant", "state", "subject", "body")}
-                for n in notices
-            ],
+            "notices": [preview_notice_json(n) for n in notices],
         }
         for incident, notices in results
     ]
@@ -283,8 +282,6 @@ def retry_notice(notice_id: int) -> ResponseReturnValue:
     if row is None:
         raise ApiError(404, "not_found", f"no notice {notice_id}")
     if not retried:
-        raise ApiError(
-            409, "conflict", f"notice {notice_id} is {row['state']}; only dead or failed ones retry"
-        )
+        raise ApiError(409, "conflict", f"notice {notice_id} is {row.state}; only dead or failed ones retry")
     svc.dispatcher.wake()
     return jsonify(notice_json(row))

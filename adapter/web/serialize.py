@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from adapter.store.records import Notice
+
 Row = dict[str, Any]
 
 
@@ -49,23 +51,36 @@ def alert_json(row: Row) -> dict[str, Any]:
     }
 
 
-def notice_json(row: Row) -> dict[str, Any]:
-    extra = {"incident": row["incident_ref"]} if "incident_ref" in row else {}
+def notice_json(notice: Notice) -> dict[str, Any]:
+    extra = {"incident": notice.incident_ref} if notice.incident_ref is not None else {}
     return {
         **extra,
-        "id": row["id"],
-        "provider": row["provider"],
-        "audience": row["audience"],
-        "phase": row["phase"],
-        "tenant": row["tenant"],
-        "state": row["state"],
-        "attempts": row["attempts"],
-        "last_error": row["last_error"],
-        "subject": row["subject"],
-        "body": row["body"],
-        "created_at": iso(row["created_at"]),
-        "due_at": iso(row["due_at"]),
-        "delivered_at": iso(row["delivered_at"]),
+        "id": notice.id,
+        "provider": notice.provider,
+        "audience": notice.audience,
+        "phase": notice.phase,
+        "tenant": notice.tenant,
+        "state": notice.state,
+        "attempts": notice.attempts,
+        "last_error": notice.last_error,
+        "subject": notice.subject,
+        "body": notice.body,
+        "created_at": iso(notice.created_at),
+        "due_at": iso(notice.due_at),
+        "delivered_at": iso(notice.delivered_at),
+    }
+
+
+def preview_notice_json(notice: Notice) -> dict[str, Any]:
+    """A notice as POST /api/v1/preview shows it: what it would say, to whom, and in what state."""
+    return {
+        "provider": notice.provider,
+        "audience": notice.audience,
+        "phase": notice.phase,
+        "tenant": notice.tenant,
+        "state": notice.state,
+        "subject": notice.subject,
+        "body": notice.body,
     }
 
 

@@ -51,7 +51,7 @@ def test_firing_fixture_opens_one_incident_with_both_versions(engine, store):
     assert inc["incident_type"] == "web"
     assert inc["title"] == "Checkout API 5xx ratio above 5%"
     assert len(inc["alerts"]) == 2
-    assert [(n["provider"], n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
+    assert [(n.provider, n.audience, n.phase, n.state) for n in inc["notices"]] == [
         # The built-in page publishes in the transaction that opens the incident.
         ("status", "technical", "acknowledgement", "delivered"),
         ("status", "business", "acknowledgement", "delivered"),
@@ -89,9 +89,9 @@ def test_partial_then_full_resolution(engine, store, clock):
     inc = incident(store, "INC-2026-0001")
     assert inc["status"] == "resolved"
     assert inc["resolved_at"] == clock.now()
-    phases = [(n["audience"], n["phase"]) for n in inc["notices"]]
+    phases = [(n.audience, n.phase) for n in inc["notices"]]
     assert phases[2:] == [("technical", "resolution"), ("business", "resolution")]
-    assert "Duration: 3 minutes" in inc["notices"][2]["body"]
+    assert "Duration: 3 minutes" in inc["notices"][2].body
     # Resolved again after an Alertmanager restart: nothing new.
     assert ingest(engine, fixture_json("alertmanager/alertmanager-resolved.json")).refs == []
     assert len(incident(store, "INC-2026-0001")["notices"]) == 4
@@ -126,7 +126,7 @@ def test_refire_within_reopen_window_reopens(engine, store, clock):
     assert inc["status"] == "investigating" and inc["resolved_at"] is None
     # Level 2: business readers are held for 10 minutes, so the 5-minute blip never reached
     # them; the reopen is an update for technical readers and a (held) first notice for them.
-    assert [(n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
+    assert [(n.audience, n.phase, n.state) for n in inc["notices"]] == [
         ("technical", "acknowledgement", "delivered"),
         ("business", "acknowledgement", "suppressed"),
         ("technical", "resolution", "delivered"),
@@ -134,12 +134,12 @@ def test_refire_within_reopen_window_reopens(engine, store, clock):
         ("technical", "update", "delivered"),
         ("business", "acknowledgement", "held"),
     ]
-    assert "reopened" in inc["notices"][4]["body"]
+    assert "reopened" in inc["notices"][4].body
     # It can resolve a second time, with a second resolution notice.
     clock.advance(timedelta(minutes=5))
     _resolve(engine, "aaaa000000000001", clock.now() - timedelta(minutes=5), clock.now())
     notices = incident(store, "INC-2026-0001")["notices"]
-    assert [(n["audience"], n["phase"], n["state"]) for n in notices[5:]] == [
+    assert [(n.audience, n.phase, n.state) for n in notices[5:]] == [
         ("business", "acknowledgement", "suppressed"),
         ("technical", "resolution", "delivered"),
         ("business", "resolution", "suppressed"),
@@ -175,12 +175,12 @@ def test_alerts_of_one_group_share_an_incident_and_level_rises_but_never_drops(e
     # Technical readers get an update; the business first notice, held at level 2, goes out now
     # (level 4 holds nothing), rendered at the new level. Both wait for the dispatcher: the page
     # publishes a stream's notices in order, and the update came after the held notice.
-    assert [(n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
+    assert [(n.audience, n.phase, n.state) for n in inc["notices"]] == [
         ("technical", "acknowledgement", "delivered"),
         ("business", "acknowledgement", "pending"),
         ("technical", "update", "pending"),
     ]
-    assert "Within 2 hours" in inc["notices"][1]["body"]
+    assert "Within 2 hours" in inc["notices"][1].body
     assert any(t["kind"] == "level_changed" for t in inc["timeline"])
     # The critical alert resolves; the warning still fires: level stays 4, no notice.
     clock.advance(timedelta(minutes=1))
@@ -211,7 +211,7 @@ def test_unknown_service_is_kept_and_counted(app, engine, store, clock):
     assert inc["tenants"] == []
     assert metrics.registry.get_sample_value("dualtrack_unknown_services_total") == 1
     # Nobody known is affected: only the technical audience hears of it.
-    assert [n["audience"] for n in inc["notices"]] == ["technical"]
+    assert [n.audience for n in inc["notices"]] == ["technical"]
 
 
 def test_service_found_through_job_label_alias(engine, store, clock):
@@ -258,12 +258,12 @@ def test_broken_template_falls_back_and_is_counted(make_settings, clock, tmp_pat
     engine = create_app(settings, clock=clock, store=store, metrics=metrics).extensions["dualtrack"].engine
     ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
     inc = incident(store, "INC-2026-0001")
-    business = [n for n in inc["notices"] if n["audience"] == "business"]
+    business = [n for n in inc["notices"] if n.audience == "business"]
     assert len(business) == 1
-    assert business[0]["subject"] == "Service update: Initial Response"
-    assert business[0]["data"]["template"] == "builtin"
-    technical = next(n for n in inc["notices"] if n["audience"] == "technical")
-    assert technical["data"]["template"] == "web/technical/acknowledgement.md.j2"
+    assert business[0].subject == "Service update: Initial Response"
+    assert business[0].data["template"] == "builtin"
+    technical = next(n for n in inc["notices"] if n.audience == "technical")
+    assert technical.data["template"] == "web/technical/acknowledgement.md.j2"
     sample = metrics.registry.get_sample_value(
         "dualtrack_template_fallbacks_total", {"audience": "business", "phase": "acknowledgement"}
     )
@@ -287,7 +287,7 @@ def test_every_provider_gets_its_audiences(make_settings, clock):
     engine = create_app(settings, clock=clock, store=store).extensions["dualtrack"].engine
     ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
     notices = incident(store, "INC-2026-0001")["notices"]
-    assert sorted((n["provider"], n["audience"]) for n in notices) == [
+    assert sorted((n.provider, n.audience) for n in notices) == [
         ("biz", "business"),
         ("ops", "technical"),
         ("status", "business"),
@@ -328,7 +328,7 @@ def test_webhooks_ingested_together_each_get_their_own_incidents(engine, store, 
     first = incident(store, "INC-2026-0001")
     assert sorted(a["fingerprint"] for a in first["alerts"]) == ["a1", "a2"]
     # Settled once with both alerts: one acknowledgement per version, as for one webhook of two.
-    assert [(n["audience"], n["phase"]) for n in first["notices"]] == [
+    assert [(n.audience, n.phase) for n in first["notices"]] == [
         ("technical", "acknowledgement"),
         ("business", "acknowledgement"),
     ]
@@ -349,7 +349,7 @@ def test_a_resolve_together_with_other_webhooks_resolves_its_stored_incident(eng
     assert [r.refs for r in results] == [["INC-2026-0002"], ["INC-2026-0001"]]
     resolved = incident(store, "INC-2026-0001")
     assert resolved["status"] == "resolved"
-    assert [n["phase"] for n in resolved["notices"]] == ["acknowledgement"] * 2 + ["resolution"] * 2
+    assert [n.phase for n in resolved["notices"]] == ["acknowledgement"] * 2 + ["resolution"] * 2
     assert incident(store, "INC-2026-0002")["status"] == "investigating"
 
 
@@ -404,8 +404,8 @@ def test_the_notices_of_one_transaction_are_inserted_together_in_planning_order(
     assert [r.notices for r in results] == [2, 2, 2]
     rows = []
     for ref in ("INC-2026-0002", "INC-2026-0001", "INC-2026-0003"):  # settled in first-touch order
-        rows += [n for n in incident(store, ref)["notices"] if n["created_at"] == clock.now()]
-    assert [(n["phase"], n["audience"]) for n in rows] == [
+        rows += [n for n in incident(store, ref)["notices"] if n.created_at == clock.now()]
+    assert [(n.phase, n.audience) for n in rows] == [
         ("acknowledgement", "technical"),
         ("acknowledgement", "business"),
         ("resolution", "technical"),
@@ -413,7 +413,7 @@ def test_the_notices_of_one_transaction_are_inserted_together_in_planning_order(
         ("acknowledgement", "technical"),
         ("acknowledgement", "business"),
     ]
-    ids = [n["id"] for n in rows]
+    ids = [n.id for n in rows]
     assert ids == sorted(ids)  # the order they go out in
 
 
@@ -428,7 +428,7 @@ def test_a_batched_notice_whose_event_was_written_before_is_not_counted(engine, 
             again = notifier.notify(conn, incident_row, "update", "manual-1", clock.now())
     assert again == first >= 1  # as planned; the batch knows better once they are inserted
     assert batch.skipped == {incident_row["id"]: first}
-    updates = [n for n in incident(store, ref)["notices"] if n["phase"] == "update"]
+    updates = [n for n in incident(store, ref)["notices"] if n.phase == "update"]
     assert len(updates) == first
 
 

@@ -98,7 +98,7 @@ def test_missing_alerts_resolve_after_the_grace_with_the_reason(world, clock):
     body = incident(svc)
     assert body["status"] == "resolved"
     assert "Alertmanager no longer holds it" in body["timeline"][-2]["message"]
-    assert [n["phase"] for n in body["notices"]].count("resolution") == 2
+    assert [n.phase for n in body["notices"]].count("resolution") == 2
 
 
 def test_an_alert_back_in_alertmanager_is_no_longer_missing(world, clock):

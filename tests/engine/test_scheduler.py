@@ -67,9 +67,9 @@ SENT = ("pending", "delivered")
 
 def sent_times(rows, audience):
     return [
-        r["created_at"]
+        r.created_at
         for r in rows
-        if r["audience"] == audience and r["phase"] in ("acknowledgement", "update") and r["state"] in SENT
+        if r.audience == audience and r.phase in ("acknowledgement", "update") and r.state in SENT
     ]
 
 
@@ -79,7 +79,7 @@ def test_six_hour_level_2_incident_updates_technical_every_2h_and_business_every
     fire(svc, "a000000000000001", "warning")
     rows = notices(svc)
     # The built-in page publishes the technical version with the incident itself.
-    assert [(r["audience"], r["state"]) for r in rows] == [("technical", "delivered"), ("business", "held")]
+    assert [(r.audience, r.state) for r in rows] == [("technical", "delivered"), ("business", "held")]
     run_for(svc, timedelta(hours=6))
     rows = notices(svc)
     technical = sent_times(rows, "technical")
@@ -87,13 +87,13 @@ def test_six_hour_level_2_incident_updates_technical_every_2h_and_business_every
     assert technical == [t0, t0 + timedelta(hours=2), t0 + timedelta(hours=4), t0 + timedelta(hours=6)]
     # Business: the first notice waits out the 10-minute hold, then every 3 hours.
     assert business == [t0 + timedelta(minutes=10), t0 + timedelta(hours=3, minutes=10)]
-    updates = [r for r in rows if r["phase"] == "update"]
+    updates = [r for r in rows if r.phase == "update"]
     # The released business notice waits for the dispatcher (never run here), and the page's
     # later notices wait behind it, in order.
-    assert all(r["state"] == "pending" for r in updates)
+    assert all(r.state == "pending" for r in updates)
     # Nothing changed: the updates reassure rather than repeat the first notice.
-    technical_update = next(r for r in updates if r["audience"] == "technical")
-    assert technical_update["subject"].endswith("- Update")
+    technical_update = next(r for r in updates if r.audience == "technical")
+    assert technical_update.subject.endswith("- Update")
 
 
 def test_five_minute_level_1_blip_never_reaches_business(make_world, clock):
@@ -104,20 +104,20 @@ def test_five_minute_level_1_blip_never_reaches_business(make_world, clock):
     fire(svc, "b000000000000001", "info", status="resolved", starts_at=t0, ends_at=clock.now())
     run_for(svc, timedelta(hours=1))
     rows = notices(svc)
-    business = [r for r in rows if r["audience"] == "business"]
-    technical = [r for r in rows if r["audience"] == "technical"]
-    assert {r["state"] for r in business} == {"suppressed"}
-    assert [r["phase"] for r in business] == ["acknowledgement", "resolution"]
+    business = [r for r in rows if r.audience == "business"]
+    technical = [r for r in rows if r.audience == "technical"]
+    assert {r.state for r in business} == {"suppressed"}
+    assert [r.phase for r in business] == ["acknowledgement", "resolution"]
     # Never going out, never rendered.
-    assert {(r["subject"], r["body"]) for r in business} == {("", "")}
-    assert [(r["phase"], r["state"]) for r in technical] == [
+    assert {(r.subject, r.body) for r in business} == {("", "")}
+    assert [(r.phase, r.state) for r in technical] == [
         ("acknowledgement", "delivered"),
         ("resolution", "delivered"),
     ]
     # The dispatcher never sends a suppressed notice.
     while svc.dispatcher.run_once():
         pass
-    assert {r["state"] for r in notices(svc) if r["audience"] == "business"} == {"suppressed"}
+    assert {r.state for r in notices(svc) if r.audience == "business"} == {"suppressed"}
 
 
 def test_raising_level_2_to_4_tightens_both_cadences_at_once(make_world, clock):
@@ -148,17 +148,17 @@ def test_raising_level_2_to_4_tightens_both_cadences_at_once(make_world, clock):
 def test_held_first_notice_is_rendered_when_released(make_world, clock):
     svc = make_world()
     fire(svc, "d000000000000001", "warning")
-    held = next(r for r in notices(svc) if r["state"] == "held")
-    assert held["due_at"] == clock.now() + timedelta(minutes=10)
+    held = next(r for r in notices(svc) if r.state == "held")
+    assert held.due_at == clock.now() + timedelta(minutes=10)
     # Not rendered while held: what it says is decided when it goes out.
-    assert (held["subject"], held["body"], held["data"]["template"]) == ("", "", None)
+    assert (held.subject, held.body, held.data["template"]) == ("", "", None)
     run_for(svc, timedelta(minutes=10))
-    released = next(r for r in notices(svc) if r["id"] == held["id"])
-    assert released["state"] == "pending"
-    assert released["subject"].startswith("Service Update: Investigating") and released["body"]
-    assert released["data"]["template"] == "web/business/acknowledgement.md.j2"
-    assert released["created_at"] == clock.now()
-    assert released["data"]["held_until"] == clock.now().isoformat()
+    released = next(r for r in notices(svc) if r.id == held.id)
+    assert released.state == "pending"
+    assert released.subject.startswith("Service Update: Investigating") and released.body
+    assert released.data["template"] == "web/business/acknowledgement.md.j2"
+    assert released.created_at == clock.now()
+    assert released.data["held_until"] == clock.now().isoformat()
 
 
 def test_only_one_scheduler_holds_the_lease(make_world, clock):
@@ -195,10 +195,10 @@ def test_postmortem_overdue_reminds_internal_providers_once(make_world, clock):
     clock.advance(timedelta(minutes=20))
     fire(svc, "f000000000000001", "critical", status="resolved", starts_at=t0, ends_at=clock.now())
     run_for(svc, timedelta(hours=47), step=timedelta(hours=1))
-    assert not [r for r in notices(svc) if r["phase"] == "postmortem_reminder"]
+    assert not [r for r in notices(svc) if r.phase == "postmortem_reminder"]
     run_for(svc, timedelta(hours=3), step=timedelta(hours=1))
-    reminders = [r for r in notices(svc) if r["phase"] == "postmortem_reminder"]
-    assert [(r["provider"], r["audience"]) for r in reminders] == [("team", "technical")]
+    reminders = [r for r in notices(svc) if r.phase == "postmortem_reminder"]
+    assert [(r.provider, r.audience) for r in reminders] == [("team", "technical")]
     assert svc.metrics.registry.get_sample_value("dualtrack_postmortem_overdue_total") == 1
 
 
@@ -288,14 +288,14 @@ def test_the_page_publishes_a_streams_notices_in_order_even_within_one_event(mak
         {"policy": {"levels": {2: {"technical": {"hold_for": "10m"}, "business": {"hold_for": "0s"}}}}}
     )
     fire(svc, "a200000000000001", "warning")
-    assert [(r["audience"], r["state"]) for r in notices(svc)] == [
+    assert [(r.audience, r.state) for r in notices(svc)] == [
         ("technical", "held"),
         ("business", "pending"),
     ]
     clock.advance(timedelta(minutes=11))
     svc.scheduler.run_once()
     assert svc.dispatcher.run_once() == 2
-    states = {r["audience"]: (r["state"], r["delivered_at"]) for r in notices(svc)}
+    states = {r.audience: (r.state, r.delivered_at) for r in notices(svc)}
     assert states == {"technical": ("delivered", clock.now()), "business": ("delivered", clock.now())}
 
 

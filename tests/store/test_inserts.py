@@ -42,7 +42,7 @@ def test_insert_alerts_gives_each_row_its_own_id_in_order(store: Store):
         assert repo.insert_alerts(conn, []) == []
 
 
-def test_insert_notices_returns_the_rows_inserted_with_their_ids_and_skips_existing_keys(store: Store):
+def test_insert_notices_returns_the_ids_of_those_inserted_by_key_and_skips_existing_keys(store: Store):
     with store.transaction() as conn:
         incident = _incident(conn, "INC-2026-0001")
         first = outbox.insert_notices(conn, [_notice(incident, k) for k in ("k1", "k2", "k3")])
@@ -50,7 +50,7 @@ def test_insert_notices_returns_the_rows_inserted_with_their_ids_and_skips_exist
         again = outbox.insert_notices(conn, [_notice(incident, k) for k in ("k1", "k4", "k2", "k5", "k3")])
         none = outbox.insert_notices(conn, [_notice(incident, "k4")])
         stored = dict(conn.execute(select(notices.c.id, notices.c.dedupe_key)).all())
-    assert [(stored[n["id"]], n["dedupe_key"]) for n in first] == [("k1", "k1"), ("k2", "k2"), ("k3", "k3")]
-    assert [(stored[n["id"]], n["subject"]) for n in again] == [("k4", "subject k4"), ("k5", "subject k5")]
-    assert none == []
+    assert [(key, stored[i]) for key, i in first.items()] == [("k1", "k1"), ("k2", "k2"), ("k3", "k3")]
+    assert [(key, stored[i]) for key, i in again.items()] == [("k4", "k4"), ("k5", "k5")]
+    assert none == {}
     assert len(stored) == 5

@@ -238,7 +238,7 @@ def test_two_replicas_ingesting_one_group_at_once_open_one_incident_with_one_set
         assert incident["ref"] == "INC-2026-0001"
         assert len(repo.alerts_of(conn, incident["id"])) == 2
         sent = outbox.notices_of(conn, [incident["id"]])
-    assert [(n["provider"], n["audience"], n["phase"]) for n in sent] == [
+    assert [(n.provider, n.audience, n.phase) for n in sent] == [
         ("status", "technical", "acknowledgement"),
         ("status", "business", "acknowledgement"),
     ]
@@ -254,7 +254,7 @@ def test_four_concurrent_claimers_never_claim_a_notice_twice(stores: list[Store]
     def work(index: int) -> list[int]:
         claimed: list[int] = []
         while batch := outbox.claim_due(stores[index], f"claimer-{index}", NOW, timedelta(minutes=5), 4):
-            claimed += [row["id"] for row in batch]
+            claimed += [row.id for row in batch]
         return claimed
 
     claims = together(4, work)
@@ -276,7 +276,7 @@ def test_claim_due_skips_notices_another_transaction_holds_instead_of_waiting(st
         # Were the locked rows waited for, this would hang until `together` gives up.
         (claimed,) = together(1, lambda _: outbox.claim_due(stores[2], "c", NOW, timedelta(minutes=5), 9), 20)
         holder.rollback()
-    assert [row["incident_id"] for row in claimed] == [second]
+    assert [row.incident_id for row in claimed] == [second]
 
 
 @on_postgresql

@@ -322,7 +322,7 @@ def fuzzed(make_settings, clock, backend, capsys):
     store.dispose()
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(figures.items()) if k[0].isdigit() and k != "5xx")
     with capsys.disabled():
-        print(
+        print(  # noqa: T201
             f"\nfuzz[{backend}]: {figures['cases']} cases, {figures['requests']} requests,"
             f" {figures['5xx']} 5xx; statuses {statuses}"
         )
