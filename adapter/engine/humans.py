@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from adapter.clock import Clock
 from adapter.config import Settings
+from adapter.engine.effects import writing
 from adapter.engine.notify import Notifier
 from adapter.store import Store
 from adapter.store import incidents as repo
@@ -61,7 +62,7 @@ class HumanActions:
     def update(self, ref: str, change: HumanUpdate) -> str:
         """A human update, sent at once to both audiences; it resets the cadence timer."""
         now = self.clock.now()
-        with self.store.transaction() as conn:
+        with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
             if incident["status"] == "resolved":
                 raise Conflict(f"{ref} is resolved; reopen it or publish a post-mortem instead")
@@ -82,9 +83,10 @@ class HumanActions:
             summary = change.technical or "Update from the on-call engineer"
             repo.add_timeline(conn, incident["id"], now, "human_update", summary[:500])
             # A human chose to speak: readers still inside a hold hear the first notice now.
-            written = self.notifier.release(conn, incident, now, all_held=True)
+            written = self.notifier.release(conn, effects, incident, now, all_held=True)
             written += self.notifier.notify(
                 conn,
+                effects,
                 incident,
                 "update",
                 f"human-{number}",
@@ -98,7 +100,7 @@ class HumanActions:
     def patch(self, ref: str, level: int | None, title: str | None, incident_type: str | None) -> str:
         """The on-call engineer sets severity (later alert rules do not override it), title, type."""
         now = self.clock.now()
-        with self.store.transaction() as conn:
+        with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
             values: dict[str, Any] = {"updated_at": now}
             if title is not None:
@@ -119,20 +121,20 @@ class HumanActions:
                 if open_ and level > before:
                     generation = incident["reopen_count"]
                     written += self.notifier.notify(
-                        conn, incident, "update", f"level-{level}-g{generation}", now
+                        conn, effects, incident, "update", f"level-{level}-g{generation}", now
                     )
                     if level == 5:
                         written += self.notifier.notify(
-                            conn, incident, "executive", f"executive-g{generation}", now
+                            conn, effects, incident, "executive", f"executive-g{generation}", now
                         )
                 if open_:
-                    written += self.notifier.rehold(conn, incident, now)
+                    written += self.notifier.rehold(conn, effects, incident, now)
         self._done(written)
         return ref
 
     def resolve(self, ref: str, technical: str | None, business: str | None, root_cause: str | None) -> str:
         now = self.clock.now()
-        with self.store.transaction() as conn:
+        with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
             if incident["status"] == "resolved":
                 raise Conflict(f"{ref} is already resolved")
@@ -150,6 +152,7 @@ class HumanActions:
             repo.add_timeline(conn, incident["id"], now, "resolved", "Resolved by hand")
             written = self.notifier.notify(
                 conn,
+                effects,
                 incident,
                 "resolution",
                 f"resolve-g{incident['reopen_count']}",
@@ -163,7 +166,7 @@ class HumanActions:
         self, ref: str, technical: str, business: str | None, preventive_measures: str | None
     ) -> str:
         now = self.clock.now()
-        with self.store.transaction() as conn:
+        with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
             if incident["status"] != "resolved":
                 raise Conflict(f"{ref} is still open; resolve it before its post-mortem")
@@ -182,6 +185,7 @@ class HumanActions:
             }
             written = self.notifier.notify(
                 conn,
+                effects,
                 incident,
                 "postmortem",
                 f"postmortem-{number}",

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
 from adapter.config import Settings
+from adapter.engine.effects import Effects
 from adapter.engine.planning import (
     EventFacts,
     LazyRows,
@@ -29,22 +26,8 @@ from adapter.providers import REGISTRY
 from adapter.rendering import Renderer
 from adapter.store import incidents as repo
 from adapter.store import outbox
-from adapter.store.db import after_commit
 
 log = logging.getLogger(__name__)
-# Connection.info key of the NoticeBatch that notices written on the connection join.
-_BATCH = "dualtrack_notice_batch"
-
-
-@dataclass
-class NoticeBatch:
-    """Notices planned in one transaction and not inserted yet (see `Notifier.batched`)."""
-
-    rows: list[tuple[dict[str, Any], int, datetime]] = field(default_factory=list)  # (row, level, now)
-    incidents: set[int] = field(default_factory=set)
-    skipped: Counter[int] = field(default_factory=Counter)
-
-
 # The event that opens an incident: the first notices its streams ever get.
 FIRST_EVENT = ("acknowledgement", "open")
 # Grace after a cadence update falls due before it counts as late: the scheduler's own delay.
@@ -122,6 +105,7 @@ class Notifier:
     def notify(
         self,
         conn: Connection,
+        effects: Effects,
         incident: dict[str, Any],
         phase: str,
         event: str,
@@ -138,7 +122,6 @@ class Notifier:
 
         `alerts`, when the caller has just read them, saves reading the incident's alerts again.
         """
-        self._insert_batched_of(conn, incident["id"])  # what follows reads the incident's notices
         if streams is None:
             streams = recipients(self.settings, incident, phase, audiences)
         suppressed: set[tuple[str, str, str | None]] = set()
@@ -160,6 +143,7 @@ class Notifier:
             streams = [s for s in streams if s.key in states.heard]
         written = self._write(
             conn,
+            effects,
             incident,
             phase,
             event,
@@ -174,13 +158,21 @@ class Notifier:
         )
         if phase == "update" and unheard:
             written += self.notify(
-                conn, incident, "acknowledgement", f"{event}-first", now, streams=unheard, alerts=alerts
+                conn,
+                effects,
+                incident,
+                "acknowledgement",
+                f"{event}-first",
+                now,
+                streams=unheard,
+                alerts=alerts,
             )
         return written
 
     def _write(
         self,
         conn: Connection,
+        effects: Effects,
         incident: dict[str, Any],
         phase: str,
         event: str,
@@ -207,47 +199,9 @@ class Notifier:
             rows.append(self.row(incident["id"], notice, now))
         first = (phase, event) == FIRST_EVENT
         self._publish_on_commit(conn, incident["id"], rows, now, first=first, unfinished=unfinished)
-        batch: NoticeBatch | None = conn.info.get(_BATCH)
-        if batch is not None:
-            batch.rows += [(row, incident["level"], now) for row in rows]
-            batch.incidents.add(incident["id"])
-            return len(rows)  # those whose dedupe key exists are taken off when inserted
-        inserted = outbox.insert_notices(conn, rows)
-        after_commit(conn, functools.partial(self._written, [(r, incident["level"], now) for r in inserted]))
+        inserted = outbox.insert_notices(conn, rows)  # less those whose event was planned before
+        effects.add(self._written, [(row, incident["level"], now) for row in inserted])
         return len(inserted)
-
-    @contextmanager
-    def batched(self, conn: Connection) -> Iterator[NoticeBatch]:
-        """Notices written on `conn` meanwhile are inserted together: in one statement at the end,
-        unless something reads or changes their incident's notices first, which inserts them then.
-
-        The batch's `skipped` counts, by incident, those not inserted as their dedupe key existed.
-        """
-        batch = conn.info[_BATCH] = NoticeBatch()
-        try:
-            yield batch
-            self._insert_batched(conn)
-        finally:
-            conn.info.pop(_BATCH, None)
-
-    def _insert_batched_of(self, conn: Connection, incident_id: int) -> None:
-        batch: NoticeBatch | None = conn.info.get(_BATCH)
-        if batch is not None and incident_id in batch.incidents:
-            self._insert_batched(conn)
-
-    def _insert_batched(self, conn: Connection) -> None:
-        batch: NoticeBatch = conn.info[_BATCH]
-        planned, batch.rows, batch.incidents = batch.rows, [], set()
-        inserted = {
-            row["dedupe_key"]: row["id"] for row in outbox.insert_notices(conn, [r for r, _, _ in planned])
-        }
-        written = []
-        for row, level, now in planned:
-            if row["dedupe_key"] in inserted:
-                written.append(({**row, "id": inserted[row["dedupe_key"]]}, level, now))
-            else:
-                batch.skipped[row["incident_id"]] += 1
-        after_commit(conn, functools.partial(self._written, written))
 
     def _written(self, written: list[tuple[dict[str, Any], int, datetime]]) -> None:
         """Count and log notices once they are stored: (row with its id, incident level, when)."""
@@ -355,21 +309,25 @@ class Notifier:
             self.on_outbox()
         log.info("released held notices ref=%s count=%d", ref, count)
 
-    def rehold(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
+    def rehold(self, conn: Connection, effects: Effects, incident: dict[str, Any], now: datetime) -> int:
         """After a level change: shorten holds to the new level's, and release what is due."""
-        self._insert_batched_of(conn, incident["id"])
         for notice in outbox.held(conn, incident["id"]):
             hold = hold_for(self.settings.policy, incident["level"], notice["audience"])
             due = min(notice["due_at"], notice["created_at"] + hold)
             if due != notice["due_at"]:
                 outbox.update_notice(conn, notice["id"], {"due_at": due})
-        return self.release(conn, incident, now)
+        return self.release(conn, effects, incident, now)
 
     def release(
-        self, conn: Connection, incident: dict[str, Any], now: datetime, *, all_held: bool = False
+        self,
+        conn: Connection,
+        effects: Effects,
+        incident: dict[str, Any],
+        now: datetime,
+        *,
+        all_held: bool = False,
     ) -> int:
         """Held notices whose hold is over go out, rendered with what is known now."""
-        self._insert_batched_of(conn, incident["id"])
         due = [n for n in outbox.held(conn, incident["id"]) if all_held or n["due_at"] <= now]
         if not due:
             return 0
@@ -399,5 +357,5 @@ class Notifier:
                 },
             )
             released += 1
-        after_commit(conn, functools.partial(self._released, incident["ref"], released))
+        effects.add(self._released, incident["ref"], released)
         return released

@@ -1,4 +1,4 @@
-"""PagerDuty in: Webhooks V3 incident events and Events API v2 alerts, mapped onto incidents."""
+"""PagerDuty in: Webhooks V3 incident events and Events API v2 alerts, mapped onto the ingest stages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from adapter.engine.core import Change, Engine
+from adapter.engine.core import Engine
+from adapter.engine.correlate import Change
+from adapter.engine.effects import Effects
 from adapter.sources.events import EnqueueEvent
 from adapter.sources.pagerduty import PagerDutyEvent
 from adapter.sources.signal import Batch, Signal
@@ -110,24 +112,29 @@ class PagerDutyIntake:
         if not kind.startswith("incident.") or event.incident_id is None:
             return Intake("ignored")
         now = self.engine.clock.now()
-        with self.engine.store.transaction() as conn:
-            if repo.seen_before(conn, "pagerduty", [k for k in (webhook_id, event.event_id) if k], now):
-                return Intake("duplicate")
-            intake = self._apply_webhook(conn, event, now)
-        return self._wake(intake)
+        keys = [k for k in (webhook_id, event.event_id) if k]
 
-    def _apply_webhook(self, conn: Connection, event: PagerDutyEvent, now: datetime) -> Intake:
+        def apply(conn: Connection, effects: Effects) -> Intake:
+            if repo.seen_before(conn, "pagerduty", keys, now):
+                return Intake("duplicate")
+            return self._apply_webhook(conn, effects, event, now)
+
+        return self._wake(self.engine.write(apply))
+
+    def _apply_webhook(
+        self, conn: Connection, effects: Effects, event: PagerDutyEvent, now: datetime
+    ) -> Intake:
         kind = event.event_type
         engine = self.engine
         if kind in ("incident.triggered", "incident.reopened", "incident.priority_updated"):
             batch = Batch("pagerduty", event.incident_key or "", [self.signal(event, "firing")])
-            result = engine.ingest_in(conn, batch, now)
+            result = engine.apply(conn, effects, batch, now)
             return Intake("accepted", result.refs)
         if kind == "incident.resolved" and event.merged_into:
-            return self._merge(conn, event, now)
+            return self._merge(conn, effects, event, now)
         if kind == "incident.resolved":
             batch = Batch("pagerduty", event.incident_key or "", [self.signal(event, "resolved")])
-            result = engine.ingest_in(conn, batch, now)
+            result = engine.apply(conn, effects, batch, now)
             return Intake("accepted", result.refs)
         alert = repo.latest_alert(conn, "pagerduty", f"pd-{event.incident_id}")
         incident = repo.get_incident(conn, alert["incident_id"]) if alert else None
@@ -149,6 +156,7 @@ class PagerDutyIntake:
             repo.add_timeline(conn, incident["id"], now, "human_update", f"PagerDuty status update{who}")
             engine.notifier.notify(
                 conn,
+                effects,
                 incident,
                 "update",
                 f"pd-status-{event.event_id}",
@@ -159,7 +167,7 @@ class PagerDutyIntake:
             return Intake("accepted", [incident["ref"]])
         return Intake("ignored")
 
-    def _merge(self, conn: Connection, event: PagerDutyEvent, now: datetime) -> Intake:
+    def _merge(self, conn: Connection, effects: Effects, event: PagerDutyEvent, now: datetime) -> Intake:
         """A merged PagerDuty incident folds into the surviving one; nobody hears "resolved"."""
         alert = repo.find_firing(conn, "pagerduty", f"pd-{event.incident_id}")
         if alert is None:
@@ -183,7 +191,7 @@ class PagerDutyIntake:
             repo.add_timeline(conn, source["id"], now, "merged", f"Merged into {into}")
             outbox.suppress_held(conn, source["id"])
         if target is not None:
-            self.engine.settle(conn, target["id"], Change(target), now)
+            self.engine.settle(conn, effects, Change(target), now)
         log.info("pagerduty merge incident=%s into=%s", event.incident_id, event.merged_into)
         return Intake("accepted", refs)
 
@@ -219,7 +227,8 @@ class PagerDutyIntake:
         dedup_key = event.dedup_key or uuid.uuid4().hex
         now = self.engine.clock.now()
         signal = self.events_signal(event, dedup_key, now)
-        with self.engine.store.transaction() as conn:
+
+        def apply(conn: Connection, effects: Effects) -> Intake:
             if event.event_action == "acknowledge":
                 alert = repo.find_firing(conn, "events", signal.fingerprint)
                 if alert is None:
@@ -227,5 +236,7 @@ class PagerDutyIntake:
                 repo.add_timeline(conn, alert["incident_id"], now, "pagerduty", "Acknowledged")
                 incident = repo.get_incident(conn, alert["incident_id"])
                 return Intake("accepted", [incident["ref"]] if incident else [], dedup_key)
-            result = self.engine.ingest_in(conn, Batch("events", dedup_key, [signal]), now)
-        return self._wake(Intake("accepted", result.refs, dedup_key))
+            result = self.engine.apply(conn, effects, Batch("events", dedup_key, [signal]), now)
+            return Intake("accepted", result.refs, dedup_key)
+
+        return self._wake(self.engine.write(apply))

@@ -10,7 +10,9 @@ from typing import Any
 import requests
 
 from adapter.config import AlertmanagerSource
-from adapter.engine.core import Change, Engine
+from adapter.engine.core import Engine
+from adapter.engine.correlate import Change
+from adapter.engine.effects import writing
 from adapter.store import incidents as repo
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,7 @@ class Reconciler:
         if dry_run or not lines:
             return lines
         engine = self.engine
-        with engine.store.transaction() as conn:
+        with writing(engine.store) as (conn, effects):
             for alert in plan.missing:
                 repo.update_alert(conn, alert["id"], {"missing_since": now})
             for alert in plan.back:
@@ -159,7 +161,7 @@ class Reconciler:
                     assert incident is not None
                     touched[alert["incident_id"]] = Change(incident)
                 touched[alert["incident_id"]].resolved += 1
-            written = sum(engine.settle(conn, i, change, now) for i, change in touched.items())
+            written = sum(engine.settle(conn, effects, change, now) for change in touched.values())
         if written and engine.on_commit:
             engine.on_commit()
         for line in lines:

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Connection,
     and_,
-    any_,
-    bindparam,
     delete,
     exists,
-    func,
     insert,
     or_,
     select,
@@ -23,79 +19,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from adapter.store.prepared import Prepared, fetch_rows
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
 
 Row = dict[str, Any]
 OPEN = ("investigating", "identified", "monitoring")
 
-# Built once: the webhook path runs these on every request, and building is most of their cost.
-_INSERT_INCIDENT = Prepared(insert(incidents))
-_UPDATE_INCIDENT = Prepared(update(incidents).where(incidents.c.id == bindparam("b_id")))
-_GET_INCIDENT = Prepared(select(incidents).where(incidents.c.id == bindparam("b_id")))
-_UPDATE_ALERT = Prepared(update(alerts).where(alerts.c.id == bindparam("b_id")))
-_ALERTS_OF = Prepared(
-    select(alerts).where(alerts.c.incident_id == bindparam("b_id")).order_by(alerts.c.starts_at, alerts.c.id)
-)
 
-OneOf = Callable[[Any, str], Any]
-
-
-def _sqlite_one_of(column: Any, name: str) -> Any:
-    return column.in_(select(func.json_each(bindparam(name, type_=JSON)).table_valued("value").c.value))
-
-
-def _postgresql_one_of(column: Any, name: str) -> Any:
-    return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
-
-
-def _per_dialect(build: Callable[[OneOf], Any]) -> dict[str, Prepared]:
-    """A statement for each dialect, `build(one_of)` testing membership with `one_of(column, name)`.
-
-    The list is bound as one parameter (a JSON array on SQLite, an array on PostgreSQL), so the
-    statement's text is the same whatever the list's length: an IN list of one placeholder per
-    value is rendered again on every run, and prepared again by the database for every length.
-    """
-    return {"sqlite": Prepared(build(_sqlite_one_of)), "postgresql": Prepared(build(_postgresql_one_of))}
-
-
-_INCIDENTS_BY_ID = _per_dialect(lambda one_of: select(incidents).where(one_of(incidents.c.id, "ids")))
-_ALERTS_OF_MANY = _per_dialect(
-    lambda one_of: (
-        select(alerts).where(one_of(alerts.c.incident_id, "ids")).order_by(alerts.c.starts_at, alerts.c.id)
-    )
-)
-# Instances are matched exactly in Python: the range keeps the lookup to a few index entries.
-_FIND_ALERTS = _per_dialect(
-    lambda one_of: select(alerts).where(
-        alerts.c.source == bindparam("source"),
-        one_of(alerts.c.fingerprint, "fingerprints"),
-        alerts.c.starts_at.between(bindparam("earliest"), bindparam("latest")),
-    )
-)
-# Every alert of a joinable incident (open, or resolved recently enough to reopen) that shares a
-# fingerprint or a group key with the batch, with its incident's columns.
-_RELATED = _per_dialect(
-    lambda one_of: (
-        select(
-            incidents, alerts.c.fingerprint.label("m_fingerprint"), alerts.c.group_key.label("m_group_key")
-        )
-        .join(alerts, alerts.c.incident_id == incidents.c.id)
-        .where(or_(one_of(alerts.c.fingerprint, "fingerprints"), one_of(alerts.c.group_key, "group_keys")))
-        # Open is every status but resolved; `status IN OPEN` would be an expanding parameter too.
-        .where(or_(incidents.c.status != "resolved", incidents.c.resolved_at >= bindparam("since")))
-    )
-)
-# PostgreSQL: matched back by instance, as keeping parameter order would cost a sort.
-_INSERT_ALERTS_POSTGRESQL = insert(alerts).returning(
-    alerts.c.id, alerts.c.source, alerts.c.fingerprint, alerts.c.starts_at
-)
-_INSERT_ALERTS_SQLITE = Prepared(insert(alerts))
-_LAST_ROWID = Prepared(select(func.last_insert_rowid()))
-_INSERT_TIMELINE = Prepared(insert(timeline))
-_TIMELINE_OF = Prepared(
-    select(timeline).where(timeline.c.incident_id == bindparam("b_id")).order_by(timeline.c.at, timeline.c.id)
-)
+def _rows(conn: Connection, query: Any) -> list[Row]:
+    return [dict(row) for row in conn.execute(query).mappings()]
 
 
 def _one(conn: Connection, query: Any, params: Row | None = None) -> Row | None:
@@ -108,45 +39,36 @@ def _upsert(conn: Connection, table: Any) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-def _next_ref_statement(insert_into: Any) -> Any:
-    return (
-        insert_into(ref_counters)
-        .values(year=bindparam("b_year"), last=1)
-        .on_conflict_do_update(index_elements=[ref_counters.c.year], set_={"last": ref_counters.c.last + 1})
-        .returning(ref_counters.c.last)
-    )
-
-
-_NEXT_REF = {
-    "postgresql": Prepared(_next_ref_statement(postgresql.insert)),
-    "sqlite": Prepared(_next_ref_statement(sqlite.insert)),
-}
-
-
 def next_ref(conn: Connection, year: int) -> str:
     """The next `INC-YYYY-NNNN`; gapless because it is taken inside the caller's transaction.
 
     One atomic upsert: concurrent callers queue on the counter row's lock (should writers not be
     serialized already), and a rolled-back caller gives its number back.
     """
-    last = int(_NEXT_REF[conn.dialect.name].scalar(conn, {"b_year": year}))
+    statement = (
+        _upsert(conn, ref_counters)
+        .values(year=year, last=1)
+        .on_conflict_do_update(index_elements=[ref_counters.c.year], set_={"last": ref_counters.c.last + 1})
+        .returning(ref_counters.c.last)
+    )
+    last = int(conn.execute(statement).scalar_one())
     return f"INC-{year}-{last:04d}"
 
 
 def insert_incident(conn: Connection, values: Row) -> int:
-    return _INSERT_INCIDENT.inserted_id(conn, values)
+    return int(conn.execute(insert(incidents).values(**values).returning(incidents.c.id)).scalar_one())
 
 
 def update_incident(conn: Connection, incident_id: int, values: Row) -> None:
-    _UPDATE_INCIDENT.run(conn, {"b_id": incident_id, **values})
+    conn.execute(update(incidents).where(incidents.c.id == incident_id).values(**values))
 
 
 def get_incident(conn: Connection, incident_id: int) -> Row | None:
-    return _GET_INCIDENT.first(conn, {"b_id": incident_id})
+    return _one(conn, select(incidents).where(incidents.c.id == incident_id))
 
 
 def incidents_by_id(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
-    return _INCIDENTS_BY_ID[conn.dialect.name].all(conn, {"ids": list(incident_ids)})
+    return _rows(conn, select(incidents).where(incidents.c.id.in_(set(incident_ids))))
 
 
 def get_incident_by_ref(conn: Connection, ref: str) -> Row | None:
@@ -159,7 +81,7 @@ def list_incidents(conn: Connection, status: str = "all", limit: int = 200) -> l
         query = query.where(incidents.c.status.in_(OPEN))
     elif status == "resolved":
         query = query.where(incidents.c.status == "resolved")
-    return fetch_rows(conn, query.limit(limit))
+    return _rows(conn, query.limit(limit))
 
 
 def open_levels(conn: Connection) -> list[tuple[int, int]]:
@@ -198,7 +120,7 @@ def owing_after_resolution(
             ),
         )
     query = select(incidents).where(incidents.c.status == "resolved", incidents.c.resolved_at >= since, owing)
-    return fetch_rows(conn, query.order_by(incidents.c.id))
+    return _rows(conn, query.order_by(incidents.c.id))
 
 
 def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
@@ -213,26 +135,16 @@ def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
         )
         .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
     )
-    rows = fetch_rows(conn, query)
+    rows = _rows(conn, query)
     return [r for r in rows if r["status"] != "resolved"] + [r for r in rows if r["status"] == "resolved"]
 
 
-def find_alerts(
-    conn: Connection, source: str, instances: Iterable[tuple[str, datetime]]
-) -> dict[tuple[str, datetime], Row]:
-    """The stored alerts among these (fingerprint, startsAt) instances of one source, by instance."""
-    wanted = set(instances)
-    if not wanted:
-        return {}
-    params = {
-        "source": source,
-        "fingerprints": sorted({fp for fp, _ in wanted}),
-        "earliest": min(start for _, start in wanted),
-        "latest": max(start for _, start in wanted),
-    }
-    rows = _FIND_ALERTS[conn.dialect.name].all(conn, params)
-    found = {(row["fingerprint"], row["starts_at"]): row for row in rows}
-    return {key: row for key, row in found.items() if key in wanted}
+def find_alert(conn: Connection, source: str, fingerprint: str, starts_at: datetime) -> Row | None:
+    """The stored alert of this instance (fingerprint + startsAt) of one source."""
+    query = select(alerts).where(
+        alerts.c.source == source, alerts.c.fingerprint == fingerprint, alerts.c.starts_at == starts_at
+    )
+    return _one(conn, query)
 
 
 @dataclass
@@ -253,13 +165,16 @@ def related_incidents(
 ) -> dict[int, Related]:
     """Incidents holding any of these fingerprints or group keys: open, or resolved since
     `resolved_since` (to reopen, not open anew); by incident id."""
-    params = {
-        "fingerprints": sorted(set(fingerprints)),
-        "group_keys": sorted(set(group_keys)),
-        "since": resolved_since,
-    }
+    query = (
+        select(
+            incidents, alerts.c.fingerprint.label("m_fingerprint"), alerts.c.group_key.label("m_group_key")
+        )
+        .join(alerts, alerts.c.incident_id == incidents.c.id)
+        .where(or_(alerts.c.fingerprint.in_(set(fingerprints)), alerts.c.group_key.in_(set(group_keys))))
+        .where(or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= resolved_since))
+    )
     out: dict[int, Related] = {}
-    for row in _RELATED[conn.dialect.name].all(conn, params):
+    for row in _rows(conn, query):
         fingerprint, group_key = row.pop("m_fingerprint"), row.pop("m_group_key")
         related = out.setdefault(row["id"], Related(row))
         related.fingerprints.add(fingerprint)
@@ -267,68 +182,29 @@ def related_incidents(
     return out
 
 
-def sqlite_inserted_ids(conn: Connection, statement: Prepared, rows: list[Row]) -> range:
-    """Run an INSERT of `rows` (no RETURNING) on SQLite; the ids of the rows it inserted, in order.
-
-    RETURNING over several rows costs SQLAlchemy twice what the plain statement does. SQLite gives
-    a new row the id one above the largest in its table, so the rows one statement inserts have
-    consecutive ids, ending at last_insert_rowid(); rows an ON CONFLICT skips take none.
-    """
-    count = statement.run(conn, rows)
-    last = int(_LAST_ROWID.scalar(conn))
-    return range(last - count + 1, last + 1)
-
-
-def insert_alerts(conn: Connection, rows: list[Row]) -> list[int]:
-    """Insert alerts in one statement; their ids, in the order given."""
-    if not rows:
-        return []
-    if conn.dialect.name == "sqlite":
-        return list(sqlite_inserted_ids(conn, _INSERT_ALERTS_SQLITE, rows))
-    returned = conn.execute(_INSERT_ALERTS_POSTGRESQL, rows)
-    ids = {(r.source, r.fingerprint, r.starts_at): int(r.id) for r in returned}
-    return [ids[(row["source"], row["fingerprint"], row["starts_at"])] for row in rows]
+def insert_alert(conn: Connection, values: Row) -> int:
+    return int(conn.execute(insert(alerts).values(**values).returning(alerts.c.id)).scalar_one())
 
 
 def update_alert(conn: Connection, alert_id: int, values: Row) -> None:
-    _UPDATE_ALERT.run(conn, {"b_id": alert_id, **values})
-
-
-def update_alerts(conn: Connection, changes: list[tuple[int, Row]]) -> None:
-    """Several alerts, each with the same columns changed, in one statement."""
-    if changes:
-        _UPDATE_ALERT.run(conn, [{"b_id": alert_id, **values} for alert_id, values in changes])
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
 
 
 def alerts_of(conn: Connection, incident_id: int) -> list[Row]:
-    return _ALERTS_OF.all(conn, {"b_id": incident_id})
-
-
-def alerts_of_many(conn: Connection, incident_ids: list[int]) -> dict[int, list[Row]]:
-    """`alerts_of` for several incidents in one query (none for an empty list)."""
-    found: dict[int, list[Row]] = {}
-    if incident_ids:
-        for row in _ALERTS_OF_MANY[conn.dialect.name].all(conn, {"ids": incident_ids}):
-            found.setdefault(row["incident_id"], []).append(row)
-    return found
+    query = select(alerts).where(alerts.c.incident_id == incident_id)
+    return _rows(conn, query.order_by(alerts.c.starts_at, alerts.c.id))
 
 
 def add_timeline(
     conn: Connection, incident_id: int, at: datetime, kind: str, message: str, **data: Any
 ) -> None:
-    _INSERT_TIMELINE.run(
-        conn, {"incident_id": incident_id, "at": at, "kind": kind, "message": message, "data": data}
-    )
-
-
-def add_timeline_many(conn: Connection, rows: list[Row]) -> None:
-    """Timeline entries (incident_id, at, kind, message, data) in one statement, in order."""
-    if rows:
-        _INSERT_TIMELINE.run(conn, rows)
+    values = {"incident_id": incident_id, "at": at, "kind": kind, "message": message, "data": data}
+    conn.execute(insert(timeline).values(**values))
 
 
 def timeline_of(conn: Connection, incident_id: int) -> list[Row]:
-    return _TIMELINE_OF.all(conn, {"b_id": incident_id})
+    query = select(timeline).where(timeline.c.incident_id == incident_id)
+    return _rows(conn, query.order_by(timeline.c.at, timeline.c.id))
 
 
 def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Row]:
@@ -336,7 +212,7 @@ def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Row]:
     query = select(incidents).where(
         incidents.c.opened_at < end, or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start)
     )
-    return fetch_rows(conn, query)
+    return _rows(conn, query)
 
 
 def has_timeline(conn: Connection, incident_id: int, kind: str) -> bool:
@@ -408,4 +284,4 @@ def firing_alerts_of_open_incidents(conn: Connection, sources: tuple[str, ...]) 
         .where(incidents.c.status.in_(OPEN), alerts.c.status == "firing", alerts.c.source.in_(sources))
         .order_by(alerts.c.incident_id, alerts.c.id)
     )
-    return fetch_rows(conn, query)
+    return _rows(conn, query)

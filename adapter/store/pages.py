@@ -10,10 +10,15 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 
-from adapter.store.prepared import fetch_rows
 from adapter.store.schema import incidents, notices
 
 Row = dict[str, Any]
+
+
+def _rows(conn: Connection, query: Any) -> list[Row]:
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
 # Titles and subjects are one line on a page: longer ones are cut there.
 LINE_CHARS = 300
 
@@ -116,13 +121,13 @@ def current_incidents(
         .limit(limit)
         .offset(offset)
     )
-    return fetch_rows(conn, query)
+    return _rows(conn, query)
 
 
 def incident(conn: Connection, readers: Readers, ref: str) -> Row | None:
     """The incident if these readers may see it, whenever it was resolved."""
     query = select(*_INCIDENT_COLUMNS).where(incidents.c.ref == ref, _visible(conn, readers))
-    rows = fetch_rows(conn, query)
+    rows = _rows(conn, query)
     return rows[0] if rows else None
 
 
@@ -160,7 +165,7 @@ def latest_notices(
         .where(ranked.c.rank > skip, ranked.c.rank <= skip + count)
         .order_by(notices.c.incident_id, notices.c.delivered_at, notices.c.id)
     )
-    return fetch_rows(conn, query)
+    return _rows(conn, query)
 
 
 def notice(conn: Connection, readers: Readers, notice_id: int) -> Row | None:
@@ -172,12 +177,12 @@ def notice(conn: Connection, readers: Readers, notice_id: int) -> Row | None:
     )
     if readers.tenant is not None:
         query = query.where(_affects(conn, readers.tenant))
-    rows = fetch_rows(conn, query)
+    rows = _rows(conn, query)
     return rows[0] if rows else None
 
 
 def incident_by_id(conn: Connection, incident_id: int) -> Row | None:
-    rows = fetch_rows(conn, select(*_INCIDENT_COLUMNS).where(incidents.c.id == incident_id))
+    rows = _rows(conn, select(*_INCIDENT_COLUMNS).where(incidents.c.id == incident_id))
     return rows[0] if rows else None
 
 
@@ -194,4 +199,4 @@ def history(conn: Connection, start: datetime, end: datetime) -> list[Row]:
         incidents.c.opened_at < end,
         or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start),
     )
-    return fetch_rows(conn, query)
+    return _rows(conn, query)
