@@ -241,9 +241,9 @@ def preview(args: argparse.Namespace) -> int:
         return 0
     for incident, notices in results:
         print(
-            f"{incident['ref']}  level {incident['level']}  {incident['incident_type']}  "
-            f"services: {', '.join(incident['services'] + incident['unknown_services']) or '-'}  "
-            f"tenants: {', '.join(incident['tenants']) or '-'}"
+            f"{incident.ref}  level {incident.level}  {incident.incident_type}  "
+            f"services: {', '.join(incident.services + incident.unknown_services) or '-'}  "
+            f"tenants: {', '.join(incident.tenants) or '-'}"
         )
         streams: dict[tuple[str, str | None], dict[str, dict[str, Any]]] = {}
         for notice in notices:

@@ -22,6 +22,7 @@ from adapter.rendering import Renderer
 from adapter.sources.signal import Batch
 from adapter.store import Store, outbox
 from adapter.store import incidents as repo
+from adapter.store.records import Incident
 
 log = logging.getLogger(__name__)
 Outcome = TypeVar("Outcome")
@@ -87,7 +88,7 @@ class Engine:
         effects.add(self.metrics.ingest_group.observe, 1)
         for incident_id in touched:
             result.notices += self.settle(conn, effects, changes[incident_id], now)
-        result.refs = [changes[i].incident["ref"] for i in touched]
+        result.refs = [changes[i].incident.ref for i in touched]
         return result
 
     def settle(self, conn: Connection, effects: Effects, change: Change, now: datetime) -> int:
@@ -97,7 +98,7 @@ class Engine:
         written = 0
         for event in settled.events:
             if event.note is not None:
-                repo.add_timeline(conn, settled.incident["id"], now, *event.note)
+                repo.add_timeline(conn, settled.incident.id, now, *event.note)
             written += self.notifier.notify(
                 conn, effects, settled.incident, event.phase, event.key, now, alerts=settled.alerts
             )
@@ -109,7 +110,7 @@ class Engine:
         for outcome, count in outcomes.items():
             self.metrics.signals.labels(source, outcome).inc(count)
 
-    def preview(self, batch: Batch) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    def preview(self, batch: Batch) -> list[tuple[Incident, list[dict[str, Any]]]]:
         """The incidents and notices this batch would produce; nothing is stored, sent or counted."""
         if batch.test:
             return []
@@ -128,5 +129,5 @@ class Engine:
             for ref in result.refs:
                 incident = repo.get_incident_by_ref(conn, ref)
                 assert incident is not None
-                out.append((incident, outbox.notices_of(conn, [incident["id"]])))
+                out.append((incident, outbox.notices_of(conn, [incident.id])))
         return out

@@ -16,6 +16,7 @@ from adapter.engine.severity import classify
 from adapter.metrics import Metrics
 from adapter.sources.signal import Signal
 from adapter.store import incidents as repo
+from adapter.store.records import Alert, Incident
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 class Change:
     """What the signals did to one incident, and the incident row as they left it."""
 
-    incident: dict[str, Any]
+    incident: Incident
     opened: bool = False
     reopened: bool = False
     fired: int = 0
@@ -72,7 +73,7 @@ class Correlator:
             existing = repo.find_firing(conn, signal.source, signal.fingerprint)
             if existing is not None and signal.status == "firing":
                 outcome = self._refresh_level(conn, existing, signal, now, changes)
-                return outcome, existing["incident_id"] if outcome == "updated" else None
+                return outcome, existing.incident_id if outcome == "updated" else None
             if existing is None and signal.status == "firing":
                 signal = self._next_instance(conn, signal, now)
         else:
@@ -86,24 +87,24 @@ class Correlator:
     def _repeat(
         self,
         conn: Connection,
-        existing: dict[str, Any],
+        existing: Alert,
         signal: Signal,
         now: datetime,
         changes: dict[int, Change],
     ) -> tuple[str, int | None]:
         """A signal for a stored alert instance: a duplicate, a stale copy, or its resolve."""
-        if existing["status"] == signal.status:
+        if existing.status == signal.status:
             return "duplicate", None
-        if existing["status"] == "resolved":
+        if existing.status == "resolved":
             # A firing copy of an instance already resolved: a late or replayed notification.
             return "stale", None
-        incident_id = existing["incident_id"]
+        incident_id = existing.incident_id
         repo.update_alert(
-            conn, existing["id"], {"status": "resolved", "ends_at": signal.ends_at or now, "updated_at": now}
+            conn, existing.id, {"status": "resolved", "ends_at": signal.ends_at or now, "updated_at": now}
         )
         self._change_for(conn, incident_id, changes).resolved += 1
-        message = f"{alert_label(existing['name'], existing['labels'])} resolved"
-        repo.add_timeline(conn, incident_id, now, "alert_resolved", message, alert=existing["id"])
+        message = f"{alert_label(existing.name, existing.labels)} resolved"
+        repo.add_timeline(conn, incident_id, now, "alert_resolved", message, alert=existing.id)
         return "resolved", incident_id
 
     def _fire(
@@ -120,13 +121,13 @@ class Correlator:
         best = max(related.values(), key=lambda r: r.rank(signal.fingerprint), default=None)
         if best is None:
             incident = self._open(conn, effects, signal, service_ids, unknown, level, now)
-            changes[incident["id"]] = Change(incident, opened=True)
-        elif best.incident["status"] not in repo.OPEN:
+            changes[incident.id] = Change(incident, opened=True)
+        elif best.incident.status not in repo.OPEN:
             incident = self._reopen(conn, effects, best.incident, now)
-            changes[incident["id"]] = Change(incident, reopened=True)
+            changes[incident.id] = Change(incident, reopened=True)
         else:
             incident = best.incident
-        incident_id = incident["id"]
+        incident_id = incident.id
         change = self._change_for(conn, incident_id, changes, incident)
         alert_id = repo.insert_alert(
             conn,
@@ -161,9 +162,9 @@ class Correlator:
         or reopens an incident. Senders repeat their timestamp (an Events API payload.timestamp,
         a PagerDuty occurred_at), so one no later than the last instance's start starts now."""
         last = repo.latest_alert(conn, signal.source, signal.fingerprint)
-        if last is None or signal.starts_at > last["starts_at"]:
+        if last is None or signal.starts_at > last.starts_at:
             return signal
-        return replace(signal, starts_at=max(now, last["starts_at"] + timedelta(microseconds=1)))
+        return replace(signal, starts_at=max(now, last.starts_at + timedelta(microseconds=1)))
 
     def _group_keys(self, conn: Connection, signal: Signal) -> list[str]:
         """The group keys that mean the same outage as this signal's.
@@ -187,23 +188,23 @@ class Correlator:
     def _refresh_level(
         self,
         conn: Connection,
-        alert: dict[str, Any],
+        alert: Alert,
         signal: Signal,
         now: datetime,
         changes: dict[int, Change],
     ) -> str:
         """A repeat of an open alert: a duplicate, unless it now asks for a higher level."""
-        services = [s for s in map(self.settings.catalog.service, alert["services"]) if s is not None]
+        services = [s for s in map(self.settings.catalog.service, alert.services) if s is not None]
         level = classify(signal.labels, services, self.settings.severity)
-        if level <= alert["level"]:
+        if level <= alert.level:
             return "duplicate"
-        repo.update_alert(conn, alert["id"], {"level": level, "labels": signal.labels, "updated_at": now})
-        self._change_for(conn, alert["incident_id"], changes)
+        repo.update_alert(conn, alert.id, {"level": level, "labels": signal.labels, "updated_at": now})
+        self._change_for(conn, alert.incident_id, changes)
         return "updated"
 
     @staticmethod
     def _change_for(
-        conn: Connection, incident_id: int, changes: dict[int, Change], incident: dict[str, Any] | None = None
+        conn: Connection, incident_id: int, changes: dict[int, Change], incident: Incident | None = None
     ) -> Change:
         if incident_id not in changes:
             if incident is None:
@@ -221,11 +222,11 @@ class Correlator:
         unknown: list[str],
         level: int,
         now: datetime,
-    ) -> dict[str, Any]:
+    ) -> Incident:
         ref = repo.next_ref(conn, now.year)
         # What settling would compute from this one alert, so an incident of one alert (or of
         # alerts that agree) needs no update after its insert.
-        values = {
+        values: dict[str, Any] = {
             "ref": ref,
             "title": signal.summary[:500],
             "status": "investigating",
@@ -244,23 +245,16 @@ class Correlator:
         incident_id = repo.insert_incident(conn, values)
         repo.add_timeline(conn, incident_id, now, "opened", f"Incident opened: {signal.summary}")
         effects.add(self._opened, ref, level, signal.source)
-        return {**values, "id": incident_id}
+        return Incident(id=incident_id, **values)
 
     def _opened(self, ref: str, level: int, source: str) -> None:
         self.metrics.incidents_opened.labels(str(level)).inc()
         log.info("incident opened ref=%s level=%d source=%s", ref, level, source)
 
     @staticmethod
-    def _reopen(
-        conn: Connection, effects: Effects, incident: dict[str, Any], now: datetime
-    ) -> dict[str, Any]:
-        values = {
-            "status": "investigating",
-            "resolved_at": None,
-            "reopen_count": incident["reopen_count"] + 1,
-            "updated_at": now,
-        }
-        repo.update_incident(conn, incident["id"], values)
-        repo.add_timeline(conn, incident["id"], now, "reopened", "Incident reopened: the alert fired again")
-        effects.add(log.info, "incident reopened ref=%s", incident["ref"])
-        return {**incident, **values}
+    def _reopen(conn: Connection, effects: Effects, incident: Incident, now: datetime) -> Incident:
+        values = {"status": "investigating", "resolved_at": None, "updated_at": now}
+        reopened = repo.update_incident(conn, incident, {**values, "reopen_count": incident.reopen_count + 1})
+        repo.add_timeline(conn, incident.id, now, "reopened", "Incident reopened: the alert fired again")
+        effects.add(log.info, "incident reopened ref=%s", incident.ref)
+        return reopened

@@ -26,6 +26,7 @@ from adapter.providers import REGISTRY
 from adapter.rendering import Renderer
 from adapter.store import incidents as repo
 from adapter.store import outbox
+from adapter.store.records import Alert, Incident, TimelineEntry
 
 log = logging.getLogger(__name__)
 # The event that opens an incident: the first notices its streams ever get.
@@ -71,28 +72,28 @@ class Notifier:
     def facts(
         self,
         conn: Connection,
-        incident: dict[str, Any],
+        incident: Incident,
         phase: str,
         event: str,
         now: datetime,
         *,
         messages: dict[str, str | None] | None = None,
         extra: dict[str, Any] | None = None,
-        alerts: list[dict[str, Any]] | None = None,
+        alerts: list[Alert] | None = None,
     ) -> EventFacts:
-        def published_timeline() -> list[dict[str, Any]]:
+        def published_timeline() -> list[TimelineEntry]:
             # Internal notes (PagerDuty annotations, say) are never published.
-            return [t for t in repo.timeline_of(conn, incident["id"]) if t["kind"] != "note"]
+            return [t for t in repo.timeline_of(conn, incident.id) if t.kind != "note"]
 
         timeline = LazyRows(published_timeline)
-        changes: dict[str, list[dict[str, Any]]] = {}
+        changes: dict[str, list[TimelineEntry]] = {}
         if phase == "update":
             for audience in ("technical", "business"):
-                since = outbox.last_heard(conn, incident["id"], audience)
-                changes[audience] = [t for t in timeline if since is None or t["at"] > since]
+                since = outbox.last_heard(conn, incident.id, audience)
+                changes[audience] = [t for t in timeline if since is None or t.at > since]
         return EventFacts(
             incident=incident,
-            alerts=repo.alerts_of(conn, incident["id"]) if alerts is None else alerts,
+            alerts=repo.alerts_of(conn, incident.id) if alerts is None else alerts,
             timeline=timeline,
             phase=phase,
             event=event,
@@ -106,7 +107,7 @@ class Notifier:
         self,
         conn: Connection,
         effects: Effects,
-        incident: dict[str, Any],
+        incident: Incident,
         phase: str,
         event: str,
         now: datetime,
@@ -116,7 +117,7 @@ class Notifier:
         extra: dict[str, Any] | None = None,
         deadline: datetime | None = None,
         streams: list[Recipient] | None = None,
-        alerts: list[dict[str, Any]] | None = None,
+        alerts: list[Alert] | None = None,
     ) -> int:
         """Plan, render and write one event's notices; returns how many were new.
 
@@ -129,15 +130,15 @@ class Notifier:
         unfinished: set[outbox.Channel] | None = None  # read below when its streams are
         if phase in ("resolution", "postmortem"):
             # Readers who never heard of it (held, then suppressed) need no ending either.
-            states = outbox.streams(conn, incident["id"])
+            states = outbox.streams(conn, incident.id)
             if phase == "resolution":
-                suppressed = outbox.suppress_held(conn, incident["id"], states.held)
+                suppressed = outbox.suppress_held(conn, incident.id, states.held)
             unfinished = states.unfinished(held_suppressed=phase == "resolution")
             suppressed |= {s.key for s in streams if s.key not in states.heard}
         elif phase == "update":
             # A held first notice is rendered afresh when released; a reader who never heard of
             # the incident (its first notice was suppressed) gets a first notice, not an update.
-            states = outbox.streams(conn, incident["id"])
+            states = outbox.streams(conn, incident.id)
             unfinished = states.unfinished(held_suppressed=False)
             unheard = [s for s in streams if s.key not in states.heard and s.key not in states.held]
             streams = [s for s in streams if s.key in states.heard]
@@ -173,7 +174,7 @@ class Notifier:
         self,
         conn: Connection,
         effects: Effects,
-        incident: dict[str, Any],
+        incident: Incident,
         phase: str,
         event: str,
         now: datetime,
@@ -182,7 +183,7 @@ class Notifier:
         deadline: datetime | None,
         messages: dict[str, str | None] | None,
         extra: dict[str, Any] | None,
-        alerts: list[dict[str, Any]] | None,
+        alerts: list[Alert] | None,
         *,
         unfinished: set[outbox.Channel] | None = None,
     ) -> int:
@@ -196,11 +197,11 @@ class Notifier:
         rows = []
         for notice in planned:
             self._schedule(notice, incident, now, states[notice.recipient.key], deadline)
-            rows.append(self.row(incident["id"], notice, now))
+            rows.append(self.row(incident.id, notice, now))
         first = (phase, event) == FIRST_EVENT
-        self._publish_on_commit(conn, incident["id"], rows, now, first=first, unfinished=unfinished)
+        self._publish_on_commit(conn, incident.id, rows, now, first=first, unfinished=unfinished)
         inserted = outbox.insert_notices(conn, rows)  # less those whose event was planned before
-        effects.add(self._written, [(row, incident["level"], now) for row in inserted])
+        effects.add(self._written, [(row, incident.level, now) for row in inserted])
         return len(inserted)
 
     def _written(self, written: list[tuple[dict[str, Any], int, datetime]]) -> None:
@@ -253,7 +254,7 @@ class Notifier:
     def _schedule(
         self,
         notice: PlannedNotice,
-        incident: dict[str, Any],
+        incident: Incident,
         now: datetime,
         first_state: tuple[str, timedelta],
         deadline: datetime | None,
@@ -265,20 +266,20 @@ class Notifier:
             deadline = first_notice_deadline(policy, incident, notice.audience)
         if deadline is not None:
             notice.data["deadline"] = deadline.isoformat()
-        notice.data["opened_at"] = incident["opened_at"].isoformat()
+        notice.data["opened_at"] = incident.opened_at.isoformat()
 
     def _first_state(
         self,
         recipient: Recipient,
         phase: str,
-        incident: dict[str, Any],
+        incident: Incident,
         suppressed: set[tuple[str, str, str | None]],
     ) -> tuple[str, timedelta]:
         """A new notice's state, and how long it is held."""
         if recipient.key in suppressed:
             return "suppressed", timedelta(0)
         if phase == "acknowledgement":
-            hold = hold_for(self.settings.policy, incident["level"], recipient.audience)
+            hold = hold_for(self.settings.policy, incident.level, recipient.audience)
             if hold > timedelta(0):
                 return "held", hold
         return "pending", timedelta(0)
@@ -309,10 +310,10 @@ class Notifier:
             self.on_outbox()
         log.info("released held notices ref=%s count=%d", ref, count)
 
-    def rehold(self, conn: Connection, effects: Effects, incident: dict[str, Any], now: datetime) -> int:
+    def rehold(self, conn: Connection, effects: Effects, incident: Incident, now: datetime) -> int:
         """After a level change: shorten holds to the new level's, and release what is due."""
-        for notice in outbox.held(conn, incident["id"]):
-            hold = hold_for(self.settings.policy, incident["level"], notice["audience"])
+        for notice in outbox.held(conn, incident.id):
+            hold = hold_for(self.settings.policy, incident.level, notice["audience"])
             due = min(notice["due_at"], notice["created_at"] + hold)
             if due != notice["due_at"]:
                 outbox.update_notice(conn, notice["id"], {"due_at": due})
@@ -322,13 +323,13 @@ class Notifier:
         self,
         conn: Connection,
         effects: Effects,
-        incident: dict[str, Any],
+        incident: Incident,
         now: datetime,
         *,
         all_held: bool = False,
     ) -> int:
         """Held notices whose hold is over go out, rendered with what is known now."""
-        due = [n for n in outbox.held(conn, incident["id"]) if all_held or n["due_at"] <= now]
+        due = [n for n in outbox.held(conn, incident.id) if all_held or n["due_at"] <= now]
         if not due:
             return 0
         released = 0
@@ -357,5 +358,5 @@ class Notifier:
                 },
             )
             released += 1
-        effects.add(self._released, incident["ref"], released)
+        effects.add(self._released, incident.ref, released)
         return released

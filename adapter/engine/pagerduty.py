@@ -137,23 +137,23 @@ class PagerDutyIntake:
             result = engine.apply(conn, effects, batch, now)
             return Intake("accepted", result.refs)
         alert = repo.latest_alert(conn, "pagerduty", f"pd-{event.incident_id}")
-        incident = repo.get_incident(conn, alert["incident_id"]) if alert else None
+        incident = repo.get_incident(conn, alert.incident_id) if alert else None
         if incident is None:
             return Intake("ignored")
         who = f" by {event.agent}" if event.agent else ""
         if kind in TIMELINE_EVENTS:
-            repo.add_timeline(conn, incident["id"], now, "pagerduty", TIMELINE_EVENTS[kind] + who)
+            repo.add_timeline(conn, incident.id, now, "pagerduty", TIMELINE_EVENTS[kind] + who)
             wanted = self.settings.pagerduty.acknowledged_status
-            if kind == "incident.acknowledged" and incident["status"] == "investigating" != wanted:
-                repo.update_incident(conn, incident["id"], {"status": wanted, "updated_at": now})
-            return Intake("accepted", [incident["ref"]])
+            if kind == "incident.acknowledged" and incident.status == "investigating" != wanted:
+                repo.update_incident(conn, incident, {"status": wanted, "updated_at": now})
+            return Intake("accepted", [incident.ref])
         if kind == "incident.annotated" and event.message:
             # An internal note: kept on the timeline, never published.
-            repo.add_timeline(conn, incident["id"], now, "note", event.message[:2000])
-            return Intake("accepted", [incident["ref"]])
-        if kind == "incident.status_update_published" and event.message and incident["status"] != "resolved":
+            repo.add_timeline(conn, incident.id, now, "note", event.message[:2000])
+            return Intake("accepted", [incident.ref])
+        if kind == "incident.status_update_published" and event.message and incident.status != "resolved":
             # PagerDuty status updates are written for stakeholders: the business track.
-            repo.add_timeline(conn, incident["id"], now, "human_update", f"PagerDuty status update{who}")
+            repo.add_timeline(conn, incident.id, now, "human_update", f"PagerDuty status update{who}")
             engine.notifier.notify(
                 conn,
                 effects,
@@ -164,7 +164,7 @@ class PagerDutyIntake:
                 audiences=("business",),
                 messages={"business": event.message},
             )
-            return Intake("accepted", [incident["ref"]])
+            return Intake("accepted", [incident.ref])
         return Intake("ignored")
 
     def _merge(self, conn: Connection, effects: Effects, event: PagerDutyEvent, now: datetime) -> Intake:
@@ -172,24 +172,22 @@ class PagerDutyIntake:
         alert = repo.find_firing(conn, "pagerduty", f"pd-{event.incident_id}")
         if alert is None:
             return Intake("ignored")
-        source = repo.get_incident(conn, alert["incident_id"])
+        source = repo.get_incident(conn, alert.incident_id)
         survivor_alert = repo.latest_alert(conn, "pagerduty", f"pd-{event.merged_into}")
-        target = repo.get_incident(conn, survivor_alert["incident_id"]) if survivor_alert else None
+        target = repo.get_incident(conn, survivor_alert.incident_id) if survivor_alert else None
         assert source is not None
-        refs = [source["ref"]]
-        if target is not None and target["id"] != source["id"]:
-            repo.update_alert(conn, alert["id"], {"incident_id": target["id"], "updated_at": now})
-            repo.add_timeline(conn, target["id"], now, "merged", f"{source['ref']} merged into this incident")
-            refs.append(target["ref"])
+        refs = [source.ref]
+        if target is not None and target.id != source.id:
+            repo.update_alert(conn, alert.id, {"incident_id": target.id, "updated_at": now})
+            repo.add_timeline(conn, target.id, now, "merged", f"{source.ref} merged into this incident")
+            refs.append(target.ref)
         else:
-            repo.update_alert(conn, alert["id"], {"status": "resolved", "ends_at": now, "updated_at": now})
-        if not [a for a in repo.alerts_of(conn, source["id"]) if a["status"] == "firing"]:
-            into = target["ref"] if target else f"PagerDuty incident {event.merged_into}"
-            repo.update_incident(
-                conn, source["id"], {"status": "resolved", "resolved_at": now, "updated_at": now}
-            )
-            repo.add_timeline(conn, source["id"], now, "merged", f"Merged into {into}")
-            outbox.suppress_held(conn, source["id"])
+            repo.update_alert(conn, alert.id, {"status": "resolved", "ends_at": now, "updated_at": now})
+        if not [a for a in repo.alerts_of(conn, source.id) if a.status == "firing"]:
+            into = target.ref if target else f"PagerDuty incident {event.merged_into}"
+            repo.update_incident(conn, source, {"status": "resolved", "resolved_at": now, "updated_at": now})
+            repo.add_timeline(conn, source.id, now, "merged", f"Merged into {into}")
+            outbox.suppress_held(conn, source.id)
         if target is not None:
             self.engine.settle(conn, effects, Change(target), now)
         log.info("pagerduty merge incident=%s into=%s", event.incident_id, event.merged_into)
@@ -233,9 +231,9 @@ class PagerDutyIntake:
                 alert = repo.find_firing(conn, "events", signal.fingerprint)
                 if alert is None:
                     return Intake("ignored", dedup_key=dedup_key)
-                repo.add_timeline(conn, alert["incident_id"], now, "pagerduty", "Acknowledged")
-                incident = repo.get_incident(conn, alert["incident_id"])
-                return Intake("accepted", [incident["ref"]] if incident else [], dedup_key)
+                repo.add_timeline(conn, alert.incident_id, now, "pagerduty", "Acknowledged")
+                incident = repo.get_incident(conn, alert.incident_id)
+                return Intake("accepted", [incident.ref] if incident else [], dedup_key)
             result = self.engine.apply(conn, effects, Batch("events", dedup_key, [signal]), now)
             return Intake("accepted", result.refs, dedup_key)
 

@@ -21,6 +21,7 @@ from adapter.engine.reconcile import Reconciler, Unreachable
 from adapter.metrics import Metrics
 from adapter.store import Store, leases, outbox
 from adapter.store import incidents as repo
+from adapter.store.records import Incident
 
 log = logging.getLogger(__name__)
 LEASE = "scheduler"
@@ -33,12 +34,12 @@ def month_bounds(moment: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=days)
 
 
-def downtime(incidents: list[dict[str, Any]], start: datetime, end: datetime, now: datetime) -> timedelta:
+def downtime(incidents: list[Incident], start: datetime, end: datetime, now: datetime) -> timedelta:
     """The union of the incidents' open intervals, clipped to [start, end)."""
     spans = sorted(
-        (max(i["opened_at"], start), min(i["resolved_at"] or now, end))
+        (max(i.opened_at, start), min(i.resolved_at or now, end))
         for i in incidents
-        if (i["resolved_at"] or now) > start and i["opened_at"] < end
+        if (i.resolved_at or now) > start and i.opened_at < end
     )
     total = timedelta(0)
     current_start, current_end = None, None
@@ -133,12 +134,12 @@ class Scheduler(BackgroundLoop):
 
     def _open_incident(self, conn: Connection, effects: Effects, incident_id: int, now: datetime) -> int:
         incident = repo.get_incident(conn, incident_id)
-        if incident is None or incident["status"] == "resolved":
+        if incident is None or incident.status == "resolved":
             return 0
         written = self.notifier.release(conn, effects, incident, now)
         for audience in AUDIENCES:
             last = outbox.last_heard(conn, incident_id, audience)
-            due = self._next_update(incident["level"], audience, last)
+            due = self._next_update(incident.level, audience, last)
             if last is None or now < due:
                 continue
             written += self.notifier.notify(
@@ -168,27 +169,29 @@ class Scheduler(BackgroundLoop):
                 followup_min_level=followup.min_level,
             )
         for incident in recent:
-            if incident["postmortem_at"] is None and incident["resolved_at"] <= now - policy.postmortem_due:
+            resolved_at = incident.resolved_at
+            assert resolved_at is not None  # they were read as resolved
+            if incident.postmortem_at is None and resolved_at <= now - policy.postmortem_due:
                 with writing(self.store) as (conn, effects):
                     written += self._postmortem_overdue(conn, effects, incident, now)
-            if policy.sla_followup.enabled and incident["resolved_at"] <= now - policy.sla_followup.delay:
+            if policy.sla_followup.enabled and resolved_at <= now - policy.sla_followup.delay:
                 with writing(self.store) as (conn, effects):
                     written += self._sla_followup(conn, effects, incident, now)
         return written
 
     def _postmortem_overdue(
-        self, conn: Connection, effects: Effects, incident: dict[str, Any], now: datetime
+        self, conn: Connection, effects: Effects, incident: Incident, now: datetime
     ) -> int:
-        if repo.has_timeline(conn, incident["id"], "postmortem_overdue"):
+        if repo.has_timeline(conn, incident.id, "postmortem_overdue"):
             return 0
-        repo.add_timeline(conn, incident["id"], now, "postmortem_overdue", "Post-mortem is overdue")
-        effects.add(self._reminded, incident["ref"])
+        repo.add_timeline(conn, incident.id, now, "postmortem_overdue", "Post-mortem is overdue")
+        effects.add(self._reminded, incident.ref)
         return self.notifier.notify(
             conn,
             effects,
             incident,
             "postmortem_reminder",
-            f"postmortem-reminder-g{incident['reopen_count']}",
+            f"postmortem-reminder-g{incident.reopen_count}",
             now,
         )
 
@@ -196,20 +199,20 @@ class Scheduler(BackgroundLoop):
         self.metrics.postmortem_overdue.inc()
         log.info("post-mortem overdue ref=%s", ref)
 
-    def _sla_followup(
-        self, conn: Connection, effects: Effects, incident: dict[str, Any], now: datetime
-    ) -> int:
+    def _sla_followup(self, conn: Connection, effects: Effects, incident: Incident, now: datetime) -> int:
         settings = self.settings
-        if incident["level"] < settings.policy.sla_followup.min_level:
+        if incident.level < settings.policy.sla_followup.min_level:
             return 0
-        if repo.has_timeline(conn, incident["id"], "sla_followup"):
+        if repo.has_timeline(conn, incident.id, "sla_followup"):
             return 0
-        repo.add_timeline(conn, incident["id"], now, "sla_followup", "SLA follow-ups planned")
-        start, end = month_bounds(incident["resolved_at"])
+        repo.add_timeline(conn, incident.id, now, "sla_followup", "SLA follow-ups planned")
+        resolved_at = incident.resolved_at
+        assert resolved_at is not None  # read as resolved
+        start, end = month_bounds(resolved_at)
         month = repo.overlapping(conn, start, end)
         streams = recipients(settings, incident, "sla_followup")
         written = 0
-        for tenant_id in incident["tenants"]:
+        for tenant_id in incident.tenants:
             tenant = settings.catalog.tenant(tenant_id)
             target = tenant.sla.get("availability") if tenant else None
             mine = [s for s in streams if s.tenant is not None and s.tenant.id == tenant_id]
@@ -218,14 +221,14 @@ class Scheduler(BackgroundLoop):
             counted = [
                 i
                 for i in month
-                if tenant_id in i["tenants"] and i["level"] >= settings.policy.sla_followup.min_level
+                if tenant_id in i.tenants and i.level >= settings.policy.sla_followup.min_level
             ]
             down = downtime(counted, start, end, now)
             availability = 100.0 * (1 - down / (end - start))
             sla = {
                 "target": target,
                 "availability": round(availability, 3),
-                "impact": (incident["resolved_at"] - incident["opened_at"]),
+                "impact": resolved_at - incident.opened_at,
                 "month_downtime": down,
                 "below_target": availability < target,
                 "month": start.strftime("%B %Y"),

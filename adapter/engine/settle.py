@@ -14,6 +14,7 @@ from adapter.engine.correlate import Change, incident_type
 from adapter.engine.effects import Effects
 from adapter.metrics import Metrics
 from adapter.store import incidents as repo
+from adapter.store.records import Alert, Incident
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,8 @@ class Event:
 class Settled:
     """The incident as settled, the alerts it was settled from, and the events to notify."""
 
-    incident: dict[str, Any]
-    alerts: list[dict[str, Any]]
+    incident: Incident
+    alerts: list[Alert]
     events: list[Event] = field(default_factory=list)
 
 
@@ -43,24 +44,24 @@ def settle(
 ) -> Settled:
     """Recompute the incident from its alerts and record what changed."""
     incident = change.incident
-    incident_id = incident["id"]
+    incident_id = incident.id
     alerts = repo.alerts_of(conn, incident_id)
-    firing = [a for a in alerts if a["status"] == "firing"]
+    firing = [a for a in alerts if a.status == "firing"]
     known = {s.id for s in settings.catalog.services}
     services: list[str] = []
     unknown: list[str] = []
     for alert in alerts:
-        for name in alert["services"]:
+        for name in alert.services:
             bucket = services if name in known else unknown
             if name not in bucket:
                 bucket.append(name)
-    level_before = incident["level"]
+    level_before = incident.level
     level = level_before
-    if not incident["level_locked"] and firing:
-        computed = max(a["level"] for a in firing)
+    if not incident.level_locked and firing:
+        computed = max(a.level for a in firing)
         # An open incident's level never drops by itself.
         level = computed if change.opened else max(level_before, computed)
-    kind = incident["incident_type"]
+    kind = incident.incident_type
     if kind == "general" and services:
         kind = incident_type(settings, {}, services)
     values: dict[str, Any] = {
@@ -71,17 +72,16 @@ def settle(
         "incident_type": kind,
         "updated_at": now,
     }
-    resolved_now = not firing and incident["status"] != "resolved"
+    resolved_now = not firing and incident.status != "resolved"
     if resolved_now:
         # An action asked of customers during the incident no longer applies.
         values.update(status="resolved", resolved_at=now, action_required=None)
-    changed = {k: v for k, v in values.items() if k not in incident or incident[k] != v}
+    changed = {k: v for k, v in values.items() if getattr(incident, k) != v}
     if changed:
-        repo.update_incident(conn, incident_id, changed)
-        incident = {**incident, **changed}
+        incident = repo.update_incident(conn, incident, changed)
     settled = Settled(incident, alerts)
 
-    generation = incident["reopen_count"]
+    generation = incident.reopen_count
     if change.opened:
         settled.events.append(Event("acknowledgement", "open"))
     elif change.reopened:
@@ -93,7 +93,7 @@ def settle(
     if level == 5 and (change.opened or level_before < 5):
         settled.events.append(Event("executive", f"executive-g{generation}"))
     if resolved_now:
-        effects.add(_resolved, metrics, incident["ref"])
+        effects.add(_resolved, metrics, incident.ref)
         settled.events.append(
             Event("resolution", f"resolve-g{generation}", ("resolved", "All alerts resolved"))
         )

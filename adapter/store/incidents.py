@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -19,19 +19,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from adapter.store.records import Alert, Incident, TimelineEntry
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
 
 Row = dict[str, Any]
 OPEN = ("investigating", "identified", "monitoring")
+Record = TypeVar("Record", Incident, Alert, TimelineEntry)
 
 
-def _rows(conn: Connection, query: Any) -> list[Row]:
-    return [dict(row) for row in conn.execute(query).mappings()]
+def _all(conn: Connection, record: type[Record], query: Any) -> list[Record]:
+    return [record(**row) for row in conn.execute(query).mappings()]
 
 
-def _one(conn: Connection, query: Any, params: Row | None = None) -> Row | None:
-    row = conn.execute(query, params).mappings().first()
-    return dict(row) if row is not None else None
+def _first(conn: Connection, record: type[Record], query: Any) -> Record | None:
+    row = conn.execute(query).mappings().first()
+    return record(**row) if row is not None else None
 
 
 def _upsert(conn: Connection, table: Any) -> Any:
@@ -59,29 +61,31 @@ def insert_incident(conn: Connection, values: Row) -> int:
     return int(conn.execute(insert(incidents).values(**values).returning(incidents.c.id)).scalar_one())
 
 
-def update_incident(conn: Connection, incident_id: int, values: Row) -> None:
-    conn.execute(update(incidents).where(incidents.c.id == incident_id).values(**values))
+def update_incident(conn: Connection, incident: Incident, values: Row) -> Incident:
+    """Store these values of the incident; the incident as updated."""
+    conn.execute(update(incidents).where(incidents.c.id == incident.id).values(**values))
+    return replace(incident, **values)
 
 
-def get_incident(conn: Connection, incident_id: int) -> Row | None:
-    return _one(conn, select(incidents).where(incidents.c.id == incident_id))
+def get_incident(conn: Connection, incident_id: int) -> Incident | None:
+    return _first(conn, Incident, select(incidents).where(incidents.c.id == incident_id))
 
 
-def incidents_by_id(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
-    return _rows(conn, select(incidents).where(incidents.c.id.in_(set(incident_ids))))
+def incidents_by_id(conn: Connection, incident_ids: Iterable[int]) -> list[Incident]:
+    return _all(conn, Incident, select(incidents).where(incidents.c.id.in_(set(incident_ids))))
 
 
-def get_incident_by_ref(conn: Connection, ref: str) -> Row | None:
-    return _one(conn, select(incidents).where(incidents.c.ref == ref))
+def get_incident_by_ref(conn: Connection, ref: str) -> Incident | None:
+    return _first(conn, Incident, select(incidents).where(incidents.c.ref == ref))
 
 
-def list_incidents(conn: Connection, status: str = "all", limit: int = 200) -> list[Row]:
+def list_incidents(conn: Connection, status: str = "all", limit: int = 200) -> list[Incident]:
     query = select(incidents).order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
     if status == "open":
         query = query.where(incidents.c.status.in_(OPEN))
     elif status == "resolved":
         query = query.where(incidents.c.status == "resolved")
-    return _rows(conn, query.limit(limit))
+    return _all(conn, Incident, query.limit(limit))
 
 
 def open_levels(conn: Connection) -> list[tuple[int, int]]:
@@ -97,7 +101,7 @@ def owing_after_resolution(
     postmortem_before: datetime,
     followup_before: datetime | None,
     followup_min_level: int,
-) -> list[Row]:
+) -> list[Incident]:
     """Incidents resolved since `since` that still owe a post-mortem reminder (resolved before
     `postmortem_before`, no post-mortem, not reminded yet) or SLA follow-ups (resolved before
     `followup_before`, at `followup_min_level` or above, none planned yet)."""
@@ -120,10 +124,10 @@ def owing_after_resolution(
             ),
         )
     query = select(incidents).where(incidents.c.status == "resolved", incidents.c.resolved_at >= since, owing)
-    return _rows(conn, query.order_by(incidents.c.id))
+    return _all(conn, Incident, query.order_by(incidents.c.id))
 
 
-def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
+def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Incident]:
     """Open incidents, then those resolved since the given time, newest first within each."""
     query = (
         select(incidents)
@@ -135,29 +139,29 @@ def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
         )
         .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
     )
-    rows = _rows(conn, query)
-    return [r for r in rows if r["status"] != "resolved"] + [r for r in rows if r["status"] == "resolved"]
+    rows = _all(conn, Incident, query)
+    return [r for r in rows if r.status != "resolved"] + [r for r in rows if r.status == "resolved"]
 
 
-def find_alert(conn: Connection, source: str, fingerprint: str, starts_at: datetime) -> Row | None:
+def find_alert(conn: Connection, source: str, fingerprint: str, starts_at: datetime) -> Alert | None:
     """The stored alert of this instance (fingerprint + startsAt) of one source."""
     query = select(alerts).where(
         alerts.c.source == source, alerts.c.fingerprint == fingerprint, alerts.c.starts_at == starts_at
     )
-    return _one(conn, query)
+    return _first(conn, Alert, query)
 
 
 @dataclass
 class Related:
     """An incident new alerts may join, with the fingerprints and group keys it is known by."""
 
-    incident: Row
+    incident: Incident
     fingerprints: set[str] = field(default_factory=set)
     group_keys: set[str] = field(default_factory=set)
 
     def rank(self, fingerprint: str) -> tuple[bool, bool, int]:
         """Open before resolved, then holding the fingerprint before sharing the group, then newest."""
-        return (self.incident["status"] in OPEN, fingerprint in self.fingerprints, self.incident["id"])
+        return (self.incident.status in OPEN, fingerprint in self.fingerprints, self.incident.id)
 
 
 def related_incidents(
@@ -174,9 +178,10 @@ def related_incidents(
         .where(or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= resolved_since))
     )
     out: dict[int, Related] = {}
-    for row in _rows(conn, query):
-        fingerprint, group_key = row.pop("m_fingerprint"), row.pop("m_group_key")
-        related = out.setdefault(row["id"], Related(row))
+    for row in conn.execute(query).mappings():
+        values = dict(row)
+        fingerprint, group_key = values.pop("m_fingerprint"), values.pop("m_group_key")
+        related = out.setdefault(values["id"], Related(Incident(**values)))
         related.fingerprints.add(fingerprint)
         related.group_keys.add(group_key)
     return out
@@ -190,9 +195,9 @@ def update_alert(conn: Connection, alert_id: int, values: Row) -> None:
     conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
 
 
-def alerts_of(conn: Connection, incident_id: int) -> list[Row]:
+def alerts_of(conn: Connection, incident_id: int) -> list[Alert]:
     query = select(alerts).where(alerts.c.incident_id == incident_id)
-    return _rows(conn, query.order_by(alerts.c.starts_at, alerts.c.id))
+    return _all(conn, Alert, query.order_by(alerts.c.starts_at, alerts.c.id))
 
 
 def add_timeline(
@@ -202,17 +207,17 @@ def add_timeline(
     conn.execute(insert(timeline).values(**values))
 
 
-def timeline_of(conn: Connection, incident_id: int) -> list[Row]:
+def timeline_of(conn: Connection, incident_id: int) -> list[TimelineEntry]:
     query = select(timeline).where(timeline.c.incident_id == incident_id)
-    return _rows(conn, query.order_by(timeline.c.at, timeline.c.id))
+    return _all(conn, TimelineEntry, query.order_by(timeline.c.at, timeline.c.id))
 
 
-def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Row]:
+def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Incident]:
     """Incidents open at some moment in [start, end)."""
     query = select(incidents).where(
         incidents.c.opened_at < end, or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start)
     )
-    return _rows(conn, query)
+    return _all(conn, Incident, query)
 
 
 def has_timeline(conn: Connection, incident_id: int, kind: str) -> bool:
@@ -245,7 +250,7 @@ def forget_inbound_events(conn: Connection, before: datetime) -> int:
     return int(conn.execute(delete(inbound_events).where(inbound_events.c.received_at < before)).rowcount)
 
 
-def find_firing(conn: Connection, source: str, fingerprint: str) -> Row | None:
+def find_firing(conn: Connection, source: str, fingerprint: str) -> Alert | None:
     """The firing instance of an alert whose identity does not include its start (PagerDuty, Events)."""
     query = (
         select(alerts)
@@ -253,17 +258,17 @@ def find_firing(conn: Connection, source: str, fingerprint: str) -> Row | None:
         .order_by(alerts.c.id.desc())
         .limit(1)
     )
-    return _one(conn, query)
+    return _first(conn, Alert, query)
 
 
-def latest_alert(conn: Connection, source: str, fingerprint: str) -> Row | None:
+def latest_alert(conn: Connection, source: str, fingerprint: str) -> Alert | None:
     query = (
         select(alerts)
         .where(alerts.c.source == source, alerts.c.fingerprint == fingerprint)
         .order_by(alerts.c.id.desc())
         .limit(1)
     )
-    return _one(conn, query)
+    return _first(conn, Alert, query)
 
 
 def open_group_keys(conn: Connection) -> list[tuple[str, int]]:
@@ -277,11 +282,11 @@ def open_group_keys(conn: Connection) -> list[tuple[str, int]]:
     return [(r.group_key, r.incident_id) for r in conn.execute(query)]
 
 
-def firing_alerts_of_open_incidents(conn: Connection, sources: tuple[str, ...]) -> list[Row]:
+def firing_alerts_of_open_incidents(conn: Connection, sources: tuple[str, ...]) -> list[Alert]:
     query = (
         select(alerts)
         .join(incidents, incidents.c.id == alerts.c.incident_id)
         .where(incidents.c.status.in_(OPEN), alerts.c.status == "firing", alerts.c.source.in_(sources))
         .order_by(alerts.c.incident_id, alerts.c.id)
     )
-    return _rows(conn, query)
+    return _all(conn, Alert, query)

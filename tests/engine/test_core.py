@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,18 @@ def ingest(engine: Engine, body: dict[str, Any]):
 
 def incident(store, ref: str) -> dict[str, Any]:
     with store.read() as conn:
-        row = repo.get_incident_by_ref(conn, ref)
-        assert row is not None
-        row["alerts"] = repo.alerts_of(conn, row["id"])
-        row["notices"] = outbox.notices_of(conn, [row["id"]])
-        row["timeline"] = repo.timeline_of(conn, row["id"])
+        found = repo.get_incident_by_ref(conn, ref)
+        assert found is not None
+        row = asdict(found)
+        row["alerts"] = [asdict(a) for a in repo.alerts_of(conn, found.id)]
+        row["notices"] = outbox.notices_of(conn, [found.id])
+        row["timeline"] = [asdict(t) for t in repo.timeline_of(conn, found.id)]
     return row
 
 
 def all_incidents(store) -> list[dict[str, Any]]:
     with store.read() as conn:
-        return repo.list_incidents(conn)
+        return [asdict(i) for i in repo.list_incidents(conn)]
 
 
 def test_firing_fixture_opens_one_incident_with_both_versions(engine, store):

@@ -76,7 +76,7 @@ def test_find_alert_answers_exactly_the_instance_asked_for(store: Store):
         repo.insert_alert(conn, _alert(incident, "f2", T0 + timedelta(minutes=2)))
         found = repo.find_alert(conn, "alertmanager", "f1", T0 + timedelta(minutes=4))
         assert found is not None
-        assert (found["fingerprint"], found["starts_at"]) == ("f1", T0 + timedelta(minutes=4))
+        assert (found.fingerprint, found.starts_at) == ("f1", T0 + timedelta(minutes=4))
         assert repo.find_alert(conn, "alertmanager", "f2", T0) is None
         assert repo.find_alert(conn, "pagerduty", "f1", T0) is None
 
@@ -100,4 +100,4 @@ def test_related_incidents_are_joinable_ones_sharing_a_fingerprint_or_a_group_ke
         assert related[open_one].fingerprints == {"a"} and related[recent].group_keys == {"g2"}
         assert repo.related_incidents(conn, ["zz"], ["none"], since) == {}
         ids = [open_one, old]
-        assert [i["ref"] for i in repo.incidents_by_id(conn, ids)] == ["INC-2026-0001", "INC-2026-0003"]
+        assert sorted(i.ref for i in repo.incidents_by_id(conn, ids)) == ["INC-2026-0001", "INC-2026-0003"]
