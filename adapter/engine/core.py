@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from sqlalchemy import Connection
 
@@ -16,9 +16,12 @@ from adapter.config import Settings
 from adapter.engine.correlate import Change, Correlator
 from adapter.engine.effects import Effects, writing
 from adapter.engine.notify import Notifier
+from adapter.engine.pagerduty import Intake, PagerDutyIntake
 from adapter.engine.settle import settle
 from adapter.metrics import DiscardMetrics, Metrics
 from adapter.rendering import Renderer
+from adapter.sources.events import EnqueueEvent
+from adapter.sources.pagerduty import PagerDutyEvent
 from adapter.sources.signal import Batch
 from adapter.store import Store, outbox
 from adapter.store import incidents as repo
@@ -26,6 +29,7 @@ from adapter.store.records import Incident
 
 log = logging.getLogger(__name__)
 Outcome = TypeVar("Outcome")
+Inbound = Batch | PagerDutyEvent | EnqueueEvent
 
 
 @dataclass
@@ -56,21 +60,36 @@ class Engine:
         self.correlator = Correlator(settings, metrics)
         # The dispatcher is woken for notices it must deliver, not for those published on commit.
         self.notifier = Notifier(settings, renderer, metrics, render_quiet=render_quiet, on_outbox=on_commit)
+        self.pagerduty = PagerDutyIntake(self)
 
     def write(self, work: Callable[[Connection, Effects], Outcome]) -> Outcome:
-        """`work` in one write transaction; its effects run once it has committed.
-
-        Every inbound request goes through here, whichever source it came from.
-        """
+        """`work` in one write transaction; its effects run once it has committed."""
         with writing(self.store) as (conn, effects):
             outcome = work(conn, effects)
         return outcome
 
-    def ingest(self, batch: Batch) -> IngestResult:
-        """An Alertmanager or Grafana webhook's batch of signals."""
-        if batch.test:
+    @overload
+    def ingest(self, inbound: Batch, *, webhook_id: str | None = None) -> IngestResult: ...
+
+    @overload
+    def ingest(self, inbound: PagerDutyEvent | EnqueueEvent, *, webhook_id: str | None = None) -> Intake: ...
+
+    def ingest(self, inbound: Inbound, *, webhook_id: str | None = None) -> IngestResult | Intake:
+        """Every inbound request, whichever source sent it, in one write transaction: an
+        Alertmanager or Grafana batch of signals, a PagerDuty V3 webhook event (`webhook_id`: its
+        X-Webhook-Id), or an Events API v2 event."""
+        if isinstance(inbound, Batch) and inbound.test:
             return IngestResult()
-        return self.write(lambda conn, effects: self.apply(conn, effects, batch, self.clock.now()))
+        now = self.clock.now()
+
+        def stages(conn: Connection, effects: Effects) -> IngestResult | Intake:
+            if isinstance(inbound, Batch):
+                return self.apply(conn, effects, inbound, now)
+            if isinstance(inbound, PagerDutyEvent):
+                return self.pagerduty.apply_webhook(conn, effects, inbound, webhook_id, now)
+            return self.pagerduty.apply_event(conn, effects, inbound, now)
+
+        return self.write(stages)
 
     def apply(self, conn: Connection, effects: Effects, batch: Batch, now: datetime) -> IngestResult:
         """A batch's signals in order, then each incident they changed settled once and notified."""

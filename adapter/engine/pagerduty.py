@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import Connection
 
-from adapter.engine.core import Engine
+from adapter.config import Settings
 from adapter.engine.correlate import Change
 from adapter.engine.effects import Effects
+from adapter.engine.notify import Notifier
 from adapter.sources.events import EnqueueEvent
 from adapter.sources.pagerduty import PagerDutyEvent
 from adapter.sources.signal import Batch, Signal
@@ -41,8 +44,28 @@ class Intake:
     dedup_key: str | None = None
 
 
+class Ingested(Protocol):
+    refs: list[str]
+
+
+class Stages(Protocol):
+    """What of the engine PagerDuty events are mapped onto (the Engine, which imports this module)."""
+
+    settings: Settings
+    notifier: Notifier
+    on_commit: Callable[[], None] | None
+
+    def ingest(self, inbound: PagerDutyEvent | EnqueueEvent, *, webhook_id: str | None = None) -> Intake: ...
+
+    def apply(self, conn: Connection, effects: Effects, batch: Batch, now: datetime) -> Ingested: ...
+
+    def settle(self, conn: Connection, effects: Effects, change: Change, now: datetime) -> int: ...
+
+
 class PagerDutyIntake:
-    def __init__(self, engine: Engine):
+    """Maps PagerDuty events onto the engine's stages; `Engine.ingest` runs them in its transaction."""
+
+    def __init__(self, engine: Stages):
         self.engine = engine
         self.settings = engine.settings
 
@@ -107,24 +130,17 @@ class PagerDutyIntake:
         )
 
     def handle_webhook(self, event: PagerDutyEvent, webhook_id: str | None) -> Intake:
-        """One V3 event, deduplicated on X-Webhook-Id and event.id, in one transaction."""
+        return self._wake(self.engine.ingest(event, webhook_id=webhook_id))
+
+    def apply_webhook(
+        self, conn: Connection, effects: Effects, event: PagerDutyEvent, webhook_id: str | None, now: datetime
+    ) -> Intake:
+        """One V3 event, deduplicated on X-Webhook-Id and event.id."""
         kind = event.event_type
         if not kind.startswith("incident.") or event.incident_id is None:
             return Intake("ignored")
-        now = self.engine.clock.now()
-        keys = [k for k in (webhook_id, event.event_id) if k]
-
-        def apply(conn: Connection, effects: Effects) -> Intake:
-            if repo.seen_before(conn, "pagerduty", keys, now):
-                return Intake("duplicate")
-            return self._apply_webhook(conn, effects, event, now)
-
-        return self._wake(self.engine.write(apply))
-
-    def _apply_webhook(
-        self, conn: Connection, effects: Effects, event: PagerDutyEvent, now: datetime
-    ) -> Intake:
-        kind = event.event_type
+        if repo.seen_before(conn, "pagerduty", [k for k in (webhook_id, event.event_id) if k], now):
+            return Intake("duplicate")
         engine = self.engine
         if kind in ("incident.triggered", "incident.reopened", "incident.priority_updated"):
             batch = Batch("pagerduty", event.incident_key or "", [self.signal(event, "firing")])
@@ -222,19 +238,18 @@ class PagerDutyIntake:
         )
 
     def handle_event(self, event: EnqueueEvent) -> Intake:
+        return self._wake(self.engine.ingest(event))
+
+    def apply_event(self, conn: Connection, effects: Effects, event: EnqueueEvent, now: datetime) -> Intake:
+        """One Events API v2 event: an acknowledgement goes on the timeline, the rest are signals."""
         dedup_key = event.dedup_key or uuid.uuid4().hex
-        now = self.engine.clock.now()
         signal = self.events_signal(event, dedup_key, now)
-
-        def apply(conn: Connection, effects: Effects) -> Intake:
-            if event.event_action == "acknowledge":
-                alert = repo.find_firing(conn, "events", signal.fingerprint)
-                if alert is None:
-                    return Intake("ignored", dedup_key=dedup_key)
-                repo.add_timeline(conn, alert.incident_id, now, "pagerduty", "Acknowledged")
-                incident = repo.get_incident(conn, alert.incident_id)
-                return Intake("accepted", [incident.ref] if incident else [], dedup_key)
-            result = self.engine.apply(conn, effects, Batch("events", dedup_key, [signal]), now)
-            return Intake("accepted", result.refs, dedup_key)
-
-        return self._wake(self.engine.write(apply))
+        if event.event_action == "acknowledge":
+            alert = repo.find_firing(conn, "events", signal.fingerprint)
+            if alert is None:
+                return Intake("ignored", dedup_key=dedup_key)
+            repo.add_timeline(conn, alert.incident_id, now, "pagerduty", "Acknowledged")
+            incident = repo.get_incident(conn, alert.incident_id)
+            return Intake("accepted", [incident.ref] if incident else [], dedup_key)
+        result = self.engine.apply(conn, effects, Batch("events", dedup_key, [signal]), now)
+        return Intake("accepted", result.refs, dedup_key)
