@@ -139,9 +139,8 @@ def serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         "bind": bind,
         "workers": args.workers or settings.server.workers,
-        # Threads, so that webhooks a worker serves at the same time share one write transaction
-        # (see GroupCommit); they also keep senders' connections alive between requests. The
-        # worker is gunicorn's gthread one, with JSON errors and honest 413s (see its module).
+        # Threads keep senders' connections alive between requests. The worker is gunicorn's
+        # gthread one, with JSON errors and honest 413s (see its module).
         "worker_class": "adapter.web.worker.Worker",
         "threads": args.threads or settings.server.threads,
         "timeout": 30,
@@ -248,9 +247,9 @@ def preview(args: argparse.Namespace) -> int:
         return 0
     for incident, notices in results:
         echo(
-            f"{incident['ref']}  level {incident['level']}  {incident['incident_type']}  "
-            f"services: {', '.join(incident['services'] + incident['unknown_services']) or '-'}  "
-            f"tenants: {', '.join(incident['tenants']) or '-'}"
+            f"{incident.ref}  level {incident.level}  {incident.incident_type}  "
+            f"services: {', '.join(incident.services + incident.unknown_services) or '-'}  "
+            f"tenants: {', '.join(incident.tenants) or '-'}"
         )
         streams: dict[tuple[str, str | None], dict[str, Notice]] = {}
         for notice in notices:

@@ -290,7 +290,7 @@ class Dispatcher:
 
     def _messages(self, notices: list[Notice]) -> dict[int, Message]:
         with self.store.read() as conn:
-            incidents = {i["id"]: i for i in repo.incidents_by_id(conn, {n.incident_id for n in notices})}
+            incidents = {i.id: i for i in repo.incidents_by_id(conn, {n.incident_id for n in notices})}
             refs = {
                 n.id: outbox.first_ref(conn, n.incident_id, n.provider, n.audience, n.tenant) for n in notices
             }
@@ -299,15 +299,15 @@ class Dispatcher:
             incident = incidents[notice.incident_id]
             # The notice carries the facts as they were when it was written; fall back to now.
             facts: dict[str, Any] = {
-                "level": incident["level"],
-                "status": incident["status"],
-                "services": incident["services"],
-                "tenants": incident["tenants"],
+                "level": incident.level,
+                "status": incident.status,
+                "services": incident.services,
+                "tenants": incident.tenants,
                 **(notice.data or {}),
             }
             messages[notice.id] = Message(
                 notice_id=notice.id,
-                incident_ref=incident["ref"],
+                incident_ref=incident.ref,
                 phase=notice.phase,
                 audience=notice.audience,
                 subject=notice.subject,

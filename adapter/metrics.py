@@ -104,12 +104,6 @@ class Metrics:
             ["source"],
             registry=r,
         )
-        self.ingest_group = Histogram(
-            "dualtrack_ingest_webhooks_per_transaction",
-            "Webhooks written in one transaction (those a worker serves at the same time share one).",
-            buckets=(1, 2, 4, 8, 16, 32),
-            registry=r,
-        )
 
     def delivered(self, notice: Notice, level: int, now: datetime) -> None:
         """Count a delivered notice, and how it kept its deadlines (`data`: opened_at, deadline)."""

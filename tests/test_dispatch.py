@@ -47,7 +47,7 @@ def ingest(svc, name: str) -> None:
 
 def notices(svc) -> list[dict]:
     with svc.store.read() as conn:
-        return outbox.notices_of(conn, [i["id"] for i in repo.list_incidents(conn)])
+        return outbox.notices_of(conn, [i.id for i in repo.list_incidents(conn)])
 
 
 def test_delivers_in_order_and_records_outcome(world, hook):

@@ -11,8 +11,7 @@ from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, f
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
-from adapter.store.incidents import OPEN, sqlite_inserted_ids
-from adapter.store.prepared import Prepared
+from adapter.store.incidents import OPEN
 from adapter.store.records import Notice
 from adapter.store.schema import incidents, notices
 
@@ -20,21 +19,6 @@ Row = dict[str, Any]
 WAITING = ("pending", "failed")
 # A notice in one of these states holds back later notices of its (incident, provider, tenant).
 UNFINISHED = ("held", "pending", "failed")
-
-
-_INSERT_NOTICES_SQLITE = Prepared(
-    sqlite.insert(notices).on_conflict_do_nothing(index_elements=["dedupe_key"])
-)
-_INSERT_NOTICES_POSTGRESQL = (
-    postgresql.insert(notices)
-    .on_conflict_do_nothing(index_elements=["dedupe_key"])
-    .returning(notices.c.id, notices.c.dedupe_key)
-)
-_KEYS_BETWEEN = Prepared(
-    select(notices.c.id, notices.c.dedupe_key).where(
-        notices.c.id.between(bindparam("first"), bindparam("last"))
-    )
-)
 
 
 def insert_notices(conn: Connection, rows: list[Row]) -> dict[str, int]:
@@ -45,14 +29,11 @@ def insert_notices(conn: Connection, rows: list[Row]) -> dict[str, int]:
     """
     if not rows:
         return {}
-    if conn.dialect.name == "sqlite":
-        ids = sqlite_inserted_ids(conn, _INSERT_NOTICES_SQLITE, rows)
-        if len(ids) == len(rows):
-            return {row["dedupe_key"]: notice_id for row, notice_id in zip(rows, ids, strict=True)}
-        # Some keys existed: which rows went in is read back by their ids.
-        window = {"first": ids.start, "last": ids.stop - 1}
-        return {row["dedupe_key"]: row["id"] for row in _KEYS_BETWEEN.all(conn, window)}
-    return {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(notices)
+    statement = insert.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+        notices.c.id, notices.c.dedupe_key
+    )
+    return {row.dedupe_key: row.id for row in conn.execute(statement, rows)}
 
 
 _VISIBLE_PHASES = ("acknowledgement", "update")
@@ -60,27 +41,13 @@ _VISIBLE_PHASES = ("acknowledgement", "update")
 _HEARD = and_(notices.c.phase.in_(_VISIBLE_PHASES), notices.c.state.not_in(("held", "suppressed")))
 
 
-_HELD = Prepared(
-    select(notices)
-    .where(notices.c.incident_id == bindparam("b_id"), notices.c.state == "held")
-    .order_by(notices.c.id)
-)
-
-
 def held(conn: Connection, incident_id: int) -> list[Notice]:
-    return [Notice.from_row(row) for row in _HELD.all(conn, {"b_id": incident_id})]
+    query = select(notices).where(notices.c.incident_id == incident_id, notices.c.state == "held")
+    return [Notice.from_row(row) for row in conn.execute(query.order_by(notices.c.id)).mappings()]
 
 
 Stream = tuple[str, str, str | None]
 Channel = tuple[str, str | None]  # (provider, tenant): what notices go out in order on
-
-_STREAMS = Prepared(
-    select(notices.c.provider, notices.c.audience, notices.c.tenant, notices.c.phase, notices.c.state).where(
-        notices.c.incident_id == bindparam("b_id"),
-        # Unfinished (held, pending or failed), or a first notice; equalities, not an expanding IN.
-        or_(*(notices.c.state == state for state in UNFINISHED), notices.c.phase == "acknowledgement"),
-    )
-)
 
 
 @dataclass
@@ -101,7 +68,12 @@ class StreamStates:
 def streams(conn: Connection, incident_id: int) -> StreamStates:
     """The incident's held, heard and waiting streams, in one read."""
     states = StreamStates(set(), set(), set())
-    for row in _STREAMS.all(conn, {"b_id": incident_id}):
+    query = select(notices.c.provider, notices.c.audience, notices.c.tenant, notices.c.phase, notices.c.state)
+    query = query.where(
+        notices.c.incident_id == incident_id,
+        or_(notices.c.state.in_(UNFINISHED), notices.c.phase == "acknowledgement"),
+    )
+    for row in conn.execute(query).mappings():
         key = (row["provider"], row["audience"], row["tenant"])
         state = row["state"]
         if state == "held":
@@ -113,13 +85,6 @@ def streams(conn: Connection, incident_id: int) -> StreamStates:
     return states
 
 
-_SUPPRESS_HELD = Prepared(
-    update(notices)
-    .where(notices.c.incident_id == bindparam("b_id"), notices.c.state == "held")
-    .values(state="suppressed", last_error="resolved while held")
-)
-
-
 def suppress_held(conn: Connection, incident_id: int, held: set[Stream] | None = None) -> set[Stream]:
     """Held notices of a resolved incident are never sent; returns their streams.
 
@@ -128,7 +93,11 @@ def suppress_held(conn: Connection, incident_id: int, held: set[Stream] | None =
     if held is None:
         held = streams(conn, incident_id).held
     if held:
-        _SUPPRESS_HELD.run(conn, {"b_id": incident_id})
+        conn.execute(
+            update(notices)
+            .where(notices.c.incident_id == incident_id, notices.c.state == "held")
+            .values(state="suppressed", last_error="resolved while held")
+        )
     return held
 
 

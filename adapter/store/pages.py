@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 
-from adapter.store.prepared import fetch_rows
 from adapter.store.records import IncidentSpan, PageIncident, PageNotice
 from adapter.store.schema import incidents, notices
 
@@ -116,13 +115,13 @@ def current_incidents(
         .limit(limit)
         .offset(offset)
     )
-    return [PageIncident.from_row(row) for row in fetch_rows(conn, query)]
+    return [PageIncident.from_row(row) for row in conn.execute(query).mappings()]
 
 
 def incident(conn: Connection, readers: Readers, ref: str) -> PageIncident | None:
     """The incident if these readers may see it, whenever it was resolved."""
     query = select(*_INCIDENT_COLUMNS).where(incidents.c.ref == ref, _visible(conn, readers))
-    rows = fetch_rows(conn, query)
+    rows = conn.execute(query).mappings().all()
     return PageIncident.from_row(rows[0]) if rows else None
 
 
@@ -160,7 +159,7 @@ def latest_notices(
         .where(ranked.c.rank > skip, ranked.c.rank <= skip + count)
         .order_by(notices.c.incident_id, notices.c.delivered_at, notices.c.id)
     )
-    return [PageNotice.from_row(row) for row in fetch_rows(conn, query)]
+    return [PageNotice.from_row(row) for row in conn.execute(query).mappings()]
 
 
 def notice(conn: Connection, readers: Readers, notice_id: int) -> PageNotice | None:
@@ -172,12 +171,12 @@ def notice(conn: Connection, readers: Readers, notice_id: int) -> PageNotice | N
     )
     if readers.tenant is not None:
         query = query.where(_affects(conn, readers.tenant))
-    rows = fetch_rows(conn, query)
+    rows = conn.execute(query).mappings().all()
     return PageNotice.from_row(rows[0]) if rows else None
 
 
 def incident_by_id(conn: Connection, incident_id: int) -> PageIncident | None:
-    rows = fetch_rows(conn, select(*_INCIDENT_COLUMNS).where(incidents.c.id == incident_id))
+    rows = conn.execute(select(*_INCIDENT_COLUMNS).where(incidents.c.id == incident_id)).mappings().all()
     return PageIncident.from_row(rows[0]) if rows else None
 
 
@@ -194,4 +193,4 @@ def history(conn: Connection, start: datetime, end: datetime) -> list[IncidentSp
         incidents.c.opened_at < end,
         or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start),
     )
-    return [IncidentSpan.from_row(row) for row in fetch_rows(conn, query)]
+    return [IncidentSpan.from_row(row) for row in conn.execute(query).mappings()]

@@ -7,9 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
 
-# --------------------------------------------------------------------------------------------
-# notices and status pages (adapter/store/outbox.py, adapter/store/pages.py)
-
 
 class Record:
     """A record built from a row: one field per column, by name."""
@@ -19,6 +16,79 @@ class Record:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Self:
         return cls(**row)
+
+
+# --------------------------------------------------------------------------------------------
+# incidents, alerts, timeline (adapter/store/incidents.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Incident(Record):
+    """One incident, as its row holds it."""
+
+    id: int
+    ref: str
+    title: str
+    status: str
+    level: int
+    level_locked: bool
+    reopen_count: int
+    incident_type: str
+    services: list[str]
+    unknown_services: list[str]
+    tenants: list[str]
+    source: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    updated_at: datetime
+    # Set by humans through the API.
+    eta: datetime | None = None
+    workaround: str | None = None
+    root_cause: str | None = None
+    action_required: str | None = None
+    preventive_measures: str | None = None
+    postmortem_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert(Record):
+    """One alert of an incident: its source's identity, its state and its labels."""
+
+    id: int
+    incident_id: int
+    source: str
+    fingerprint: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: str
+    name: str
+    summary: str
+    group_key: str
+    level: int
+    services: list[str]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    links: dict[str, str]
+    updated_at: datetime
+    # From reconciliation with Alertmanager: silenced there, or missing there since.
+    silenced: bool = False
+    missing_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry(Record):
+    """One line of an incident's timeline."""
+
+    id: int
+    incident_id: int
+    at: datetime
+    kind: str
+    message: str
+    data: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# notices and status pages (adapter/store/outbox.py, adapter/store/pages.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -17,7 +17,7 @@ from adapter.sources.fields import Text as StorableText
 from adapter.sources.signal import PayloadError
 from adapter.store import incidents as repo
 from adapter.store import outbox
-from adapter.store.records import Notice
+from adapter.store.records import Incident
 from adapter.text import storable
 from adapter.web import auth
 from adapter.web.errors import ApiError, invalid_payload, read_json
@@ -110,12 +110,12 @@ def _human(action: Any, *args: Any) -> None:
         raise ApiError(409, "conflict", str(exc)) from None
 
 
-def call_list(svc: Services, incident: dict[str, Any]) -> list[dict[str, Any]]:
+def call_list(svc: Services, incident: Incident) -> list[dict[str, Any]]:
     """Level 3 and up: the affected enterprise tenants to call, largest accounts first."""
-    if incident["level"] < 3:
+    if incident.level < 3:
         return []
     out = []
-    for tenant in map(svc.settings.catalog.tenant, incident["tenants"]):
+    for tenant in map(svc.settings.catalog.tenant, incident.tenants):
         if tenant is None or tenant.tier != "enterprise":
             continue
         contacts = tenant.contacts
@@ -135,9 +135,9 @@ def _incident_document(svc: Services, ref: str) -> dict[str, Any]:
         row = repo.get_incident_by_ref(conn, ref)
         if row is None:
             raise ApiError(404, "not_found", f"no incident {ref}")
-        alerts = repo.alerts_of(conn, row["id"])
-        notices = outbox.notices_of(conn, [row["id"]])
-        timeline = repo.timeline_of(conn, row["id"])
+        alerts = repo.alerts_of(conn, row.id)
+        notices = outbox.notices_of(conn, [row.id])
+        timeline = repo.timeline_of(conn, row.id)
     return {
         **incident_json(row),
         "call_list": call_list(svc, row),
@@ -235,8 +235,7 @@ def preview() -> ResponseReturnValue:
     except PayloadError as exc:
         raise invalid_payload(exc) from None
     batch = RECEIVERS[source].preview(svc, payload)
-    # Until issue15-core merges: Engine.preview's annotation still calls its notices dicts.
-    results = cast(list[tuple[dict[str, Any], list[Notice]]], svc.engine.preview(batch))
+    results = svc.engine.preview(batch)
     incidents = [
         {
             **incident_json(incident),

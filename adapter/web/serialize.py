@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from adapter.store.records import Notice
+from adapter.store.records import Alert, Incident, Notice, TimelineEntry
 
 Row = dict[str, Any]
 
@@ -14,40 +14,40 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def incident_json(row: Row) -> dict[str, Any]:
+def incident_json(incident: Incident) -> dict[str, Any]:
     return {
-        "ref": row["ref"],
-        "title": row["title"],
-        "status": row["status"],
-        "level": row["level"],
-        "level_locked": bool(row["level_locked"]),
-        "incident_type": row["incident_type"],
-        "services": row["services"],
-        "unknown_services": row["unknown_services"],
-        "tenants": row["tenants"],
-        "source": row["source"],
-        "opened_at": iso(row["opened_at"]),
-        "resolved_at": iso(row["resolved_at"]),
-        "updated_at": iso(row["updated_at"]),
+        "ref": incident.ref,
+        "title": incident.title,
+        "status": incident.status,
+        "level": incident.level,
+        "level_locked": bool(incident.level_locked),
+        "incident_type": incident.incident_type,
+        "services": incident.services,
+        "unknown_services": incident.unknown_services,
+        "tenants": incident.tenants,
+        "source": incident.source,
+        "opened_at": iso(incident.opened_at),
+        "resolved_at": iso(incident.resolved_at),
+        "updated_at": iso(incident.updated_at),
     }
 
 
-def alert_json(row: Row) -> dict[str, Any]:
+def alert_json(alert: Alert) -> dict[str, Any]:
     return {
-        "fingerprint": row["fingerprint"],
-        "source": row["source"],
-        "status": row["status"],
-        "name": row["name"],
-        "summary": row["summary"],
-        "level": row["level"],
-        "services": row["services"],
-        "labels": row["labels"],
-        "annotations": row["annotations"],
-        "links": row["links"],
-        "starts_at": iso(row["starts_at"]),
-        "ends_at": iso(row["ends_at"]),
-        "silenced": bool(row.get("silenced")),
-        "missing_since": iso(row.get("missing_since")),
+        "fingerprint": alert.fingerprint,
+        "source": alert.source,
+        "status": alert.status,
+        "name": alert.name,
+        "summary": alert.summary,
+        "level": alert.level,
+        "services": alert.services,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "links": alert.links,
+        "starts_at": iso(alert.starts_at),
+        "ends_at": iso(alert.ends_at),
+        "silenced": bool(alert.silenced),
+        "missing_since": iso(alert.missing_since),
     }
 
 
@@ -84,5 +84,5 @@ def preview_notice_json(notice: Notice) -> dict[str, Any]:
     }
 
 
-def timeline_json(row: Row) -> dict[str, Any]:
-    return {"at": iso(row["at"]), "kind": row["kind"], "message": row["message"]}
+def timeline_json(entry: TimelineEntry) -> dict[str, Any]:
+    return {"at": iso(entry.at), "kind": entry.kind, "message": entry.message}

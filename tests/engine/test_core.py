@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from adapter.engine.core import Engine
+from adapter.engine.effects import writing
 from adapter.sources import alertmanager
 from adapter.store import incidents as repo
 from adapter.store import outbox
@@ -27,17 +29,18 @@ def ingest(engine: Engine, body: dict[str, Any]):
 
 def incident(store, ref: str) -> dict[str, Any]:
     with store.read() as conn:
-        row = repo.get_incident_by_ref(conn, ref)
-        assert row is not None
-        row["alerts"] = repo.alerts_of(conn, row["id"])
-        row["notices"] = outbox.notices_of(conn, [row["id"]])
-        row["timeline"] = repo.timeline_of(conn, row["id"])
+        found = repo.get_incident_by_ref(conn, ref)
+        assert found is not None
+        row = asdict(found)
+        row["alerts"] = [asdict(a) for a in repo.alerts_of(conn, found.id)]
+        row["notices"] = outbox.notices_of(conn, [found.id])
+        row["timeline"] = [asdict(t) for t in repo.timeline_of(conn, found.id)]
     return row
 
 
 def all_incidents(store) -> list[dict[str, Any]]:
     with store.read() as conn:
-        return repo.list_incidents(conn)
+        return [asdict(i) for i in repo.list_incidents(conn)]
 
 
 def test_firing_fixture_opens_one_incident_with_both_versions(engine, store):
@@ -296,12 +299,7 @@ def test_every_provider_gets_its_audiences(make_settings, clock):
     store.dispose()
 
 
-# -- several webhooks in one transaction (group commit) ---------------------------------------
-
-
-def _group(engine: Engine, store, clock, *bodies: dict[str, Any]):
-    with store.transaction() as conn:
-        return engine.ingest_many(conn, [alertmanager.parse(b) for b in bodies], clock.now())
+# -- notices and the dispatcher ---------------------------------------------------------------
 
 
 def _body(fingerprint: str, group: str, *, resolved: bool = False) -> dict[str, Any]:
@@ -313,44 +311,6 @@ def _body(fingerprint: str, group: str, *, resolved: bool = False) -> dict[str, 
     else:
         alert = am_alert(fingerprint, labels)
     return am_body([alert], group_key=group)
-
-
-def test_webhooks_ingested_together_each_get_their_own_incidents(engine, store, clock):
-    results = _group(
-        engine,
-        store,
-        clock,
-        _body("a1", "g-a"),
-        _body("b1", "g-b"),
-        _body("a2", "g-a"),  # joins the incident the first webhook opened
-    )
-    assert [r.refs for r in results] == [["INC-2026-0001"], ["INC-2026-0002"], ["INC-2026-0001"]]
-    first = incident(store, "INC-2026-0001")
-    assert sorted(a["fingerprint"] for a in first["alerts"]) == ["a1", "a2"]
-    # Settled once with both alerts: one acknowledgement per version, as for one webhook of two.
-    assert [(n.audience, n.phase) for n in first["notices"]] == [
-        ("technical", "acknowledgement"),
-        ("business", "acknowledgement"),
-    ]
-    assert [r.notices for r in results] == [2, 2, 2]
-
-
-def test_a_repeat_in_the_same_transaction_is_a_duplicate(engine, store, clock):
-    results = _group(engine, store, clock, _body("a1", "g-a"), _body("a1", "g-a"))
-    assert results[0].refs == ["INC-2026-0001"] and results[0].duplicates == 0
-    assert results[1].refs == [] and results[1].duplicates == 1
-    assert len(incident(store, "INC-2026-0001")["alerts"]) == 1
-
-
-def test_a_resolve_together_with_other_webhooks_resolves_its_stored_incident(engine, store, clock):
-    ingest(engine, _body("a1", "g-a"))
-    clock.advance(timedelta(minutes=5))
-    results = _group(engine, store, clock, _body("b1", "g-b"), _body("a1", "g-a", resolved=True))
-    assert [r.refs for r in results] == [["INC-2026-0002"], ["INC-2026-0001"]]
-    resolved = incident(store, "INC-2026-0001")
-    assert resolved["status"] == "resolved"
-    assert [n.phase for n in resolved["notices"]] == ["acknowledgement"] * 2 + ["resolution"] * 2
-    assert incident(store, "INC-2026-0002")["status"] == "investigating"
 
 
 def test_the_dispatcher_is_woken_only_for_notices_it_must_deliver(engine, store, clock, make_settings):
@@ -382,52 +342,14 @@ def test_the_dispatcher_is_woken_only_for_notices_it_must_deliver(engine, store,
     assert wakes == ["ops"]
 
 
-def test_the_notices_of_one_transaction_are_inserted_together_in_planning_order(engine, store, clock):
-    from sqlalchemy import event
-
-    _group(engine, store, clock, _body("a1", "g-a"))
-    clock.advance(timedelta(minutes=5))
-    inserts: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        if statement.startswith("INSERT INTO notices"):
-            inserts.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        results = _group(
-            engine, store, clock, _body("b1", "g-b"), _body("a1", "g-a", resolved=True), _body("c1", "g-c")
-        )
-    finally:
-        event.remove(store.engine, "before_cursor_execute", count)
-    assert len(inserts) == 1
-    assert [r.notices for r in results] == [2, 2, 2]
-    rows = []
-    for ref in ("INC-2026-0002", "INC-2026-0001", "INC-2026-0003"):  # settled in first-touch order
-        rows += [n for n in incident(store, ref)["notices"] if n.created_at == clock.now()]
-    assert [(n.phase, n.audience) for n in rows] == [
-        ("acknowledgement", "technical"),
-        ("acknowledgement", "business"),
-        ("resolution", "technical"),
-        ("resolution", "business"),
-        ("acknowledgement", "technical"),
-        ("acknowledgement", "business"),
-    ]
-    ids = [n.id for n in rows]
-    assert ids == sorted(ids)  # the order they go out in
-
-
-def test_a_batched_notice_whose_event_was_written_before_is_not_counted(engine, store, clock):
-    ref = _group(engine, store, clock, _body("a1", "g-a"))[0].refs[0]
+def test_a_notice_whose_event_was_written_before_is_not_counted(engine, store, clock):
+    ref = ingest(engine, _body("a1", "g-a")).refs[0]
     notifier = engine.notifier
-    with store.transaction() as conn:
+    with writing(store) as (conn, effects):
         incident_row = repo.get_incident_by_ref(conn, ref)
-        with notifier.batched(conn) as batch:
-            first = notifier.notify(conn, incident_row, "update", "manual-1", clock.now())
-            # Reading the incident's notices again inserts the first ones before it plans more.
-            again = notifier.notify(conn, incident_row, "update", "manual-1", clock.now())
-    assert again == first >= 1  # as planned; the batch knows better once they are inserted
-    assert batch.skipped == {incident_row["id"]: first}
+        first = notifier.notify(conn, effects, incident_row, "update", "manual-1", clock.now())
+        again = notifier.notify(conn, effects, incident_row, "update", "manual-1", clock.now())
+    assert first >= 1 and again == 0
     updates = [n for n in incident(store, ref)["notices"] if n.phase == "update"]
     assert len(updates) == first
 

@@ -12,9 +12,12 @@ from adapter.metrics import Metrics
 from adapter.sources import alertmanager
 from adapter.store import Store, outbox
 from adapter.store import incidents as repo
+from adapter.store.records import Incident
 from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
 from tests.support.server import Sink
+from tests.templates_support import incident as scene_incident
+from tests.templates_support import incident_record
 
 STEP = timedelta(minutes=1)
 
@@ -58,7 +61,7 @@ def run_for(svc, duration: timedelta, step: timedelta = STEP) -> None:
 def notices(svc, ref="INC-2026-0001"):
     with svc.store.read() as conn:
         incident = repo.get_incident_by_ref(conn, ref)
-        return outbox.notices_of(conn, [incident["id"]])
+        return outbox.notices_of(conn, [incident.id])
 
 
 # Written to go out: published by its own transaction (the built-in page), or waiting in the outbox.
@@ -134,7 +137,7 @@ def test_raising_level_2_to_4_tightens_both_cadences_at_once(make_world, clock):
     )
     svc.engine.ingest(alertmanager.parse(am_body([fire_same_group], group_key="g-c000000000000001")))
     with svc.store.read() as conn:
-        assert repo.get_incident_by_ref(conn, "INC-2026-0001")["level"] == 4
+        assert repo.get_incident_by_ref(conn, "INC-2026-0001").level == 4
     raised_at = clock.now()
     run_for(svc, timedelta(minutes=100))
     technical = sent_times(notices(svc), "technical")
@@ -218,7 +221,7 @@ def test_a_pass_takes_no_write_lock_for_what_is_owed_nothing_any_more(make_world
     run_for(svc, timedelta(hours=50), step=timedelta(hours=1))
     with svc.store.read() as conn:
         reminded = [
-            i for i in repo.list_incidents(conn) if repo.has_timeline(conn, i["id"], "postmortem_overdue")
+            i for i in repo.list_incidents(conn) if repo.has_timeline(conn, i.id, "postmortem_overdue")
         ]
         assert len(reminded) == 2
     writes = []
@@ -238,11 +241,15 @@ def test_downtime_merges_overlaps_and_clips_to_the_month():
     start, end = month_bounds(datetime(2026, 11, 15, tzinfo=UTC))
     assert (start, end) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
     h = timedelta(hours=1)
+
+    def spanning(opened_at: datetime, resolved_at: datetime | None) -> Incident:
+        return incident_record(scene_incident("Down", [], opened_at=opened_at, resolved_at=resolved_at))
+
     incidents = [
-        {"opened_at": start - h, "resolved_at": start + h},  # 1h inside the month
-        {"opened_at": start + 10 * h, "resolved_at": start + 12 * h},
-        {"opened_at": start + 11 * h, "resolved_at": start + 13 * h},  # overlaps the previous one
-        {"opened_at": end - h, "resolved_at": None},  # still open at `now` past the month end
+        spanning(start - h, start + h),  # 1h inside the month
+        spanning(start + 10 * h, start + 12 * h),
+        spanning(start + 11 * h, start + 13 * h),  # overlaps the previous one
+        spanning(end - h, None),  # still open at `now` past the month end
     ]
     assert downtime(incidents, start, end, now=end + 5 * h) == 5 * h
 

@@ -76,7 +76,7 @@ def fire(svc, service, severity="critical", fingerprint="1000000000000001", stat
 def notices(svc, ref="INC-2026-0001"):
     with svc.store.read() as conn:
         incident = repo.get_incident_by_ref(conn, ref)
-        return outbox.notices_of(conn, [incident["id"]]) if incident else []
+        return outbox.notices_of(conn, [incident.id]) if incident else []
 
 
 def streams(svc, ref="INC-2026-0001", phase="acknowledgement"):

@@ -461,7 +461,7 @@ def sp_notices(svc) -> list:
     from adapter.store import outbox
 
     with svc.store.read() as conn:
-        rows = outbox.notices_of(conn, [i["id"] for i in repo.list_incidents(conn)])
+        rows = outbox.notices_of(conn, [i.id for i in repo.list_incidents(conn)])
     return [r for r in rows if r.provider == "sp"]
 
 
@@ -469,7 +469,7 @@ def incident_refs(svc) -> list[str]:
     from adapter.store import incidents as repo
 
     with svc.store.read() as conn:
-        return [i["ref"] for i in repo.list_incidents(conn)]
+        return [i.ref for i in repo.list_incidents(conn)]
 
 
 def ingest(svc, body: dict) -> None:

@@ -1,4 +1,4 @@
-"""Inserts of several rows in one statement: each row's id, in order, and dedupe skips."""
+"""Notices inserted several in one statement: each row's id, and dedupe skips."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from adapter.store import Store, outbox
-from adapter.store import incidents as repo
-from adapter.store.schema import alerts, notices
-from tests.store.test_lookups import T0, _alert, _incident
+from adapter.store.schema import notices
+from tests.store.test_lookups import T0, _incident
 
 
 def _notice(incident_id: int, key: str) -> dict[str, Any]:
@@ -30,16 +29,6 @@ def _notice(incident_id: int, key: str) -> dict[str, Any]:
         "provider_ref": None,
         "dedupe_key": key,
     }
-
-
-def test_insert_alerts_gives_each_row_its_own_id_in_order(store: Store):
-    with store.transaction() as conn:
-        incident = _incident(conn, "INC-2026-0001")
-        for batch in (["a", "b", "c"], ["d"], ["e", "f"]):
-            ids = repo.insert_alerts(conn, [_alert(incident, fp, T0) for fp in batch])
-            stored = dict(conn.execute(select(alerts.c.id, alerts.c.fingerprint)).all())
-            assert [stored[i] for i in ids] == batch
-        assert repo.insert_alerts(conn, []) == []
 
 
 def test_insert_notices_returns_the_ids_of_those_inserted_by_key_and_skips_existing_keys(store: Store):
