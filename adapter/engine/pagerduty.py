@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -53,9 +52,6 @@ class Stages(Protocol):
 
     settings: Settings
     notifier: Notifier
-    on_commit: Callable[[], None] | None
-
-    def ingest(self, inbound: PagerDutyEvent | EnqueueEvent, *, webhook_id: str | None = None) -> Intake: ...
 
     def apply(self, conn: Connection, effects: Effects, batch: Batch, now: datetime) -> Ingested: ...
 
@@ -97,11 +93,6 @@ class PagerDutyIntake:
             labels["severity"] = severity
         return labels
 
-    def _wake(self, intake: Intake) -> Intake:
-        if intake.refs and self.engine.on_commit:
-            self.engine.on_commit()
-        return intake
-
     # -- Webhooks V3 ---------------------------------------------------------------------------
 
     def level_of(self, event: PagerDutyEvent) -> int | None:
@@ -128,9 +119,6 @@ class PagerDutyIntake:
             links={"source": event.html_url} if event.html_url else {},
             identity="open",
         )
-
-    def handle_webhook(self, event: PagerDutyEvent, webhook_id: str | None) -> Intake:
-        return self._wake(self.engine.ingest(event, webhook_id=webhook_id))
 
     def apply_webhook(
         self, conn: Connection, effects: Effects, event: PagerDutyEvent, webhook_id: str | None, now: datetime
@@ -236,9 +224,6 @@ class PagerDutyIntake:
             links=links,
             identity="open",
         )
-
-    def handle_event(self, event: EnqueueEvent) -> Intake:
-        return self._wake(self.engine.ingest(event))
 
     def apply_event(self, conn: Connection, effects: Effects, event: EnqueueEvent, now: datetime) -> Intake:
         """One Events API v2 event: an acknowledgement goes on the timeline, the rest are signals."""

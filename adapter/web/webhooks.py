@@ -59,7 +59,7 @@ def _deliver_alertmanager(svc: Services, batch: Batch) -> ResponseReturnValue:
 
 
 def _deliver_pagerduty(svc: Services, event: PagerDutyEvent) -> ResponseReturnValue:
-    intake = svc.pagerduty.handle_webhook(event, event.webhook_id)
+    intake = svc.engine.ingest(event, webhook_id=event.webhook_id)
     svc.metrics.webhooks.labels("pagerduty", intake.outcome).inc()
     log.info(
         "webhook source=pagerduty event=%s type=%s outcome=%s incidents=%s",
@@ -77,7 +77,7 @@ def _preview_pagerduty(svc: Services, event: PagerDutyEvent) -> Batch:
 
 
 def _deliver_events(svc: Services, event: EnqueueEvent) -> ResponseReturnValue:
-    intake = svc.pagerduty.handle_event(event)
+    intake = svc.engine.ingest(event)
     svc.metrics.webhooks.labels("events", intake.outcome).inc()
     log.info(
         "webhook source=events action=%s outcome=%s incidents=%s",

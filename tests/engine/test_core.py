@@ -369,30 +369,30 @@ def _event(action: str, timestamp: str | None) -> Any:
 
 @pytest.mark.parametrize("timestamp", ["2026-11-26T14:00:00Z", None])
 def test_events_trigger_resolve_trigger_with_one_timestamp_reopens(app, store, clock, timestamp):
-    intake = app.extensions["dualtrack"].pagerduty
-    assert intake.handle_event(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
+    engine = app.extensions["dualtrack"].engine
+    assert engine.ingest(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
     # The clock stands still: without a timestamp, all three carry the same start too.
-    assert intake.handle_event(_event("resolve", timestamp)).refs == ["INC-2026-0001"]
+    assert engine.ingest(_event("resolve", timestamp)).refs == ["INC-2026-0001"]
     assert incident(store, "INC-2026-0001")["status"] == "resolved"
-    assert intake.handle_event(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
+    assert engine.ingest(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
     reopened = incident(store, "INC-2026-0001")
     assert reopened["status"] == "investigating" and reopened["reopen_count"] == 1
     first, second = reopened["alerts"]
     assert (first["status"], second["status"]) == ("resolved", "firing")
     assert second["starts_at"] > first["starts_at"]
     # And once more: every instance gets a start of its own.
-    assert intake.handle_event(_event("resolve", timestamp)).refs == ["INC-2026-0001"]
-    assert intake.handle_event(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
+    assert engine.ingest(_event("resolve", timestamp)).refs == ["INC-2026-0001"]
+    assert engine.ingest(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
     assert len({a["starts_at"] for a in incident(store, "INC-2026-0001")["alerts"]}) == 3
 
 
 def test_events_trigger_after_the_reopen_window_opens_a_new_incident(app, store, clock):
-    intake = app.extensions["dualtrack"].pagerduty
+    engine = app.extensions["dualtrack"].engine
     stamp = "2026-11-26T14:00:00Z"
-    intake.handle_event(_event("trigger", stamp))
-    intake.handle_event(_event("resolve", stamp))
+    engine.ingest(_event("trigger", stamp))
+    engine.ingest(_event("resolve", stamp))
     clock.advance(timedelta(minutes=31))
-    assert intake.handle_event(_event("trigger", stamp)).refs == ["INC-2026-0002"]
+    assert engine.ingest(_event("trigger", stamp)).refs == ["INC-2026-0002"]
     new = incident(store, "INC-2026-0002")
     assert new["alerts"][0]["starts_at"] == clock.now()  # the sender's start was the last one's
     assert incident(store, "INC-2026-0001")["status"] == "resolved"
@@ -401,7 +401,7 @@ def test_events_trigger_after_the_reopen_window_opens_a_new_incident(app, store,
 def test_pagerduty_reopened_with_the_occurred_at_of_its_trigger_reopens(app, store, clock):
     from adapter.sources import pagerduty
 
-    intake = app.extensions["dualtrack"].pagerduty
+    engine = app.extensions["dualtrack"].engine
 
     def event(name: str, event_id: str, kind: str | None = None):
         body = fixture_json(f"pagerduty/pagerduty-v3-incident-{name}.json")
@@ -410,8 +410,8 @@ def test_pagerduty_reopened_with_the_occurred_at_of_its_trigger_reopens(app, sto
             body["event"]["event_type"] = kind
         return pagerduty.parse(body)
 
-    assert intake.handle_webhook(event("triggered", "e1"), None).refs == ["INC-2026-0001"]
-    assert intake.handle_webhook(event("resolved", "e2"), None).refs == ["INC-2026-0001"]
+    assert engine.ingest(event("triggered", "e1")).refs == ["INC-2026-0001"]
+    assert engine.ingest(event("resolved", "e2")).refs == ["INC-2026-0001"]
     reopen = event("triggered", "e3", "incident.reopened")
-    assert intake.handle_webhook(reopen, None).refs == ["INC-2026-0001"]
+    assert engine.ingest(reopen).refs == ["INC-2026-0001"]
     assert incident(store, "INC-2026-0001")["status"] == "investigating"
