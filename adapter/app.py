@@ -11,7 +11,6 @@ from adapter.config import Settings
 from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
 from adapter.engine.humans import HumanActions
-from adapter.engine.pagerduty import PagerDutyIntake
 from adapter.engine.reconcile import Reconciler
 from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
@@ -67,7 +66,7 @@ def create_app(
         on_commit=dispatcher.wake,
         reconciler=Reconciler(engine) if settings.reconcile.alertmanager else None,
     )
-    pagerduty = PagerDutyIntake(engine)
+    pagerduty = engine.pagerduty
     humans = HumanActions(settings, store, engine.notifier, clock, on_commit=dispatcher.wake)
     app.extensions[EXTENSION] = Services(
         settings=settings,

@@ -21,9 +21,15 @@ from adapter.config import (
     weak_secrets,
 )
 from adapter.providers import check_settings
+from adapter.sources import SOURCES
 
 DEFAULT_CONFIG = "config/dualtrack.yaml"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+
+
+def echo(text: str = "", *, err: bool = False) -> None:
+    """One line of the command's output, on stdout (or stderr)."""
+    (sys.stderr if err else sys.stdout).write(text + "\n")
 
 
 def _load(path: str) -> Settings | None:
@@ -31,7 +37,7 @@ def _load(path: str) -> Settings | None:
         return load_settings(path, check_settings)
     except ConfigError as exc:
         for line in exc.problems:
-            print(line, file=sys.stderr)
+            echo(line, err=True)
         return None
 
 
@@ -44,16 +50,14 @@ def check_config(args: argparse.Namespace) -> int:
     for secret in weak:
         line = f"{settings.config_path}: {secret.path}: {secret.problem}"
         if is_loopback(bind):
-            print(f"warning: {line}: `serve` accepts it on loopback only", file=sys.stderr)
+            echo(f"warning: {line}: `serve` accepts it on loopback only", err=True)
         else:
-            print(
-                f"{line}: `serve` refuses it with server.bind {bind}, which is not loopback", file=sys.stderr
-            )
+            echo(f"{line}: `serve` refuses it with server.bind {bind}, which is not loopback", err=True)
     for line in config_warnings(settings):
-        print(f"warning: {line}", file=sys.stderr)
+        echo(f"warning: {line}", err=True)
     if weak and not is_loopback(bind):
         return 1
-    print(
+    echo(
         f"{args.config}: ok ({len(settings.providers)} providers, "
         f"{len(settings.catalog.services)} services, {len(settings.catalog.tenants)} tenants)"
     )
@@ -73,11 +77,11 @@ def _prepare_database(settings: Settings) -> bool:
         store.verify()
         store.migrate()
     except Unavailable as exc:
-        print(f"dualtrack: cannot use the database: {exc}", file=sys.stderr)
+        echo(f"dualtrack: cannot use the database: {exc}", err=True)
         return False
     except (SQLAlchemyError, OSError) as exc:
         problem = store.describe(exc) if store else " ".join(str(exc).split())
-        print(f"dualtrack: cannot bring the database schema up to date: {problem}", file=sys.stderr)
+        echo(f"dualtrack: cannot bring the database schema up to date: {problem}", err=True)
         return False
     finally:
         if store is not None:
@@ -89,7 +93,7 @@ def migrate(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None or not _prepare_database(settings):
         return 1
-    print("database schema is up to date")
+    echo("database schema is up to date")
     return 0
 
 
@@ -101,11 +105,11 @@ def serve(args: argparse.Namespace) -> int:
     weak = weak_secrets(settings)
     named = ", ".join(secret.named() for secret in weak)
     if weak and not is_loopback(bind):
-        print(
+        echo(
             f"{settings.config_path}: refusing to listen on {bind}, which is not loopback, with public "
             f"demo or missing secrets: {named}; set them "
             "(`dualtrack check-config` says more), or listen on 127.0.0.1",
-            file=sys.stderr,
+            err=True,
         )
         return 1
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -135,9 +139,8 @@ def serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         "bind": bind,
         "workers": args.workers or settings.server.workers,
-        # Threads, so that webhooks a worker serves at the same time share one write transaction
-        # (see GroupCommit); they also keep senders' connections alive between requests. The
-        # worker is gunicorn's gthread one, with JSON errors and honest 413s (see its module).
+        # Threads keep senders' connections alive between requests. The worker is gunicorn's
+        # gthread one, with JSON errors and honest 413s (see its module).
         "worker_class": "adapter.web.worker.Worker",
         "threads": args.threads or settings.server.threads,
         "timeout": 30,
@@ -157,7 +160,7 @@ def serve(args: argparse.Namespace) -> int:
         # Workers ask the master for a reload; it validates again and replaces them gracefully.
         os.kill(os.getppid(), signal.SIGHUP)
 
-    class Server(BaseApplication):
+    class Server(BaseApplication):  # type: ignore[misc]  # gunicorn has no type hints
         loaded = False
 
         def load_config(self) -> None:
@@ -218,50 +221,52 @@ def preview(args: argparse.Namespace) -> int:
     import json
 
     from adapter.app import create_app
-    from adapter.sources import alertmanager
     from adapter.sources.signal import PayloadError
     from adapter.store import Store
+    from adapter.store.records import Notice
+    from adapter.web.webhooks import RECEIVERS
 
     try:
-        batch = alertmanager.parse(json.loads(Path(args.payload).read_bytes()))
+        payload = SOURCES[args.source].parse(json.loads(Path(args.payload).read_bytes()), {})
     except PayloadError as exc:
         detail = "; ".join(f"{d['field']}: {d['message']}" for d in exc.details)
-        print(f"{args.payload}: {exc} ({detail})", file=sys.stderr)
+        echo(f"{args.payload}: {exc} ({detail})", err=True)
         return 1
     except (OSError, ValueError) as exc:
-        print(f"{args.payload}: {exc}", file=sys.stderr)
+        echo(f"{args.payload}: {exc}", err=True)
         return 1
     with tempfile.TemporaryDirectory(prefix="dualtrack-preview-") as folder:
         store = Store(f"sqlite:///{folder}/preview.db")
         store.migrate()
         app = create_app(settings, store=store)
-        results = app.extensions["dualtrack"].engine.preview(batch)
+        svc = app.extensions["dualtrack"]
+        results = svc.engine.preview(RECEIVERS[args.source].preview(svc, payload))
         store.dispose()
     if not results:
-        print("nothing would open (a test notification, or only resolved alerts)")
+        echo("nothing would open (a test notification, or only resolved alerts)")
         return 0
     for incident, notices in results:
-        print(
-            f"{incident['ref']}  level {incident['level']}  {incident['incident_type']}  "
-            f"services: {', '.join(incident['services'] + incident['unknown_services']) or '-'}  "
-            f"tenants: {', '.join(incident['tenants']) or '-'}"
+        echo(
+            f"{incident.ref}  level {incident.level}  {incident.incident_type}  "
+            f"services: {', '.join(incident.services + incident.unknown_services) or '-'}  "
+            f"tenants: {', '.join(incident.tenants) or '-'}"
         )
-        streams: dict[tuple[str, str | None], dict[str, dict[str, Any]]] = {}
+        streams: dict[tuple[str, str | None], dict[str, Notice]] = {}
         for notice in notices:
-            streams.setdefault((notice["provider"], notice["tenant"]), {})[notice["audience"]] = notice
+            streams.setdefault((notice.provider, notice.tenant), {})[notice.audience] = notice
         for (provider, tenant), by_audience in streams.items():
             heading = f"provider {provider}" + (f", tenant {tenant}" if tenant else "")
             texts = {
                 audience: (
-                    f"[{audience}, {n['phase']}, {n['state']}]\n{n['subject']}\n\n{n['body']}"
+                    f"[{audience}, {n.phase}, {n.state}]\n{n.subject}\n\n{n.body}"
                     if (n := by_audience.get(audience))
                     else f"[{audience}: not sent to this provider]"
                 )
                 for audience in ("technical", "business")
             }
-            print(f"\n== {heading} " + "=" * max(0, 118 - len(heading)))
-            print(side_by_side(texts["technical"], texts["business"]))
-        print()
+            echo(f"\n== {heading} " + "=" * max(0, 118 - len(heading)))
+            echo(side_by_side(texts["technical"], texts["business"]))
+        echo()
     return 0
 
 
@@ -279,23 +284,23 @@ def outbox_command(args: argparse.Namespace) -> int:
         if args.action == "list":
             with store.read() as conn:
                 rows = outbox.by_state(conn, args.state.split(","))
-            for row in rows:
-                error = (row["last_error"] or "").replace("\n", " ")
-                stream = f"{row['provider']}/{row['audience']}" + (
-                    f"/{row['tenant']}" if row["tenant"] else ""
+            for notice in rows:
+                error = (notice.last_error or "").replace("\n", " ")
+                stream = f"{notice.provider}/{notice.audience}" + (
+                    f"/{notice.tenant}" if notice.tenant else ""
                 )
-                print(
-                    f"{row['id']:>7}  {row['state']:<10} {row['incident_ref']}  {stream}  "
-                    f"{row['phase']:<16} attempts={row['attempts']}  {error[:120]}"
+                echo(
+                    f"{notice.id:>7}  {notice.state:<10} {notice.incident_ref}  {stream}  "
+                    f"{notice.phase:<16} attempts={notice.attempts}  {error[:120]}"
                 )
-            print(f"{len(rows)} notice(s)", file=sys.stderr)
+            echo(f"{len(rows)} notice(s)", err=True)
             return 0
         with store.transaction() as conn:
             ids = list(args.ids)
             if args.dead:
-                ids += [r["id"] for r in outbox.by_state(conn, ["dead"], limit=1_000_000)]
+                ids += [n.id for n in outbox.by_state(conn, ["dead"], limit=1_000_000)]
             retried = outbox.retry(conn, ids, datetime.now(UTC))
-        print(f"{len(retried)} notice(s) queued again: {', '.join(map(str, retried)) or '-'}")
+        echo(f"{len(retried)} notice(s) queued again: {', '.join(map(str, retried)) or '-'}")
         return 0 if retried or not ids else 1
     finally:
         store.dispose()
@@ -310,7 +315,7 @@ def reconcile_command(args: argparse.Namespace) -> int:
     from adapter.engine.reconcile import Reconciler, Unreachable
 
     if not settings.reconcile.alertmanager:
-        print(f"{args.config}: reconcile.alertmanager: no Alertmanager configured", file=sys.stderr)
+        echo(f"{args.config}: reconcile.alertmanager: no Alertmanager configured", err=True)
         return 1
     app = create_app(settings)
     svc = app.extensions["dualtrack"]
@@ -318,13 +323,13 @@ def reconcile_command(args: argparse.Namespace) -> int:
         svc.store.migrate()
         lines = Reconciler(svc.engine).run(svc.clock.now(), dry_run=args.dry_run)
     except Unreachable as exc:
-        print(f"cannot reconcile: {exc}", file=sys.stderr)
+        echo(f"cannot reconcile: {exc}", err=True)
         return 1
     finally:
         svc.store.dispose()
     for line in lines:
-        print(line)
-    print(f"{len(lines)} change(s){' (dry run: nothing changed)' if args.dry_run else ''}")
+        echo(line)
+    echo(f"{len(lines)} change(s){' (dry run: nothing changed)' if args.dry_run else ''}")
     return 0
 
 
@@ -385,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_preview = sub.add_parser("preview", help="print the incident and notices a payload would produce")
     p_preview.add_argument("--config", default=default)
-    p_preview.add_argument("payload", help="an Alertmanager or Grafana webhook body (JSON file)")
+    p_preview.add_argument("--source", default="alertmanager", choices=list(SOURCES), help="its format")
+    p_preview.add_argument("payload", help="a webhook body (JSON file)")
     p_preview.set_defaults(func=preview)
 
     p_outbox = sub.add_parser("outbox", help="list notices by state; retry dead letters")

@@ -76,8 +76,8 @@ class ServerSettings(Strict):
 
 class StorageSettings(Strict):
     url: str = "sqlite:///data/dualtrack.db"
-    # FULL makes every commit durable across power loss, not only process crashes (the writer
-    # syncs the WAL after its commit, outside the write lock); NORMAL: process crashes only.
+    # FULL makes every commit durable across power loss (SQLite syncs the WAL at each commit);
+    # NORMAL: process crashes only.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 

@@ -100,4 +100,5 @@ def read_yaml(
         problems.append(f"{path}: (top level): expected a mapping")
         return None
     expanded = _expand_env(data, "", problems, str(path), {} if env_defaults is None else env_defaults)
-    return _read_file_refs(expanded, "", problems, str(path), path.parent)
+    read: dict[str, Any] = _read_file_refs(expanded, "", problems, str(path), path.parent)
+    return read

@@ -8,6 +8,7 @@ import random
 import socket
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,8 +17,10 @@ from adapter.clock import Clock
 from adapter.config import DeliverySettings, ProviderSettings
 from adapter.metrics import Metrics
 from adapter.providers import DeliveryError, Message, Provider, RequestHooks, build_providers
+from adapter.rendering import render_html
 from adapter.store import Store, breakers, buckets, outbox
 from adapter.store import incidents as repo
+from adapter.store.records import Notice
 
 log = logging.getLogger(__name__)
 THROTTLE_MAX_WAIT = 5.0
@@ -195,7 +198,7 @@ class Dispatcher:
         # Stop starting sends well before the lease runs out, so nobody else takes them meanwhile.
         budget = time.monotonic() + lease.total_seconds() / 2
         blocked: set[tuple[int, str, str | None]] = set()
-        unstarted = {notice["id"] for notice in claimed}
+        unstarted = {notice.id for notice in claimed}
         deferred: list[outbox.Outcome] = []
         done = 0
         breaker = BreakerPass(self)
@@ -204,18 +207,18 @@ class Dispatcher:
                 stream = outbox.stream_of(notice)
                 # Carried by a newer one; or draining, out of time, or an earlier notice of the
                 # stream waits for a retry.
-                if notice["id"] in skipped or self.stopping or stream in blocked or time.monotonic() > budget:
+                if notice.id in skipped or self.stopping or stream in blocked or time.monotonic() > budget:
                     continue
-                group = [notice["id"], *carried.get(notice["id"], [])]
+                group = [notice.id, *carried.get(notice.id, [])]
                 unstarted.difference_update(group)
-                wait_until = breaker.closed_until(notice["provider"])
+                wait_until = breaker.closed_until(notice.provider)
                 if wait_until is not None:
                     deferred.extend(outbox.Outcome(i, "deferred", at=wait_until) for i in group)
                     blocked.add(stream)
                     continue
-                outcome = self._deliver(notice, messages[notice["id"]])
+                outcome = self._deliver(notice, messages[notice.id])
                 done += self._record(notice, outcome, group[1:])
-                breaker.saw(notice["provider"], outcome)
+                breaker.saw(notice.provider, outcome)
                 if outcome.state == "failed":
                     blocked.add(stream)
             breaker.finish()
@@ -224,7 +227,7 @@ class Dispatcher:
             outbox.finish(self.store, self.owner, deferred, unstarted)
         return done + len(deferred)
 
-    def _record(self, notice: dict[str, Any], outcome: outbox.Outcome, carried: list[int]) -> int:
+    def _record(self, notice: Notice, outcome: outbox.Outcome, carried: list[int]) -> int:
         """Write one delivery's outcome, and what it means for the older notices it was sent for.
 
         If that write fails (a full disk, the database gone), the pass stops here: each later send
@@ -243,30 +246,30 @@ class Dispatcher:
             log.error(
                 "delivery notice=%s provider=%s outcome=%s could not be recorded; the pass stops "
                 "(the notice goes out again once its lease expires)",
-                notice["id"],
-                notice["provider"],
+                notice.id,
+                notice.provider,
                 outcome.state,
             )
             raise
 
-    def _carried(self, claimed: list[dict[str, Any]], messages: dict[int, Message]) -> dict[int, list[int]]:
+    def _carried(self, claimed: list[Notice], messages: dict[int, Message]) -> dict[int, list[int]]:
         """For a coalescing provider: the newest due notice of each stream → the older ones it is
         sent for instead.
 
         The stream's first notice (it creates the incident at the provider) is always sent.
         """
-        streams: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        streams: dict[tuple[Any, ...], list[Notice]] = {}
         for notice in claimed:
-            provider = self.providers.get(notice["provider"])
+            provider = self.providers.get(notice.provider)
             if provider is not None and provider.coalesce:
                 # Each version is its own thread at the provider (its own status-page incident).
-                streams.setdefault((*outbox.stream_of(notice), notice["audience"]), []).append(notice)
+                streams.setdefault((*outbox.stream_of(notice), notice.audience), []).append(notice)
         carried: dict[int, list[int]] = {}
         for notices in streams.values():
-            created = messages[notices[0]["id"]].provider_ref is not None
-            older = [notice["id"] for notice in notices[(0 if created else 1) : -1]]
+            created = messages[notices[0].id].provider_ref is not None
+            older = [notice.id for notice in notices[(0 if created else 1) : -1]]
             if older:
-                carried[notices[-1]["id"]] = older
+                carried[notices[-1].id] = older
         return carried
 
     def _throttle(self, provider: Provider) -> None:
@@ -285,44 +288,44 @@ class Dispatcher:
         self.metrics.provider_requests.labels(provider, outcome).inc()
         self.metrics.provider_request_seconds.labels(provider).observe(seconds)
 
-    def _messages(self, notices: list[dict[str, Any]]) -> dict[int, Message]:
+    def _messages(self, notices: list[Notice]) -> dict[int, Message]:
         with self.store.read() as conn:
-            incidents = {i["id"]: i for i in repo.incidents_by_id(conn, {n["incident_id"] for n in notices})}
+            incidents = {i.id: i for i in repo.incidents_by_id(conn, {n.incident_id for n in notices})}
             refs = {
-                n["id"]: outbox.first_ref(conn, n["incident_id"], n["provider"], n["audience"], n["tenant"])
-                for n in notices
+                n.id: outbox.first_ref(conn, n.incident_id, n.provider, n.audience, n.tenant) for n in notices
             }
         messages = {}
         for notice in notices:
-            incident = incidents[notice["incident_id"]]
+            incident = incidents[notice.incident_id]
             # The notice carries the facts as they were when it was written; fall back to now.
             facts: dict[str, Any] = {
-                "level": incident["level"],
-                "status": incident["status"],
-                "services": incident["services"],
-                "tenants": incident["tenants"],
-                **(notice["data"] or {}),
+                "level": incident.level,
+                "status": incident.status,
+                "services": incident.services,
+                "tenants": incident.tenants,
+                **(notice.data or {}),
             }
-            messages[notice["id"]] = Message(
-                notice_id=notice["id"],
-                incident_ref=incident["ref"],
-                phase=notice["phase"],
-                audience=notice["audience"],
-                subject=notice["subject"],
-                body=notice["body"],
+            messages[notice.id] = Message(
+                notice_id=notice.id,
+                incident_ref=incident.ref,
+                phase=notice.phase,
+                audience=notice.audience,
+                subject=notice.subject,
+                body=notice.body,
                 level=int(facts["level"]),
                 status=str(facts["status"]),
                 services=list(facts["services"]),
                 tenants=list(facts["tenants"]),
-                tenant=notice["tenant"],
-                provider_ref=refs[notice["id"]],
+                tenant=notice.tenant,
+                provider_ref=refs[notice.id],
                 data=facts,
+                html=render_html(notice.body, notice.subject),
             )
         return messages
 
-    def _deliver(self, notice: dict[str, Any], message: Message) -> outbox.Outcome:
+    def _deliver(self, notice: Notice, message: Message) -> outbox.Outcome:
         """Send one notice; the outcome says how to record it."""
-        name = notice["provider"]
+        name = notice.provider
         provider = self.providers.get(name)
         if provider is None:
             return self._failed(notice, f"provider {name!r} is not configured", True, None)
@@ -335,38 +338,38 @@ class Dispatcher:
             return self._failed(notice, f"{type(exc).__name__}: {exc}", False, None)
         finally:
             self.metrics.delivery_seconds.labels(name).observe(time.monotonic() - started)
-        self.metrics.delivered({**notice, "data": message.data}, message.level, self.clock.now())
+        self.metrics.delivered(replace(notice, data=message.data), message.level, self.clock.now())
         log.info(
             "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=%d",
-            notice["id"],
+            notice.id,
             name,
-            notice["phase"],
-            notice["audience"],
-            notice["attempts"] + 1,
+            notice.phase,
+            notice.audience,
+            notice.attempts + 1,
         )
-        return outbox.Outcome(notice["id"], "delivered", at=self.clock.now(), ref=ref)
+        return outbox.Outcome(notice.id, "delivered", at=self.clock.now(), ref=ref)
 
     def _failed(
-        self, notice: dict[str, Any], error: str, permanent: bool, retry_after: float | None
+        self, notice: Notice, error: str, permanent: bool, retry_after: float | None
     ) -> outbox.Outcome:
         """A retry at a backed-off time, or a dead letter when permanent or past max_age."""
         now = self.clock.now()
-        attempts = notice["attempts"] + 1
+        attempts = notice.attempts + 1
         delay = backoff(attempts, self.settings, self.rng)
         if retry_after is not None:
             delay = max(delay, timedelta(seconds=retry_after))
-        expired = now + delay > notice["created_at"] + self.settings.max_age
+        expired = now + delay > notice.created_at + self.settings.max_age
         if permanent or expired:
             reason = error if permanent else f"{error} (gave up after {attempts} attempts: max_age)"
-            outcome = outbox.Outcome(notice["id"], "dead", at=now, error=reason)
+            outcome = outbox.Outcome(notice.id, "dead", at=now, error=reason)
         else:
-            outcome = outbox.Outcome(notice["id"], "failed", at=now + delay, error=error)
+            outcome = outbox.Outcome(notice.id, "failed", at=now + delay, error=error)
         label = "retry" if outcome.state == "failed" else "dead"
-        self.metrics.deliveries.labels(notice["provider"], label).inc()
+        self.metrics.deliveries.labels(notice.provider, label).inc()
         log.warning(
             "delivery notice=%s provider=%s outcome=%s attempt=%d retry_in=%.1fs error=%s",
-            notice["id"],
-            notice["provider"],
+            notice.id,
+            notice.provider,
             label,
             attempts,
             delay.total_seconds() if label == "retry" else 0,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from adapter.store.records import Notice
 
 
 class Metrics:
@@ -101,17 +104,11 @@ class Metrics:
             ["source"],
             registry=r,
         )
-        self.ingest_group = Histogram(
-            "dualtrack_ingest_webhooks_per_transaction",
-            "Webhooks written in one transaction (those a worker serves at the same time share one).",
-            buckets=(1, 2, 4, 8, 16, 32),
-            registry=r,
-        )
 
-    def delivered(self, notice: Mapping[str, Any], level: int, now: datetime) -> None:
+    def delivered(self, notice: Notice, level: int, now: datetime) -> None:
         """Count a delivered notice, and how it kept its deadlines (`data`: opened_at, deadline)."""
-        audience, phase, data = notice["audience"], notice["phase"], notice["data"] or {}
-        self.deliveries.labels(notice["provider"], "delivered").inc()
+        audience, phase, data = notice.audience, notice.phase, notice.data or {}
+        self.deliveries.labels(notice.provider, "delivered").inc()
         if phase == "acknowledgement" and data.get("opened_at"):
             opened = datetime.fromisoformat(data["opened_at"])
             self.first_notice_seconds.labels(audience, str(level)).observe(

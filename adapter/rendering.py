@@ -333,6 +333,7 @@ def _block(lines: list[str]) -> str:
 
 def render_html(body: str, subject: str = "") -> str:
     """The plain-text notice as a small, self-contained HTML page with inline styles."""
+    subject = " ".join(subject.split())
     blocks: list[list[str]] = [[]]
     for line in body.replace("\r\n", "\n").split("\n"):
         if line.strip():

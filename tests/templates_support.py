@@ -11,6 +11,7 @@ from adapter.app import make_renderer
 from adapter.config import Settings, load_settings
 from adapter.engine.planning import EventFacts, PlannedNotice, Recipient, plan_notices
 from adapter.rendering import Renderer
+from adapter.store.records import Alert, Incident, TimelineEntry
 from tests.conftest import base_config, write_config
 from tests.support.catalog import catalog_data
 
@@ -123,17 +124,46 @@ class Scene:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def facts(self) -> EventFacts:
+        changes = [timeline_record(t) for t in self.changes]
         return EventFacts(
-            incident=self.incident,
-            alerts=self.alerts,
-            timeline=self.timeline,
+            incident=incident_record(self.incident),
+            alerts=[alert_record(a) for a in self.alerts],
+            timeline=[timeline_record(t) for t in self.timeline],
             phase=self.phase,
             event=self.event,
             now=self.now,
             messages=self.messages,
-            changes={"technical": self.changes, "business": self.changes},
+            changes={"technical": changes, "business": changes},
             extra=self.extra,
         )
+
+
+def incident_record(row: dict[str, Any]) -> Incident:
+    """A scene's incident as the store returns it, the columns the scene leaves out filled in."""
+    stored = {
+        "level_locked": False,
+        "reopen_count": 0,
+        "source": "alertmanager",
+        "updated_at": row["opened_at"],
+    }
+    return Incident(**{**stored, **row})
+
+
+def alert_record(row: dict[str, Any]) -> Alert:
+    stored = {
+        "id": 1,
+        "incident_id": 215,
+        "source": "alertmanager",
+        "fingerprint": row["name"],
+        "group_key": "{}:{}",
+        "services": [],
+        "updated_at": row["starts_at"],
+    }
+    return Alert(**{**stored, **row})
+
+
+def timeline_record(row: dict[str, Any]) -> TimelineEntry:
+    return TimelineEntry(**{"id": 1, "incident_id": 215, "data": {}, **row})
 
 
 def recipient(settings: Settings, audience: str, tenant: str | None = None) -> Recipient:

@@ -46,7 +46,7 @@ def ingest(svc, name: str) -> None:
 
 def notices(svc) -> list[dict]:
     with svc.store.read() as conn:
-        return outbox.notices_of(conn, [i["id"] for i in repo.list_incidents(conn)])
+        return outbox.notices_of(conn, [i.id for i in repo.list_incidents(conn)])
 
 
 def test_delivers_in_order_and_records_outcome(world, hook):
@@ -55,8 +55,8 @@ def test_delivers_in_order_and_records_outcome(world, hook):
     ingest(world, "alertmanager/alertmanager-mixed.json")
     assert world.dispatcher.run_once() == 4
     rows = notices(world)
-    assert [r["state"] for r in rows] == ["delivered"] * 4
-    assert all(r["attempts"] == 1 and r["delivered_at"] == world.clock.now() for r in rows)
+    assert [r.state for r in rows] == ["delivered"] * 4
+    assert all(r.attempts == 1 and r.delivered_at == world.clock.now() for r in rows)
     sent = [(r.headers["Idempotency-Key"], __import__("json").loads(r.body)["phase"]) for r in hook.requests]
     assert [phase for _, phase in sent] == ["acknowledgement"] * 2 + ["resolution"] * 2
     assert (
@@ -76,9 +76,9 @@ def test_retryable_failure_backs_off_and_holds_back_the_stream(world, hook, cloc
     # Pass 1: the first notice fails; the one behind it in the stream is not attempted.
     world.dispatcher.run_once()
     rows = notices(world)
-    assert [r["state"] for r in rows] == ["failed", "pending", "pending", "pending"]
-    assert "HTTP 503" in rows[0]["last_error"]
-    first_due = rows[0]["due_at"] - clock.now()
+    assert [r.state for r in rows] == ["failed", "pending", "pending", "pending"]
+    assert "HTTP 503" in rows[0].last_error
+    first_due = rows[0].due_at - clock.now()
     assert timedelta(seconds=5) <= first_due <= timedelta(seconds=15)
     assert len(hook.requests) == 1
     # Not due yet: nothing happens.
@@ -86,13 +86,13 @@ def test_retryable_failure_backs_off_and_holds_back_the_stream(world, hook, cloc
     clock.advance(first_due)
     world.dispatcher.run_once()
     rows = notices(world)
-    assert rows[0]["attempts"] == 2 and rows[0]["state"] == "failed"
-    second_due = rows[0]["due_at"] - clock.now()
+    assert rows[0].attempts == 2 and rows[0].state == "failed"
+    second_due = rows[0].due_at - clock.now()
     assert timedelta(seconds=10) <= second_due <= timedelta(seconds=30)
     clock.advance(second_due)
     while world.dispatcher.run_once():
         pass
-    assert [r["state"] for r in notices(world)] == ["delivered"] * 4
+    assert [r.state for r in notices(world)] == ["delivered"] * 4
     phases = [__import__("json").loads(r.body)["phase"] for r in hook.requests]
     assert phases == ["acknowledgement"] * 4 + ["resolution"] * 2
 
@@ -102,8 +102,8 @@ def test_retry_after_is_honoured(world, hook, clock):
     ingest(world, "alertmanager/alertmanager-firing.json")
     world.dispatcher.run_once()
     row = notices(world)[0]
-    assert row["state"] == "failed"
-    assert row["due_at"] - clock.now() >= timedelta(seconds=600)
+    assert row.state == "failed"
+    assert row.due_at - clock.now() >= timedelta(seconds=600)
 
 
 def test_permanent_failure_is_dead_with_its_error_and_does_not_block(world, hook):
@@ -112,8 +112,8 @@ def test_permanent_failure_is_dead_with_its_error_and_does_not_block(world, hook
     while world.dispatcher.run_once():
         pass
     rows = notices(world)
-    assert rows[0]["state"] == "dead" and "HTTP 400" in rows[0]["last_error"]
-    assert rows[1]["state"] == "delivered"
+    assert rows[0].state == "dead" and "HTTP 400" in rows[0].last_error
+    assert rows[1].state == "delivered"
 
 
 def test_gives_up_after_max_age(world, hook, clock):
@@ -123,9 +123,9 @@ def test_gives_up_after_max_age(world, hook, clock):
         world.dispatcher.run_once()
         clock.advance(timedelta(minutes=5))
     rows = notices(world)
-    assert [r["state"] for r in rows] == ["dead", "dead"]
-    assert "max_age" in rows[0]["last_error"]
-    assert rows[0]["attempts"] > 3
+    assert [r.state for r in rows] == ["dead", "dead"]
+    assert "max_age" in rows[0].last_error
+    assert rows[0].attempts > 3
 
 
 def test_unconfigured_provider_is_dead(world, clock):
@@ -134,8 +134,8 @@ def test_unconfigured_provider_is_dead(world, clock):
     dispatcher = Dispatcher(world.store, [], world.settings.delivery, clock, Metrics())
     assert dispatcher.run_once() == 2
     rows = notices(world)
-    assert [r["state"] for r in rows] == ["dead", "dead"]
-    assert "provider 'hook' is not configured" in rows[0]["last_error"]
+    assert [r.state for r in rows] == ["dead", "dead"]
+    assert "provider 'hook' is not configured" in rows[0].last_error
 
 
 def test_a_lease_keeps_others_off_until_it_expires(world, clock):
@@ -146,9 +146,9 @@ def test_a_lease_keeps_others_off_until_it_expires(world, clock):
     # The first owner died; once the lease runs out another dispatcher takes over.
     clock.advance(timedelta(minutes=1, seconds=1))
     assert world.dispatcher.run_once() == 2
-    assert [r["state"] for r in notices(world)] == ["delivered", "delivered"]
+    assert [r.state for r in notices(world)] == ["delivered", "delivered"]
     # The late owner's marks are refused: it no longer holds the lease.
-    assert not outbox.mark_delivered(world.store, claimed[0]["id"], "crashed-worker", clock.now(), "x")
+    assert not outbox.mark_delivered(world.store, claimed[0].id, "crashed-worker", clock.now(), "x")
 
 
 def test_concurrent_dispatchers_never_claim_the_same_notice(world, clock, settings):
@@ -169,9 +169,9 @@ def test_concurrent_dispatchers_never_claim_the_same_notice(world, clock, settin
                 if not rows:
                     return
                 with lock:
-                    claims.append([r["id"] for r in rows])
+                    claims.append([r.id for r in rows])
                 for row in rows:
-                    outbox.mark_delivered(store, row["id"], owner, clock.now(), "ok")
+                    outbox.mark_delivered(store, row.id, owner, clock.now(), "ok")
         finally:
             store.dispose()
 
@@ -201,7 +201,7 @@ def test_stop_drains_and_hands_back_unstarted_leases(world, clock):
     assert dispatcher.run_once() == 0
     rows = notices(world)
     assert len(rows) == 2
-    assert all(r["lease_owner"] is None and r["state"] == "pending" for r in rows)
+    assert all(r.lease_owner is None and r.state == "pending" for r in rows)
 
 
 def test_a_coalescing_provider_sends_the_first_and_the_newest_of_a_stream(world, hook, clock):
@@ -217,7 +217,7 @@ def test_a_coalescing_provider_sends_the_first_and_the_newest_of_a_stream(world,
         # Three notices per audience stream are due at once: acknowledgement, nothing for the
         # partial resolve, then the resolution; with a level-raise update in between there'd be 3.
         rows = notices(world)
-        assert [r["phase"] for r in rows] == [
+        assert [r.phase for r in rows] == [
             "acknowledgement",
             "acknowledgement",
             "resolution",
@@ -228,7 +228,7 @@ def test_a_coalescing_provider_sends_the_first_and_the_newest_of_a_stream(world,
         # The first notice creates the incident at the provider and is never skipped; the newest
         # (the resolution) is never lost.
         assert sent == ["acknowledgement", "acknowledgement", "resolution", "resolution"]
-        assert {r["state"] for r in notices(world)} == {"delivered"}
+        assert {r.state for r in notices(world)} == {"delivered"}
     finally:
         type(provider).coalesce = False
 
@@ -252,9 +252,9 @@ def test_coalescing_skips_stale_updates_once_the_incident_exists(world, hook, cl
             ("technical", "update"),
             ("business", "update"),
         ]
-        rows = [r for r in notices(world) if r["phase"] == "update"]
-        assert len(rows) == 6 and {r["state"] for r in rows} == {"delivered"}
-        assert sum("coalesced into notice" in (r["provider_ref"] or "") for r in rows) == 4
+        rows = [r for r in notices(world) if r.phase == "update"]
+        assert len(rows) == 6 and {r.state for r in rows} == {"delivered"}
+        assert sum("coalesced into notice" in (r.provider_ref or "") for r in rows) == 4
         assert isinstance(world.dispatcher.providers["hook"], Webhook)
     finally:
         type(world.dispatcher.providers["hook"]).coalesce = False
@@ -349,9 +349,9 @@ def test_breaker_opens_after_failures_probes_then_delivers_everything_in_order(
         while pass_at(3):
             pass
         rows = notices(svc)
-        assert [r["state"] for r in rows] == ["delivered"] * 4
+        assert [r.state for r in rows] == ["delivered"] * 4
         # Deferred passes were not attempts.
-        assert max(r["attempts"] for r in rows) <= 3
+        assert max(r.attempts for r in rows) <= 3
         store.dispose()
 
 
@@ -375,7 +375,7 @@ def test_each_delivery_is_recorded_before_the_next_one_starts(world, hook):
     ingest_incidents(world, 3)
     states_seen: list[dict[int, str]] = []
     # What the database says while each request is being answered.
-    hook.on_request = lambda request: states_seen.append({r["id"]: r["state"] for r in notices(world)})
+    hook.on_request = lambda request: states_seen.append({r.id: r.state for r in notices(world)})
     assert world.dispatcher.run_once() == 6
     sent = [notice_id(r) for r in hook.requests]
     assert len(sent) == 6
@@ -430,17 +430,17 @@ def test_an_outcome_that_cannot_be_written_stops_the_pass_and_is_the_only_repeat
     # Nothing was sent after the outcome that could not be written.
     (first,) = [notice_id(r) for r in hook.requests]
     assert "could not be recorded; the pass stops" in caplog.text
-    rows = {r["id"]: r for r in notices(world)}
-    assert {r["state"] for r in rows.values()} == {"pending"}
+    rows = {r.id: r for r in notices(world)}
+    assert {r.state for r in rows.values()} == {"pending"}
     # That notice keeps its lease; the others were handed back and go out at once.
-    assert rows[first]["lease_owner"] == world.dispatcher.owner
-    assert all(r["lease_owner"] is None for i, r in rows.items() if i != first)
+    assert rows[first].lease_owner == world.dispatcher.owner
+    assert all(r.lease_owner is None for i, r in rows.items() if i != first)
     assert world.dispatcher.run_once() == 4  # the other two streams; `first`'s waits behind it
     # Once the lease expires, it goes out again: the one repeat.
     clock.advance(world.settings.delivery.lease + timedelta(seconds=1))
     while world.dispatcher.run_once():
         pass
-    assert {r["state"] for r in notices(world)} == {"delivered"}
+    assert {r.state for r in notices(world)} == {"delivered"}
     sent = [notice_id(r) for r in hook.requests]
     assert sorted(sent) == sorted([*rows, first])
 
@@ -459,16 +459,16 @@ def test_a_coalesced_stream_whose_newest_notice_fails_is_retried_together(world,
         hook.requests.clear()
         hook.replies = [Reply(503), Reply(200)]
         world.dispatcher.run_once()
-        rows = [r for r in notices(world) if r["phase"] == "update"]
-        newest = max(r["id"] for r in rows if r["audience"] == "technical")
+        rows = [r for r in notices(world) if r.phase == "update"]
+        newest = max(r.id for r in rows if r.audience == "technical")
         assert [notice_id(r) for r in hook.requests] == [newest]
-        by_id = {r["id"]: r for r in rows}
-        retry_at = by_id[newest]["due_at"]
-        assert by_id[newest]["state"] == "failed" and retry_at > clock.now()
+        by_id = {r.id: r for r in rows}
+        retry_at = by_id[newest].due_at
+        assert by_id[newest].state == "failed" and retry_at > clock.now()
         # The older technical updates wait for that retry; nothing of the stream overtakes it.
         for row in rows:
-            if row["audience"] == "technical" and row["id"] != newest:
-                assert (row["state"], row["attempts"], row["due_at"]) == ("pending", 0, retry_at)
+            if row.audience == "technical" and row.id != newest:
+                assert (row.state, row.attempts, row.due_at) == ("pending", 0, retry_at)
         assert world.dispatcher.run_once() == 0
         clock.advance(retry_at - clock.now())
         world.dispatcher.run_once()
@@ -477,7 +477,7 @@ def test_a_coalesced_stream_whose_newest_notice_fails_is_retried_together(world,
             ("technical", "update"),
             ("business", "update"),
         ]
-        assert {r["state"] for r in notices(world)} == {"delivered"}
+        assert {r.state for r in notices(world)} == {"delivered"}
     finally:
         type(world.dispatcher.providers["hook"]).coalesce = False
 
@@ -501,6 +501,6 @@ def test_stop_lets_the_delivery_in_flight_finish_and_hands_back_the_rest(world, 
     stopper.join(10)
     assert not stopper.is_alive()
     (sent,) = [notice_id(r) for r in hook.requests]
-    rows = {r["id"]: r for r in notices(world)}
-    assert rows[sent]["state"] == "delivered"
-    assert [(r["state"], r["lease_owner"]) for i, r in rows.items() if i != sent] == [("pending", None)] * 5
+    rows = {r.id: r for r in notices(world)}
+    assert rows[sent].state == "delivered"
+    assert [(r.state, r.lease_owner) for i, r in rows.items() if i != sent] == [("pending", None)] * 5

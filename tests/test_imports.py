@@ -112,3 +112,20 @@ def test_configuration_imports_no_provider_engine_store_or_web_module():
         below = reachable(graph, module)
         assert not {m for m in below if m.startswith(("adapter.providers", "adapter.engine"))}, module
         assert not {m for m in below if m.startswith(("adapter.store", "adapter.web"))}, module
+
+
+LAYERS_ABOVE_PROVIDERS = (
+    "adapter.web",
+    "adapter.engine",
+    "adapter.store",
+    "adapter.rendering",
+    "adapter.dispatch",
+)
+
+
+def test_providers_are_the_bottom_layer():
+    """web → engine → store/rendering → providers: a provider sends what it is given."""
+    graph = import_graph()
+    for module in (m for m in graph if m.startswith("adapter.providers")):
+        above = {m for m in reachable(graph, module) if m.startswith(LAYERS_ABOVE_PROVIDERS)}
+        assert not above, f"{module} imports {sorted(above)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,14 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from adapter.config import Settings
 from adapter.engine.planning import plan_notices, recipients, render_context
 from adapter.rendering import NoticeSandbox, Rendered, Renderer, local_time, render_html
-from tests.templates_support import cases, make_settings, seed_alerts, seed_incident
+from tests.templates_support import (
+    alert_record,
+    cases,
+    incident_record,
+    make_settings,
+    seed_alerts,
+    seed_incident,
+)
 
 LIBRARY = """
 {% macro shout(text, mark="!") -%}{{ text | upper }}{{ mark }}{%- endmacro %}
@@ -138,7 +146,7 @@ def context(settings: Settings, audience: str = "business", incident_type: str =
     """The mail-queue incident's acknowledgement, as the shared status page's `audience` stream sees it."""
     [case] = [c for c in cases() if c.name == "business_acknowledgement"]
     facts = case.scene.facts()
-    facts.incident = {**facts.incident, "incident_type": incident_type}
+    facts.incident = replace(facts.incident, incident_type=incident_type)
     target = next(r for r in recipients(settings, facts.incident, facts.phase) if r.audience == audience)
     return render_context(facts, target, settings)
 
@@ -269,8 +277,8 @@ class Recording:
 def test_plan_notices_gives_each_stream_the_context_render_context_builds(settings: Settings) -> None:
     [case] = [c for c in cases() if c.name == "database_technical_update"]
     facts = case.scene.facts()
-    facts.incident = seed_incident(status="identified", eta=facts.now + timedelta(hours=1))
-    facts.alerts = seed_alerts()
+    facts.incident = incident_record(seed_incident(status="identified", eta=facts.now + timedelta(hours=1)))
+    facts.alerts = [alert_record(a) for a in seed_alerts()]
     facts.extra = {"sla": {"target": 99.9}}
     streams = recipients(settings, facts.incident, facts.phase)
     recording = Recording()

@@ -11,9 +11,11 @@ from sqlalchemy import Connection
 
 from adapter.clock import Clock
 from adapter.config import Settings
+from adapter.engine.effects import writing
 from adapter.engine.notify import Notifier
 from adapter.store import Store
 from adapter.store import incidents as repo
+from adapter.store.records import Incident
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +47,14 @@ class HumanActions:
         self.clock = clock
         self.on_commit = on_commit
 
-    def _incident(self, conn: Connection, ref: str) -> dict[str, Any]:
+    def _incident(self, conn: Connection, ref: str) -> Incident:
         incident = repo.get_incident_by_ref(conn, ref)
         if incident is None:
             raise NotFound(f"no incident {ref}")
         return incident
 
     def _count(self, conn: Connection, incident_id: int, kind: str) -> int:
-        return sum(1 for t in repo.timeline_of(conn, incident_id) if t["kind"] == kind)
+        return sum(1 for t in repo.timeline_of(conn, incident_id) if t.kind == kind)
 
     def _done(self, written: int) -> None:
         if written and self.on_commit:
@@ -61,30 +63,30 @@ class HumanActions:
     def update(self, ref: str, change: HumanUpdate) -> str:
         """A human update, sent at once to both audiences; it resets the cadence timer."""
         now = self.clock.now()
-        with self.store.transaction() as conn:
+        with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
-            if incident["status"] == "resolved":
+            if incident.status == "resolved":
                 raise Conflict(f"{ref} is resolved; reopen it or publish a post-mortem instead")
-            before_status = incident["status"]
+            before_status = incident.status
             values: dict[str, Any] = {
                 key: getattr(change, key)
                 for key in ("status", "eta", "workaround", "root_cause", "action_required")
                 if getattr(change, key) is not None
             }
             values["updated_at"] = now
-            repo.update_incident(conn, incident["id"], values)
-            incident.update(values)
-            number = self._count(conn, incident["id"], "human_update") + 1
+            incident = repo.update_incident(conn, incident, values)
+            number = self._count(conn, incident.id, "human_update") + 1
             if change.status and change.status != before_status:
-                repo.add_timeline(conn, incident["id"], now, "status_changed", f"Status: {change.status}")
+                repo.add_timeline(conn, incident.id, now, "status_changed", f"Status: {change.status}")
             if change.eta is not None:
-                repo.add_timeline(conn, incident["id"], now, "eta_changed", f"ETA {change.eta.isoformat()}")
+                repo.add_timeline(conn, incident.id, now, "eta_changed", f"ETA {change.eta.isoformat()}")
             summary = change.technical or "Update from the on-call engineer"
-            repo.add_timeline(conn, incident["id"], now, "human_update", summary[:500])
+            repo.add_timeline(conn, incident.id, now, "human_update", summary[:500])
             # A human chose to speak: readers still inside a hold hear the first notice now.
-            written = self.notifier.release(conn, incident, now, all_held=True)
+            written = self.notifier.release(conn, effects, incident, now, all_held=True)
             written += self.notifier.notify(
                 conn,
+                effects,
                 incident,
                 "update",
                 f"human-{number}",
@@ -98,43 +100,42 @@ class HumanActions:
     def patch(self, ref: str, level: int | None, title: str | None, incident_type: str | None) -> str:
         """The on-call engineer sets severity (later alert rules do not override it), title, type."""
         now = self.clock.now()
-        with self.store.transaction() as conn:
+        with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
             values: dict[str, Any] = {"updated_at": now}
             if title is not None:
                 values["title"] = title
             if incident_type is not None:
                 values["incident_type"] = incident_type
-            before = incident["level"]
+            before = incident.level
             if level is not None:
                 values.update(level=level, level_locked=True)
-            repo.update_incident(conn, incident["id"], values)
-            incident.update(values)
+            incident = repo.update_incident(conn, incident, values)
             written = 0
             if level is not None and level != before:
                 repo.add_timeline(
-                    conn, incident["id"], now, "level_changed", f"Level set from {before} to {level} by hand"
+                    conn, incident.id, now, "level_changed", f"Level set from {before} to {level} by hand"
                 )
-                open_ = incident["status"] != "resolved"
+                open_ = incident.status != "resolved"
                 if open_ and level > before:
-                    generation = incident["reopen_count"]
+                    generation = incident.reopen_count
                     written += self.notifier.notify(
-                        conn, incident, "update", f"level-{level}-g{generation}", now
+                        conn, effects, incident, "update", f"level-{level}-g{generation}", now
                     )
                     if level == 5:
                         written += self.notifier.notify(
-                            conn, incident, "executive", f"executive-g{generation}", now
+                            conn, effects, incident, "executive", f"executive-g{generation}", now
                         )
                 if open_:
-                    written += self.notifier.rehold(conn, incident, now)
+                    written += self.notifier.rehold(conn, effects, incident, now)
         self._done(written)
         return ref
 
     def resolve(self, ref: str, technical: str | None, business: str | None, root_cause: str | None) -> str:
         now = self.clock.now()
-        with self.store.transaction() as conn:
+        with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
-            if incident["status"] == "resolved":
+            if incident.status == "resolved":
                 raise Conflict(f"{ref} is already resolved")
             # An action asked of customers during the incident no longer applies.
             values: dict[str, Any] = {
@@ -145,14 +146,14 @@ class HumanActions:
             }
             if root_cause is not None:
                 values["root_cause"] = root_cause
-            repo.update_incident(conn, incident["id"], values)
-            incident.update(values)
-            repo.add_timeline(conn, incident["id"], now, "resolved", "Resolved by hand")
+            incident = repo.update_incident(conn, incident, values)
+            repo.add_timeline(conn, incident.id, now, "resolved", "Resolved by hand")
             written = self.notifier.notify(
                 conn,
+                effects,
                 incident,
                 "resolution",
-                f"resolve-g{incident['reopen_count']}",
+                f"resolve-g{incident.reopen_count}",
                 now,
                 messages={"technical": technical, "business": business},
             )
@@ -163,25 +164,25 @@ class HumanActions:
         self, ref: str, technical: str, business: str | None, preventive_measures: str | None
     ) -> str:
         now = self.clock.now()
-        with self.store.transaction() as conn:
+        with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
-            if incident["status"] != "resolved":
+            if incident.status != "resolved":
                 raise Conflict(f"{ref} is still open; resolve it before its post-mortem")
             values: dict[str, Any] = {"postmortem_at": now, "updated_at": now}
             if preventive_measures is not None:
                 values["preventive_measures"] = preventive_measures
-            repo.update_incident(conn, incident["id"], values)
-            incident.update(values)
-            number = self._count(conn, incident["id"], "postmortem") + 1
-            repo.add_timeline(conn, incident["id"], now, "postmortem", "Post-mortem published")
+            incident = repo.update_incident(conn, incident, values)
+            number = self._count(conn, incident.id, "postmortem") + 1
+            repo.add_timeline(conn, incident.id, now, "postmortem", "Post-mortem published")
             audiences = ("technical", "business") if self.settings.policy.business_summary else ("technical",)
             postmortem = {
                 "technical": technical,
                 "business": business,
-                "preventive_measures": incident.get("preventive_measures"),
+                "preventive_measures": incident.preventive_measures,
             }
             written = self.notifier.notify(
                 conn,
+                effects,
                 incident,
                 "postmortem",
                 f"postmortem-{number}",

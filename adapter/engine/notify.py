@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
 from adapter.config import Settings
+from adapter.engine.effects import Effects
 from adapter.engine.planning import (
     EventFacts,
     LazyRows,
@@ -29,22 +26,9 @@ from adapter.providers import REGISTRY
 from adapter.rendering import Renderer
 from adapter.store import incidents as repo
 from adapter.store import outbox
-from adapter.store.db import after_commit
+from adapter.store.records import Alert, Incident, Notice, TimelineEntry
 
 log = logging.getLogger(__name__)
-# Connection.info key of the NoticeBatch that notices written on the connection join.
-_BATCH = "dualtrack_notice_batch"
-
-
-@dataclass
-class NoticeBatch:
-    """Notices planned in one transaction and not inserted yet (see `Notifier.batched`)."""
-
-    rows: list[tuple[dict[str, Any], int, datetime]] = field(default_factory=list)  # (row, level, now)
-    incidents: set[int] = field(default_factory=set)
-    skipped: Counter[int] = field(default_factory=Counter)
-
-
 # The event that opens an incident: the first notices its streams ever get.
 FIRST_EVENT = ("acknowledgement", "open")
 # Grace after a cadence update falls due before it counts as late: the scheduler's own delay.
@@ -78,38 +62,38 @@ class Notifier:
             p.name for p in settings.providers if getattr(REGISTRY.get(p.type), "publishes_on_commit", False)
         }
 
-    def _recipient(self, notice: dict[str, Any]) -> Recipient | None:
-        provider = next((p for p in self.settings.providers if p.name == notice["provider"]), None)
+    def _recipient(self, notice: Notice) -> Recipient | None:
+        provider = next((p for p in self.settings.providers if p.name == notice.provider), None)
         if provider is None:
             return None
-        tenant = self.settings.catalog.tenant(notice["tenant"]) if notice["tenant"] else None
-        return Recipient(provider, notice["audience"], tenant)
+        tenant = self.settings.catalog.tenant(notice.tenant) if notice.tenant else None
+        return Recipient(provider, notice.audience, tenant)
 
     def facts(
         self,
         conn: Connection,
-        incident: dict[str, Any],
+        incident: Incident,
         phase: str,
         event: str,
         now: datetime,
         *,
         messages: dict[str, str | None] | None = None,
         extra: dict[str, Any] | None = None,
-        alerts: list[dict[str, Any]] | None = None,
+        alerts: list[Alert] | None = None,
     ) -> EventFacts:
-        def published_timeline() -> list[dict[str, Any]]:
+        def published_timeline() -> list[TimelineEntry]:
             # Internal notes (PagerDuty annotations, say) are never published.
-            return [t for t in repo.timeline_of(conn, incident["id"]) if t["kind"] != "note"]
+            return [t for t in repo.timeline_of(conn, incident.id) if t.kind != "note"]
 
         timeline = LazyRows(published_timeline)
-        changes: dict[str, list[dict[str, Any]]] = {}
+        changes: dict[str, list[TimelineEntry]] = {}
         if phase == "update":
             for audience in ("technical", "business"):
-                since = outbox.last_heard(conn, incident["id"], audience)
-                changes[audience] = [t for t in timeline if since is None or t["at"] > since]
+                since = outbox.last_heard(conn, incident.id, audience)
+                changes[audience] = [t for t in timeline if since is None or t.at > since]
         return EventFacts(
             incident=incident,
-            alerts=repo.alerts_of(conn, incident["id"]) if alerts is None else alerts,
+            alerts=repo.alerts_of(conn, incident.id) if alerts is None else alerts,
             timeline=timeline,
             phase=phase,
             event=event,
@@ -122,7 +106,8 @@ class Notifier:
     def notify(
         self,
         conn: Connection,
-        incident: dict[str, Any],
+        effects: Effects,
+        incident: Incident,
         phase: str,
         event: str,
         now: datetime,
@@ -132,13 +117,12 @@ class Notifier:
         extra: dict[str, Any] | None = None,
         deadline: datetime | None = None,
         streams: list[Recipient] | None = None,
-        alerts: list[dict[str, Any]] | None = None,
+        alerts: list[Alert] | None = None,
     ) -> int:
         """Plan, render and write one event's notices; returns how many were new.
 
         `alerts`, when the caller has just read them, saves reading the incident's alerts again.
         """
-        self._insert_batched_of(conn, incident["id"])  # what follows reads the incident's notices
         if streams is None:
             streams = recipients(self.settings, incident, phase, audiences)
         suppressed: set[tuple[str, str, str | None]] = set()
@@ -146,20 +130,21 @@ class Notifier:
         unfinished: set[outbox.Channel] | None = None  # read below when its streams are
         if phase in ("resolution", "postmortem"):
             # Readers who never heard of it (held, then suppressed) need no ending either.
-            states = outbox.streams(conn, incident["id"])
+            states = outbox.streams(conn, incident.id)
             if phase == "resolution":
-                suppressed = outbox.suppress_held(conn, incident["id"], states.held)
+                suppressed = outbox.suppress_held(conn, incident.id, states.held)
             unfinished = states.unfinished(held_suppressed=phase == "resolution")
             suppressed |= {s.key for s in streams if s.key not in states.heard}
         elif phase == "update":
             # A held first notice is rendered afresh when released; a reader who never heard of
             # the incident (its first notice was suppressed) gets a first notice, not an update.
-            states = outbox.streams(conn, incident["id"])
+            states = outbox.streams(conn, incident.id)
             unfinished = states.unfinished(held_suppressed=False)
             unheard = [s for s in streams if s.key not in states.heard and s.key not in states.held]
             streams = [s for s in streams if s.key in states.heard]
         written = self._write(
             conn,
+            effects,
             incident,
             phase,
             event,
@@ -174,14 +159,22 @@ class Notifier:
         )
         if phase == "update" and unheard:
             written += self.notify(
-                conn, incident, "acknowledgement", f"{event}-first", now, streams=unheard, alerts=alerts
+                conn,
+                effects,
+                incident,
+                "acknowledgement",
+                f"{event}-first",
+                now,
+                streams=unheard,
+                alerts=alerts,
             )
         return written
 
     def _write(
         self,
         conn: Connection,
-        incident: dict[str, Any],
+        effects: Effects,
+        incident: Incident,
         phase: str,
         event: str,
         now: datetime,
@@ -190,7 +183,7 @@ class Notifier:
         deadline: datetime | None,
         messages: dict[str, str | None] | None,
         extra: dict[str, Any] | None,
-        alerts: list[dict[str, Any]] | None,
+        alerts: list[Alert] | None,
         *,
         unfinished: set[outbox.Channel] | None = None,
     ) -> int:
@@ -204,65 +197,30 @@ class Notifier:
         rows = []
         for notice in planned:
             self._schedule(notice, incident, now, states[notice.recipient.key], deadline)
-            rows.append(self.row(incident["id"], notice, now))
+            rows.append(self.row(incident.id, notice, now))
         first = (phase, event) == FIRST_EVENT
-        self._publish_on_commit(conn, incident["id"], rows, now, first=first, unfinished=unfinished)
-        batch: NoticeBatch | None = conn.info.get(_BATCH)
-        if batch is not None:
-            batch.rows += [(row, incident["level"], now) for row in rows]
-            batch.incidents.add(incident["id"])
-            return len(rows)  # those whose dedupe key exists are taken off when inserted
-        inserted = outbox.insert_notices(conn, rows)
-        after_commit(conn, functools.partial(self._written, [(r, incident["level"], now) for r in inserted]))
+        self._publish_on_commit(conn, incident.id, rows, now, first=first, unfinished=unfinished)
+        inserted = outbox.insert_notices(conn, rows)  # ids by dedupe key, less those planned before
+        effects.add(self._written, [(row, incident.level, now) for row in rows], inserted)
         return len(inserted)
 
-    @contextmanager
-    def batched(self, conn: Connection) -> Iterator[NoticeBatch]:
-        """Notices written on `conn` meanwhile are inserted together: in one statement at the end,
-        unless something reads or changes their incident's notices first, which inserts them then.
-
-        The batch's `skipped` counts, by incident, those not inserted as their dedupe key existed.
-        """
-        batch = conn.info[_BATCH] = NoticeBatch()
-        try:
-            yield batch
-            self._insert_batched(conn)
-        finally:
-            conn.info.pop(_BATCH, None)
-
-    def _insert_batched_of(self, conn: Connection, incident_id: int) -> None:
-        batch: NoticeBatch | None = conn.info.get(_BATCH)
-        if batch is not None and incident_id in batch.incidents:
-            self._insert_batched(conn)
-
-    def _insert_batched(self, conn: Connection) -> None:
-        batch: NoticeBatch = conn.info[_BATCH]
-        planned, batch.rows, batch.incidents = batch.rows, [], set()
-        inserted = {
-            row["dedupe_key"]: row["id"] for row in outbox.insert_notices(conn, [r for r, _, _ in planned])
-        }
-        written = []
-        for row, level, now in planned:
-            if row["dedupe_key"] in inserted:
-                written.append(({**row, "id": inserted[row["dedupe_key"]]}, level, now))
-            else:
-                batch.skipped[row["incident_id"]] += 1
-        after_commit(conn, functools.partial(self._written, written))
-
-    def _written(self, written: list[tuple[dict[str, Any], int, datetime]]) -> None:
-        """Count and log notices once they are stored: (row with its id, incident level, when)."""
+    def _written(self, planned: list[tuple[dict[str, Any], int, datetime]], inserted: dict[str, int]) -> None:
+        """Count and log the notices planned, (row, incident level, when), that were stored:
+        `inserted` has their ids by dedupe key."""
+        written = [(row, level, now) for row, level, now in planned if row["dedupe_key"] in inserted]
         if self.on_outbox is not None and any(row["state"] == "pending" for row, _, _ in written):
             self.on_outbox()
         for row, level, now in written:
             self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
             if row["state"] == "delivered":
-                self.metrics.delivered(row, level, now)
+                notice = Notice.from_row({**row, "id": inserted[row["dedupe_key"]]})
+                self.metrics.delivered(notice, level, now)
                 log.info(
                     "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=1",
-                    row["id"],
-                    row["provider"],
-                    row["phase"],
-                    row["audience"],
+                    notice.id,
+                    notice.provider,
+                    notice.phase,
+                    notice.audience,
                 )
 
     def _publish_on_commit(
@@ -299,7 +257,7 @@ class Notifier:
     def _schedule(
         self,
         notice: PlannedNotice,
-        incident: dict[str, Any],
+        incident: Incident,
         now: datetime,
         first_state: tuple[str, timedelta],
         deadline: datetime | None,
@@ -311,20 +269,20 @@ class Notifier:
             deadline = first_notice_deadline(policy, incident, notice.audience)
         if deadline is not None:
             notice.data["deadline"] = deadline.isoformat()
-        notice.data["opened_at"] = incident["opened_at"].isoformat()
+        notice.data["opened_at"] = incident.opened_at.isoformat()
 
     def _first_state(
         self,
         recipient: Recipient,
         phase: str,
-        incident: dict[str, Any],
+        incident: Incident,
         suppressed: set[tuple[str, str, str | None]],
     ) -> tuple[str, timedelta]:
         """A new notice's state, and how long it is held."""
         if recipient.key in suppressed:
             return "suppressed", timedelta(0)
         if phase == "acknowledgement":
-            hold = hold_for(self.settings.policy, incident["level"], recipient.audience)
+            hold = hold_for(self.settings.policy, incident.level, recipient.audience)
             if hold > timedelta(0):
                 return "held", hold
         return "pending", timedelta(0)
@@ -355,22 +313,26 @@ class Notifier:
             self.on_outbox()
         log.info("released held notices ref=%s count=%d", ref, count)
 
-    def rehold(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
+    def rehold(self, conn: Connection, effects: Effects, incident: Incident, now: datetime) -> int:
         """After a level change: shorten holds to the new level's, and release what is due."""
-        self._insert_batched_of(conn, incident["id"])
-        for notice in outbox.held(conn, incident["id"]):
-            hold = hold_for(self.settings.policy, incident["level"], notice["audience"])
-            due = min(notice["due_at"], notice["created_at"] + hold)
-            if due != notice["due_at"]:
-                outbox.update_notice(conn, notice["id"], {"due_at": due})
-        return self.release(conn, incident, now)
+        for notice in outbox.held(conn, incident.id):
+            hold = hold_for(self.settings.policy, incident.level, notice.audience)
+            due = min(notice.due_at, notice.created_at + hold)
+            if due != notice.due_at:
+                outbox.update_notice(conn, notice.id, {"due_at": due})
+        return self.release(conn, effects, incident, now)
 
     def release(
-        self, conn: Connection, incident: dict[str, Any], now: datetime, *, all_held: bool = False
+        self,
+        conn: Connection,
+        effects: Effects,
+        incident: Incident,
+        now: datetime,
+        *,
+        all_held: bool = False,
     ) -> int:
         """Held notices whose hold is over go out, rendered with what is known now."""
-        self._insert_batched_of(conn, incident["id"])
-        due = [n for n in outbox.held(conn, incident["id"]) if all_held or n["due_at"] <= now]
+        due = [n for n in outbox.held(conn, incident.id) if all_held or n.due_at <= now]
         if not due:
             return 0
         released = 0
@@ -378,16 +340,16 @@ class Notifier:
             recipient = self._recipient(notice)
             if recipient is None:
                 outbox.update_notice(
-                    conn, notice["id"], {"state": "dead", "last_error": "provider is no longer configured"}
+                    conn, notice.id, {"state": "dead", "last_error": "provider is no longer configured"}
                 )
                 continue
-            facts = self.facts(conn, incident, notice["phase"], "open", now)
+            facts = self.facts(conn, incident, notice.phase, "open", now)
             (fresh,) = plan_notices(facts, [recipient], self.settings, self.renderer)
-            data = {**notice["data"], **fresh.data, "held_until": now.isoformat()}
-            data["deadline"] = notice["data"].get("deadline")
+            data = {**notice.data, **fresh.data, "held_until": now.isoformat()}
+            data["deadline"] = notice.data.get("deadline")
             outbox.update_notice(
                 conn,
-                notice["id"],
+                notice.id,
                 {
                     "state": "pending",
                     "subject": fresh.subject,
@@ -399,5 +361,5 @@ class Notifier:
                 },
             )
             released += 1
-        after_commit(conn, functools.partial(self._released, incident["ref"], released))
+        effects.add(self._released, incident.ref, released)
         return released

@@ -1,4 +1,4 @@
-"""PagerDuty in: Webhooks V3 incident events and Events API v2 alerts, mapped onto incidents."""
+"""PagerDuty in: Webhooks V3 incident events and Events API v2 alerts, mapped onto the ingest stages."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import Connection
 
-from adapter.engine.core import Change, Engine
+from adapter.config import Settings
+from adapter.engine.correlate import Change
+from adapter.engine.effects import Effects
+from adapter.engine.notify import Notifier
 from adapter.sources.events import EnqueueEvent
 from adapter.sources.pagerduty import PagerDutyEvent
 from adapter.sources.signal import Batch, Signal
@@ -39,8 +43,25 @@ class Intake:
     dedup_key: str | None = None
 
 
+class Ingested(Protocol):
+    refs: list[str]
+
+
+class Stages(Protocol):
+    """What of the engine PagerDuty events are mapped onto (the Engine, which imports this module)."""
+
+    settings: Settings
+    notifier: Notifier
+
+    def apply(self, conn: Connection, effects: Effects, batch: Batch, now: datetime) -> Ingested: ...
+
+    def settle(self, conn: Connection, effects: Effects, change: Change, now: datetime) -> int: ...
+
+
 class PagerDutyIntake:
-    def __init__(self, engine: Engine):
+    """Maps PagerDuty events onto the engine's stages; `Engine.ingest` runs them in its transaction."""
+
+    def __init__(self, engine: Stages):
         self.engine = engine
         self.settings = engine.settings
 
@@ -72,11 +93,6 @@ class PagerDutyIntake:
             labels["severity"] = severity
         return labels
 
-    def _wake(self, intake: Intake) -> Intake:
-        if intake.refs and self.engine.on_commit:
-            self.engine.on_commit()
-        return intake
-
     # -- Webhooks V3 ---------------------------------------------------------------------------
 
     def level_of(self, event: PagerDutyEvent) -> int | None:
@@ -104,51 +120,47 @@ class PagerDutyIntake:
             identity="open",
         )
 
-    def handle_webhook(self, event: PagerDutyEvent, webhook_id: str | None) -> Intake:
-        """One V3 event, deduplicated on X-Webhook-Id and event.id, in one transaction."""
+    def apply_webhook(
+        self, conn: Connection, effects: Effects, event: PagerDutyEvent, webhook_id: str | None, now: datetime
+    ) -> Intake:
+        """One V3 event, deduplicated on X-Webhook-Id and event.id."""
         kind = event.event_type
         if not kind.startswith("incident.") or event.incident_id is None:
             return Intake("ignored")
-        now = self.engine.clock.now()
-        with self.engine.store.transaction() as conn:
-            if repo.seen_before(conn, "pagerduty", [k for k in (webhook_id, event.event_id) if k], now):
-                return Intake("duplicate")
-            intake = self._apply_webhook(conn, event, now)
-        return self._wake(intake)
-
-    def _apply_webhook(self, conn: Connection, event: PagerDutyEvent, now: datetime) -> Intake:
-        kind = event.event_type
+        if repo.seen_before(conn, "pagerduty", [k for k in (webhook_id, event.event_id) if k], now):
+            return Intake("duplicate")
         engine = self.engine
         if kind in ("incident.triggered", "incident.reopened", "incident.priority_updated"):
             batch = Batch("pagerduty", event.incident_key or "", [self.signal(event, "firing")])
-            result = engine.ingest_in(conn, batch, now)
+            result = engine.apply(conn, effects, batch, now)
             return Intake("accepted", result.refs)
         if kind == "incident.resolved" and event.merged_into:
-            return self._merge(conn, event, now)
+            return self._merge(conn, effects, event, now)
         if kind == "incident.resolved":
             batch = Batch("pagerduty", event.incident_key or "", [self.signal(event, "resolved")])
-            result = engine.ingest_in(conn, batch, now)
+            result = engine.apply(conn, effects, batch, now)
             return Intake("accepted", result.refs)
         alert = repo.latest_alert(conn, "pagerduty", f"pd-{event.incident_id}")
-        incident = repo.get_incident(conn, alert["incident_id"]) if alert else None
+        incident = repo.get_incident(conn, alert.incident_id) if alert else None
         if incident is None:
             return Intake("ignored")
         who = f" by {event.agent}" if event.agent else ""
         if kind in TIMELINE_EVENTS:
-            repo.add_timeline(conn, incident["id"], now, "pagerduty", TIMELINE_EVENTS[kind] + who)
+            repo.add_timeline(conn, incident.id, now, "pagerduty", TIMELINE_EVENTS[kind] + who)
             wanted = self.settings.pagerduty.acknowledged_status
-            if kind == "incident.acknowledged" and incident["status"] == "investigating" != wanted:
-                repo.update_incident(conn, incident["id"], {"status": wanted, "updated_at": now})
-            return Intake("accepted", [incident["ref"]])
+            if kind == "incident.acknowledged" and incident.status == "investigating" != wanted:
+                repo.update_incident(conn, incident, {"status": wanted, "updated_at": now})
+            return Intake("accepted", [incident.ref])
         if kind == "incident.annotated" and event.message:
             # An internal note: kept on the timeline, never published.
-            repo.add_timeline(conn, incident["id"], now, "note", event.message[:2000])
-            return Intake("accepted", [incident["ref"]])
-        if kind == "incident.status_update_published" and event.message and incident["status"] != "resolved":
+            repo.add_timeline(conn, incident.id, now, "note", event.message[:2000])
+            return Intake("accepted", [incident.ref])
+        if kind == "incident.status_update_published" and event.message and incident.status != "resolved":
             # PagerDuty status updates are written for stakeholders: the business track.
-            repo.add_timeline(conn, incident["id"], now, "human_update", f"PagerDuty status update{who}")
+            repo.add_timeline(conn, incident.id, now, "human_update", f"PagerDuty status update{who}")
             engine.notifier.notify(
                 conn,
+                effects,
                 incident,
                 "update",
                 f"pd-status-{event.event_id}",
@@ -156,34 +168,32 @@ class PagerDutyIntake:
                 audiences=("business",),
                 messages={"business": event.message},
             )
-            return Intake("accepted", [incident["ref"]])
+            return Intake("accepted", [incident.ref])
         return Intake("ignored")
 
-    def _merge(self, conn: Connection, event: PagerDutyEvent, now: datetime) -> Intake:
+    def _merge(self, conn: Connection, effects: Effects, event: PagerDutyEvent, now: datetime) -> Intake:
         """A merged PagerDuty incident folds into the surviving one; nobody hears "resolved"."""
         alert = repo.find_firing(conn, "pagerduty", f"pd-{event.incident_id}")
         if alert is None:
             return Intake("ignored")
-        source = repo.get_incident(conn, alert["incident_id"])
+        source = repo.get_incident(conn, alert.incident_id)
         survivor_alert = repo.latest_alert(conn, "pagerduty", f"pd-{event.merged_into}")
-        target = repo.get_incident(conn, survivor_alert["incident_id"]) if survivor_alert else None
+        target = repo.get_incident(conn, survivor_alert.incident_id) if survivor_alert else None
         assert source is not None
-        refs = [source["ref"]]
-        if target is not None and target["id"] != source["id"]:
-            repo.update_alert(conn, alert["id"], {"incident_id": target["id"], "updated_at": now})
-            repo.add_timeline(conn, target["id"], now, "merged", f"{source['ref']} merged into this incident")
-            refs.append(target["ref"])
+        refs = [source.ref]
+        if target is not None and target.id != source.id:
+            repo.update_alert(conn, alert.id, {"incident_id": target.id, "updated_at": now})
+            repo.add_timeline(conn, target.id, now, "merged", f"{source.ref} merged into this incident")
+            refs.append(target.ref)
         else:
-            repo.update_alert(conn, alert["id"], {"status": "resolved", "ends_at": now, "updated_at": now})
-        if not [a for a in repo.alerts_of(conn, source["id"]) if a["status"] == "firing"]:
-            into = target["ref"] if target else f"PagerDuty incident {event.merged_into}"
-            repo.update_incident(
-                conn, source["id"], {"status": "resolved", "resolved_at": now, "updated_at": now}
-            )
-            repo.add_timeline(conn, source["id"], now, "merged", f"Merged into {into}")
-            outbox.suppress_held(conn, source["id"])
+            repo.update_alert(conn, alert.id, {"status": "resolved", "ends_at": now, "updated_at": now})
+        if not [a for a in repo.alerts_of(conn, source.id) if a.status == "firing"]:
+            into = target.ref if target else f"PagerDuty incident {event.merged_into}"
+            repo.update_incident(conn, source, {"status": "resolved", "resolved_at": now, "updated_at": now})
+            repo.add_timeline(conn, source.id, now, "merged", f"Merged into {into}")
+            outbox.suppress_held(conn, source.id)
         if target is not None:
-            self.engine.settle(conn, target["id"], Change(target), now)
+            self.engine.settle(conn, effects, Change(target), now)
         log.info("pagerduty merge incident=%s into=%s", event.incident_id, event.merged_into)
         return Intake("accepted", refs)
 
@@ -215,17 +225,16 @@ class PagerDutyIntake:
             identity="open",
         )
 
-    def handle_event(self, event: EnqueueEvent) -> Intake:
+    def apply_event(self, conn: Connection, effects: Effects, event: EnqueueEvent, now: datetime) -> Intake:
+        """One Events API v2 event: an acknowledgement goes on the timeline, the rest are signals."""
         dedup_key = event.dedup_key or uuid.uuid4().hex
-        now = self.engine.clock.now()
         signal = self.events_signal(event, dedup_key, now)
-        with self.engine.store.transaction() as conn:
-            if event.event_action == "acknowledge":
-                alert = repo.find_firing(conn, "events", signal.fingerprint)
-                if alert is None:
-                    return Intake("ignored", dedup_key=dedup_key)
-                repo.add_timeline(conn, alert["incident_id"], now, "pagerduty", "Acknowledged")
-                incident = repo.get_incident(conn, alert["incident_id"])
-                return Intake("accepted", [incident["ref"]] if incident else [], dedup_key)
-            result = self.engine.ingest_in(conn, Batch("events", dedup_key, [signal]), now)
-        return self._wake(Intake("accepted", result.refs, dedup_key))
+        if event.event_action == "acknowledge":
+            alert = repo.find_firing(conn, "events", signal.fingerprint)
+            if alert is None:
+                return Intake("ignored", dedup_key=dedup_key)
+            repo.add_timeline(conn, alert.incident_id, now, "pagerduty", "Acknowledged")
+            incident = repo.get_incident(conn, alert.incident_id)
+            return Intake("accepted", [incident.ref] if incident else [], dedup_key)
+        result = self.engine.apply(conn, effects, Batch("events", dedup_key, [signal]), now)
+        return Intake("accepted", result.refs, dedup_key)

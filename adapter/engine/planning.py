@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any, Literal, cast, overload
 
 from adapter.catalog import Tenant
 from adapter.config import PolicySettings, ProviderSettings, Settings
 from adapter.rendering import Renderer, human_duration
+from adapter.store.records import Alert, Incident, TimelineEntry
 
 PHASES = ("acknowledgement", "update", "resolution", "postmortem", "sla_followup")
 # Notices for the team itself, sent to policy.internal_providers only.
@@ -82,7 +83,7 @@ class PlannedNotice:
 
 
 def recipients(
-    settings: Settings, incident: dict[str, Any], phase: str, audiences: tuple[str, ...] | None = None
+    settings: Settings, incident: Incident, phase: str, audiences: tuple[str, ...] | None = None
 ) -> list[Recipient]:
     """Every stream this incident's `phase` notice goes to, after targeting by audience and tier.
 
@@ -95,11 +96,11 @@ def recipients(
     if phase in INTERNAL_PHASES:
         internal = set(settings.policy.internal_providers)
         return [Recipient(p, "technical") for p in settings.providers if p.name in internal]
-    tenants = [t for t in map(catalog.tenant, incident["tenants"]) if t is not None]
+    tenants = [t for t in map(catalog.tenant, incident.tenants) if t is not None]
     segments = {t.segment for t in tenants} or {"technical"}
     out: list[Recipient] = []
     for provider in settings.providers:
-        if incident["level"] < provider.min_level:
+        if incident.level < provider.min_level:
             continue
         if provider.per_tenant:
             contact = contact_key(provider)
@@ -129,53 +130,52 @@ def contact_key(provider: ProviderSettings) -> str | None:
     return kind.contact if kind else None
 
 
-def expected_resolution(
-    incident: dict[str, Any], policy: PolicySettings, timezone: str, now: datetime
-) -> str:
+def expected_resolution(incident: Incident, policy: PolicySettings, timezone: str, now: datetime) -> str:
     """A human's ETA in the reader's time, else the level's default worded as "within 2 hours"."""
-    eta = incident.get("eta")
+    eta = incident.eta
     if eta is not None:
         from adapter.rendering import local_time
 
         day = "" if eta.date() == now.date() else local_time(eta, timezone, " on %d %B")
         return f"by {local_time(eta, timezone, '%H:%M %Z')}{day}"
-    return "within " + human_duration(policy.expected_resolution[incident["level"]])
+    level = cast(Literal[1, 2, 3, 4, 5], incident.level)  # stored levels are 1 to 5
+    return "within " + human_duration(policy.expected_resolution[level])
 
 
-def alert_view(alert: dict[str, Any]) -> dict[str, Any]:
+def alert_view(alert: Alert) -> dict[str, Any]:
     return {
-        "name": alert["name"],
-        "summary": alert["summary"],
-        "status": alert["status"],
-        "level": alert["level"],
-        "labels": alert["labels"],
-        "annotations": alert["annotations"],
-        "links": alert["links"],
-        "instance": alert["labels"].get("instance"),
-        "starts_at": alert["starts_at"],
-        "ends_at": alert["ends_at"],
+        "name": alert.name,
+        "summary": alert.summary,
+        "status": alert.status,
+        "level": alert.level,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "links": alert.links,
+        "instance": alert.labels.get("instance"),
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
     }
 
 
-class LazyRows(Sequence[dict[str, Any]]):
+class LazyRows(Sequence[TimelineEntry]):
     """Rows read the first time a template looks at them: most notices never show the timeline."""
 
-    def __init__(self, load: Callable[[], list[dict[str, Any]]]):
+    def __init__(self, load: Callable[[], list[TimelineEntry]]):
         self._load = load
-        self._rows: list[dict[str, Any]] | None = None
+        self._rows: list[TimelineEntry] | None = None
 
-    def _all(self) -> list[dict[str, Any]]:
+    def _all(self) -> list[TimelineEntry]:
         if self._rows is None:
             self._rows = self._load()
         return self._rows
 
     @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    def __getitem__(self, index: int) -> TimelineEntry: ...
 
     @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: slice) -> list[TimelineEntry]: ...
 
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+    def __getitem__(self, index: int | slice) -> TimelineEntry | list[TimelineEntry]:
         return self._all()[index]
 
     def __len__(self) -> int:
@@ -186,15 +186,15 @@ class LazyRows(Sequence[dict[str, Any]]):
 class EventFacts:
     """What templates may know about an incident at one moment; built once per event."""
 
-    incident: dict[str, Any]
-    alerts: list[dict[str, Any]]
-    timeline: Sequence[dict[str, Any]]
+    incident: Incident
+    alerts: list[Alert]
+    timeline: Sequence[TimelineEntry]
     phase: str
     event: str
     now: datetime
     # Per audience: the human's text, and what changed since that audience last heard.
     messages: dict[str, str | None] = field(default_factory=dict)
-    changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    changes: dict[str, list[TimelineEntry]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -209,27 +209,27 @@ def render_context(facts: EventFacts, recipient: Recipient, settings: Settings) 
 def _event_view(facts: EventFacts, settings: Settings) -> dict[str, Any]:
     """The start of every recipient's context: the same for all of them, so built once per event."""
     incident = facts.incident
-    services = [s.model_dump() for s in map(settings.catalog.service, incident["services"]) if s]
+    services = [s.model_dump() for s in map(settings.catalog.service, incident.services) if s]
     alerts = [alert_view(a) for a in facts.alerts]
-    level = incident["level"]
+    level = incident.level
     view = {
-        "ref": incident["ref"],
-        "title": incident["title"],
-        "status": incident["status"],
-        "status_text": STATUS_TEXT.get(incident["status"], ""),
+        "ref": incident.ref,
+        "title": incident.title,
+        "status": incident.status,
+        "status_text": STATUS_TEXT.get(incident.status, ""),
         "level": level,
         "level_name": LEVEL_NAMES[level],
-        "incident_type": incident["incident_type"],
+        "incident_type": incident.incident_type,
         "services": services,
-        "unknown_services": incident["unknown_services"],
-        "opened_at": incident["opened_at"],
-        "resolved_at": incident["resolved_at"],
-        "duration": (incident["resolved_at"] or facts.now) - incident["opened_at"],
-        "eta": incident.get("eta"),
-        "workaround": incident.get("workaround"),
-        "root_cause": incident.get("root_cause"),
-        "action_required": incident.get("action_required"),
-        "preventive_measures": incident.get("preventive_measures"),
+        "unknown_services": incident.unknown_services,
+        "opened_at": incident.opened_at,
+        "resolved_at": incident.resolved_at,
+        "duration": (incident.resolved_at or facts.now) - incident.opened_at,
+        "eta": incident.eta,
+        "workaround": incident.workaround,
+        "root_cause": incident.root_cause,
+        "action_required": incident.action_required,
+        "preventive_measures": incident.preventive_measures,
     }
     return {
         "incident": view,
@@ -248,8 +248,8 @@ def _recipient_context(
     incident = facts.incident
     policy = settings.policy
     audience = recipient.audience
-    level = incident["level"]
-    resolved = incident["status"] == "resolved"
+    level = incident.level
+    resolved = incident.status == "resolved"
     every = policy.audience(level, audience).update_every
     public = settings.server.public_url.rstrip("/")
     tenant = recipient.tenant
@@ -307,7 +307,7 @@ def plan_notices(
         else:
             if cache_key not in rendered:
                 context = _recipient_context(facts, event_view, recipient, settings)
-                result = renderer.render(incident["incident_type"], recipient.audience, facts.phase, context)
+                result = renderer.render(incident.incident_type, recipient.audience, facts.phase, context)
                 rendered[cache_key] = (result.subject, result.body, result.template)
             subject, body, template = rendered[cache_key]
         provider, audience, tenant = recipient.key
@@ -317,13 +317,13 @@ def plan_notices(
                 phase=facts.phase,
                 subject=subject,
                 body=body,
-                dedupe_key=f"{incident['id']}/{facts.event}/{provider}/{audience}/{tenant or '-'}",
+                dedupe_key=f"{incident.id}/{facts.event}/{provider}/{audience}/{tenant or '-'}",
                 data={
-                    "level": incident["level"],
-                    "status": incident["status"],
-                    "services": incident["services"],
+                    "level": incident.level,
+                    "status": incident.status,
+                    "services": incident.services,
                     # A tenant's own notice names only that tenant.
-                    "tenants": [tenant] if tenant else incident["tenants"],
+                    "tenants": [tenant] if tenant else incident.tenants,
                     "template": template,
                     "event": facts.event,
                     "timezone": recipient.timezone,
@@ -340,9 +340,9 @@ def plan_notices(
     return planned
 
 
-def first_notice_deadline(policy: PolicySettings, incident: dict[str, Any], audience: str) -> datetime:
-    opened: datetime = incident["opened_at"]
-    return opened + policy.audience(incident["level"], audience).first_notice_within
+def first_notice_deadline(policy: PolicySettings, incident: Incident, audience: str) -> datetime:
+    opened: datetime = incident.opened_at
+    return opened + policy.audience(incident.level, audience).first_notice_within
 
 
 def hold_for(policy: PolicySettings, level: int, audience: str) -> timedelta:

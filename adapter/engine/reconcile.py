@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import requests
 
 from adapter.config import AlertmanagerSource
-from adapter.engine.core import Change, Engine
+from adapter.engine.core import Engine
+from adapter.engine.correlate import Change
+from adapter.engine.effects import writing
 from adapter.store import incidents as repo
+from adapter.store.records import Alert
 
 log = logging.getLogger(__name__)
 SOURCES = ("alertmanager",)
@@ -30,28 +32,28 @@ class Held:
 
 @dataclass
 class Plan:
-    missing: list[dict[str, Any]] = field(default_factory=list)  # newly missing: start the grace
-    expired: list[dict[str, Any]] = field(default_factory=list)  # missing past the grace: resolve
-    back: list[dict[str, Any]] = field(default_factory=list)  # held again: forget the missing time
-    silenced: list[tuple[dict[str, Any], bool]] = field(default_factory=list)  # silence changed
+    missing: list[Alert] = field(default_factory=list)  # newly missing: start the grace
+    expired: list[Alert] = field(default_factory=list)  # missing past the grace: resolve
+    back: list[Alert] = field(default_factory=list)  # held again: forget the missing time
+    silenced: list[tuple[Alert, bool]] = field(default_factory=list)  # silence changed
 
     def lines(self, refs: dict[int, str]) -> list[str]:
         out = []
         for alert in self.expired:
             out.append(
-                f"{refs[alert['incident_id']]}: resolve {alert['name']} ({alert['fingerprint']}): "
-                f"missing from Alertmanager since {alert['missing_since']:%Y-%m-%d %H:%M} UTC"
+                f"{refs[alert.incident_id]}: resolve {alert.name} ({alert.fingerprint}): "
+                f"missing from Alertmanager since {alert.missing_since:%Y-%m-%d %H:%M} UTC"
             )
         for alert in self.missing:
             out.append(
-                f"{refs[alert['incident_id']]}: {alert['name']} ({alert['fingerprint']}) is "
+                f"{refs[alert.incident_id]}: {alert.name} ({alert.fingerprint}) is "
                 "missing from Alertmanager; resolving it after the grace period"
             )
         for alert in self.back:
-            out.append(f"{refs[alert['incident_id']]}: {alert['name']} is back in Alertmanager")
+            out.append(f"{refs[alert.incident_id]}: {alert.name} is back in Alertmanager")
         for alert, silenced in self.silenced:
             state = "silenced" if silenced else "no longer silenced"
-            out.append(f"{refs[alert['incident_id']]}: {alert['name']} is {state}")
+            out.append(f"{refs[alert.incident_id]}: {alert.name} is {state}")
         return out
 
 
@@ -110,17 +112,17 @@ class Reconciler:
         plan = Plan()
         with self.engine.store.read() as conn:
             alerts = repo.firing_alerts_of_open_incidents(conn, SOURCES)
-            refs = {i["id"]: i["ref"] for i in repo.incidents_by_id(conn, {a["incident_id"] for a in alerts})}
+            refs = {i.id: i.ref for i in repo.incidents_by_id(conn, {a.incident_id for a in alerts})}
         for alert in alerts:
-            if alert["fingerprint"] in held.alerts:
-                if alert["missing_since"] is not None:
+            if alert.fingerprint in held.alerts:
+                if alert.missing_since is not None:
                     plan.back.append(alert)
-                silenced = held.alerts[alert["fingerprint"]]
-                if silenced != bool(alert["silenced"]):
+                silenced = held.alerts[alert.fingerprint]
+                if silenced != bool(alert.silenced):
                     plan.silenced.append((alert, silenced))
-            elif alert["missing_since"] is None:
+            elif alert.missing_since is None:
                 plan.missing.append(alert)
-            elif now - alert["missing_since"] >= grace:
+            elif now - alert.missing_since >= grace:
                 plan.expired.append(alert)
         return plan, refs
 
@@ -132,34 +134,32 @@ class Reconciler:
         if dry_run or not lines:
             return lines
         engine = self.engine
-        with engine.store.transaction() as conn:
+        with writing(engine.store) as (conn, effects):
             for alert in plan.missing:
-                repo.update_alert(conn, alert["id"], {"missing_since": now})
+                repo.update_alert(conn, alert.id, {"missing_since": now})
             for alert in plan.back:
-                repo.update_alert(conn, alert["id"], {"missing_since": None})
+                repo.update_alert(conn, alert.id, {"missing_since": None})
             for alert, silenced in plan.silenced:
-                repo.update_alert(conn, alert["id"], {"silenced": silenced})
+                repo.update_alert(conn, alert.id, {"silenced": silenced})
                 state = "silenced in Alertmanager" if silenced else "no longer silenced"
-                repo.add_timeline(conn, alert["incident_id"], now, "silenced", f"{alert['name']} {state}")
+                repo.add_timeline(conn, alert.incident_id, now, "silenced", f"{alert.name} {state}")
             touched: dict[int, Change] = {}
             for alert in plan.expired:
-                repo.update_alert(
-                    conn, alert["id"], {"status": "resolved", "ends_at": now, "updated_at": now}
-                )
+                repo.update_alert(conn, alert.id, {"status": "resolved", "ends_at": now, "updated_at": now})
                 repo.add_timeline(
                     conn,
-                    alert["incident_id"],
+                    alert.incident_id,
                     now,
                     "alert_resolved",
-                    f"{alert['name']} resolved by reconciliation: Alertmanager no longer holds it "
+                    f"{alert.name} resolved by reconciliation: Alertmanager no longer holds it "
                     "(resolved while silenced, or a resolve that never arrived)",
                 )
-                if alert["incident_id"] not in touched:
-                    incident = repo.get_incident(conn, alert["incident_id"])
+                if alert.incident_id not in touched:
+                    incident = repo.get_incident(conn, alert.incident_id)
                     assert incident is not None
-                    touched[alert["incident_id"]] = Change(incident)
-                touched[alert["incident_id"]].resolved += 1
-            written = sum(engine.settle(conn, i, change, now) for i, change in touched.items())
+                    touched[alert.incident_id] = Change(incident)
+                touched[alert.incident_id].resolved += 1
+            written = sum(engine.settle(conn, effects, change, now) for change in touched.values())
         if written and engine.on_commit:
             engine.on_commit()
         for line in lines:

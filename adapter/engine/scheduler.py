@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -15,13 +14,14 @@ from sqlalchemy import Connection
 from adapter.background import BackgroundLoop
 from adapter.clock import Clock
 from adapter.config import Settings
+from adapter.engine.effects import Effects, writing
 from adapter.engine.notify import UPDATE_GRACE, Notifier
 from adapter.engine.planning import recipients
 from adapter.engine.reconcile import Reconciler, Unreachable
 from adapter.metrics import Metrics
 from adapter.store import Store, leases, outbox
 from adapter.store import incidents as repo
-from adapter.store.db import after_commit
+from adapter.store.records import Incident
 
 log = logging.getLogger(__name__)
 LEASE = "scheduler"
@@ -34,12 +34,12 @@ def month_bounds(moment: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=days)
 
 
-def downtime(incidents: list[dict[str, Any]], start: datetime, end: datetime, now: datetime) -> timedelta:
+def downtime(incidents: list[Incident], start: datetime, end: datetime, now: datetime) -> timedelta:
     """The union of the incidents' open intervals, clipped to [start, end)."""
     spans = sorted(
-        (max(i["opened_at"], start), min(i["resolved_at"] or now, end))
+        (max(i.opened_at, start), min(i.resolved_at or now, end))
         for i in incidents
-        if (i["resolved_at"] or now) > start and i["opened_at"] < end
+        if (i.resolved_at or now) > start and i.opened_at < end
     )
     total = timedelta(0)
     current_start, current_end = None, None
@@ -87,10 +87,10 @@ class Scheduler(BackgroundLoop):
         """One pass if this process holds the lease; returns notices written (0 otherwise)."""
         now = self.clock.now()
         ttl = max(timedelta(seconds=30), 3 * self.settings.policy.scheduler_interval)
-        with self.store.transaction() as conn:
+        with writing(self.store) as (conn, effects):
             if not leases.acquire(conn, LEASE, self.owner, now, ttl):
                 return 0
-            self._forget_inbound_events(conn, now)  # while holding the write lock anyway
+            self._forget_inbound_events(conn, effects, now)  # while holding the write lock anyway
         written = 0
         # Read without the write lock which open incidents have something due; only those take
         # it, and check again under it. A storm's thousand open incidents cost two queries.
@@ -100,8 +100,8 @@ class Scheduler(BackgroundLoop):
             releasing = outbox.held_due(conn, now)
         for incident_id, level in open_levels:
             if incident_id in releasing or self._update_due(incident_id, level, heard, now):
-                with self.store.transaction() as conn:
-                    written += self._open_incident(conn, incident_id, now)
+                with writing(self.store) as (conn, effects):
+                    written += self._open_incident(conn, effects, incident_id, now)
         written += self._after_resolution(now)
         if self.reconciler is not None and self.reconciler.due(now):
             try:
@@ -112,11 +112,11 @@ class Scheduler(BackgroundLoop):
             self.on_commit()
         return written
 
-    def _forget_inbound_events(self, conn: Connection, now: datetime) -> None:
+    def _forget_inbound_events(self, conn: Connection, effects: Effects, now: datetime) -> None:
         """Event ids past PagerDuty's retry horizon are never sent again: keep the table small."""
         forgotten = repo.forget_inbound_events(conn, now - self.settings.pagerduty.dedupe_window)
         if forgotten:
-            after_commit(conn, functools.partial(log.info, "forgot %d inbound event ids", forgotten))
+            effects.add(log.info, "forgot %d inbound event ids", forgotten)
 
     def _update_due(
         self, incident_id: int, level: int, heard: dict[tuple[int, str], datetime], now: datetime
@@ -132,18 +132,19 @@ class Scheduler(BackgroundLoop):
             return datetime.max.replace(tzinfo=UTC)
         return last + self.settings.policy.audience(level, audience).update_every
 
-    def _open_incident(self, conn: Connection, incident_id: int, now: datetime) -> int:
+    def _open_incident(self, conn: Connection, effects: Effects, incident_id: int, now: datetime) -> int:
         incident = repo.get_incident(conn, incident_id)
-        if incident is None or incident["status"] == "resolved":
+        if incident is None or incident.status == "resolved":
             return 0
-        written = self.notifier.release(conn, incident, now)
+        written = self.notifier.release(conn, effects, incident, now)
         for audience in AUDIENCES:
             last = outbox.last_heard(conn, incident_id, audience)
-            due = self._next_update(incident["level"], audience, last)
+            due = self._next_update(incident.level, audience, last)
             if last is None or now < due:
                 continue
             written += self.notifier.notify(
                 conn,
+                effects,
                 incident,
                 "update",
                 f"cadence-{audience}-{int(last.timestamp())}",
@@ -168,39 +169,50 @@ class Scheduler(BackgroundLoop):
                 followup_min_level=followup.min_level,
             )
         for incident in recent:
-            if incident["postmortem_at"] is None and incident["resolved_at"] <= now - policy.postmortem_due:
-                with self.store.transaction() as conn:
-                    written += self._postmortem_overdue(conn, incident, now)
-            if policy.sla_followup.enabled and incident["resolved_at"] <= now - policy.sla_followup.delay:
-                with self.store.transaction() as conn:
-                    written += self._sla_followup(conn, incident, now)
+            resolved_at = incident.resolved_at
+            assert resolved_at is not None  # they were read as resolved
+            if incident.postmortem_at is None and resolved_at <= now - policy.postmortem_due:
+                with writing(self.store) as (conn, effects):
+                    written += self._postmortem_overdue(conn, effects, incident, now)
+            if policy.sla_followup.enabled and resolved_at <= now - policy.sla_followup.delay:
+                with writing(self.store) as (conn, effects):
+                    written += self._sla_followup(conn, effects, incident, now)
         return written
 
-    def _postmortem_overdue(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
-        if repo.has_timeline(conn, incident["id"], "postmortem_overdue"):
+    def _postmortem_overdue(
+        self, conn: Connection, effects: Effects, incident: Incident, now: datetime
+    ) -> int:
+        if repo.has_timeline(conn, incident.id, "postmortem_overdue"):
             return 0
-        repo.add_timeline(conn, incident["id"], now, "postmortem_overdue", "Post-mortem is overdue")
-        after_commit(conn, functools.partial(self._reminded, incident["ref"]))
+        repo.add_timeline(conn, incident.id, now, "postmortem_overdue", "Post-mortem is overdue")
+        effects.add(self._reminded, incident.ref)
         return self.notifier.notify(
-            conn, incident, "postmortem_reminder", f"postmortem-reminder-g{incident['reopen_count']}", now
+            conn,
+            effects,
+            incident,
+            "postmortem_reminder",
+            f"postmortem-reminder-g{incident.reopen_count}",
+            now,
         )
 
     def _reminded(self, ref: str) -> None:
         self.metrics.postmortem_overdue.inc()
         log.info("post-mortem overdue ref=%s", ref)
 
-    def _sla_followup(self, conn: Connection, incident: dict[str, Any], now: datetime) -> int:
+    def _sla_followup(self, conn: Connection, effects: Effects, incident: Incident, now: datetime) -> int:
         settings = self.settings
-        if incident["level"] < settings.policy.sla_followup.min_level:
+        if incident.level < settings.policy.sla_followup.min_level:
             return 0
-        if repo.has_timeline(conn, incident["id"], "sla_followup"):
+        if repo.has_timeline(conn, incident.id, "sla_followup"):
             return 0
-        repo.add_timeline(conn, incident["id"], now, "sla_followup", "SLA follow-ups planned")
-        start, end = month_bounds(incident["resolved_at"])
+        repo.add_timeline(conn, incident.id, now, "sla_followup", "SLA follow-ups planned")
+        resolved_at = incident.resolved_at
+        assert resolved_at is not None  # read as resolved
+        start, end = month_bounds(resolved_at)
         month = repo.overlapping(conn, start, end)
         streams = recipients(settings, incident, "sla_followup")
         written = 0
-        for tenant_id in incident["tenants"]:
+        for tenant_id in incident.tenants:
             tenant = settings.catalog.tenant(tenant_id)
             target = tenant.sla.get("availability") if tenant else None
             mine = [s for s in streams if s.tenant is not None and s.tenant.id == tenant_id]
@@ -209,20 +221,20 @@ class Scheduler(BackgroundLoop):
             counted = [
                 i
                 for i in month
-                if tenant_id in i["tenants"] and i["level"] >= settings.policy.sla_followup.min_level
+                if tenant_id in i.tenants and i.level >= settings.policy.sla_followup.min_level
             ]
             down = downtime(counted, start, end, now)
             availability = 100.0 * (1 - down / (end - start))
             sla = {
                 "target": target,
                 "availability": round(availability, 3),
-                "impact": (incident["resolved_at"] - incident["opened_at"]),
+                "impact": resolved_at - incident.opened_at,
                 "month_downtime": down,
                 "below_target": availability < target,
                 "month": start.strftime("%B %Y"),
             }
             written += self.notifier.notify(
-                conn, incident, "sla_followup", "sla", now, streams=mine, extra={"sla": sla}
+                conn, effects, incident, "sla_followup", "sla", now, streams=mine, extra={"sla": sla}
             )
         return written
 

@@ -54,6 +54,8 @@ class Message:
     # The provider's own id for this incident, from the first delivery of the stream.
     provider_ref: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # The body as a small HTML page, for providers that send HTML (e-mail's alternative part).
+    html: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from pydantic import Field, SecretStr, field_validator
 
 from adapter.config import ProviderSettings
 from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions
-from adapter.rendering import render_html
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,8 @@ class Smtp(Provider):
         mail["X-Dualtrack-Notice"] = str(message.notice_id)
         mail["Auto-Submitted"] = "auto-generated"
         mail.set_content(message.body, cte="quoted-printable")
-        mail.add_alternative(render_html(message.body, subject), subtype="html", cte="quoted-printable")
+        if message.html:
+            mail.add_alternative(message.html, subtype="html", cte="quoted-printable")
         return mail
 
     def context(self) -> ssl.SSLContext:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapter.sources.fields import EARLIEST, LATEST, in_range
+from adapter.sources.signal import PayloadError
 from adapter.text import storable
 
 ACTIONS = ("trigger", "acknowledge", "resolve")
@@ -17,11 +18,11 @@ SUMMARY_MAX = 1024
 INVALID_EVENT = "Event object is invalid"
 
 
-class EventsError(ValueError):
+class EventsError(PayloadError):
     """An invalid event; answer 400 with `response_body()`, as PagerDuty does."""
 
     def __init__(self, message: str, errors: list[str]):
-        super().__init__(message)
+        super().__init__(message, [{"field": "(body)", "message": error} for error in errors])
         self.errors = errors
 
     def response_body(self) -> dict[str, Any]:

@@ -33,8 +33,9 @@ def take(conn: Connection, key: str, rate: float, burst: int, now: datetime) -> 
         return 0.0
     query = select(rate_buckets).where(rate_buckets.c.key == key).with_for_update()
     row = conn.execute(query).mappings().one()
-    elapsed = max(0.0, (now - row["updated_at"]).total_seconds())
-    tokens = min(float(burst), row["tokens"] + elapsed * rate)
+    stored: float = row["tokens"]
+    updated_at: datetime = row["updated_at"]
+    tokens = min(float(burst), stored + max(0.0, (now - updated_at).total_seconds()) * rate)
     if tokens >= 1.0:
         conn.execute(
             update(rate_buckets).where(rate_buckets.c.key == key).values(tokens=tokens - 1, updated_at=now)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
-    JSON,
     Connection,
     and_,
-    any_,
-    bindparam,
     delete,
     exists,
-    func,
     insert,
     or_,
     select,
@@ -23,104 +19,26 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from adapter.store.prepared import Prepared, fetch_rows
+from adapter.store.records import Alert, Incident, TimelineEntry
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
 
 Row = dict[str, Any]
 OPEN = ("investigating", "identified", "monitoring")
-
-# Built once: the webhook path runs these on every request, and building is most of their cost.
-_INSERT_INCIDENT = Prepared(insert(incidents))
-_UPDATE_INCIDENT = Prepared(update(incidents).where(incidents.c.id == bindparam("b_id")))
-_GET_INCIDENT = Prepared(select(incidents).where(incidents.c.id == bindparam("b_id")))
-_UPDATE_ALERT = Prepared(update(alerts).where(alerts.c.id == bindparam("b_id")))
-_ALERTS_OF = Prepared(
-    select(alerts).where(alerts.c.incident_id == bindparam("b_id")).order_by(alerts.c.starts_at, alerts.c.id)
-)
-
-OneOf = Callable[[Any, str], Any]
+Kind = TypeVar("Kind", Incident, Alert, TimelineEntry)
 
 
-def _sqlite_one_of(column: Any, name: str) -> Any:
-    return column.in_(select(func.json_each(bindparam(name, type_=JSON)).table_valued("value").c.value))
+def _all(conn: Connection, record: type[Kind], query: Any) -> list[Kind]:
+    return [record.from_row(row) for row in conn.execute(query).mappings()]
 
 
-def _postgresql_one_of(column: Any, name: str) -> Any:
-    return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
-
-
-def _per_dialect(build: Callable[[OneOf], Any]) -> dict[str, Prepared]:
-    """A statement for each dialect, `build(one_of)` testing membership with `one_of(column, name)`.
-
-    The list is bound as one parameter (a JSON array on SQLite, an array on PostgreSQL), so the
-    statement's text is the same whatever the list's length: an IN list of one placeholder per
-    value is rendered again on every run, and prepared again by the database for every length.
-    """
-    return {"sqlite": Prepared(build(_sqlite_one_of)), "postgresql": Prepared(build(_postgresql_one_of))}
-
-
-_INCIDENTS_BY_ID = _per_dialect(lambda one_of: select(incidents).where(one_of(incidents.c.id, "ids")))
-_ALERTS_OF_MANY = _per_dialect(
-    lambda one_of: (
-        select(alerts).where(one_of(alerts.c.incident_id, "ids")).order_by(alerts.c.starts_at, alerts.c.id)
-    )
-)
-# Instances are matched exactly in Python: the range keeps the lookup to a few index entries.
-_FIND_ALERTS = _per_dialect(
-    lambda one_of: select(alerts).where(
-        alerts.c.source == bindparam("source"),
-        one_of(alerts.c.fingerprint, "fingerprints"),
-        alerts.c.starts_at.between(bindparam("earliest"), bindparam("latest")),
-    )
-)
-# Every alert of a joinable incident (open, or resolved recently enough to reopen) that shares a
-# fingerprint or a group key with the batch, with its incident's columns.
-_RELATED = _per_dialect(
-    lambda one_of: (
-        select(
-            incidents, alerts.c.fingerprint.label("m_fingerprint"), alerts.c.group_key.label("m_group_key")
-        )
-        .join(alerts, alerts.c.incident_id == incidents.c.id)
-        .where(or_(one_of(alerts.c.fingerprint, "fingerprints"), one_of(alerts.c.group_key, "group_keys")))
-        # Open is every status but resolved; `status IN OPEN` would be an expanding parameter too.
-        .where(or_(incidents.c.status != "resolved", incidents.c.resolved_at >= bindparam("since")))
-    )
-)
-# PostgreSQL: matched back by instance, as keeping parameter order would cost a sort.
-_INSERT_ALERTS_POSTGRESQL = insert(alerts).returning(
-    alerts.c.id, alerts.c.source, alerts.c.fingerprint, alerts.c.starts_at
-)
-_INSERT_ALERTS_SQLITE = Prepared(insert(alerts))
-_LAST_ROWID = Prepared(select(func.last_insert_rowid()))
-_INSERT_TIMELINE = Prepared(insert(timeline))
-_TIMELINE_OF = Prepared(
-    select(timeline).where(timeline.c.incident_id == bindparam("b_id")).order_by(timeline.c.at, timeline.c.id)
-)
-
-
-def _one(conn: Connection, query: Any, params: Row | None = None) -> Row | None:
-    row = conn.execute(query, params).mappings().first()
-    return dict(row) if row is not None else None
+def _first(conn: Connection, record: type[Kind], query: Any) -> Kind | None:
+    row = conn.execute(query).mappings().first()
+    return record.from_row(row) if row is not None else None
 
 
 def _upsert(conn: Connection, table: Any) -> Any:
     """INSERT … ON CONFLICT for the connection's dialect (both speak the same clause)."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-def _next_ref_statement(insert_into: Any) -> Any:
-    return (
-        insert_into(ref_counters)
-        .values(year=bindparam("b_year"), last=1)
-        .on_conflict_do_update(index_elements=[ref_counters.c.year], set_={"last": ref_counters.c.last + 1})
-        .returning(ref_counters.c.last)
-    )
-
-
-_NEXT_REF = {
-    "postgresql": Prepared(_next_ref_statement(postgresql.insert)),
-    "sqlite": Prepared(_next_ref_statement(sqlite.insert)),
-}
 
 
 def next_ref(conn: Connection, year: int) -> str:
@@ -129,37 +47,45 @@ def next_ref(conn: Connection, year: int) -> str:
     One atomic upsert: concurrent callers queue on the counter row's lock (should writers not be
     serialized already), and a rolled-back caller gives its number back.
     """
-    last = int(_NEXT_REF[conn.dialect.name].scalar(conn, {"b_year": year}))
+    statement = (
+        _upsert(conn, ref_counters)
+        .values(year=year, last=1)
+        .on_conflict_do_update(index_elements=[ref_counters.c.year], set_={"last": ref_counters.c.last + 1})
+        .returning(ref_counters.c.last)
+    )
+    last = int(conn.execute(statement).scalar_one())
     return f"INC-{year}-{last:04d}"
 
 
 def insert_incident(conn: Connection, values: Row) -> int:
-    return _INSERT_INCIDENT.inserted_id(conn, values)
+    return int(conn.execute(insert(incidents).values(**values).returning(incidents.c.id)).scalar_one())
 
 
-def update_incident(conn: Connection, incident_id: int, values: Row) -> None:
-    _UPDATE_INCIDENT.run(conn, {"b_id": incident_id, **values})
+def update_incident(conn: Connection, incident: Incident, values: Row) -> Incident:
+    """Store these values of the incident; the incident as updated."""
+    conn.execute(update(incidents).where(incidents.c.id == incident.id).values(**values))
+    return replace(incident, **values)
 
 
-def get_incident(conn: Connection, incident_id: int) -> Row | None:
-    return _GET_INCIDENT.first(conn, {"b_id": incident_id})
+def get_incident(conn: Connection, incident_id: int) -> Incident | None:
+    return _first(conn, Incident, select(incidents).where(incidents.c.id == incident_id))
 
 
-def incidents_by_id(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
-    return _INCIDENTS_BY_ID[conn.dialect.name].all(conn, {"ids": list(incident_ids)})
+def incidents_by_id(conn: Connection, incident_ids: Iterable[int]) -> list[Incident]:
+    return _all(conn, Incident, select(incidents).where(incidents.c.id.in_(set(incident_ids))))
 
 
-def get_incident_by_ref(conn: Connection, ref: str) -> Row | None:
-    return _one(conn, select(incidents).where(incidents.c.ref == ref))
+def get_incident_by_ref(conn: Connection, ref: str) -> Incident | None:
+    return _first(conn, Incident, select(incidents).where(incidents.c.ref == ref))
 
 
-def list_incidents(conn: Connection, status: str = "all", limit: int = 200) -> list[Row]:
+def list_incidents(conn: Connection, status: str = "all", limit: int = 200) -> list[Incident]:
     query = select(incidents).order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
     if status == "open":
         query = query.where(incidents.c.status.in_(OPEN))
     elif status == "resolved":
         query = query.where(incidents.c.status == "resolved")
-    return fetch_rows(conn, query.limit(limit))
+    return _all(conn, Incident, query.limit(limit))
 
 
 def open_levels(conn: Connection) -> list[tuple[int, int]]:
@@ -175,7 +101,7 @@ def owing_after_resolution(
     postmortem_before: datetime,
     followup_before: datetime | None,
     followup_min_level: int,
-) -> list[Row]:
+) -> list[Incident]:
     """Incidents resolved since `since` that still owe a post-mortem reminder (resolved before
     `postmortem_before`, no post-mortem, not reminded yet) or SLA follow-ups (resolved before
     `followup_before`, at `followup_min_level` or above, none planned yet)."""
@@ -198,10 +124,10 @@ def owing_after_resolution(
             ),
         )
     query = select(incidents).where(incidents.c.status == "resolved", incidents.c.resolved_at >= since, owing)
-    return fetch_rows(conn, query.order_by(incidents.c.id))
+    return _all(conn, Incident, query.order_by(incidents.c.id))
 
 
-def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
+def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Incident]:
     """Open incidents, then those resolved since the given time, newest first within each."""
     query = (
         select(incidents)
@@ -213,39 +139,29 @@ def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Row]:
         )
         .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
     )
-    rows = fetch_rows(conn, query)
-    return [r for r in rows if r["status"] != "resolved"] + [r for r in rows if r["status"] == "resolved"]
+    rows = _all(conn, Incident, query)
+    return [r for r in rows if r.status != "resolved"] + [r for r in rows if r.status == "resolved"]
 
 
-def find_alerts(
-    conn: Connection, source: str, instances: Iterable[tuple[str, datetime]]
-) -> dict[tuple[str, datetime], Row]:
-    """The stored alerts among these (fingerprint, startsAt) instances of one source, by instance."""
-    wanted = set(instances)
-    if not wanted:
-        return {}
-    params = {
-        "source": source,
-        "fingerprints": sorted({fp for fp, _ in wanted}),
-        "earliest": min(start for _, start in wanted),
-        "latest": max(start for _, start in wanted),
-    }
-    rows = _FIND_ALERTS[conn.dialect.name].all(conn, params)
-    found = {(row["fingerprint"], row["starts_at"]): row for row in rows}
-    return {key: row for key, row in found.items() if key in wanted}
+def find_alert(conn: Connection, source: str, fingerprint: str, starts_at: datetime) -> Alert | None:
+    """The stored alert of this instance (fingerprint + startsAt) of one source."""
+    query = select(alerts).where(
+        alerts.c.source == source, alerts.c.fingerprint == fingerprint, alerts.c.starts_at == starts_at
+    )
+    return _first(conn, Alert, query)
 
 
 @dataclass
 class Related:
     """An incident new alerts may join, with the fingerprints and group keys it is known by."""
 
-    incident: Row
+    incident: Incident
     fingerprints: set[str] = field(default_factory=set)
     group_keys: set[str] = field(default_factory=set)
 
     def rank(self, fingerprint: str) -> tuple[bool, bool, int]:
         """Open before resolved, then holding the fingerprint before sharing the group, then newest."""
-        return (self.incident["status"] in OPEN, fingerprint in self.fingerprints, self.incident["id"])
+        return (self.incident.status in OPEN, fingerprint in self.fingerprints, self.incident.id)
 
 
 def related_incidents(
@@ -253,90 +169,55 @@ def related_incidents(
 ) -> dict[int, Related]:
     """Incidents holding any of these fingerprints or group keys: open, or resolved since
     `resolved_since` (to reopen, not open anew); by incident id."""
-    params = {
-        "fingerprints": sorted(set(fingerprints)),
-        "group_keys": sorted(set(group_keys)),
-        "since": resolved_since,
-    }
+    query = (
+        select(
+            incidents, alerts.c.fingerprint.label("m_fingerprint"), alerts.c.group_key.label("m_group_key")
+        )
+        .join(alerts, alerts.c.incident_id == incidents.c.id)
+        .where(or_(alerts.c.fingerprint.in_(set(fingerprints)), alerts.c.group_key.in_(set(group_keys))))
+        .where(or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= resolved_since))
+    )
     out: dict[int, Related] = {}
-    for row in _RELATED[conn.dialect.name].all(conn, params):
-        fingerprint, group_key = row.pop("m_fingerprint"), row.pop("m_group_key")
-        related = out.setdefault(row["id"], Related(row))
+    for row in conn.execute(query).mappings():
+        values = dict(row)
+        fingerprint, group_key = values.pop("m_fingerprint"), values.pop("m_group_key")
+        related = out.setdefault(values["id"], Related(Incident.from_row(values)))
         related.fingerprints.add(fingerprint)
         related.group_keys.add(group_key)
     return out
 
 
-def sqlite_inserted_ids(conn: Connection, statement: Prepared, rows: list[Row]) -> range:
-    """Run an INSERT of `rows` (no RETURNING) on SQLite; the ids of the rows it inserted, in order.
-
-    RETURNING over several rows costs SQLAlchemy twice what the plain statement does. SQLite gives
-    a new row the id one above the largest in its table, so the rows one statement inserts have
-    consecutive ids, ending at last_insert_rowid(); rows an ON CONFLICT skips take none.
-    """
-    count = statement.run(conn, rows)
-    last = int(_LAST_ROWID.scalar(conn))
-    return range(last - count + 1, last + 1)
-
-
-def insert_alerts(conn: Connection, rows: list[Row]) -> list[int]:
-    """Insert alerts in one statement; their ids, in the order given."""
-    if not rows:
-        return []
-    if conn.dialect.name == "sqlite":
-        return list(sqlite_inserted_ids(conn, _INSERT_ALERTS_SQLITE, rows))
-    returned = conn.execute(_INSERT_ALERTS_POSTGRESQL, rows)
-    ids = {(r.source, r.fingerprint, r.starts_at): int(r.id) for r in returned}
-    return [ids[(row["source"], row["fingerprint"], row["starts_at"])] for row in rows]
+def insert_alert(conn: Connection, values: Row) -> int:
+    return int(conn.execute(insert(alerts).values(**values).returning(alerts.c.id)).scalar_one())
 
 
 def update_alert(conn: Connection, alert_id: int, values: Row) -> None:
-    _UPDATE_ALERT.run(conn, {"b_id": alert_id, **values})
+    conn.execute(update(alerts).where(alerts.c.id == alert_id).values(**values))
 
 
-def update_alerts(conn: Connection, changes: list[tuple[int, Row]]) -> None:
-    """Several alerts, each with the same columns changed, in one statement."""
-    if changes:
-        _UPDATE_ALERT.run(conn, [{"b_id": alert_id, **values} for alert_id, values in changes])
-
-
-def alerts_of(conn: Connection, incident_id: int) -> list[Row]:
-    return _ALERTS_OF.all(conn, {"b_id": incident_id})
-
-
-def alerts_of_many(conn: Connection, incident_ids: list[int]) -> dict[int, list[Row]]:
-    """`alerts_of` for several incidents in one query (none for an empty list)."""
-    found: dict[int, list[Row]] = {}
-    if incident_ids:
-        for row in _ALERTS_OF_MANY[conn.dialect.name].all(conn, {"ids": incident_ids}):
-            found.setdefault(row["incident_id"], []).append(row)
-    return found
+def alerts_of(conn: Connection, incident_id: int) -> list[Alert]:
+    query = select(alerts).where(alerts.c.incident_id == incident_id)
+    return _all(conn, Alert, query.order_by(alerts.c.starts_at, alerts.c.id))
 
 
 def add_timeline(
     conn: Connection, incident_id: int, at: datetime, kind: str, message: str, **data: Any
 ) -> None:
-    _INSERT_TIMELINE.run(
-        conn, {"incident_id": incident_id, "at": at, "kind": kind, "message": message, "data": data}
-    )
+    values = {"incident_id": incident_id, "at": at, "kind": kind, "message": message, "data": data}
+    conn.execute(insert(timeline).values(**values))
 
 
-def add_timeline_many(conn: Connection, rows: list[Row]) -> None:
-    """Timeline entries (incident_id, at, kind, message, data) in one statement, in order."""
-    if rows:
-        _INSERT_TIMELINE.run(conn, rows)
+def timeline_of(conn: Connection, incident_id: int) -> list[TimelineEntry]:
+    query = select(timeline).where(timeline.c.incident_id == incident_id)
+    return _all(conn, TimelineEntry, query.order_by(timeline.c.at, timeline.c.id))
 
 
-def timeline_of(conn: Connection, incident_id: int) -> list[Row]:
-    return _TIMELINE_OF.all(conn, {"b_id": incident_id})
-
-
-def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Row]:
+def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Incident]:
     """Incidents open at some moment in [start, end)."""
     query = select(incidents).where(
         incidents.c.opened_at < end, or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start)
     )
-    return fetch_rows(conn, query)
+    return _all(conn, Incident, query)
 
 
 def has_timeline(conn: Connection, incident_id: int, kind: str) -> bool:
@@ -369,7 +250,7 @@ def forget_inbound_events(conn: Connection, before: datetime) -> int:
     return int(conn.execute(delete(inbound_events).where(inbound_events.c.received_at < before)).rowcount)
 
 
-def find_firing(conn: Connection, source: str, fingerprint: str) -> Row | None:
+def find_firing(conn: Connection, source: str, fingerprint: str) -> Alert | None:
     """The firing instance of an alert whose identity does not include its start (PagerDuty, Events)."""
     query = (
         select(alerts)
@@ -377,17 +258,17 @@ def find_firing(conn: Connection, source: str, fingerprint: str) -> Row | None:
         .order_by(alerts.c.id.desc())
         .limit(1)
     )
-    return _one(conn, query)
+    return _first(conn, Alert, query)
 
 
-def latest_alert(conn: Connection, source: str, fingerprint: str) -> Row | None:
+def latest_alert(conn: Connection, source: str, fingerprint: str) -> Alert | None:
     query = (
         select(alerts)
         .where(alerts.c.source == source, alerts.c.fingerprint == fingerprint)
         .order_by(alerts.c.id.desc())
         .limit(1)
     )
-    return _one(conn, query)
+    return _first(conn, Alert, query)
 
 
 def open_group_keys(conn: Connection) -> list[tuple[str, int]]:
@@ -401,11 +282,11 @@ def open_group_keys(conn: Connection) -> list[tuple[str, int]]:
     return [(r.group_key, r.incident_id) for r in conn.execute(query)]
 
 
-def firing_alerts_of_open_incidents(conn: Connection, sources: tuple[str, ...]) -> list[Row]:
+def firing_alerts_of_open_incidents(conn: Connection, sources: tuple[str, ...]) -> list[Alert]:
     query = (
         select(alerts)
         .join(incidents, incidents.c.id == alerts.c.incident_id)
         .where(incidents.c.status.in_(OPEN), alerts.c.status == "firing", alerts.c.source.in_(sources))
         .order_by(alerts.c.incident_id, alerts.c.id)
     )
-    return fetch_rows(conn, query)
+    return _all(conn, Alert, query)

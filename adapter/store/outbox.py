@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
-from adapter.store.incidents import OPEN, sqlite_inserted_ids
-from adapter.store.prepared import Prepared
+from adapter.store.incidents import OPEN
+from adapter.store.records import Notice
 from adapter.store.schema import incidents, notices
 
 Row = dict[str, Any]
@@ -21,38 +21,19 @@ WAITING = ("pending", "failed")
 UNFINISHED = ("held", "pending", "failed")
 
 
-_INSERT_NOTICES_SQLITE = Prepared(
-    sqlite.insert(notices).on_conflict_do_nothing(index_elements=["dedupe_key"])
-)
-_INSERT_NOTICES_POSTGRESQL = (
-    postgresql.insert(notices)
-    .on_conflict_do_nothing(index_elements=["dedupe_key"])
-    .returning(notices.c.id, notices.c.dedupe_key)
-)
-_KEYS_BETWEEN = Prepared(
-    select(notices.c.id, notices.c.dedupe_key).where(
-        notices.c.id.between(bindparam("first"), bindparam("last"))
-    )
-)
-
-
-def insert_notices(conn: Connection, rows: list[Row]) -> list[Row]:
+def insert_notices(conn: Connection, rows: list[Row]) -> dict[str, int]:
     """Insert notices in one statement; those whose dedupe key exists already are skipped.
 
-    Returns the rows inserted, with their ids: a key that exists means the event was planned before.
+    Returns the ids of those inserted, by dedupe key: a key that exists means the event was planned
+    before.
     """
     if not rows:
-        return []
-    if conn.dialect.name == "sqlite":
-        ids = sqlite_inserted_ids(conn, _INSERT_NOTICES_SQLITE, rows)
-        if len(ids) == len(rows):
-            return [{**row, "id": notice_id} for row, notice_id in zip(rows, ids, strict=True)]
-        # Some keys existed: which rows went in is read back by their ids.
-        window = {"first": ids.start, "last": ids.stop - 1}
-        inserted = {row["dedupe_key"]: row["id"] for row in _KEYS_BETWEEN.all(conn, window)}
-    else:
-        inserted = {row.dedupe_key: row.id for row in conn.execute(_INSERT_NOTICES_POSTGRESQL, rows)}
-    return [{**row, "id": inserted[row["dedupe_key"]]} for row in rows if row["dedupe_key"] in inserted]
+        return {}
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(notices)
+    statement = insert.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+        notices.c.id, notices.c.dedupe_key
+    )
+    return {row.dedupe_key: row.id for row in conn.execute(statement, rows)}
 
 
 _VISIBLE_PHASES = ("acknowledgement", "update")
@@ -60,27 +41,13 @@ _VISIBLE_PHASES = ("acknowledgement", "update")
 _HEARD = and_(notices.c.phase.in_(_VISIBLE_PHASES), notices.c.state.not_in(("held", "suppressed")))
 
 
-_HELD = Prepared(
-    select(notices)
-    .where(notices.c.incident_id == bindparam("b_id"), notices.c.state == "held")
-    .order_by(notices.c.id)
-)
-
-
-def held(conn: Connection, incident_id: int) -> list[Row]:
-    return _HELD.all(conn, {"b_id": incident_id})
+def held(conn: Connection, incident_id: int) -> list[Notice]:
+    query = select(notices).where(notices.c.incident_id == incident_id, notices.c.state == "held")
+    return [Notice.from_row(row) for row in conn.execute(query.order_by(notices.c.id)).mappings()]
 
 
 Stream = tuple[str, str, str | None]
 Channel = tuple[str, str | None]  # (provider, tenant): what notices go out in order on
-
-_STREAMS = Prepared(
-    select(notices.c.provider, notices.c.audience, notices.c.tenant, notices.c.phase, notices.c.state).where(
-        notices.c.incident_id == bindparam("b_id"),
-        # Unfinished (held, pending or failed), or a first notice; equalities, not an expanding IN.
-        or_(*(notices.c.state == state for state in UNFINISHED), notices.c.phase == "acknowledgement"),
-    )
-)
 
 
 @dataclass
@@ -101,7 +68,12 @@ class StreamStates:
 def streams(conn: Connection, incident_id: int) -> StreamStates:
     """The incident's held, heard and waiting streams, in one read."""
     states = StreamStates(set(), set(), set())
-    for row in _STREAMS.all(conn, {"b_id": incident_id}):
+    query = select(notices.c.provider, notices.c.audience, notices.c.tenant, notices.c.phase, notices.c.state)
+    query = query.where(
+        notices.c.incident_id == incident_id,
+        or_(notices.c.state.in_(UNFINISHED), notices.c.phase == "acknowledgement"),
+    )
+    for row in conn.execute(query).mappings():
         key = (row["provider"], row["audience"], row["tenant"])
         state = row["state"]
         if state == "held":
@@ -113,13 +85,6 @@ def streams(conn: Connection, incident_id: int) -> StreamStates:
     return states
 
 
-_SUPPRESS_HELD = Prepared(
-    update(notices)
-    .where(notices.c.incident_id == bindparam("b_id"), notices.c.state == "held")
-    .values(state="suppressed", last_error="resolved while held")
-)
-
-
 def suppress_held(conn: Connection, incident_id: int, held: set[Stream] | None = None) -> set[Stream]:
     """Held notices of a resolved incident are never sent; returns their streams.
 
@@ -128,7 +93,11 @@ def suppress_held(conn: Connection, incident_id: int, held: set[Stream] | None =
     if held is None:
         held = streams(conn, incident_id).held
     if held:
-        _SUPPRESS_HELD.run(conn, {"b_id": incident_id})
+        conn.execute(
+            update(notices)
+            .where(notices.c.incident_id == incident_id, notices.c.state == "held")
+            .values(state="suppressed", last_error="resolved while held")
+        )
     return held
 
 
@@ -161,34 +130,17 @@ def held_due(conn: Connection, now: datetime) -> set[int]:
     return set(conn.execute(query).scalars())
 
 
-def notices_of(conn: Connection, incident_ids: Iterable[int]) -> list[Row]:
+def notices_of(conn: Connection, incident_ids: Iterable[int]) -> list[Notice]:
     ids = list(incident_ids)
     if not ids:
         return []
     query = select(notices).where(notices.c.incident_id.in_(ids)).order_by(notices.c.created_at, notices.c.id)
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [Notice.from_row(r) for r in conn.execute(query).mappings()]
 
 
-def published(conn: Connection, incident_ids: Iterable[int], providers: Iterable[str]) -> list[Row]:
-    """Delivered notices of the given providers, oldest first."""
-    ids, names = list(incident_ids), list(providers)
-    if not ids or not names:
-        return []
-    query = (
-        select(notices)
-        .where(
-            notices.c.incident_id.in_(ids),
-            notices.c.provider.in_(names),
-            notices.c.state == "delivered",
-        )
-        .order_by(notices.c.delivered_at, notices.c.id)
-    )
-    return [dict(r) for r in conn.execute(query).mappings()]
-
-
-def stream_of(notice: Mapping[str, Any]) -> tuple[int, str, str | None]:
+def stream_of(notice: Notice) -> tuple[int, str, str | None]:
     """Notices of one stream go out in the order they were written."""
-    return (notice["incident_id"], notice["provider"], notice["tenant"])
+    return (notice.incident_id, notice.provider, notice.tenant)
 
 
 def claim_due(
@@ -200,7 +152,7 @@ def claim_due(
     *,
     provider: str | None = None,
     excluding: Collection[str] = (),
-) -> list[Row]:
+) -> list[Notice]:
     """Lease up to `limit` due notices, in order: each stream from its oldest unfinished notice on.
 
     A stream's notices are claimed only as a prefix of its unfinished ones, so a notice never
@@ -238,10 +190,9 @@ def claim_due(
         if not store.is_sqlite:
             unfinished = unfinished.with_for_update(skip_locked=True)
         stopped: set[tuple[int, str, str | None]] = set()
-        claimed: list[Row] = []
-        for mapping in conn.execute(unfinished).mappings():
-            row = dict(mapping)
-            stream = stream_of(row)
+        claimed: list[RowMapping] = []
+        for row in conn.execute(unfinished).mappings():
+            stream = (row["incident_id"], row["provider"], row["tenant"])
             if stream in stopped:
                 continue
             ready = (
@@ -259,7 +210,9 @@ def claim_due(
         conn.execute(
             update(notices).where(notices.c.id.in_(ids)).values(lease_owner=owner, lease_until=now + lease)
         )
-        return [{**row, "lease_owner": owner, "lease_until": now + lease} for row in claimed]
+    # Made into records once the write lock is given back.
+    leased = {"lease_owner": owner, "lease_until": now + lease}
+    return [Notice.from_row({**row, **leased}) for row in claimed]
 
 
 @dataclass(frozen=True)
@@ -363,7 +316,7 @@ def _with_ref() -> Any:
     )
 
 
-def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[Row]:
+def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[Notice]:
     """Notices in these states, oldest first, with their incident's ref."""
     query = (
         _with_ref()
@@ -371,12 +324,12 @@ def by_state(conn: Connection, states: Iterable[str], limit: int = 500) -> list[
         .order_by(notices.c.created_at, notices.c.id)
         .limit(limit)
     )
-    return [dict(r) for r in conn.execute(query).mappings()]
+    return [Notice.from_row(r) for r in conn.execute(query).mappings()]
 
 
-def one(conn: Connection, notice_id: int) -> Row | None:
+def one(conn: Connection, notice_id: int) -> Notice | None:
     row = conn.execute(_with_ref().where(notices.c.id == notice_id)).mappings().first()
-    return dict(row) if row is not None else None
+    return Notice.from_row(row) if row is not None else None
 
 
 def retry(conn: Connection, notice_ids: Iterable[int], now: datetime) -> list[int]:

@@ -10,10 +10,9 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 
-from adapter.store.prepared import fetch_rows
+from adapter.store.records import IncidentSpan, PageIncident, PageNotice
 from adapter.store.schema import incidents, notices
 
-Row = dict[str, Any]
 # Titles and subjects are one line on a page: longer ones are cut there.
 LINE_CHARS = 300
 
@@ -106,7 +105,7 @@ def counts(conn: Connection, readers: Readers, resolved_since: datetime) -> tupl
 
 def current_incidents(
     conn: Connection, readers: Readers, resolved_since: datetime, *, limit: int, offset: int = 0
-) -> list[Row]:
+) -> list[PageIncident]:
     """One page of the readers' incidents: open first, then resolved since the time, newest first
     within each; titles cut at LINE_CHARS (one more character tells a cut one)."""
     query = (
@@ -116,14 +115,14 @@ def current_incidents(
         .limit(limit)
         .offset(offset)
     )
-    return fetch_rows(conn, query)
+    return [PageIncident.from_row(row) for row in conn.execute(query).mappings()]
 
 
-def incident(conn: Connection, readers: Readers, ref: str) -> Row | None:
+def incident(conn: Connection, readers: Readers, ref: str) -> PageIncident | None:
     """The incident if these readers may see it, whenever it was resolved."""
     query = select(*_INCIDENT_COLUMNS).where(incidents.c.ref == ref, _visible(conn, readers))
-    rows = fetch_rows(conn, query)
-    return rows[0] if rows else None
+    rows = conn.execute(query).mappings().all()
+    return PageIncident.from_row(rows[0]) if rows else None
 
 
 def latest_notices(
@@ -134,7 +133,7 @@ def latest_notices(
     count: int,
     skip: int = 0,
     body_chars: int,
-) -> list[Row]:
+) -> list[PageNotice]:
     """Per incident and audience, the published notices ranked `skip + 1` to `skip + count` from
     the newest, oldest first; each with `total`, how many its incident and audience has.
 
@@ -160,10 +159,10 @@ def latest_notices(
         .where(ranked.c.rank > skip, ranked.c.rank <= skip + count)
         .order_by(notices.c.incident_id, notices.c.delivered_at, notices.c.id)
     )
-    return fetch_rows(conn, query)
+    return [PageNotice.from_row(row) for row in conn.execute(query).mappings()]
 
 
-def notice(conn: Connection, readers: Readers, notice_id: int) -> Row | None:
+def notice(conn: Connection, readers: Readers, notice_id: int) -> PageNotice | None:
     """One notice published to these readers, in full, if they may see its incident."""
     query = (
         select(*_notice_columns(None), literal(1).label("total"))
@@ -172,16 +171,16 @@ def notice(conn: Connection, readers: Readers, notice_id: int) -> Row | None:
     )
     if readers.tenant is not None:
         query = query.where(_affects(conn, readers.tenant))
-    rows = fetch_rows(conn, query)
-    return rows[0] if rows else None
+    rows = conn.execute(query).mappings().all()
+    return PageNotice.from_row(rows[0]) if rows else None
 
 
-def incident_by_id(conn: Connection, incident_id: int) -> Row | None:
-    rows = fetch_rows(conn, select(*_INCIDENT_COLUMNS).where(incidents.c.id == incident_id))
-    return rows[0] if rows else None
+def incident_by_id(conn: Connection, incident_id: int) -> PageIncident | None:
+    rows = conn.execute(select(*_INCIDENT_COLUMNS).where(incidents.c.id == incident_id)).mappings().all()
+    return PageIncident.from_row(rows[0]) if rows else None
 
 
-def history(conn: Connection, start: datetime, end: datetime) -> list[Row]:
+def history(conn: Connection, start: datetime, end: datetime) -> list[IncidentSpan]:
     """What uptime bars need of the incidents open at some moment in [start, end)."""
     query = select(
         incidents.c.services,
@@ -194,4 +193,4 @@ def history(conn: Connection, start: datetime, end: datetime) -> list[Row]:
         incidents.c.opened_at < end,
         or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start),
     )
-    return fetch_rows(conn, query)
+    return [IncidentSpan.from_row(row) for row in conn.execute(query).mappings()]

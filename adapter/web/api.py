@@ -11,18 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 
 from adapter.durations import format_duration, parse_duration
 from adapter.engine.humans import Conflict, HumanUpdate, NotFound
-from adapter.sources import alertmanager, events, pagerduty
-from adapter.sources.events import EventsError
+from adapter.sources import SOURCES
 from adapter.sources.fields import INCIDENT_TYPE_MAX, error_details, in_range, iso_time
 from adapter.sources.fields import Text as StorableText
-from adapter.sources.signal import Batch, PayloadError
+from adapter.sources.signal import PayloadError
 from adapter.store import incidents as repo
 from adapter.store import outbox
+from adapter.store.records import Incident
 from adapter.text import storable
 from adapter.web import auth
-from adapter.web.errors import ApiError, read_json
-from adapter.web.serialize import alert_json, incident_json, notice_json, timeline_json
+from adapter.web.errors import ApiError, invalid_payload, read_json
+from adapter.web.serialize import alert_json, incident_json, notice_json, preview_notice_json, timeline_json
 from adapter.web.services import Services, services
+from adapter.web.webhooks import RECEIVERS
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 STATUSES = ("open", "resolved", "all")
@@ -109,12 +110,12 @@ def _human(action: Any, *args: Any) -> None:
         raise ApiError(409, "conflict", str(exc)) from None
 
 
-def call_list(svc: Services, incident: dict[str, Any]) -> list[dict[str, Any]]:
+def call_list(svc: Services, incident: Incident) -> list[dict[str, Any]]:
     """Level 3 and up: the affected enterprise tenants to call, largest accounts first."""
-    if incident["level"] < 3:
+    if incident.level < 3:
         return []
     out = []
-    for tenant in map(svc.settings.catalog.tenant, incident["tenants"]):
+    for tenant in map(svc.settings.catalog.tenant, incident.tenants):
         if tenant is None or tenant.tier != "enterprise":
             continue
         contacts = tenant.contacts
@@ -134,9 +135,9 @@ def _incident_document(svc: Services, ref: str) -> dict[str, Any]:
         row = repo.get_incident_by_ref(conn, ref)
         if row is None:
             raise ApiError(404, "not_found", f"no incident {ref}")
-        alerts = repo.alerts_of(conn, row["id"])
-        notices = outbox.notices_of(conn, [row["id"]])
-        timeline = repo.timeline_of(conn, row["id"])
+        alerts = repo.alerts_of(conn, row.id)
+        notices = outbox.notices_of(conn, [row.id])
+        timeline = repo.timeline_of(conn, row.id)
     return {
         **incident_json(row),
         "call_list": call_list(svc, row),
@@ -220,40 +221,26 @@ def preview() -> ResponseReturnValue:
     """What an inbound payload would open and every first notice, rendered; nothing stored or sent."""
     svc = services()
     source = request.args.get("source", "alertmanager")
-    if source not in ("alertmanager", "pagerduty", "events"):
+    if source not in SOURCES:
+        *others, last = SOURCES
         raise ApiError(
             400,
             "bad_request",
-            "source must be alertmanager, pagerduty or events",
+            f"source must be {', '.join(others)} or {last}",
             [{"field": "source", "message": f"got {source!r}"}],
         )
     body = read_json(request, svc.settings.server.max_body_bytes)
     try:
-        if source == "alertmanager":
-            batch = alertmanager.parse(body)
-        elif source == "pagerduty":
-            event = pagerduty.parse(body)
-            signals = [svc.pagerduty.signal(event, "firing")] if event.incident_id else []
-            batch = Batch("pagerduty", event.incident_key or "", signals)
-        else:
-            enqueued = events.parse(body)
-            signal = svc.pagerduty.events_signal(enqueued, enqueued.dedup_key or "preview", svc.clock.now())
-            batch = Batch("events", signal.group_key, [signal])
+        payload = SOURCES[source].parse(body, {})
     except PayloadError as exc:
-        raise ApiError(422, "invalid_payload", str(exc), exc.details) from None
-    except EventsError as exc:
-        raise ApiError(
-            422, "invalid_payload", str(exc), [{"field": "(body)", "message": e} for e in exc.errors]
-        ) from None
+        raise invalid_payload(exc) from None
+    batch = RECEIVERS[source].preview(svc, payload)
     results = svc.engine.preview(batch)
     incidents = [
         {
             **incident_json(incident),
             "call_list": call_list(svc, incident),
-            "notices": [
-                {k: n[k] for k in ("provider", "audience", "phase", "tenant", "state", "subject", "body")}
-                for n in notices
-            ],
+            "notices": [preview_notice_json(n) for n in notices],
         }
         for incident, notices in results
     ]
@@ -294,8 +281,6 @@ def retry_notice(notice_id: int) -> ResponseReturnValue:
     if row is None:
         raise ApiError(404, "not_found", f"no notice {notice_id}")
     if not retried:
-        raise ApiError(
-            409, "conflict", f"notice {notice_id} is {row['state']}; only dead or failed ones retry"
-        )
+        raise ApiError(409, "conflict", f"notice {notice_id} is {row.state}; only dead or failed ones retry")
     svc.dispatcher.wake()
     return jsonify(notice_json(row))

@@ -12,6 +12,7 @@ from flask import Flask, Request, Response, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
+from adapter.sources.signal import PayloadError
 from adapter.store.db import is_outage, reason
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,11 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+
+def invalid_payload(exc: PayloadError) -> ApiError:
+    """A 422 naming the fields of a body that is JSON but not a valid payload."""
+    return ApiError(422, "invalid_payload", str(exc), exc.details)
 
 
 def error_json(code: str, message: str, details: Any = None) -> bytes:

@@ -8,7 +8,7 @@ import math
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from adapter.rendering import human_duration
 from adapter.store import incidents as repo
 from adapter.store import pages
 from adapter.store.pages import Readers
+from adapter.store.records import IncidentSpan, PageIncident, PageNotice
 from adapter.text import printable
 from adapter.web.errors import ApiError
 from adapter.web.pagecache import Rendered
@@ -86,13 +87,27 @@ def _cut(text: str, limit: int | None) -> tuple[str, bool]:
     return printable(text[:limit].rstrip()) + "…", True
 
 
-def _shown_incident(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "title": _cut(row["title"], pages.LINE_CHARS)[0]}
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A published notice as a page shows it: subject and body cut to fit; `truncated`, the body was."""
+
+    id: int
+    audience: str
+    phase: str
+    subject: str
+    body: str
+    delivered_at: datetime
+    truncated: bool
 
 
-def _shown_notice(row: dict[str, Any], body_chars: int | None) -> dict[str, Any]:
-    body, truncated = _cut(row["body"], body_chars)
-    return {**row, "subject": _cut(row["subject"], pages.LINE_CHARS)[0], "body": body, "truncated": truncated}
+def _shown_incident(row: PageIncident) -> PageIncident:
+    return replace(row, title=_cut(row.title, pages.LINE_CHARS)[0])
+
+
+def _shown_notice(row: PageNotice, body_chars: int | None) -> Update:
+    body, truncated = _cut(row.body, body_chars)
+    subject = _cut(row.subject, pages.LINE_CHARS)[0]
+    return Update(row.id, row.audience, row.phase, subject, body, row.delivered_at, truncated)
 
 
 def _readers(svc: Services, audiences: tuple[str, ...], tenant: Tenant | None = None) -> Readers:
@@ -100,8 +115,8 @@ def _readers(svc: Services, audiences: tuple[str, ...], tenant: Tenant | None = 
     return Readers(audiences, builtin, tenant.id if tenant is not None else None)
 
 
-def _services_of(svc: Services, row: dict[str, Any], tenant: Tenant | None) -> list[Service]:
-    shown = [s for s in map(svc.settings.catalog.service, row["services"]) if s is not None]
+def _services_of(svc: Services, row: PageIncident, tenant: Tenant | None) -> list[Service]:
+    shown = [s for s in map(svc.settings.catalog.service, row.services) if s is not None]
     if tenant is not None:
         shown = [s for s in shown if s.id in tenant.services]
     return shown
@@ -109,23 +124,23 @@ def _services_of(svc: Services, row: dict[str, Any], tenant: Tenant | None) -> l
 
 def _entries(
     svc: Services,
-    rows: list[dict[str, Any]],
-    notices: list[dict[str, Any]],
+    rows: list[PageIncident],
+    notices: list[PageNotice],
     tenant: Tenant | None,
     body_chars: int | None,
 ) -> list[Entry]:
     """Incidents with the notices shown of each (oldest first), and how many more each has."""
-    updates: dict[int, list[dict[str, Any]]] = {}
+    updates: dict[int, list[Update]] = {}
     totals: dict[int, dict[str, int]] = {}
     for notice in notices:
-        updates.setdefault(notice["incident_id"], []).append(_shown_notice(notice, body_chars))
-        totals.setdefault(notice["incident_id"], {})[notice["audience"]] = notice["total"]
+        updates.setdefault(notice.incident_id, []).append(_shown_notice(notice, body_chars))
+        totals.setdefault(notice.incident_id, {})[notice.audience] = notice.total
     return [
         {
             "incident": _shown_incident(row),
-            "updates": updates.get(row["id"], []),
+            "updates": updates.get(row.id, []),
             "services": _services_of(svc, row, tenant),
-            "earlier": sum(totals.get(row["id"], {}).values()) - len(updates.get(row["id"], [])),
+            "earlier": sum(totals.get(row.id, {}).values()) - len(updates.get(row.id, [])),
         }
         for row in rows
     ]
@@ -138,8 +153,8 @@ def _newest(*times: datetime | None) -> datetime | None:
 def _shown_since(entries: list[Entry]) -> datetime | None:
     """When what the entries show last changed."""
     return _newest(
-        *(e["incident"]["updated_at"] for e in entries),
-        *(n["delivered_at"] for e in entries for n in e["updates"]),
+        *(e["incident"].updated_at for e in entries),
+        *(n.delivered_at for e in entries for n in e["updates"]),
     )
 
 
@@ -154,11 +169,11 @@ class Overview:
 
     @property
     def open_entries(self) -> list[Entry]:
-        return [e for e in self.entries if e["incident"]["status"] != "resolved"]
+        return [e for e in self.entries if e["incident"].status != "resolved"]
 
     @property
     def resolved_entries(self) -> list[Entry]:
-        return [e for e in self.entries if e["incident"]["status"] == "resolved"]
+        return [e for e in self.entries if e["incident"].status == "resolved"]
 
 
 def _overview(svc: Services, readers: Readers, page: int, tenant: Tenant | None = None) -> Overview:
@@ -174,7 +189,7 @@ def _overview(svc: Services, readers: Readers, page: int, tenant: Tenant | None 
         notices = pages.latest_notices(
             conn,
             readers,
-            [r["id"] for r in rows],
+            [r.id for r in rows],
             count=config.notices_per_incident,
             body_chars=config.body_chars,
         )
@@ -296,7 +311,7 @@ def _uptime(outage: timedelta, period: timedelta) -> str:
 
 def health(
     settings: Settings,
-    rows: list[dict[str, Any]],
+    rows: list[IncidentSpan],
     shown: list[Service],
     audience: str,
     zone: ZoneInfo,
@@ -314,15 +329,15 @@ def health(
     bounds.append(datetime.combine(today + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC))
     period_start = bounds[0]
     catalog = settings.catalog
-    mine: dict[str, list[dict[str, Any]]] = {service.id: [] for service in shown}
+    mine: dict[str, list[IncidentSpan]] = {service.id: [] for service in shown}
     for row in rows:
-        for service_id in {s.id for s in map(catalog.service, row["services"]) if s} & mine.keys():
+        for service_id in {s.id for s in map(catalog.service, row.services) if s} & mine.keys():
             mine[service_id].append(row)
     out = []
     for service in shown:
-        current = max((r["level"] for r in mine[service.id] if r["status"] in OPEN), default=0)
+        current = max((r.level for r in mine[service.id] if r.status in OPEN), default=0)
         spans = _clip(
-            [(r["opened_at"], r["resolved_at"] or now, r["level"]) for r in mine[service.id]],
+            [(r.opened_at, r.resolved_at or now, r.level) for r in mine[service.id]],
             period_start,
             now,
         )
@@ -353,14 +368,14 @@ def _health_for(
     now = svc.clock.now()
     count = svc.settings.status_page.uptime_days
 
-    def history() -> list[dict[str, Any]]:
+    def history() -> list[IncidentSpan]:
         # A day early, so the first local day is covered whatever the zone.
         with svc.store.read() as conn:
             return pages.history(conn, now - timedelta(days=count + 1), now + timedelta(seconds=1))
 
     # Every page's bars are drawn from the same incidents: read once for all of them.
     rows = svc.pages.keep(("history",), history)
-    changed = _newest(*(r["updated_at"] for r in rows))
+    changed = _newest(*(r.updated_at for r in rows))
     return health(svc.settings, rows, shown, audience, zone, now), changed
 
 
@@ -468,7 +483,7 @@ def _incident_page(svc: Services, scope: Scope, ref: str) -> Response:
             notices = pages.latest_notices(
                 conn,
                 readers,
-                [row["id"]],
+                [row.id],
                 count=per_page,
                 skip=(page - 1) * per_page,
                 body_chars=config.body_chars,
@@ -476,7 +491,7 @@ def _incident_page(svc: Services, scope: Scope, ref: str) -> Response:
         if not notices and page > 1:
             raise ApiError(404, "not_found", f"no page {page} of this incident's updates")
         (entry,) = _entries(svc, [row], notices, scope.tenant, config.body_chars)
-        total = notices[0]["total"] if notices else 0
+        total = notices[0].total if notices else 0
         return _html(
             "incident.html",
             _shown_since([entry]),
@@ -505,14 +520,14 @@ def _notice_page(svc: Services, scope: Scope | None, notice_id: int) -> Response
     def render() -> Rendered:
         with svc.store.read() as conn:
             notice = pages.notice(conn, _readers(svc, audiences, tenant), notice_id)
-            row = pages.incident_by_id(conn, notice["incident_id"]) if notice is not None else None
+            row = pages.incident_by_id(conn, notice.incident_id) if notice is not None else None
         if notice is None or row is None:
             raise ApiError(404, "not_found", "no such notice")
-        shown = scope or Scope(notice["audience"])
+        shown = scope or Scope(notice.audience)
         (entry,) = _entries(svc, [row], [notice], tenant, None)
         return _html(
             "incident.html",
-            notice["delivered_at"],
+            notice.delivered_at,
             site=shown.site,
             audience=shown.audience,
             tenant=tenant,
@@ -594,22 +609,22 @@ def status_json() -> ResponseReturnValue:
             "pages": overview.pages,
             "incidents": [
                 {
-                    "ref": e["incident"]["ref"],
-                    "status": e["incident"]["status"],
-                    "level": e["incident"]["level"],
-                    "opened_at": iso(e["incident"]["opened_at"]),
-                    "resolved_at": iso(e["incident"]["resolved_at"]),
+                    "ref": e["incident"].ref,
+                    "status": e["incident"].status,
+                    "level": e["incident"].level,
+                    "opened_at": iso(e["incident"].opened_at),
+                    "resolved_at": iso(e["incident"].resolved_at),
                     "services": [
                         {"id": s.id, "name": s.name, "business_name": s.business_name} for s in e["services"]
                     ],
                     "updates": [
                         {
-                            "audience": n["audience"],
-                            "phase": n["phase"],
-                            "subject": n["subject"],
-                            "body": n["body"],
-                            "published_at": iso(n["delivered_at"]),
-                            "truncated": n["truncated"],
+                            "audience": n.audience,
+                            "phase": n.phase,
+                            "subject": n.subject,
+                            "body": n.body,
+                            "published_at": iso(n.delivered_at),
+                            "truncated": n.truncated,
                         }
                         for n in e["updates"]
                     ],
@@ -630,7 +645,7 @@ def _feed(svc: Services, scope: Scope, title: str) -> Response:
         overview = _overview(svc, scope.readers(svc), 1, scope.tenant)
         items = sorted(
             ((e, n) for e in overview.entries for n in e["updates"]),
-            key=lambda pair: (pair[1]["delivered_at"], pair[1]["id"]),
+            key=lambda pair: (pair[1].delivered_at, pair[1].id),
             reverse=True,
         )
         public = svc.settings.server.public_url.rstrip("/")
@@ -639,7 +654,7 @@ def _feed(svc: Services, scope: Scope, title: str) -> Response:
             "feed.atom.xml",
             title=title,
             items=items,
-            updated=items[0][1]["delivered_at"] if items else svc.clock.now(),
+            updated=items[0][1].delivered_at if items else svc.clock.now(),
             public=public,
             links=links,
             page_url=public + links.overview(),

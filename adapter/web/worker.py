@@ -36,7 +36,7 @@ _REFUSED = [
 ]
 
 
-class Worker(ThreadWorker):
+class Worker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no type hints
     """gunicorn's gthread worker, except that
 
     - what gunicorn refuses itself (an over-long request line, too many headers, most malformed

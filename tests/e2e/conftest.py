@@ -28,7 +28,7 @@ def close_all(items: list[Any], log_lines: int = 0) -> None:
         except BaseException as exc:
             errors.append(exc)
         if log_lines:
-            print(item.logs(log_lines))
+            print(item.logs(log_lines))  # noqa: T201
     if errors:
         raise errors[0]
 

@@ -120,7 +120,7 @@ def test_kill_9_during_deliveries_repeats_only_the_requests_in_flight(
         assert set(mail_copies) == {f"<dualtrack-notice-{i}@example.com>" for i in mail_ids}
         hook_repeats = sum(n - 1 for n in hook_copies.values())
         mail_repeats = sum(n - 1 for n in mail_copies.values())
-        print(
+        print(  # noqa: T201
             f"kill -9 after {hooks_before} webhooks and {mails_before} e-mails of {count} each; "
             f"repeats: {hook_repeats} webhooks, {mail_repeats} e-mails"
         )

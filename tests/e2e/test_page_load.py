@@ -128,7 +128,7 @@ def test_page_clients_do_not_stop_webhooks(dualtrack_factory, tmp_path):
     for client in clients:
         client.join()
 
-    print(f"webhooks: {dict(answers)}; pages: {dict(seen.statuses)}; largest: {seen.sizes}")
+    print(f"webhooks: {dict(answers)}; pages: {dict(seen.statuses)}; largest: {seen.sizes}")  # noqa: T201
     assert answers == {202: number}, answers
     assert set(seen.statuses) <= {200, 304}, seen.statuses
     assert sum(seen.statuses.values()) == CLIENTS * REQUESTS_PER_CLIENT

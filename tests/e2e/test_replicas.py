@@ -254,7 +254,7 @@ def test_two_alertmanagers_each_delivering_every_group_to_its_own_replica(
     # Every notification both Alertmanagers sent was accepted.
     answers = Counter(r.answered for proxy in proxies for r in proxy.received())
     assert set(answers) == {202}, f"the replicas answered Alertmanager with {answers}"
-    print(
+    print(  # noqa: T201
         f"alertmanager notifications: {[dict(seen(p, 'firing')) for p in proxies]} firing, "
         f"{[dict(seen(p, 'resolved')) for p in proxies]} resolved; {time.monotonic() - started:.1f}s"
     )
@@ -383,7 +383,7 @@ def test_kill_9_one_replica_mid_delivery_the_other_delivers_the_rest(pg_url, tmp
             assert senders == ["a", "b"], f"notice {notice_id} sent by {senders}"
             assert by_notice[notice_id][0].at < dead_at < by_notice[notice_id][1].at
 
-        print(
+        print(  # noqa: T201
             f"webhook posts: {len(posts)} for {len(hooks)} notices; before kill: "
             f"a={len(sent_by('a', before_kill))} b={len(sent_by('b', before_kill))}; "
             f"in flight at A at the kill: {len(unanswered)}; after kill (all by B): {len(after_kill)}; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from adapter.engine.core import Engine
+from adapter.engine.effects import writing
 from adapter.sources import alertmanager
 from adapter.store import incidents as repo
 from adapter.store import outbox
@@ -27,17 +29,18 @@ def ingest(engine: Engine, body: dict[str, Any]):
 
 def incident(store, ref: str) -> dict[str, Any]:
     with store.read() as conn:
-        row = repo.get_incident_by_ref(conn, ref)
-        assert row is not None
-        row["alerts"] = repo.alerts_of(conn, row["id"])
-        row["notices"] = outbox.notices_of(conn, [row["id"]])
-        row["timeline"] = repo.timeline_of(conn, row["id"])
+        found = repo.get_incident_by_ref(conn, ref)
+        assert found is not None
+        row = asdict(found)
+        row["alerts"] = [asdict(a) for a in repo.alerts_of(conn, found.id)]
+        row["notices"] = outbox.notices_of(conn, [found.id])
+        row["timeline"] = [asdict(t) for t in repo.timeline_of(conn, found.id)]
     return row
 
 
 def all_incidents(store) -> list[dict[str, Any]]:
     with store.read() as conn:
-        return repo.list_incidents(conn)
+        return [asdict(i) for i in repo.list_incidents(conn)]
 
 
 def test_firing_fixture_opens_one_incident_with_both_versions(engine, store):
@@ -51,7 +54,7 @@ def test_firing_fixture_opens_one_incident_with_both_versions(engine, store):
     assert inc["incident_type"] == "web"
     assert inc["title"] == "Checkout API 5xx ratio above 5%"
     assert len(inc["alerts"]) == 2
-    assert [(n["provider"], n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
+    assert [(n.provider, n.audience, n.phase, n.state) for n in inc["notices"]] == [
         # The built-in page publishes in the transaction that opens the incident.
         ("status", "technical", "acknowledgement", "delivered"),
         ("status", "business", "acknowledgement", "delivered"),
@@ -89,9 +92,9 @@ def test_partial_then_full_resolution(engine, store, clock):
     inc = incident(store, "INC-2026-0001")
     assert inc["status"] == "resolved"
     assert inc["resolved_at"] == clock.now()
-    phases = [(n["audience"], n["phase"]) for n in inc["notices"]]
+    phases = [(n.audience, n.phase) for n in inc["notices"]]
     assert phases[2:] == [("technical", "resolution"), ("business", "resolution")]
-    assert "Duration: 3 minutes" in inc["notices"][2]["body"]
+    assert "Duration: 3 minutes" in inc["notices"][2].body
     # Resolved again after an Alertmanager restart: nothing new.
     assert ingest(engine, fixture_json("alertmanager/alertmanager-resolved.json")).refs == []
     assert len(incident(store, "INC-2026-0001")["notices"]) == 4
@@ -126,7 +129,7 @@ def test_refire_within_reopen_window_reopens(engine, store, clock):
     assert inc["status"] == "investigating" and inc["resolved_at"] is None
     # Level 2: business readers are held for 10 minutes, so the 5-minute blip never reached
     # them; the reopen is an update for technical readers and a (held) first notice for them.
-    assert [(n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
+    assert [(n.audience, n.phase, n.state) for n in inc["notices"]] == [
         ("technical", "acknowledgement", "delivered"),
         ("business", "acknowledgement", "suppressed"),
         ("technical", "resolution", "delivered"),
@@ -134,12 +137,12 @@ def test_refire_within_reopen_window_reopens(engine, store, clock):
         ("technical", "update", "delivered"),
         ("business", "acknowledgement", "held"),
     ]
-    assert "reopened" in inc["notices"][4]["body"]
+    assert "reopened" in inc["notices"][4].body
     # It can resolve a second time, with a second resolution notice.
     clock.advance(timedelta(minutes=5))
     _resolve(engine, "aaaa000000000001", clock.now() - timedelta(minutes=5), clock.now())
     notices = incident(store, "INC-2026-0001")["notices"]
-    assert [(n["audience"], n["phase"], n["state"]) for n in notices[5:]] == [
+    assert [(n.audience, n.phase, n.state) for n in notices[5:]] == [
         ("business", "acknowledgement", "suppressed"),
         ("technical", "resolution", "delivered"),
         ("business", "resolution", "suppressed"),
@@ -175,12 +178,12 @@ def test_alerts_of_one_group_share_an_incident_and_level_rises_but_never_drops(e
     # Technical readers get an update; the business first notice, held at level 2, goes out now
     # (level 4 holds nothing), rendered at the new level. Both wait for the dispatcher: the page
     # publishes a stream's notices in order, and the update came after the held notice.
-    assert [(n["audience"], n["phase"], n["state"]) for n in inc["notices"]] == [
+    assert [(n.audience, n.phase, n.state) for n in inc["notices"]] == [
         ("technical", "acknowledgement", "delivered"),
         ("business", "acknowledgement", "pending"),
         ("technical", "update", "pending"),
     ]
-    assert "Within 2 hours" in inc["notices"][1]["body"]
+    assert "Within 2 hours" in inc["notices"][1].body
     assert any(t["kind"] == "level_changed" for t in inc["timeline"])
     # The critical alert resolves; the warning still fires: level stays 4, no notice.
     clock.advance(timedelta(minutes=1))
@@ -211,7 +214,7 @@ def test_unknown_service_is_kept_and_counted(app, engine, store, clock):
     assert inc["tenants"] == []
     assert metrics.registry.get_sample_value("dualtrack_unknown_services_total") == 1
     # Nobody known is affected: only the technical audience hears of it.
-    assert [n["audience"] for n in inc["notices"]] == ["technical"]
+    assert [n.audience for n in inc["notices"]] == ["technical"]
 
 
 def test_service_found_through_job_label_alias(engine, store, clock):
@@ -256,12 +259,12 @@ def test_broken_template_falls_back_and_is_counted(open_store, make_settings, cl
     engine = create_app(settings, clock=clock, store=store, metrics=metrics).extensions["dualtrack"].engine
     ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
     inc = incident(store, "INC-2026-0001")
-    business = [n for n in inc["notices"] if n["audience"] == "business"]
+    business = [n for n in inc["notices"] if n.audience == "business"]
     assert len(business) == 1
-    assert business[0]["subject"] == "Service update: Initial Response"
-    assert business[0]["data"]["template"] == "builtin"
-    technical = next(n for n in inc["notices"] if n["audience"] == "technical")
-    assert technical["data"]["template"] == "web/technical/acknowledgement.md.j2"
+    assert business[0].subject == "Service update: Initial Response"
+    assert business[0].data["template"] == "builtin"
+    technical = next(n for n in inc["notices"] if n.audience == "technical")
+    assert technical.data["template"] == "web/technical/acknowledgement.md.j2"
     sample = metrics.registry.get_sample_value(
         "dualtrack_template_fallbacks_total", {"audience": "business", "phase": "acknowledgement"}
     )
@@ -283,7 +286,7 @@ def test_every_provider_gets_its_audiences(open_store, make_settings, clock):
     engine = create_app(settings, clock=clock, store=store).extensions["dualtrack"].engine
     ingest(engine, fixture_json("alertmanager/alertmanager-firing.json"))
     notices = incident(store, "INC-2026-0001")["notices"]
-    assert sorted((n["provider"], n["audience"]) for n in notices) == [
+    assert sorted((n.provider, n.audience) for n in notices) == [
         ("biz", "business"),
         ("ops", "technical"),
         ("status", "business"),
@@ -292,12 +295,7 @@ def test_every_provider_gets_its_audiences(open_store, make_settings, clock):
     store.dispose()
 
 
-# -- several webhooks in one transaction (group commit) ---------------------------------------
-
-
-def _group(engine: Engine, store, clock, *bodies: dict[str, Any]):
-    with store.transaction() as conn:
-        return engine.ingest_many(conn, [alertmanager.parse(b) for b in bodies], clock.now())
+# -- notices and the dispatcher ---------------------------------------------------------------
 
 
 def _body(fingerprint: str, group: str, *, resolved: bool = False) -> dict[str, Any]:
@@ -309,44 +307,6 @@ def _body(fingerprint: str, group: str, *, resolved: bool = False) -> dict[str, 
     else:
         alert = am_alert(fingerprint, labels)
     return am_body([alert], group_key=group)
-
-
-def test_webhooks_ingested_together_each_get_their_own_incidents(engine, store, clock):
-    results = _group(
-        engine,
-        store,
-        clock,
-        _body("a1", "g-a"),
-        _body("b1", "g-b"),
-        _body("a2", "g-a"),  # joins the incident the first webhook opened
-    )
-    assert [r.refs for r in results] == [["INC-2026-0001"], ["INC-2026-0002"], ["INC-2026-0001"]]
-    first = incident(store, "INC-2026-0001")
-    assert sorted(a["fingerprint"] for a in first["alerts"]) == ["a1", "a2"]
-    # Settled once with both alerts: one acknowledgement per version, as for one webhook of two.
-    assert [(n["audience"], n["phase"]) for n in first["notices"]] == [
-        ("technical", "acknowledgement"),
-        ("business", "acknowledgement"),
-    ]
-    assert [r.notices for r in results] == [2, 2, 2]
-
-
-def test_a_repeat_in_the_same_transaction_is_a_duplicate(engine, store, clock):
-    results = _group(engine, store, clock, _body("a1", "g-a"), _body("a1", "g-a"))
-    assert results[0].refs == ["INC-2026-0001"] and results[0].duplicates == 0
-    assert results[1].refs == [] and results[1].duplicates == 1
-    assert len(incident(store, "INC-2026-0001")["alerts"]) == 1
-
-
-def test_a_resolve_together_with_other_webhooks_resolves_its_stored_incident(engine, store, clock):
-    ingest(engine, _body("a1", "g-a"))
-    clock.advance(timedelta(minutes=5))
-    results = _group(engine, store, clock, _body("b1", "g-b"), _body("a1", "g-a", resolved=True))
-    assert [r.refs for r in results] == [["INC-2026-0002"], ["INC-2026-0001"]]
-    resolved = incident(store, "INC-2026-0001")
-    assert resolved["status"] == "resolved"
-    assert [n["phase"] for n in resolved["notices"]] == ["acknowledgement"] * 2 + ["resolution"] * 2
-    assert incident(store, "INC-2026-0002")["status"] == "investigating"
 
 
 def test_the_dispatcher_is_woken_only_for_notices_it_must_deliver(engine, store, clock, make_settings):
@@ -378,53 +338,15 @@ def test_the_dispatcher_is_woken_only_for_notices_it_must_deliver(engine, store,
     assert wakes == ["ops"]
 
 
-def test_the_notices_of_one_transaction_are_inserted_together_in_planning_order(engine, store, clock):
-    from sqlalchemy import event
-
-    _group(engine, store, clock, _body("a1", "g-a"))
-    clock.advance(timedelta(minutes=5))
-    inserts: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        if statement.startswith("INSERT INTO notices"):
-            inserts.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        results = _group(
-            engine, store, clock, _body("b1", "g-b"), _body("a1", "g-a", resolved=True), _body("c1", "g-c")
-        )
-    finally:
-        event.remove(store.engine, "before_cursor_execute", count)
-    assert len(inserts) == 1
-    assert [r.notices for r in results] == [2, 2, 2]
-    rows = []
-    for ref in ("INC-2026-0002", "INC-2026-0001", "INC-2026-0003"):  # settled in first-touch order
-        rows += [n for n in incident(store, ref)["notices"] if n["created_at"] == clock.now()]
-    assert [(n["phase"], n["audience"]) for n in rows] == [
-        ("acknowledgement", "technical"),
-        ("acknowledgement", "business"),
-        ("resolution", "technical"),
-        ("resolution", "business"),
-        ("acknowledgement", "technical"),
-        ("acknowledgement", "business"),
-    ]
-    ids = [n["id"] for n in rows]
-    assert ids == sorted(ids)  # the order they go out in
-
-
-def test_a_batched_notice_whose_event_was_written_before_is_not_counted(engine, store, clock):
-    ref = _group(engine, store, clock, _body("a1", "g-a"))[0].refs[0]
+def test_a_notice_whose_event_was_written_before_is_not_counted(engine, store, clock):
+    ref = ingest(engine, _body("a1", "g-a")).refs[0]
     notifier = engine.notifier
-    with store.transaction() as conn:
+    with writing(store) as (conn, effects):
         incident_row = repo.get_incident_by_ref(conn, ref)
-        with notifier.batched(conn) as batch:
-            first = notifier.notify(conn, incident_row, "update", "manual-1", clock.now())
-            # Reading the incident's notices again inserts the first ones before it plans more.
-            again = notifier.notify(conn, incident_row, "update", "manual-1", clock.now())
-    assert again == first >= 1  # as planned; the batch knows better once they are inserted
-    assert batch.skipped == {incident_row["id"]: first}
-    updates = [n for n in incident(store, ref)["notices"] if n["phase"] == "update"]
+        first = notifier.notify(conn, effects, incident_row, "update", "manual-1", clock.now())
+        again = notifier.notify(conn, effects, incident_row, "update", "manual-1", clock.now())
+    assert first >= 1 and again == 0
+    updates = [n for n in incident(store, ref)["notices"] if n.phase == "update"]
     assert len(updates) == first
 
 
@@ -443,30 +365,30 @@ def _event(action: str, timestamp: str | None) -> Any:
 
 @pytest.mark.parametrize("timestamp", ["2026-11-26T14:00:00Z", None])
 def test_events_trigger_resolve_trigger_with_one_timestamp_reopens(app, store, clock, timestamp):
-    intake = app.extensions["dualtrack"].pagerduty
-    assert intake.handle_event(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
+    engine = app.extensions["dualtrack"].engine
+    assert engine.ingest(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
     # The clock stands still: without a timestamp, all three carry the same start too.
-    assert intake.handle_event(_event("resolve", timestamp)).refs == ["INC-2026-0001"]
+    assert engine.ingest(_event("resolve", timestamp)).refs == ["INC-2026-0001"]
     assert incident(store, "INC-2026-0001")["status"] == "resolved"
-    assert intake.handle_event(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
+    assert engine.ingest(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
     reopened = incident(store, "INC-2026-0001")
     assert reopened["status"] == "investigating" and reopened["reopen_count"] == 1
     first, second = reopened["alerts"]
     assert (first["status"], second["status"]) == ("resolved", "firing")
     assert second["starts_at"] > first["starts_at"]
     # And once more: every instance gets a start of its own.
-    assert intake.handle_event(_event("resolve", timestamp)).refs == ["INC-2026-0001"]
-    assert intake.handle_event(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
+    assert engine.ingest(_event("resolve", timestamp)).refs == ["INC-2026-0001"]
+    assert engine.ingest(_event("trigger", timestamp)).refs == ["INC-2026-0001"]
     assert len({a["starts_at"] for a in incident(store, "INC-2026-0001")["alerts"]}) == 3
 
 
 def test_events_trigger_after_the_reopen_window_opens_a_new_incident(app, store, clock):
-    intake = app.extensions["dualtrack"].pagerduty
+    engine = app.extensions["dualtrack"].engine
     stamp = "2026-11-26T14:00:00Z"
-    intake.handle_event(_event("trigger", stamp))
-    intake.handle_event(_event("resolve", stamp))
+    engine.ingest(_event("trigger", stamp))
+    engine.ingest(_event("resolve", stamp))
     clock.advance(timedelta(minutes=31))
-    assert intake.handle_event(_event("trigger", stamp)).refs == ["INC-2026-0002"]
+    assert engine.ingest(_event("trigger", stamp)).refs == ["INC-2026-0002"]
     new = incident(store, "INC-2026-0002")
     assert new["alerts"][0]["starts_at"] == clock.now()  # the sender's start was the last one's
     assert incident(store, "INC-2026-0001")["status"] == "resolved"
@@ -475,7 +397,7 @@ def test_events_trigger_after_the_reopen_window_opens_a_new_incident(app, store,
 def test_pagerduty_reopened_with_the_occurred_at_of_its_trigger_reopens(app, store, clock):
     from adapter.sources import pagerduty
 
-    intake = app.extensions["dualtrack"].pagerduty
+    engine = app.extensions["dualtrack"].engine
 
     def event(name: str, event_id: str, kind: str | None = None):
         body = fixture_json(f"pagerduty/pagerduty-v3-incident-{name}.json")
@@ -484,8 +406,8 @@ def test_pagerduty_reopened_with_the_occurred_at_of_its_trigger_reopens(app, sto
             body["event"]["event_type"] = kind
         return pagerduty.parse(body)
 
-    assert intake.handle_webhook(event("triggered", "e1"), None).refs == ["INC-2026-0001"]
-    assert intake.handle_webhook(event("resolved", "e2"), None).refs == ["INC-2026-0001"]
+    assert engine.ingest(event("triggered", "e1")).refs == ["INC-2026-0001"]
+    assert engine.ingest(event("resolved", "e2")).refs == ["INC-2026-0001"]
     reopen = event("triggered", "e3", "incident.reopened")
-    assert intake.handle_webhook(reopen, None).refs == ["INC-2026-0001"]
+    assert engine.ingest(reopen).refs == ["INC-2026-0001"]
     assert incident(store, "INC-2026-0001")["status"] == "investigating"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import timedelta
 
 import pytest
@@ -57,10 +58,12 @@ def world(open_store, make_settings, clock):
 
 def incident(svc) -> dict:
     with svc.store.read() as conn:
-        row = repo.get_incident_by_ref(conn, "INC-2026-0001")
-        row["alerts"] = {a["fingerprint"]: a for a in repo.alerts_of(conn, row["id"])}
-        row["notices"] = outbox.notices_of(conn, [row["id"]])
-        row["timeline"] = repo.timeline_of(conn, row["id"])
+        found = repo.get_incident_by_ref(conn, "INC-2026-0001")
+        assert found is not None
+        row = asdict(found)
+        row["alerts"] = {a.fingerprint: asdict(a) for a in repo.alerts_of(conn, found.id)}
+        row["notices"] = outbox.notices_of(conn, [found.id])
+        row["timeline"] = [asdict(t) for t in repo.timeline_of(conn, found.id)]
     return row
 
 
@@ -97,7 +100,7 @@ def test_missing_alerts_resolve_after_the_grace_with_the_reason(world, clock):
     body = incident(svc)
     assert body["status"] == "resolved"
     assert "Alertmanager no longer holds it" in body["timeline"][-2]["message"]
-    assert [n["phase"] for n in body["notices"]].count("resolution") == 2
+    assert [n.phase for n in body["notices"]].count("resolution") == 2
 
 
 def test_an_alert_back_in_alertmanager_is_no_longer_missing(world, clock):

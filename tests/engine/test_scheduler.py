@@ -12,9 +12,12 @@ from adapter.metrics import Metrics
 from adapter.sources import alertmanager
 from adapter.store import incidents as repo
 from adapter.store import outbox
+from adapter.store.records import Incident
 from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
 from tests.support.server import Sink
+from tests.templates_support import incident as scene_incident
+from tests.templates_support import incident_record
 
 STEP = timedelta(minutes=1)
 
@@ -57,7 +60,7 @@ def run_for(svc, duration: timedelta, step: timedelta = STEP) -> None:
 def notices(svc, ref="INC-2026-0001"):
     with svc.store.read() as conn:
         incident = repo.get_incident_by_ref(conn, ref)
-        return outbox.notices_of(conn, [incident["id"]])
+        return outbox.notices_of(conn, [incident.id])
 
 
 # Written to go out: published by its own transaction (the built-in page), or waiting in the outbox.
@@ -66,9 +69,9 @@ SENT = ("pending", "delivered")
 
 def sent_times(rows, audience):
     return [
-        r["created_at"]
+        r.created_at
         for r in rows
-        if r["audience"] == audience and r["phase"] in ("acknowledgement", "update") and r["state"] in SENT
+        if r.audience == audience and r.phase in ("acknowledgement", "update") and r.state in SENT
     ]
 
 
@@ -78,7 +81,7 @@ def test_six_hour_level_2_incident_updates_technical_every_2h_and_business_every
     fire(svc, "a000000000000001", "warning")
     rows = notices(svc)
     # The built-in page publishes the technical version with the incident itself.
-    assert [(r["audience"], r["state"]) for r in rows] == [("technical", "delivered"), ("business", "held")]
+    assert [(r.audience, r.state) for r in rows] == [("technical", "delivered"), ("business", "held")]
     run_for(svc, timedelta(hours=6))
     rows = notices(svc)
     technical = sent_times(rows, "technical")
@@ -86,13 +89,13 @@ def test_six_hour_level_2_incident_updates_technical_every_2h_and_business_every
     assert technical == [t0, t0 + timedelta(hours=2), t0 + timedelta(hours=4), t0 + timedelta(hours=6)]
     # Business: the first notice waits out the 10-minute hold, then every 3 hours.
     assert business == [t0 + timedelta(minutes=10), t0 + timedelta(hours=3, minutes=10)]
-    updates = [r for r in rows if r["phase"] == "update"]
+    updates = [r for r in rows if r.phase == "update"]
     # The released business notice waits for the dispatcher (never run here), and the page's
     # later notices wait behind it, in order.
-    assert all(r["state"] == "pending" for r in updates)
+    assert all(r.state == "pending" for r in updates)
     # Nothing changed: the updates reassure rather than repeat the first notice.
-    technical_update = next(r for r in updates if r["audience"] == "technical")
-    assert technical_update["subject"].endswith("- Update")
+    technical_update = next(r for r in updates if r.audience == "technical")
+    assert technical_update.subject.endswith("- Update")
 
 
 def test_five_minute_level_1_blip_never_reaches_business(make_world, clock):
@@ -103,20 +106,20 @@ def test_five_minute_level_1_blip_never_reaches_business(make_world, clock):
     fire(svc, "b000000000000001", "info", status="resolved", starts_at=t0, ends_at=clock.now())
     run_for(svc, timedelta(hours=1))
     rows = notices(svc)
-    business = [r for r in rows if r["audience"] == "business"]
-    technical = [r for r in rows if r["audience"] == "technical"]
-    assert {r["state"] for r in business} == {"suppressed"}
-    assert [r["phase"] for r in business] == ["acknowledgement", "resolution"]
+    business = [r for r in rows if r.audience == "business"]
+    technical = [r for r in rows if r.audience == "technical"]
+    assert {r.state for r in business} == {"suppressed"}
+    assert [r.phase for r in business] == ["acknowledgement", "resolution"]
     # Never going out, never rendered.
-    assert {(r["subject"], r["body"]) for r in business} == {("", "")}
-    assert [(r["phase"], r["state"]) for r in technical] == [
+    assert {(r.subject, r.body) for r in business} == {("", "")}
+    assert [(r.phase, r.state) for r in technical] == [
         ("acknowledgement", "delivered"),
         ("resolution", "delivered"),
     ]
     # The dispatcher never sends a suppressed notice.
     while svc.dispatcher.run_once():
         pass
-    assert {r["state"] for r in notices(svc) if r["audience"] == "business"} == {"suppressed"}
+    assert {r.state for r in notices(svc) if r.audience == "business"} == {"suppressed"}
 
 
 def test_raising_level_2_to_4_tightens_both_cadences_at_once(make_world, clock):
@@ -133,7 +136,7 @@ def test_raising_level_2_to_4_tightens_both_cadences_at_once(make_world, clock):
     )
     svc.engine.ingest(alertmanager.parse(am_body([fire_same_group], group_key="g-c000000000000001")))
     with svc.store.read() as conn:
-        assert repo.get_incident_by_ref(conn, "INC-2026-0001")["level"] == 4
+        assert repo.get_incident_by_ref(conn, "INC-2026-0001").level == 4
     raised_at = clock.now()
     run_for(svc, timedelta(minutes=100))
     technical = sent_times(notices(svc), "technical")
@@ -147,17 +150,17 @@ def test_raising_level_2_to_4_tightens_both_cadences_at_once(make_world, clock):
 def test_held_first_notice_is_rendered_when_released(make_world, clock):
     svc = make_world()
     fire(svc, "d000000000000001", "warning")
-    held = next(r for r in notices(svc) if r["state"] == "held")
-    assert held["due_at"] == clock.now() + timedelta(minutes=10)
+    held = next(r for r in notices(svc) if r.state == "held")
+    assert held.due_at == clock.now() + timedelta(minutes=10)
     # Not rendered while held: what it says is decided when it goes out.
-    assert (held["subject"], held["body"], held["data"]["template"]) == ("", "", None)
+    assert (held.subject, held.body, held.data["template"]) == ("", "", None)
     run_for(svc, timedelta(minutes=10))
-    released = next(r for r in notices(svc) if r["id"] == held["id"])
-    assert released["state"] == "pending"
-    assert released["subject"].startswith("Service Update: Investigating") and released["body"]
-    assert released["data"]["template"] == "web/business/acknowledgement.md.j2"
-    assert released["created_at"] == clock.now()
-    assert released["data"]["held_until"] == clock.now().isoformat()
+    released = next(r for r in notices(svc) if r.id == held.id)
+    assert released.state == "pending"
+    assert released.subject.startswith("Service Update: Investigating") and released.body
+    assert released.data["template"] == "web/business/acknowledgement.md.j2"
+    assert released.created_at == clock.now()
+    assert released.data["held_until"] == clock.now().isoformat()
 
 
 def test_only_one_scheduler_holds_the_lease(make_world, clock):
@@ -194,10 +197,10 @@ def test_postmortem_overdue_reminds_internal_providers_once(make_world, clock):
     clock.advance(timedelta(minutes=20))
     fire(svc, "f000000000000001", "critical", status="resolved", starts_at=t0, ends_at=clock.now())
     run_for(svc, timedelta(hours=47), step=timedelta(hours=1))
-    assert not [r for r in notices(svc) if r["phase"] == "postmortem_reminder"]
+    assert not [r for r in notices(svc) if r.phase == "postmortem_reminder"]
     run_for(svc, timedelta(hours=3), step=timedelta(hours=1))
-    reminders = [r for r in notices(svc) if r["phase"] == "postmortem_reminder"]
-    assert [(r["provider"], r["audience"]) for r in reminders] == [("team", "technical")]
+    reminders = [r for r in notices(svc) if r.phase == "postmortem_reminder"]
+    assert [(r.provider, r.audience) for r in reminders] == [("team", "technical")]
     assert svc.metrics.registry.get_sample_value("dualtrack_postmortem_overdue_total") == 1
 
 
@@ -217,7 +220,7 @@ def test_a_pass_takes_no_write_lock_for_what_is_owed_nothing_any_more(make_world
     run_for(svc, timedelta(hours=50), step=timedelta(hours=1))
     with svc.store.read() as conn:
         reminded = [
-            i for i in repo.list_incidents(conn) if repo.has_timeline(conn, i["id"], "postmortem_overdue")
+            i for i in repo.list_incidents(conn) if repo.has_timeline(conn, i.id, "postmortem_overdue")
         ]
         assert len(reminded) == 2
     writes = []
@@ -237,11 +240,15 @@ def test_downtime_merges_overlaps_and_clips_to_the_month():
     start, end = month_bounds(datetime(2026, 11, 15, tzinfo=UTC))
     assert (start, end) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
     h = timedelta(hours=1)
+
+    def spanning(opened_at: datetime, resolved_at: datetime | None) -> Incident:
+        return incident_record(scene_incident("Down", [], opened_at=opened_at, resolved_at=resolved_at))
+
     incidents = [
-        {"opened_at": start - h, "resolved_at": start + h},  # 1h inside the month
-        {"opened_at": start + 10 * h, "resolved_at": start + 12 * h},
-        {"opened_at": start + 11 * h, "resolved_at": start + 13 * h},  # overlaps the previous one
-        {"opened_at": end - h, "resolved_at": None},  # still open at `now` past the month end
+        spanning(start - h, start + h),  # 1h inside the month
+        spanning(start + 10 * h, start + 12 * h),
+        spanning(start + 11 * h, start + 13 * h),  # overlaps the previous one
+        spanning(end - h, None),  # still open at `now` past the month end
     ]
     assert downtime(incidents, start, end, now=end + 5 * h) == 5 * h
 
@@ -287,14 +294,14 @@ def test_the_page_publishes_a_streams_notices_in_order_even_within_one_event(mak
         {"policy": {"levels": {2: {"technical": {"hold_for": "10m"}, "business": {"hold_for": "0s"}}}}}
     )
     fire(svc, "a200000000000001", "warning")
-    assert [(r["audience"], r["state"]) for r in notices(svc)] == [
+    assert [(r.audience, r.state) for r in notices(svc)] == [
         ("technical", "held"),
         ("business", "pending"),
     ]
     clock.advance(timedelta(minutes=11))
     svc.scheduler.run_once()
     assert svc.dispatcher.run_once() == 2
-    states = {r["audience"]: (r["state"], r["delivered_at"]) for r in notices(svc)}
+    states = {r.audience: (r.state, r.delivered_at) for r in notices(svc)}
     assert states == {"technical": ("delivered", clock.now()), "business": ("delivered", clock.now())}
 
 

@@ -67,13 +67,11 @@ def fire(svc, service, severity="critical", fingerprint="1000000000000001", stat
 def notices(svc, ref="INC-2026-0001"):
     with svc.store.read() as conn:
         incident = repo.get_incident_by_ref(conn, ref)
-        return outbox.notices_of(conn, [incident["id"]]) if incident else []
+        return outbox.notices_of(conn, [incident.id]) if incident else []
 
 
 def streams(svc, ref="INC-2026-0001", phase="acknowledgement"):
-    return sorted(
-        (n["provider"], n["audience"], n["tenant"]) for n in notices(svc, ref) if n["phase"] == phase
-    )
+    return sorted((n.provider, n.audience, n.tenant) for n in notices(svc, ref) if n.phase == phase)
 
 
 TECH = {"name": "tech", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/t"}
@@ -96,21 +94,21 @@ def test_per_tenant_provider_sends_each_tenant_its_own_version(make_world):
     direct = {"name": "direct", "type": "webhook", "audience": "all", "per_tenant": True}
     svc = make_world([direct])
     fire(svc, "mysql-shared")  # acme (technical) and nordlys (business); critical infra: level 5
-    rows = [n for n in notices(svc) if n["phase"] == "acknowledgement"]
-    assert sorted((n["tenant"], n["audience"]) for n in rows) == [
+    rows = [n for n in notices(svc) if n.phase == "acknowledgement"]
+    assert sorted((n.tenant, n.audience) for n in rows) == [
         ("acme", "technical"),
         ("nordlys", "business"),
     ]
     for row in rows:
-        assert row["data"]["tenants"] == [row["tenant"]]
+        assert row.data["tenants"] == [row.tenant]
         others = {"acme": "Acme Ltd", "nordlys": "Nordlys Media AS", "bloom": "Bloom Florists"}
-        others.pop(row["tenant"])
+        others.pop(row.tenant)
         for name in others.values():
-            assert name not in row["subject"] + row["body"]
-    nordlys = next(n for n in rows if n["tenant"] == "nordlys")
-    assert nordlys["data"]["timezone"] == "Europe/Oslo"
-    assert "CET" in nordlys["body"] or "CEST" in nordlys["body"]
-    assert "db-7.prod" not in nordlys["body"]
+            assert name not in row.subject + row.body
+    nordlys = next(n for n in rows if n.tenant == "nordlys")
+    assert nordlys.data["timezone"] == "Europe/Oslo"
+    assert "CET" in nordlys.body or "CEST" in nordlys.body
+    assert "db-7.prod" not in nordlys.body
 
 
 def test_tiers_and_min_level_limit_per_tenant_delivery(make_world):
@@ -188,16 +186,16 @@ def test_sla_followup_after_resolution_for_tenants_with_a_target(make_world, clo
     clock.advance(timedelta(minutes=90))
     fire(svc, "mysql-shared", status="resolved", starts_at=t0, ends_at=clock.now())
     # Never inside active-incident notices.
-    assert not [n for n in notices(svc) if "99.9" in n["body"]]
+    assert not [n for n in notices(svc) if "99.9" in n.body]
     clock.advance(timedelta(hours=1))
     svc.scheduler.run_once()
     assert streams(svc, phase="sla_followup") == []
     clock.advance(timedelta(hours=1, minutes=1))
     svc.scheduler.run_once()
     svc.scheduler.run_once()
-    followups = [n for n in notices(svc) if n["phase"] == "sla_followup"]
-    assert [(n["tenant"], n["audience"]) for n in followups] == [("nordlys", "business")]
-    body = followups[0]["body"]
+    followups = [n for n in notices(svc) if n.phase == "sla_followup"]
+    assert [(n.tenant, n.audience) for n in followups] == [("nordlys", "business")]
+    body = followups[0].body
     # 90 minutes down in November (30 days): 99.792% against a 99.9% target.
     assert "99.79" in body and "99.9" in body
     assert "Acme" not in body
@@ -229,3 +227,9 @@ def test_per_tenant_email_reaches_each_tenant_in_its_own_version(make_world):
     assert "INC-2026-0001:" not in bloom["Subject"]  # the business version
     assert "Acme" not in bloom.get_body(preferencelist=("plain",)).get_content()
     assert "db-7.prod" not in bloom.get_body(preferencelist=("plain",)).get_content()
+    # The HTML alternative is the same notice, rendered by the dispatcher.
+    from adapter.rendering import render_html
+
+    plain = bloom.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n").rstrip("\n")
+    markup = bloom.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n")
+    assert markup == render_html(plain, bloom["Subject"])

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from adapter.config import ProviderSettings
 from adapter.providers import DeliveryError, Message
 from adapter.providers.smtp import Smtp, SmtpOptions
-from adapter.rendering import render_html
 from tests.support.smtp_server import SmtpServer, free_port, self_signed_cert, tls_available
 
 SENDER = "Example Status <status@example.com>"
@@ -34,6 +33,7 @@ def message(**overrides) -> Message:
         status="investigating",
         services=["checkout"],
         tenants=["acme"],
+        html="<!DOCTYPE html>\n<html><body><p>Checkout is failing &amp; slow.</p></body></html>\n",
     )
     values.update(overrides)
     return Message(**values)
@@ -76,8 +76,8 @@ def test_sends_a_multipart_mail_and_returns_its_message_id():
     assert mail.get_content_type() == "multipart/alternative"
     text, markup = parts(mail)
     assert text.replace("\r\n", "\n").rstrip("\n") == BODY
-    # The HTML part is the same text, rendered (tests/test_rendering.py has how).
-    assert markup.replace("\r\n", "\n") == render_html(BODY, mail["Subject"])
+    # The HTML part is the one the dispatcher rendered (tests/test_rendering.py has how).
+    assert markup.replace("\r\n", "\n") == message().html
 
 
 def test_first_notice_starts_the_thread_and_later_ones_reply_to_it():
@@ -103,7 +103,9 @@ SUBJECT_DE = "Störung in Zürich \u2013 Kasse"
 
 def test_non_ascii_subject_and_body():
     with SmtpServer() as server:
-        smtp(server.port).send(message(subject=SUBJECT_DE, body="Grüße — 100 % ✓\n"))
+        smtp(server.port).send(
+            message(subject=SUBJECT_DE, body="Grüße — 100 % ✓\n", html="<p>Grüße — 100 % ✓</p>")
+        )
     mail = server.received[0].message
     assert mail["Subject"] == SUBJECT_DE
     text, markup = parts(mail)

@@ -454,20 +454,20 @@ def world(open_store, make_settings, clock, paced_fake, monkeypatch):
     store.dispose()
 
 
-def sp_notices(svc) -> list[dict]:
+def sp_notices(svc) -> list:
     from adapter.store import incidents as repo
     from adapter.store import outbox
 
     with svc.store.read() as conn:
-        rows = outbox.notices_of(conn, [i["id"] for i in repo.list_incidents(conn)])
-    return [r for r in rows if r["provider"] == "sp"]
+        rows = outbox.notices_of(conn, [i.id for i in repo.list_incidents(conn)])
+    return [r for r in rows if r.provider == "sp"]
 
 
 def incident_refs(svc) -> list[str]:
     from adapter.store import incidents as repo
 
     with svc.store.read() as conn:
-        return [i["ref"] for i in repo.list_incidents(conn)]
+        return [i.ref for i in repo.list_incidents(conn)]
 
 
 def ingest(svc, body: dict) -> None:
@@ -485,19 +485,19 @@ def test_dispatcher_coalesces_a_stream_into_create_and_one_patch_and_keeps_the_r
     world.humans.update(ref, HumanUpdate(status="identified", business="We found the cause."))
     ingest(world, fixture_json("alertmanager/alertmanager-mixed.json"))
     ingest(world, fixture_json("alertmanager/alertmanager-resolved.json"))
-    assert [n["phase"] for n in sp_notices(world)] == ["acknowledgement", "update", "resolution"]
+    assert [n.phase for n in sp_notices(world)] == ["acknowledgement", "update", "resolution"]
 
     world.dispatcher.run_once()
 
     rows = sp_notices(world)
-    assert {r["state"] for r in rows} == {"delivered"}
+    assert {r.state for r in rows} == {"delivered"}
     writes = [(r.method, r.body["incident"]["status"]) for r in paced_fake.writes()]
     assert writes == [("POST", "investigating"), ("PATCH", "resolved")]
     (incident,) = paced_fake.page.incidents.values()
     assert incident["status"] == "resolved"
     assert incident["metadata"]["dualtrack"]["ref"] == ref
     assert paced_fake.status_of("cmpweb") == "degraded_performance"  # as it was before
-    assert rows[0]["provider_ref"] == rows[2]["provider_ref"] == incident["id"]
+    assert rows[0].provider_ref == rows[2].provider_ref == incident["id"]
     assert paced_fake.rate_limited == 0
 
 
@@ -512,7 +512,7 @@ def test_dispatcher_paces_a_burst_to_1_request_per_second(world, paced_fake, clo
     started = clock.now()
     world.dispatcher.run_once()
 
-    assert {r["state"] for r in sp_notices(world)} == {"delivered"}
+    assert {r.state for r in sp_notices(world)} == {"delivered"}
     assert len(paced_fake.page.incidents) == 2
     assert len(paced_fake.requests) == 6
     assert paced_fake.rate_limited == 0

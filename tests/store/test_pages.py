@@ -44,7 +44,7 @@ def publish(store: Store, incident_id: int, *rows: tuple[str, int], **kwargs: An
 
 
 def refs(rows: list[dict[str, Any]]) -> list[str]:
-    return [r["ref"] for r in rows]
+    return [r.ref for r in rows]
 
 
 def test_only_published_notices_make_an_incident_visible(store):
@@ -68,7 +68,7 @@ def test_only_published_notices_make_an_incident_visible(store):
         assert refs(pages.current_incidents(conn, bloom, SINCE, limit=10)) == []
         assert pages.counts(conn, PUBLIC_BOTH, SINCE) == (2, 2)
         assert pages.incident(conn, PUBLIC_BUSINESS, "INC-2") is None
-        assert pages.incident(conn, PUBLIC_BOTH, "INC-2")["ref"] == "INC-2"
+        assert pages.incident(conn, PUBLIC_BOTH, "INC-2").ref == "INC-2"
 
 
 def test_a_tenant_sees_incidents_that_affect_it(store):
@@ -104,7 +104,7 @@ def test_open_first_then_recently_resolved_a_page_at_a_time(store):
         assert len(first) == 4 and len(second) == 2
         assert pages.counts(conn, PUBLIC_BUSINESS, SINCE) == (3, 6)
         # The incident's own page finds it however long ago it was resolved.
-        assert pages.incident(conn, PUBLIC_BUSINESS, "INC-old")["ref"] == "INC-old"
+        assert pages.incident(conn, PUBLIC_BUSINESS, "INC-old").ref == "INC-old"
 
 
 def test_latest_notices_per_incident_and_audience(store):
@@ -115,7 +115,7 @@ def test_latest_notices_per_incident_and_audience(store):
 
     with store.read() as conn:
         shown = pages.latest_notices(conn, PUBLIC_BOTH, [one, two], count=2, body_chars=100)
-        assert [(n["incident_id"], n["subject"], n["total"]) for n in shown] == [
+        assert [(n.incident_id, n.subject, n.total) for n in shown] == [
             (one, "technical 1", 3),
             (one, "technical 2", 3),
             (one, "business 5", 7),
@@ -124,7 +124,7 @@ def test_latest_notices_per_incident_and_audience(store):
         ]
         # Further back: ranks 3 to 5 from the newest, oldest first.
         older = pages.latest_notices(conn, PUBLIC_BUSINESS, [one], count=3, skip=2, body_chars=100)
-        assert [n["subject"] for n in older] == ["business 2", "business 3", "business 4"]
+        assert [n.subject for n in older] == ["business 2", "business 3", "business 4"]
         assert pages.latest_notices(conn, PUBLIC_BUSINESS, [one], count=3, skip=7, body_chars=100) == []
         assert pages.latest_notices(conn, PUBLIC_BUSINESS, [], count=3, body_chars=100) == []
 
@@ -139,12 +139,12 @@ def test_long_texts_are_cut_in_the_query(store):
     with store.read() as conn:
         (row,) = pages.current_incidents(conn, PUBLIC_BUSINESS, SINCE, limit=1)
         (shown,) = pages.latest_notices(conn, PUBLIC_BUSINESS, [incident_id], count=1, body_chars=500)
-        full = pages.notice(conn, PUBLIC_BUSINESS, shown["id"])
+        full = pages.notice(conn, PUBLIC_BUSINESS, shown.id)
     # One character past the limit: enough to tell a cut text from one that fits.
-    assert row["title"] == "T" * (LINE_CHARS + 1)
-    assert shown["subject"] == "S" * (LINE_CHARS + 1)
-    assert shown["body"] == "é" * 501  # characters, not bytes
-    assert full is not None and full["body"] == "é" * 300_000
+    assert row.title == "T" * (LINE_CHARS + 1)
+    assert shown.subject == "S" * (LINE_CHARS + 1)
+    assert shown.body == "é" * 501  # characters, not bytes
+    assert full is not None and full.body == "é" * 300_000
 
 
 def test_a_notice_alone_follows_the_same_rules(store):
@@ -153,7 +153,7 @@ def test_a_notice_alone_follows_the_same_rules(store):
     publish(store, acme_only, ("technical", 2))
     with store.read() as conn:
         ids = {
-            n["subject"]: n["id"]
+            n.subject: n.id
             for n in pages.latest_notices(
                 conn, Readers(("technical",), ("status",), "acme"), [acme_only], count=5, body_chars=100
             )
@@ -161,9 +161,9 @@ def test_a_notice_alone_follows_the_same_rules(store):
         acme = Readers(("technical",), ("status",), "acme")
         bloom = Readers(("technical",), ("status",), "bloom")
         public = Readers(("technical",), ("status",))
-        assert pages.notice(conn, acme, ids["technical 1"])["body"] == "technical body 1"
+        assert pages.notice(conn, acme, ids["technical 1"]).body == "technical body 1"
         assert pages.notice(conn, public, ids["technical 1"]) is None  # acme's own version
-        assert pages.notice(conn, public, ids["technical 2"])["body"] == "technical body 2"
+        assert pages.notice(conn, public, ids["technical 2"]).body == "technical body 2"
         assert pages.notice(conn, bloom, ids["technical 2"]) is None  # not an incident of bloom's
         assert pages.notice(conn, PUBLIC_BUSINESS, ids["technical 2"]) is None
 
@@ -174,5 +174,4 @@ def test_history_is_the_incidents_open_within_the_window(store):
     add(store, "INC-3", NOW - timedelta(days=30), resolved_at=NOW - timedelta(days=29))
     with store.read() as conn:
         rows = pages.history(conn, NOW - timedelta(days=7), NOW)
-    assert sorted(r["level"] for r in rows) == [2, 4]
-    assert set(rows[0]) == {"services", "status", "level", "opened_at", "resolved_at", "updated_at"}
+    assert sorted(r.level for r in rows) == [2, 4]

@@ -116,8 +116,8 @@ def test_datetimes_go_in_and_come_out_aware_utc(store: Store):
     with store.read() as conn:
         row = repo.get_incident(conn, incident_id)
     assert row is not None
-    assert row["opened_at"] == datetime(2026, 11, 26, 15, 32, tzinfo=UTC)
-    assert row["opened_at"].tzinfo is UTC
+    assert row.opened_at == datetime(2026, 11, 26, 15, 32, tzinfo=UTC)
+    assert row.opened_at.tzinfo is UTC
 
 
 def test_refs_count_per_year_and_a_rolled_back_ref_is_given_back(store: Store):
@@ -235,10 +235,10 @@ def test_two_replicas_ingesting_one_group_at_once_open_one_incident_with_one_set
     assert sorted(r.duplicates for r in results) == [0, 2]
     with replicas[0].store.read() as conn:
         (incident,) = repo.list_incidents(conn)
-        assert incident["ref"] == "INC-2026-0001"
-        assert len(repo.alerts_of(conn, incident["id"])) == 2
-        sent = outbox.notices_of(conn, [incident["id"]])
-    assert [(n["provider"], n["audience"], n["phase"]) for n in sent] == [
+        assert incident.ref == "INC-2026-0001"
+        assert len(repo.alerts_of(conn, incident.id)) == 2
+        sent = outbox.notices_of(conn, [incident.id])
+    assert [(n.provider, n.audience, n.phase) for n in sent] == [
         ("status", "technical", "acknowledgement"),
         ("status", "business", "acknowledgement"),
     ]
@@ -254,7 +254,7 @@ def test_four_concurrent_claimers_never_claim_a_notice_twice(stores: list[Store]
     def work(index: int) -> list[int]:
         claimed: list[int] = []
         while batch := outbox.claim_due(stores[index], f"claimer-{index}", NOW, timedelta(minutes=5), 4):
-            claimed += [row["id"] for row in batch]
+            claimed += [row.id for row in batch]
         return claimed
 
     claims = together(4, work)
@@ -276,7 +276,7 @@ def test_claim_due_skips_notices_another_transaction_holds_instead_of_waiting(st
         # Were the locked rows waited for, this would hang until `together` gives up.
         (claimed,) = together(1, lambda _: outbox.claim_due(stores[2], "c", NOW, timedelta(minutes=5), 9), 20)
         holder.rollback()
-    assert [row["incident_id"] for row in claimed] == [second]
+    assert [row.incident_id for row in claimed] == [second]
 
 
 @on_postgresql

@@ -1,9 +1,8 @@
-"""SQLite specifics of the Store: group commit through the WAL, and readers beside a writer."""
+"""SQLite specifics of the Store: durable commits, the write lock, and readers beside a writer."""
 
 from __future__ import annotations
 
-import fcntl
-import os
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -21,57 +20,28 @@ def sqlite_store(tmp_path: Path):
     store.dispose()
 
 
-def _lock_is_free(lock_path: str) -> bool:
-    with open(lock_path, "ab") as other:
-        try:
-            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(other, fcntl.LOCK_UN)
-        return True
-
-
-def test_full_syncs_the_wal_after_commit_and_outside_the_write_lock(sqlite_store, tmp_path, monkeypatch):
-    database = tmp_path / "dualtrack.db"
-    wal_inode = None
-    synced: list[tuple[bool, bool]] = []  # (the WAL, the lock free) per fsync
-    real_fsync = os.fdatasync
-
-    def fsync(fd: int) -> None:
-        nonlocal wal_inode
-        real_fsync(fd)
-        wal_inode = os.stat(f"{database}-wal").st_ino
-        synced.append((os.fstat(fd).st_ino == wal_inode, _lock_is_free(f"{database}.lock")))
-
+def test_sqlite_syncs_its_wal_at_every_commit_unless_told_normal(sqlite_store, tmp_path):
     with sqlite_store.transaction() as conn:
-        # SQLite itself does not sync at commit: the writer does, after the lock is released.
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-    monkeypatch.setattr(os, "fdatasync", fsync)
-    with sqlite_store.transaction() as conn:
-        conn.execute(text("INSERT INTO leases (name, owner, expires_at) VALUES ('x', 'y', '2026-01-01')"))
-        assert synced == []  # nothing synced before the commit
-    assert synced and synced[0] == (True, True)
-    # The commit is in the WAL that was synced.
-    other = Store(f"sqlite:///{database}")
-    try:
-        with other.read() as conn:
-            assert conn.execute(text("SELECT owner FROM leases")).scalar() == "y"
-    finally:
-        other.dispose()
-
-
-def test_normal_never_syncs_from_the_writer(tmp_path, monkeypatch):
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     store = Store(f"sqlite:///{tmp_path}/dualtrack.db", sqlite_synchronous="NORMAL")
     try:
-        store.migrate()
-        calls: list[int] = []
-        monkeypatch.setattr(os, "fsync", calls.append)
-        monkeypatch.setattr(os, "fdatasync", calls.append)
-        with store.transaction() as conn:
-            conn.execute(text("INSERT INTO leases (name, owner, expires_at) VALUES ('x', 'y', '2026-01-01')"))
-        assert calls == []
+        with store.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
     finally:
         store.dispose()
+
+
+def test_a_write_transaction_holds_the_write_lock_from_its_start(sqlite_store, tmp_path):
+    """BEGIN IMMEDIATE: no writer finds the lock taken halfway through (no SQLITE_BUSY deadlocks)."""
+    other = sqlite3.connect(tmp_path / "dualtrack.db", timeout=0, isolation_level=None)
+    try:
+        with sqlite_store.transaction(), pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # free once committed
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
 
 
 def test_a_reader_neither_waits_for_nor_blocks_a_writer(sqlite_store, tmp_path):
@@ -102,94 +72,27 @@ def test_a_reader_neither_waits_for_nor_blocks_a_writer(sqlite_store, tmp_path):
         other.dispose()
 
 
-def test_the_wal_is_checkpointed_off_the_writers_path_so_it_stops_growing(
-    sqlite_store, tmp_path, monkeypatch
-):
-    from adapter.store import db
-
-    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 10)
-    checkpointers: list[threading.Thread] = []  # the thread of each checkpoint
-    real = sqlite_store._checkpoint
-
-    def checkpoint() -> None:
-        checkpointers.append(threading.current_thread())
-        real()
-
-    monkeypatch.setattr(sqlite_store, "_checkpoint", checkpoint)
-    with sqlite_store.transaction() as conn:
-        # SQLite's own checkpoints would run inside a commit, under the write lock.
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
-    blob = "x" * 8192
-    for n in range(300):
-        with sqlite_store.transaction() as conn:
-            conn.execute(
-                text("INSERT INTO leases (name, owner, expires_at) VALUES (:n, :o, '2026-01-01')"),
-                {"n": f"lease-{n}", "o": blob},
-            )
-    # 300 commits of over 8 KiB each: without checkpoints the WAL grows past 2.4 MB.
-    assert os.path.getsize(f"{tmp_path}/dualtrack.db-wal") < 600_000
-    sqlite_store.dispose()  # lets a checkpoint in progress finish
-    # Asked for every 10 commits (asks while one runs are served by the next), never by a writer.
-    assert 3 <= len(checkpointers) <= 30
-    assert {t.name for t in checkpointers} == {"dualtrack-checkpointer"}
-
-
-def test_the_wal_is_reused_while_other_writers_never_stop(sqlite_store, tmp_path, monkeypatch):
-    """A checkpoint racing writers never copies all of the WAL, and only a fully copied WAL is
-    reused: the last frames are copied holding the write lock."""
-    from adapter.store import db
-
-    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 5)
-    other = Store(f"sqlite:///{tmp_path}/dualtrack.db")  # another worker process
-    stop = threading.Event()
-    blob = "x" * 8192
-    written = [0]
-
-    def keep_writing() -> None:
-        while not stop.is_set():
-            with other.transaction() as conn:
-                conn.execute(
-                    text("INSERT INTO leases (name, owner, expires_at) VALUES (:n, :o, '2026-01-01')"),
-                    {"n": f"other-{written[0]}", "o": blob},
-                )
-            written[0] += 1
-
-    real = sqlite_store._checkpoint
-    racing = [0]
-
-    def checkpoint_with_a_commit_in_between() -> None:
-        before = written[0]
-        real()
-        racing[0] += written[0] > before
-
-    monkeypatch.setattr(sqlite_store, "_checkpoint", checkpoint_with_a_commit_in_between)
-    writer = threading.Thread(target=keep_writing)
-    writer.start()
-    try:
-        for n in range(200):
-            with sqlite_store.transaction() as conn:
-                conn.execute(
-                    text("INSERT INTO leases (name, owner, expires_at) VALUES (:n, :o, '2026-01-01')"),
-                    {"n": f"lease-{n}", "o": blob},
-                )
-        # Each commit writes over 8 KiB: a WAL never reused holds them all.
-        commits = written[0] + 200
-        assert os.path.getsize(f"{tmp_path}/dualtrack.db-wal") < commits * 8192 / 4, commits
-    finally:
-        stop.set()
-        writer.join()
-        other.dispose()
-        sqlite_store.dispose()  # lets a checkpoint in progress finish
-    assert racing[0] >= 5, "the other writer seldom committed during a checkpoint"
-
-
 def test_an_incidents_held_notices_are_found_through_its_own_index(sqlite_store):
     """Suppressing on resolve must not scan every held notice of every incident under the lock."""
-    from adapter.store.outbox import _SUPPRESS_HELD
+    from sqlalchemy import event
 
+    from adapter.store import outbox
+
+    statements: list[tuple[str, tuple[object, ...]]] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith("UPDATE notices"):
+            statements.append((statement, parameters))
+
+    event.listen(sqlite_store.engine, "before_cursor_execute", note)
+    try:
+        with sqlite_store.rolled_back() as conn:
+            outbox.suppress_held(conn, 1, {("status", "technical", None)})
+    finally:
+        event.remove(sqlite_store.engine, "before_cursor_execute", note)
+    ((sql, parameters),) = statements
     with sqlite_store.read() as conn:
-        sql = str(_SUPPRESS_HELD.statement.compile(dialect=conn.dialect))
-        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("suppressed", "x", 1, "held")).fetchall()
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters).fetchall()
     details = " ".join(row[-1] for row in plan)
     assert "ix_notices_incident_state (incident_id=? AND state=?)" in details
 

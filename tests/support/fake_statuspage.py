@@ -23,7 +23,7 @@ from referencing.jsonschema import DRAFT7
 from adapter.clock import Clock, SystemClock
 from tests.support.scripted import write_reply
 
-SPEC_PATH = Path("/work/shared/specs/statuspage/statuspage-api-v1.openapi.json")
+SPEC_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "statuspage" / "statuspage-api-v1.openapi.json"
 COMPONENT_STATUSES = [
     "operational",
     "under_maintenance",

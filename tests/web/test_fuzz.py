@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from adapter.app import create_app
 from adapter.metrics import Metrics
+from adapter.sources import SOURCES
 from adapter.sources.signatures import sign_pagerduty
 from adapter.store import Store
 from adapter.store.schema import alerts, inbound_events, incidents, notices, timeline
@@ -245,6 +246,10 @@ def events_call(draw: st.DrawFn) -> Call:
     return Call("events", "POST", "/v2/enqueue", draw(events_body()), {"Content-Type": "application/json"})
 
 
+# One row per registered source (test_every_source_is_fuzzed): its bodies, and its webhook calls.
+BODIES = {"alertmanager": alertmanager_body, "pagerduty": pagerduty_body, "events": events_body}
+WEBHOOK_CALLS = {"alertmanager": alertmanager_call, "pagerduty": pagerduty_call, "events": events_call}
+
 REFS = ["INC-2026-0001", "INC-2026-0002", "INC-2026-0003", "INC-2026-9999", "%00", "INC-2026-0001%00"]
 TEXT = (
     st.sampled_from(["Pool drained", "Failed over"])
@@ -280,14 +285,7 @@ def api_call(draw: st.DrawFn) -> Call:
         return Call("api", "POST", f"/api/v1/notices/{notice}/retry", None, headers)
     if what == "preview":
         source, body = draw(
-            st.sampled_from(["alertmanager", "pagerduty", "events"]).flatmap(
-                lambda s: st.tuples(
-                    st.just(s),
-                    {"alertmanager": alertmanager_body, "pagerduty": pagerduty_body, "events": events_body}[
-                        s
-                    ](),
-                )
-            )
+            st.sampled_from(list(BODIES)).flatmap(lambda s: st.tuples(st.just(s), BODIES[s]()))
         )
         return Call("preview", "POST", f"/api/v1/preview?source={source}", body, headers)
     method, action = what
@@ -299,7 +297,11 @@ def api_call(draw: st.DrawFn) -> Call:
     return Call("api", method, url, draw(mutated(body)), headers)
 
 
-calls = st.one_of(alertmanager_call(), pagerduty_call(), events_call(), api_call())
+calls = st.one_of(*(call() for call in WEBHOOK_CALLS.values()), api_call())
+
+
+def test_every_source_is_fuzzed():
+    assert list(BODIES) == list(WEBHOOK_CALLS) == list(SOURCES)
 
 
 # -- the checks ----------------------------------------------------------------------------------
@@ -321,7 +323,7 @@ def fuzzed(make_settings, clock, backend, capsys):
     store.dispose()
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(figures.items()) if k[0].isdigit() and k != "5xx")
     with capsys.disabled():
-        print(
+        print(  # noqa: T201
             f"\nfuzz[{backend}]: {figures['cases']} cases, {figures['requests']} requests,"
             f" {figures['5xx']} 5xx; statuses {statuses}"
         )

@@ -256,7 +256,7 @@ def test_human_text_with_nul_and_surrogates_is_stored_readable(world, backend):
     with svc.store.read() as conn:
         row = repo.get_incident_by_ref(conn, "INC-2026-0001")
     assert row is not None
-    assert (row["title"], row["workaround"]) == ("Checkout \ufffd slow", "retry\ufffd")
+    assert (row.title, row.workaround) == ("Checkout \ufffd slow", "retry\ufffd")
     assert any("Pool \ufffd drained" in n["body"] for n in body["notices"] if n["phase"] == "update")
 
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as settings_profile
 from hypothesis import strategies as st
 
+from adapter.store.records import IncidentSpan
 from adapter.web.status import health, tenant_token
 from tests.conftest import base_config
 from tests.payloads import am_alert, am_body, encode
@@ -328,15 +329,7 @@ def test_days_follow_the_tenant_zone(app, client):
 
 
 def test_an_incident_across_midnight_colours_both_days(settings):
-    rows = [
-        {
-            "services": ["checkout"],
-            "status": "resolved",
-            "level": 5,
-            "opened_at": nov(23, 23),
-            "resolved_at": nov(24, 0, 30),
-        }
-    ]
+    rows = [IncidentSpan(["checkout"], "resolved", 5, nov(23, 23), nov(24, 0, 30), nov(24, 0, 30))]
     from zoneinfo import ZoneInfo
 
     checkout = settings.catalog.service("checkout")
@@ -355,8 +348,8 @@ def _bars_day_by_day(settings, rows, service, zone, now):
     days = [today - timedelta(days=count - 1 - i) for i in range(count)]
     bounds = [datetime.combine(d, time(), tzinfo=zone).astimezone(UTC) for d in days]
     bounds.append(datetime.combine(today + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC))
-    mine = [r for r in rows if service.id in r["services"]]
-    spans = _clip([(r["opened_at"], r["resolved_at"] or now, r["level"]) for r in mine], bounds[0], now)
+    mine = [r for r in rows if service.id in r.services]
+    spans = _clip([(r.opened_at, r.resolved_at or now, r.level) for r in mine], bounds[0], now)
     bars = []
     for index, day in enumerate(days):
         inside = _clip(spans, bounds[index], min(bounds[index + 1], now))
@@ -388,15 +381,7 @@ def test_bars_match_a_day_by_day_count(settings, incidents, zone):
         opened = NOW - timedelta(minutes=opened_ago)
         resolved = None if minutes is None else min(NOW, opened + timedelta(minutes=minutes))
         status = "investigating" if resolved is None else "resolved"
-        rows.append(
-            {
-                "services": sorted(services),
-                "status": status,
-                "level": level,
-                "opened_at": opened,
-                "resolved_at": resolved,
-            }
-        )
+        rows.append(IncidentSpan(sorted(services), status, level, opened, resolved, resolved or opened))
     shown = list(settings.catalog.services)
     for result in health(settings, rows, shown, "technical", ZoneInfo(zone), NOW):
         assert result.days == _bars_day_by_day(settings, rows, result.service, ZoneInfo(zone), NOW)

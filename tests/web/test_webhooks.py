@@ -23,7 +23,7 @@ FIRING = "alertmanager/alertmanager-firing.json"
 def stored(store) -> tuple[int, int]:
     with store.read() as conn:
         incidents = repo.list_incidents(conn)
-        notices = outbox.notices_of(conn, [i["id"] for i in incidents])
+        notices = outbox.notices_of(conn, [i.id for i in incidents])
     return len(incidents), len(notices)
 
 
@@ -168,7 +168,7 @@ def test_one_bad_alert_is_rejected_and_the_others_are_stored(app, client, store,
     assert [(r["index"], r["field"]) for r in answer["rejected"]] == [(1, f"alerts.1.{field}")]
     assert all(set(r) == {"index", "field", "message"} for r in answer["rejected"])
     with store.read() as conn:
-        assert [a["fingerprint"] for a in repo.alerts_of(conn, 1)] == ["a64770b64ad10dbc"]
+        assert [a.fingerprint for a in repo.alerts_of(conn, 1)] == ["a64770b64ad10dbc"]
     metrics = app.extensions["dualtrack"].metrics.registry
     labels = {"source": "alertmanager"}
     assert metrics.get_sample_value("dualtrack_signals_total", {**labels, "outcome": "rejected"}) == 1
@@ -218,10 +218,10 @@ def test_odd_text_in_fingerprint_group_key_and_labels_dedupes_and_resolves(clien
     assert client.post(URL, data=encode(resolved), headers=am_headers()).status_code == 202
     with store.read() as conn:
         (incident,) = repo.list_incidents(conn)
-        (stored_alert,) = repo.alerts_of(conn, incident["id"])
-    assert incident["status"] == "resolved"
-    assert stored_alert["fingerprint"] == "fp" + storable(odd)
-    assert stored_alert["labels"][f"k{storable(odd)}"] == storable(odd)
+        (stored_alert,) = repo.alerts_of(conn, incident.id)
+    assert incident.status == "resolved"
+    assert stored_alert.fingerprint == "fp" + storable(odd)
+    assert stored_alert.labels[f"k{storable(odd)}"] == storable(odd)
 
 
 @pytest.mark.parametrize(
