@@ -127,6 +127,38 @@ def encode_like_alertmanager(body: dict) -> bytes:
     return (text + "\n").encode()
 
 
+def group_notification(
+    alerts: list[dict[str, Any]], group_labels: dict[str, str], key: str, resolved_after: timedelta | None
+) -> bytes:
+    """An Alertmanager v4 notification of these alerts, all resolved `resolved_after` their start
+    when it is given."""
+    if resolved_after is not None:
+        alerts = [
+            {
+                **alert,
+                "status": "resolved",
+                "endsAt": (datetime.fromisoformat(alert["startsAt"]) + resolved_after).strftime(
+                    "%Y-%m-%dT%H:%M:%S.%fZ"
+                ),
+            }
+            for alert in alerts
+        ]
+    common = {k: v for k, v in alerts[0]["labels"].items() if all(a["labels"].get(k) == v for a in alerts)}
+    body = {
+        "receiver": "dualtrack",
+        "status": "resolved" if resolved_after is not None else "firing",
+        "alerts": alerts,
+        "groupLabels": group_labels,
+        "commonLabels": common,
+        "commonAnnotations": {"summary": alerts[0]["annotations"]["summary"]},
+        "externalURL": "http://alertmanager.example.org:9093",
+        "version": "4",
+        "groupKey": key,
+        "truncatedAlerts": 0,
+    }
+    return encode_like_alertmanager(body)
+
+
 def shared(maps: list[dict[str, str]]) -> dict[str, str]:
     """The pairs every map has, as Alertmanager's commonLabels and commonAnnotations."""
     return {k: v for k, v in maps[0].items() if all(m.get(k) == v for m in maps)}

@@ -36,7 +36,7 @@ from ingest import (  # noqa: E402
     SERVICES,
     SEVERITIES,
     ZERO_TIME,
-    encode_like_alertmanager,
+    group_notification,
     postgres_database,
 )
 
@@ -207,28 +207,8 @@ def plan(alerts: int, groups: int, duration: float, resolve_share: float, seed: 
 
 def body(send: Send) -> bytes:
     group = send.group
-    alerts = []
-    for alert in group.alerts[: send.count]:
-        item = dict(alert)
-        if send.resolved:
-            ends = datetime.fromisoformat(alert["startsAt"]) + timedelta(minutes=9)
-            item["status"] = "resolved"
-            item["endsAt"] = ends.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        alerts.append(item)
-    common = {k: v for k, v in alerts[0]["labels"].items() if all(a["labels"].get(k) == v for a in alerts)}
-    payload = {
-        "receiver": "dualtrack",
-        "status": "resolved" if send.resolved else "firing",
-        "alerts": alerts,
-        "groupLabels": group.group_labels,
-        "commonLabels": common,
-        "commonAnnotations": {"summary": alerts[0]["annotations"]["summary"]},
-        "externalURL": "http://alertmanager.example.org:9093",
-        "version": "4",
-        "groupKey": group.key,
-        "truncatedAlerts": 0,
-    }
-    return encode_like_alertmanager(payload)
+    resolved_after = timedelta(minutes=9) if send.resolved else None
+    return group_notification(group.alerts[: send.count], group.group_labels, group.key, resolved_after)
 
 
 def storm(sends: list[Send], urls: list[str], duration: float, threads: int) -> float:

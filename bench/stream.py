@@ -14,7 +14,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ingest import ALERTS, SERVICES, SEVERITIES, ZERO_TIME, encode_like_alertmanager  # noqa: E402
+from ingest import ALERTS, SERVICES, SEVERITIES, ZERO_TIME, group_notification  # noqa: E402
 
 from tests.support.server import fingerprint  # noqa: E402
 
@@ -28,30 +28,9 @@ class Group:
     refs: list[str] = field(default_factory=list)
 
     def notification(self, resolved: bool) -> bytes:
-        alerts = []
-        for alert in self.alerts:
-            item = dict(alert)
-            if resolved:
-                ends = datetime.fromisoformat(alert["startsAt"]) + timedelta(minutes=7)
-                item["status"] = "resolved"
-                item["endsAt"] = ends.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            alerts.append(item)
-        common = {
-            k: v for k, v in alerts[0]["labels"].items() if all(a["labels"].get(k) == v for a in alerts)
-        }
-        body = {
-            "receiver": "dualtrack",
-            "status": "resolved" if resolved else "firing",
-            "alerts": alerts,
-            "groupLabels": self.group_labels,
-            "commonLabels": common,
-            "commonAnnotations": {"summary": alerts[0]["annotations"]["summary"]},
-            "externalURL": "http://alertmanager.example.org:9093",
-            "version": "4",
-            "groupKey": self.key,
-            "truncatedAlerts": 0,
-        }
-        return encode_like_alertmanager(body)
+        return group_notification(
+            self.alerts, self.group_labels, self.key, timedelta(minutes=7) if resolved else None
+        )
 
 
 class Stream:
