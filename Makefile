@@ -37,4 +37,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/pages.py
 
 clean:
-	rm -rf $(VENV) data/*.db data/*.db-*
+	rm -rf $(VENV) data/*.db data/*.db-* data/*.db.lock
