@@ -62,6 +62,7 @@ from tests.support.server import (  # noqa: E402
     wait_until,
     write_config,
 )
+from tests.support.server import fingerprint as alert_fingerprint  # noqa: E402
 
 WRK = "wrk"
 WRK_SCRIPT = BENCH / "ingest.lua"
@@ -127,6 +128,39 @@ def encode_like_alertmanager(body: dict) -> bytes:
     return (text + "\n").encode()
 
 
+def group_key(group_labels: dict[str, str]) -> str:
+    """Alertmanager's groupKey for a route with no matchers."""
+    return "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}"
+
+
+def firing_alert(
+    group_labels: dict[str, str],
+    *,
+    instance: str,
+    severity: str,
+    summary: str,
+    starts_at: datetime,
+    fingerprint: str | None = None,
+    runbook: bool = True,
+) -> dict[str, Any]:
+    """One firing alert of a group as Alertmanager sends it; its fingerprint from its labels unless given."""
+    service, alertname = group_labels["service"], group_labels["alertname"]
+    labels = {**group_labels, "instance": instance, "job": f"{service}-exporter", "severity": severity}
+    labels = dict(sorted(labels.items()))  # Go encodes maps with sorted keys
+    annotations = {"summary": f"{service}: {summary}", "description": f"{summary} on {instance}"}
+    if runbook:
+        annotations["runbook_url"] = f"https://runbooks.example.org/{alertname}"
+    return {
+        "status": "firing",
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": starts_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "endsAt": ZERO_TIME,
+        "generatorURL": "http://prometheus.example.org:9090/graph?g0.expr=up&g0.tab=1",
+        "fingerprint": fingerprint or alert_fingerprint(labels),
+    }
+
+
 def group_notification(
     alerts: list[dict[str, Any]], group_labels: dict[str, str], key: str, resolved_after: timedelta | None
 ) -> bytes:
@@ -179,30 +213,17 @@ def notification_templates(count: int, seed: int) -> list[str]:
         service = rnd.choice(SERVICES)[0] if rnd.random() > 0.05 else f"legacy-{n % 7}"
         severity = rnd.choice(SEVERITIES_ALERTA_KNOWS)
         group_labels = {"alertname": alertname, "cluster": "k8s-eu-@ID@", "service": service}
-        alerts = []
-        for i in range(2):
-            labels = {
-                **group_labels,
-                "instance": f"ip-@ID@-{i}.eu-west-1.compute.internal:9100",
-                "job": f"{service}-exporter",
-                "severity": severity,
-            }
-            labels = dict(sorted(labels.items()))  # Go encodes maps with sorted keys
-            alerts.append(
-                {
-                    "status": "firing",
-                    "labels": labels,
-                    "annotations": {
-                        "summary": f"{service}: {summary}",
-                        "description": f"{summary} on {labels['instance']}",
-                        "runbook_url": f"https://runbooks.example.org/{alertname}",
-                    },
-                    "startsAt": (base + timedelta(milliseconds=37 * n + i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                    "endsAt": ZERO_TIME,
-                    "generatorURL": "http://prometheus.example.org:9090/graph?g0.expr=up&g0.tab=1",
-                    "fingerprint": f"@ID@{i:02x}",
-                }
+        alerts = [
+            firing_alert(
+                group_labels,
+                instance=f"ip-@ID@-{i}.eu-west-1.compute.internal:9100",
+                severity=severity,
+                summary=summary,
+                starts_at=base + timedelta(milliseconds=37 * n + i),
+                fingerprint=f"@ID@{i:02x}",
             )
+            for i in range(2)
+        ]
         body = {
             "receiver": "dualtrack",
             "status": "firing",

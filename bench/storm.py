@@ -35,7 +35,8 @@ from ingest import (  # noqa: E402
     CATALOG,
     SERVICES,
     SEVERITIES,
-    ZERO_TIME,
+    firing_alert,
+    group_key,
     group_notification,
     postgres_database,
 )
@@ -44,7 +45,6 @@ from tests.support.server import (  # noqa: E402
     AM_TOKEN,
     PROVIDER_BUILTIN,
     Dualtrack,
-    fingerprint,
     free_port,
     metric_sum,
     provider_webhook,
@@ -150,33 +150,19 @@ def make_group(n: int, size: int, rnd: random.Random, base: datetime) -> Group:
     alertname, summary = rnd.choice(ALERTS)
     service = rnd.choice(SERVICES)[0] if rnd.random() > 0.05 else f"legacy-{n % 7}"
     group_labels = {"alertname": alertname, "cluster": f"storm-{n:05d}", "service": service}
-    key = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}"
     severity = rnd.choice(SEVERITIES)
-    alerts = []
-    for i in range(size):
-        labels = {
-            **group_labels,
-            "instance": f"10.{n // 256 % 256}.{n % 256}.{i % 256}:{9100 + i // 256}",
-            "job": f"{service}-exporter",
-            "severity": severity,
-        }
-        labels = dict(sorted(labels.items()))
-        moment = base + timedelta(milliseconds=n * 41 + i * 7)
-        alerts.append(
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {
-                    "summary": f"{service}: {summary}",
-                    "description": f"{summary} on {labels['instance']}",
-                },
-                "startsAt": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                "endsAt": ZERO_TIME,
-                "generatorURL": "http://prometheus.example.org:9090/graph?g0.expr=up&g0.tab=1",
-                "fingerprint": fingerprint(labels),
-            }
+    alerts = [
+        firing_alert(
+            group_labels,
+            instance=f"10.{n // 256 % 256}.{n % 256}.{i % 256}:{9100 + i // 256}",
+            severity=severity,
+            summary=summary,
+            starts_at=base + timedelta(milliseconds=n * 41 + i * 7),
+            runbook=False,
         )
-    return Group(n, key, group_labels, alerts)
+        for i in range(size)
+    ]
+    return Group(n, group_key(group_labels), group_labels, alerts)
 
 
 def plan(alerts: int, groups: int, duration: float, resolve_share: float, seed: int) -> list[Send]:

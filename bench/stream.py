@@ -14,9 +14,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ingest import ALERTS, SERVICES, SEVERITIES, ZERO_TIME, group_notification  # noqa: E402
-
-from tests.support.server import fingerprint  # noqa: E402
+from ingest import ALERTS, SERVICES, SEVERITIES, firing_alert, group_key, group_notification  # noqa: E402
 
 
 @dataclass
@@ -52,34 +50,18 @@ class Stream:
         cluster = f"k8s-eu-{n:06d}"
         severity = rnd.choice(SEVERITIES)
         group_labels = {"alertname": alertname, "cluster": cluster, "service": service}
-        key = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(group_labels.items())) + "}"
         starts = self.base + timedelta(milliseconds=n * 37)
-        alerts = []
-        for i in range(rnd.randint(1, 3)):
-            labels = {
-                **group_labels,
-                "instance": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:{9100 + i}",
-                "job": f"{service}-exporter",
-                "severity": severity,
-            }
-            labels = dict(sorted(labels.items()))  # Go encodes maps with sorted keys
-            moment = starts + timedelta(microseconds=i * 1013 + 1)
-            alerts.append(
-                {
-                    "status": "firing",
-                    "labels": labels,
-                    "annotations": {
-                        "summary": f"{service}: {summary}",
-                        "description": f"{summary} on {labels['instance']}",
-                        "runbook_url": f"https://runbooks.example.org/{alertname}",
-                    },
-                    "startsAt": moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                    "endsAt": ZERO_TIME,
-                    "generatorURL": "http://prometheus.example.org:9090/graph?g0.expr=up&g0.tab=1",
-                    "fingerprint": fingerprint(labels),
-                }
+        alerts = [
+            firing_alert(
+                group_labels,
+                instance=f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:{9100 + i}",
+                severity=severity,
+                summary=summary,
+                starts_at=starts + timedelta(microseconds=i * 1013 + 1),
             )
-        return Group(n, key, group_labels, alerts)
+            for i in range(rnd.randint(1, 3))
+        ]
+        return Group(n, group_key(group_labels), group_labels, alerts)
 
     def next(self) -> tuple[Group, bool]:
         """(group, resolved?) for the next request."""
