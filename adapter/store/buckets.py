@@ -7,9 +7,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from adapter.store.schema import rate_buckets
+from adapter.store.schema import rate_buckets, upsert
 
 if TYPE_CHECKING:
     from adapter.clock import Clock
@@ -22,9 +21,8 @@ def take(conn: Connection, key: str, rate: float, burst: int, now: datetime) -> 
     A new bucket is created full (less the token taken) by an insert that yields to a concurrent
     one; an existing bucket is read under a row lock (PostgreSQL), so no two takers spend one token.
     """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     created = conn.execute(
-        insert(rate_buckets)
+        upsert(conn, rate_buckets)
         .values(key=key, tokens=burst - 1, updated_at=now)
         .on_conflict_do_nothing(index_elements=[rate_buckets.c.key])
         .returning(rate_buckets.c.key)

@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.records import Alert, Incident, TimelineEntry
-from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline
+from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline, upsert
 
 Row = dict[str, Any]
 OPEN = ("investigating", "identified", "monitoring")
@@ -35,11 +35,6 @@ def _all(conn: Connection, record: type[Kind], query: Any) -> list[Kind]:
 def _first(conn: Connection, record: type[Kind], query: Any) -> Kind | None:
     row = conn.execute(query).mappings().first()
     return record.from_row(row) if row is not None else None
-
-
-def _upsert(conn: Connection, table: Any) -> Any:
-    """INSERT … ON CONFLICT for the connection's dialect (both speak the same clause)."""
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 _NEXT_REF = {
@@ -271,7 +266,7 @@ def seen_before(conn: Connection, source: str, keys: list[str], now: datetime) -
     ).first()
     if known is not None:
         return True
-    statement = _upsert(conn, inbound_events).on_conflict_do_nothing().returning(inbound_events.c.key)
+    statement = upsert(conn, inbound_events).on_conflict_do_nothing().returning(inbound_events.c.key)
     inserted = conn.execute(statement, [{"source": source, "key": k, "received_at": now} for k in wanted])
     return len(list(inserted)) < len(wanted)
 

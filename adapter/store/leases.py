@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from adapter.store.schema import leases
+from adapter.store.schema import leases, upsert
 
 
 def acquire(conn: Connection, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
@@ -16,8 +15,7 @@ def acquire(conn: Connection, name: str, owner: str, now: datetime, ttl: timedel
     One atomic upsert, so two takers racing for a free or expired lease cannot both win, even
     outside the serialized write transaction.
     """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    take = insert(leases).values(name=name, owner=owner, expires_at=now + ttl)
+    take = upsert(conn, leases).values(name=name, owner=owner, expires_at=now + ttl)
     take_or_renew = take.on_conflict_do_update(
         index_elements=[leases.c.name],
         set_={"owner": take.excluded.owner, "expires_at": take.excluded.expires_at},

@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.store.db import Store
 from adapter.store.incidents import OPEN
 from adapter.store.records import Notice
-from adapter.store.schema import incidents, notices
+from adapter.store.schema import incidents, notices, upsert
 
 Row = dict[str, Any]
 WAITING = ("pending", "failed")
@@ -29,9 +28,10 @@ def insert_notices(conn: Connection, rows: list[Row]) -> dict[str, int]:
     """
     if not rows:
         return {}
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(notices)
-    statement = insert.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
-        notices.c.id, notices.c.dedupe_key
+    statement = (
+        upsert(conn, notices)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(notices.c.id, notices.c.dedupe_key)
     )
     return {row.dedupe_key: row.id for row in conn.execute(statement, rows)}
 

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Float,
     ForeignKey,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
 
 
@@ -206,3 +208,8 @@ notices = Table(
     Index("ix_notices_stream", "incident_id", "provider", "tenant"),
     Index("ix_notices_incident_state", "incident_id", "state"),
 )
+
+
+def upsert(conn: Connection, table: Table) -> Any:
+    """INSERT … ON CONFLICT for the connection's dialect (SQLite and PostgreSQL speak the same clause)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
