@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 
 from adapter.clock import Clock
 from adapter.config import Settings
-from adapter.engine.correlate import Change, Correlator
+from adapter.engine.correlate import Change, Correlation
 from adapter.engine.effects import Effects, writing
 from adapter.engine.notify import Notifier
 from adapter.engine.pagerduty import Intake, PagerDutyIntake
@@ -57,7 +57,6 @@ class Engine:
         self.clock = clock
         self.metrics = metrics
         self.on_commit = on_commit
-        self.correlator = Correlator(settings, metrics)
         # The dispatcher is woken for notices it must deliver, not for those published on commit.
         self.notifier = Notifier(settings, renderer, metrics, render_quiet=render_quiet, on_outbox=on_commit)
         self.pagerduty = PagerDutyIntake(self)
@@ -94,16 +93,20 @@ class Engine:
     def apply(self, conn: Connection, effects: Effects, batch: Batch, now: datetime) -> IngestResult:
         """A batch's signals in order, then each incident they changed settled once and notified."""
         result = IngestResult()
-        changes: dict[int, Change] = {}
         touched: list[int] = []  # in first-touch order
         outcomes: Counter[str] = Counter()
+        correlation = Correlation(self.settings, self.metrics, conn, effects, batch.signals, now)
         for signal in batch.signals:
-            outcome, incident_id = self.correlator.apply(conn, effects, signal, now, changes)
+            outcome, incident_id = correlation.apply(signal)
             outcomes[outcome] += 1
             result.duplicates += outcome in ("duplicate", "stale")
             if incident_id is not None and incident_id not in touched:
                 touched.append(incident_id)
         effects.add(self._count_signals, batch.source, outcomes)
+        changes = correlation.changes
+        for change in changes.values():
+            if change.opened:  # every alert of an incident the batch opened went through `stored`
+                change.alerts = correlation.stored.alerts_of(change.incident.id)
         for incident_id in touched:
             result.notices += self.settle(conn, effects, changes[incident_id], now)
         result.refs = [changes[i].incident.ref for i in touched]

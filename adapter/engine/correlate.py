@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from adapter.engine.severity import classify
 from adapter.metrics import Metrics
 from adapter.sources.signal import Signal
 from adapter.store import incidents as repo
+from adapter.store.incidents import Related
 from adapter.store.records import Alert, Incident
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,44 @@ class Change:
     reopened: bool = False
     fired: int = 0
     resolved: int = 0
+    alerts: list[Alert] | None = None  # all the incident's alerts, when the batch wrote them all
+
+
+Instance = tuple[str, str, datetime]  # an alert instance's identity: source, fingerprint, start
+
+
+@dataclass
+class Stored:
+    """The stored alerts and incidents a batch's signals meet, read once for the whole batch.
+
+    The batch's own writes are added as they happen, so each signal sees what the signals before
+    it wrote, as if it had read the database itself.
+    """
+
+    alerts: dict[Instance, Alert] = field(default_factory=dict)
+    related: dict[int, Related] = field(default_factory=dict)  # incidents new alerts may join, by id
+
+    def alerts_of(self, incident_id: int) -> list[Alert]:
+        """The incident's alerts this batch read or wrote, in the order of `repo.alerts_of`."""
+        alerts = [a for a in self.alerts.values() if a.incident_id == incident_id]
+        return sorted(alerts, key=lambda a: (a.starts_at, a.id))
+
+    def update(self, conn: Connection, alert: Alert, values: dict[str, Any]) -> None:
+        """Store these values of the alert, here and in the database."""
+        repo.update_alert(conn, alert.id, values)
+        self.alerts[instance(alert)] = replace(alert, **values)
+
+    def joined(self, incident: Incident, alert: Alert) -> None:
+        """The batch stored `alert` in `incident`."""
+        self.alerts[instance(alert)] = alert
+        related = self.related.setdefault(incident.id, Related(incident))
+        related.incident = incident
+        related.fingerprints.add(alert.fingerprint)
+        related.group_keys.add(alert.group_key)
+
+
+def instance(alert: Alert | Signal) -> Instance:
+    return (alert.source, alert.fingerprint, alert.starts_at)
 
 
 def alert_label(name: str, labels: dict[str, str]) -> str:
@@ -57,116 +96,135 @@ def incident_type(settings: Settings, labels: dict[str, str], service_ids: list[
     return "general"
 
 
-class Correlator:
-    """Applies one signal at a time: each sees what the signals before it in the transaction wrote."""
+class Correlation:
+    """One batch's signals applied in its write transaction, one at a time: each sees what the
+    signals before it wrote. `changes` holds what they did to each incident, by incident id."""
 
-    def __init__(self, settings: Settings, metrics: Metrics):
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        conn: Connection,
+        effects: Effects,
+        signals: list[Signal],
+        now: datetime,
+    ):
         self.settings = settings
         self.metrics = metrics
+        self.conn = conn
+        self.effects = effects
+        self.now = now
+        self.changes: dict[int, Change] = {}
+        # The stored alerts of the signals' instances, and the incidents their new firing alerts
+        # may join: two reads, however many signals a notification carries. PagerDuty and Events
+        # API signals (one a request) are looked up as they are applied.
+        instances = [s for s in signals if s.identity != "open"]
+        alerts = {instance(a): a for a in repo.find_alerts(conn, [instance(s) for s in instances])}
+        new = [s for s in instances if s.status == "firing" and instance(s) not in alerts]
+        self.stored = Stored(alerts, self._related(new) if new else {})
 
-    def apply(
-        self, conn: Connection, effects: Effects, signal: Signal, now: datetime, changes: dict[int, Change]
-    ) -> tuple[str, int | None]:
+    def _related(self, signals: list[Signal]) -> dict[int, Related]:
+        """The incidents these new firing signals may join: open, or resolved within the reopen window."""
+        fingerprints = [s.fingerprint for s in signals]
+        group_keys = [key for s in signals for key in self._group_keys(s)]
+        since = self.now - self.settings.correlation.reopen_window
+        return repo.related_incidents(self.conn, fingerprints, group_keys, since)
+
+    def apply(self, signal: Signal) -> tuple[str, int | None]:
         """What the signal did (for the metric), and the incident it changed if any."""
         if signal.identity == "open":
             # PagerDuty and Events API alerts are one alert while open, however often re-sent.
-            existing = repo.find_firing(conn, signal.source, signal.fingerprint)
+            existing = repo.find_firing(self.conn, signal.source, signal.fingerprint)
             if existing is not None and signal.status == "firing":
-                outcome = self._refresh_level(conn, existing, signal, now, changes)
+                outcome = self._refresh_level(existing, signal)
                 return outcome, existing.incident_id if outcome == "updated" else None
             if existing is None and signal.status == "firing":
-                signal = self._next_instance(conn, signal, now)
+                signal = self._next_instance(signal)
+                self.stored.related = self._related([signal])
         else:
-            existing = repo.find_alert(conn, signal.source, signal.fingerprint, signal.starts_at)
+            existing = self.stored.alerts.get(instance(signal))
         if existing is not None:
-            return self._repeat(conn, existing, signal, now, changes)
+            return self._repeat(existing, signal)
         if signal.status == "resolved":
             return "orphan", None
-        return "new", self._fire(conn, effects, signal, now, changes)
+        return "new", self._fire(signal)
 
-    def _repeat(
-        self,
-        conn: Connection,
-        existing: Alert,
-        signal: Signal,
-        now: datetime,
-        changes: dict[int, Change],
-    ) -> tuple[str, int | None]:
+    def _repeat(self, existing: Alert, signal: Signal) -> tuple[str, int | None]:
         """A signal for a stored alert instance: a duplicate, a stale copy, or its resolve."""
         if existing.status == signal.status:
             return "duplicate", None
         if existing.status == "resolved":
             # A firing copy of an instance already resolved: a late or replayed notification.
             return "stale", None
-        incident_id = existing.incident_id
-        repo.update_alert(
-            conn, existing.id, {"status": "resolved", "ends_at": signal.ends_at or now, "updated_at": now}
+        now, incident_id = self.now, existing.incident_id
+        self.stored.update(
+            self.conn, existing, {"status": "resolved", "ends_at": signal.ends_at or now, "updated_at": now}
         )
-        self._change_for(conn, incident_id, changes).resolved += 1
+        self._change_for(incident_id).resolved += 1
         message = f"{alert_label(existing.name, existing.labels)} resolved"
-        repo.add_timeline(conn, incident_id, now, "alert_resolved", message, alert=existing.id)
+        repo.add_timeline(self.conn, incident_id, now, "alert_resolved", message, alert=existing.id)
         return "resolved", incident_id
 
-    def _fire(
-        self, conn: Connection, effects: Effects, signal: Signal, now: datetime, changes: dict[int, Change]
-    ) -> int:
+    def _fire(self, signal: Signal) -> int:
         """A new firing alert joins the incident it relates to, reopened if resolved, or opens one."""
         service_ids, unknown = services_of(self.settings, signal.labels)
         if unknown:
-            effects.add(self.metrics.unknown_services.inc)
+            self.effects.add(self.metrics.unknown_services.inc)
         services = [s for s in map(self.settings.catalog.service, service_ids) if s is not None]
         level = classify(signal.labels, services, self.settings.severity)
-        since = now - self.settings.correlation.reopen_window
-        related = repo.related_incidents(conn, [signal.fingerprint], self._group_keys(conn, signal), since)
-        best = max(related.values(), key=lambda r: r.rank(signal.fingerprint), default=None)
+        keys = set(self._group_keys(signal))
+        related = [
+            r
+            for r in self.stored.related.values()
+            if signal.fingerprint in r.fingerprints or r.group_keys & keys
+        ]
+        best = max(related, key=lambda r: r.rank(signal.fingerprint), default=None)
         if best is None:
-            incident = self._open(conn, effects, signal, service_ids, unknown, level, now)
-            changes[incident.id] = Change(incident, opened=True)
+            incident = self._open(signal, service_ids, unknown, level)
+            self.changes[incident.id] = Change(incident, opened=True)
         elif best.incident.status not in repo.OPEN:
-            incident = self._reopen(conn, effects, best.incident, now)
-            changes[incident.id] = Change(incident, reopened=True)
+            incident = self._reopen(best.incident)
+            self.changes[incident.id] = Change(incident, reopened=True)
         else:
             incident = best.incident
-        incident_id = incident.id
-        change = self._change_for(conn, incident_id, changes, incident)
-        alert_id = repo.insert_alert(
-            conn,
-            {
-                "incident_id": incident_id,
-                "source": signal.source,
-                "fingerprint": signal.fingerprint,
-                "starts_at": signal.starts_at,
-                "ends_at": None,
-                "status": "firing",
-                "name": signal.name,
-                "summary": signal.summary,
-                "group_key": signal.group_key,
-                "level": level,
-                "services": service_ids or unknown,
-                "labels": signal.labels,
-                "annotations": signal.annotations,
-                "links": signal.links,
-                "updated_at": now,
-                "silenced": False,
-                "missing_since": None,
-            },
-        )
+        change = self._change_for(incident.id, incident)
+        values: dict[str, Any] = {
+            "incident_id": incident.id,
+            "source": signal.source,
+            "fingerprint": signal.fingerprint,
+            "starts_at": signal.starts_at,
+            "ends_at": None,
+            "status": "firing",
+            "name": signal.name,
+            "summary": signal.summary,
+            "group_key": signal.group_key,
+            "level": level,
+            "services": service_ids or unknown,
+            "labels": signal.labels,
+            "annotations": signal.annotations,
+            "links": signal.links,
+            "updated_at": self.now,
+            "silenced": False,
+            "missing_since": None,
+        }
+        alert = Alert(id=repo.insert_alert(self.conn, values), **values)
+        self.stored.joined(incident, alert)
         change.fired += 1
         if not change.opened or change.fired > 1:
             message = f"{alert_label(signal.name, signal.labels)} firing"
-            repo.add_timeline(conn, incident_id, now, "alert_fired", message, alert=alert_id)
-        return incident_id
+            repo.add_timeline(self.conn, incident.id, self.now, "alert_fired", message, alert=alert.id)
+        return incident.id
 
-    def _next_instance(self, conn: Connection, signal: Signal, now: datetime) -> Signal:
+    def _next_instance(self, signal: Signal) -> Signal:
         """A trigger after the alert's last instance was resolved is a new instance, which opens
         or reopens an incident. Senders repeat their timestamp (an Events API payload.timestamp,
         a PagerDuty occurred_at), so one no later than the last instance's start starts now."""
-        last = repo.latest_alert(conn, signal.source, signal.fingerprint)
+        last = repo.latest_alert(self.conn, signal.source, signal.fingerprint)
         if last is None or signal.starts_at > last.starts_at:
             return signal
-        return replace(signal, starts_at=max(now, last.starts_at + timedelta(microseconds=1)))
+        return replace(signal, starts_at=max(self.now, last.starts_at + timedelta(microseconds=1)))
 
-    def _group_keys(self, conn: Connection, signal: Signal) -> list[str]:
+    def _group_keys(self, signal: Signal) -> list[str]:
         """The group keys that mean the same outage as this signal's.
 
         Alertmanager's PagerDuty notifier sends sha256(groupKey) as the dedup key, so with
@@ -180,50 +238,34 @@ class Correlator:
         else:
             keys += [
                 group_key
-                for group_key, _ in repo.open_group_keys(conn)
+                for group_key, _ in repo.open_group_keys(self.conn)
                 if hashlib.sha256(group_key.encode()).hexdigest() == signal.group_key
             ]
         return keys
 
-    def _refresh_level(
-        self,
-        conn: Connection,
-        alert: Alert,
-        signal: Signal,
-        now: datetime,
-        changes: dict[int, Change],
-    ) -> str:
+    def _refresh_level(self, alert: Alert, signal: Signal) -> str:
         """A repeat of an open alert: a duplicate, unless it now asks for a higher level."""
         services = [s for s in map(self.settings.catalog.service, alert.services) if s is not None]
         level = classify(signal.labels, services, self.settings.severity)
         if level <= alert.level:
             return "duplicate"
-        repo.update_alert(conn, alert.id, {"level": level, "labels": signal.labels, "updated_at": now})
-        self._change_for(conn, alert.incident_id, changes)
+        self.stored.update(
+            self.conn, alert, {"level": level, "labels": signal.labels, "updated_at": self.now}
+        )
+        self._change_for(alert.incident_id)
         return "updated"
 
-    @staticmethod
-    def _change_for(
-        conn: Connection, incident_id: int, changes: dict[int, Change], incident: Incident | None = None
-    ) -> Change:
-        if incident_id not in changes:
+    def _change_for(self, incident_id: int, incident: Incident | None = None) -> Change:
+        if incident_id not in self.changes:
             if incident is None:
-                incident = repo.get_incident(conn, incident_id)
+                incident = repo.get_incident(self.conn, incident_id)
             assert incident is not None
-            changes[incident_id] = Change(incident)
-        return changes[incident_id]
+            self.changes[incident_id] = Change(incident)
+        return self.changes[incident_id]
 
-    def _open(
-        self,
-        conn: Connection,
-        effects: Effects,
-        signal: Signal,
-        service_ids: list[str],
-        unknown: list[str],
-        level: int,
-        now: datetime,
-    ) -> Incident:
-        ref = repo.next_ref(conn, now.year)
+    def _open(self, signal: Signal, service_ids: list[str], unknown: list[str], level: int) -> Incident:
+        now = self.now
+        ref = repo.next_ref(self.conn, now.year)
         # What settling would compute from this one alert, so an incident of one alert (or of
         # alerts that agree) needs no update after its insert.
         values: dict[str, Any] = {
@@ -242,19 +284,22 @@ class Correlator:
             "resolved_at": None,
             "updated_at": now,
         }
-        incident_id = repo.insert_incident(conn, values)
-        repo.add_timeline(conn, incident_id, now, "opened", f"Incident opened: {signal.summary}")
-        effects.add(self._opened, ref, level, signal.source)
+        incident_id = repo.insert_incident(self.conn, values)
+        repo.add_timeline(self.conn, incident_id, now, "opened", f"Incident opened: {signal.summary}")
+        self.effects.add(self._opened, ref, level, signal.source)
         return Incident(id=incident_id, **values)
 
     def _opened(self, ref: str, level: int, source: str) -> None:
         self.metrics.incidents_opened.labels(str(level)).inc()
         log.info("incident opened ref=%s level=%d source=%s", ref, level, source)
 
-    @staticmethod
-    def _reopen(conn: Connection, effects: Effects, incident: Incident, now: datetime) -> Incident:
-        values = {"status": "investigating", "resolved_at": None, "updated_at": now}
-        reopened = repo.update_incident(conn, incident, {**values, "reopen_count": incident.reopen_count + 1})
-        repo.add_timeline(conn, incident.id, now, "reopened", "Incident reopened: the alert fired again")
-        effects.add(log.info, "incident reopened ref=%s", incident.ref)
+    def _reopen(self, incident: Incident) -> Incident:
+        values = {"status": "investigating", "resolved_at": None, "updated_at": self.now}
+        reopened = repo.update_incident(
+            self.conn, incident, {**values, "reopen_count": incident.reopen_count + 1}
+        )
+        repo.add_timeline(
+            self.conn, incident.id, self.now, "reopened", "Incident reopened: the alert fired again"
+        )
+        self.effects.add(log.info, "incident reopened ref=%s", incident.ref)
         return reopened

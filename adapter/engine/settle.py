@@ -45,7 +45,7 @@ def settle(
     """Recompute the incident from its alerts and record what changed."""
     incident = change.incident
     incident_id = incident.id
-    alerts = repo.alerts_of(conn, incident_id)
+    alerts = repo.alerts_of(conn, incident_id) if change.alerts is None else change.alerts
     firing = [a for a in alerts if a.status == "firing"]
     known = {s.id for s in settings.catalog.services}
     services: list[str] = []

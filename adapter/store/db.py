@@ -180,6 +180,9 @@ class Store:
         """One writer at a time in this process and, on SQLite, across processes, woken the moment
         the lock is free: SQLite's own wait for its lock polls with sleeps of up to 100 ms, which
         at 16 concurrent webhooks cost 40% of throughput and put p99 above a second."""
+        if not self.is_sqlite:  # PostgreSQL's advisory lock (see `transaction`) wakes the next at once
+            yield
+            return
         with self._writers:
             if self._lock_file is None:
                 yield

@@ -63,10 +63,9 @@ _UPDATE_INCIDENT = update(incidents).where(incidents.c.id == bindparam("b_id"))
 _INSERT_ALERT = insert(alerts).returning(alerts.c.id)
 _UPDATE_ALERT = update(alerts).where(alerts.c.id == bindparam("b_id"))
 _INSERT_TIMELINE = insert(timeline)
-_FIND_ALERT = select(alerts).where(
-    alerts.c.source == bindparam("source"),
-    alerts.c.fingerprint == bindparam("fingerprint"),
-    alerts.c.starts_at == bindparam("starts_at"),
+_FIND_ALERTS = select(alerts).where(
+    alerts.c.fingerprint.in_(bindparam("fingerprints", expanding=True)),
+    alerts.c.starts_at.in_(bindparam("starts", expanding=True)),
 )
 _ALERTS_OF = (
     select(alerts)
@@ -172,11 +171,15 @@ def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Incid
     return [r for r in rows if r.status != "resolved"] + [r for r in rows if r.status == "resolved"]
 
 
-def find_alert(conn: Connection, source: str, fingerprint: str, starts_at: datetime) -> Alert | None:
-    """The stored alert of this instance (fingerprint + startsAt) of one source."""
-    row = conn.execute(_FIND_ALERT, {"source": source, "fingerprint": fingerprint, "starts_at": starts_at})
-    found = row.mappings().first()
-    return Alert.from_row(found) if found is not None else None
+def find_alerts(conn: Connection, instances: Iterable[tuple[str, str, datetime]]) -> list[Alert]:
+    """The stored alerts of these instances, each (source, fingerprint, startsAt)."""
+    wanted = set(instances)
+    if not wanted:
+        return []
+    # One lookup of every fingerprint and start, sorted out here: a few rows more at most.
+    values = {"fingerprints": sorted({f for _, f, _ in wanted}), "starts": sorted({s for _, _, s in wanted})}
+    found = (Alert.from_row(row) for row in conn.execute(_FIND_ALERTS, values).mappings())
+    return [a for a in found if (a.source, a.fingerprint, a.starts_at) in wanted]
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from adapter.engine.core import Engine
 from adapter.engine.effects import writing
@@ -165,6 +166,56 @@ def test_fingerprint_correlates_across_group_keys(engine, store, clock):
     result = _fire(engine, "bbbb000000000001", clock.now(), group="new-route")
     assert result.refs == ["INC-2026-0001"]
     assert len(all_incidents(store)) == 1
+
+
+def test_each_alert_of_a_notification_sees_what_the_alerts_before_it_wrote(engine, store, clock):
+    t0 = clock.now()
+    slow = {"alertname": "Slow", "service": "checkout", "severity": "warning"}
+    a, b = am_alert("eeee000000000001", slow, starts_at=t0), am_alert("eeee000000000002", slow, starts_at=t0)
+    a_resolved = am_alert("eeee000000000001", slow, status="resolved", starts_at=t0, ends_at=t0)
+    result = ingest(engine, am_body([a, a, b, a_resolved], group_key="g1"))
+    assert result.refs == ["INC-2026-0001"] and result.duplicates == 1
+    inc = incident(store, "INC-2026-0001")
+    assert [(x["fingerprint"], x["status"]) for x in inc["alerts"]] == [
+        ("eeee000000000001", "resolved"),
+        ("eeee000000000002", "firing"),
+    ]
+    assert [t["kind"] for t in inc["timeline"]] == ["opened", "alert_fired", "alert_resolved"]
+    # Another group: a new instance of the first alert joins by its fingerprint, which makes the
+    # incident hold this group too, so the next alert joins it by its group.
+    clock.advance(timedelta(minutes=1))
+    again = am_alert("eeee000000000001", slow, starts_at=clock.now())
+    other = am_alert("eeee000000000003", slow, starts_at=clock.now())
+    assert ingest(engine, am_body([again, other], group_key="g2")).refs == ["INC-2026-0001"]
+    assert len(incident(store, "INC-2026-0001")["alerts"]) == 4
+    assert len(all_incidents(store)) == 1
+
+
+def test_a_notification_reads_the_store_as_often_with_ten_alerts_as_with_one(engine, store, clock):
+    reads: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM" in statement.upper().split():
+            reads.append(statement)  # a table's rows, not PostgreSQL's writer lock
+
+    def reads_of(body: dict[str, Any]) -> int:
+        reads.clear()
+        ingest(engine, body)
+        return len(reads)
+
+    labels = {"alertname": "Slow", "service": "checkout", "severity": "warning"}
+
+    def notification(group: str, count: int) -> dict[str, Any]:
+        alerts = [
+            am_alert(f"{group}-{n}", {**labels, "n": str(n)}, starts_at=clock.now()) for n in range(count)
+        ]
+        return am_body(alerts, group_key=group)
+
+    new = [reads_of(notification(group, count)) for group, count in (("one", 1), ("ten", 10))]
+    repeats = [reads_of(notification(group, count)) for group, count in (("one", 1), ("ten", 10))]
+    assert new[0] == new[1] and repeats[0] == repeats[1]
+    assert repeats[0] == 1  # the stored alerts, read once
 
 
 def test_alerts_of_one_group_share_an_incident_and_level_rises_but_never_drops(engine, store, clock):

@@ -67,18 +67,21 @@ def _statements(store: Store) -> list[str]:
     return seen
 
 
-def test_find_alert_answers_exactly_the_instance_asked_for(store: Store):
+def test_find_alerts_answers_exactly_the_instances_asked_for(store: Store):
     with store.transaction() as conn:
         incident = _incident(conn, "INC-2026-0001")
         # One alert firing again and again: instances a minute apart, and another source's copy.
         for row in [_alert(incident, "f1", T0 + timedelta(minutes=m)) for m in range(6)]:
             repo.insert_alert(conn, row)
         repo.insert_alert(conn, _alert(incident, "f2", T0 + timedelta(minutes=2)))
-        found = repo.find_alert(conn, "alertmanager", "f1", T0 + timedelta(minutes=4))
-        assert found is not None
-        assert (found.fingerprint, found.starts_at) == ("f1", T0 + timedelta(minutes=4))
-        assert repo.find_alert(conn, "alertmanager", "f2", T0) is None
-        assert repo.find_alert(conn, "pagerduty", "f1", T0) is None
+        asked = [
+            ("alertmanager", "f1", T0 + timedelta(minutes=4)),
+            ("alertmanager", "f2", T0),  # f2 started at 2 minutes, f1 at 0
+            ("pagerduty", "f1", T0),  # another source
+        ]
+        found = repo.find_alerts(conn, asked)
+        assert [(a.source, a.fingerprint, a.starts_at) for a in found] == asked[:1]
+        assert repo.find_alerts(conn, []) == []
 
 
 def test_related_incidents_are_joinable_ones_sharing_a_fingerprint_or_a_group_key(store: Store):
