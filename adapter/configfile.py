@@ -10,6 +10,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+# libyaml's parser when PyYAML was built with it (its wheels are): a 10,000-tenant catalog
+# parses in about 1 s instead of 11 s.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -88,7 +91,7 @@ def read_yaml(
         problems.append(f"{path}: (file): cannot read: {exc.strerror}")
         return None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}" if mark is not None else "(file)"
