@@ -91,7 +91,7 @@ def read_yaml(
         problems.append(f"{path}: (file): cannot read: {exc.strerror}")
         return None
     try:
-        data = yaml.load(text, Loader=_LOADER)
+        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (see _LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}" if mark is not None else "(file)"

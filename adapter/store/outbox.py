@@ -7,12 +7,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from adapter.store.db import Store
 from adapter.store.incidents import OPEN
 from adapter.store.records import Notice
-from adapter.store.schema import incidents, notices, upsert
+from adapter.store.schema import incidents, notices, stream_tenant, upsert
 
 Row = dict[str, Any]
 WAITING = ("pending", "failed")
@@ -158,33 +169,55 @@ def claim_due(
     A stream's notices are claimed only as a prefix of its unfinished ones, so a notice never
     overtakes an earlier one that is held, waiting for a retry, or leased elsewhere. `provider`
     claims only that provider's notices; `excluding` only those of other providers.
+
+    What it reads grows with `limit`, not with the notices waiting: the streams are found by their
+    first unfinished notice, and only those streams' notices are read.
     """
     mine: list[ColumnElement[bool]] = []
     if provider is not None:
         mine.append(notices.c.provider == provider)
     if excluding:
         mine.append(notices.c.provider.not_in(list(excluding)))
-    due = (
-        select(notices.c.incident_id)
-        .where(
-            notices.c.state.in_(WAITING),
-            notices.c.due_at <= now,
-            or_(notices.c.lease_until.is_(None), notices.c.lease_until < now),
-            *mine,
-        )
-        .order_by(notices.c.due_at, notices.c.id)
+    free = or_(notices.c.lease_until.is_(None), notices.c.lease_until < now)
+    earlier = notices.alias("earlier")
+    first_of_stream = ~exists().where(
+        earlier.c.incident_id == notices.c.incident_id,
+        earlier.c.provider == notices.c.provider,
+        stream_tenant(earlier) == stream_tenant(notices),
+        earlier.c.id < notices.c.id,
+        earlier.c.state.in_(UNFINISHED),
     )
+    key = (notices.c.incident_id, notices.c.provider, stream_tenant(notices))
     # Most passes find nothing due: find that out without the write lock.
     with store.read() as conn:
-        if conn.execute(due.limit(1)).first() is None:
+        anything = select(notices.c.id).where(
+            notices.c.state.in_(WAITING), notices.c.due_at <= now, free, *mine
+        )
+        if conn.execute(anything.limit(1)).first() is None:
             return []
     with store.transaction() as conn:
-        incident_ids = set(conn.execute(due.limit(limit)).scalars())
-        if not incident_ids:
+        # The streams whose first unfinished notice is due, oldest due first: one ordered index
+        # range per waiting state, so each read stops after `limit` of them.
+        heads: list[Any] = []  # (stream's incident, provider, tenant key, due at, id)
+        for state in WAITING:
+            query = (
+                select(*key, notices.c.due_at, notices.c.id)
+                .where(notices.c.state == state, notices.c.due_at <= now, free, first_of_stream, *mine)
+                .order_by(notices.c.due_at, notices.c.id)
+                .limit(limit)
+            )
+            heads += conn.execute(query).all()
+        streams = {tuple(head[:3]) for head in sorted(heads, key=lambda h: (h[3], h[4]))[:limit]}
+        if not streams:
             return []
         unfinished = (
             select(notices)
-            .where(notices.c.incident_id.in_(incident_ids), notices.c.state.in_(UNFINISHED), *mine)
+            .where(
+                # A probe of the stream index per combination of the streams' incidents, providers
+                # and tenants: bounded by the batch, not by the notices waiting. Sorted out below.
+                *(column.in_({stream[n] for stream in streams}) for n, column in enumerate(key)),
+                notices.c.state.in_(UNFINISHED),
+            )
             .order_by(notices.c.id)
         )
         if not store.is_sqlite:
@@ -193,14 +226,14 @@ def claim_due(
         claimed: list[RowMapping] = []
         for row in conn.execute(unfinished).mappings():
             stream = (row["incident_id"], row["provider"], row["tenant"])
-            if stream in stopped:
+            if (*stream[:2], stream[2] or "") not in streams or stream in stopped:
                 continue
-            ready = (
+            due = (
                 row["state"] in WAITING
                 and row["due_at"] <= now
                 and (row["lease_until"] is None or row["lease_until"] < now)
             )
-            if not ready or len(claimed) >= limit:
+            if not due or len(claimed) >= limit:
                 stopped.add(stream)
                 continue
             claimed.append(row)

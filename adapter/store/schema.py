@@ -20,6 +20,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
@@ -204,9 +206,21 @@ notices = Table(
     Column("provider_ref", Text),
     # Last line of defence against a second notice for the same event.
     Column("dedupe_key", String(255), nullable=False, unique=True),
-    Index("ix_notices_due", "state", "due_at"),
+    Index("ix_notices_due", "state", "due_at", "id"),
     Index("ix_notices_stream", "incident_id", "provider", "tenant"),
     Index("ix_notices_incident_state", "incident_id", "state"),
+)
+
+
+# A stream's notices in writing order. Shared streams' tenant is NULL: coalesced, one equality
+# finds a stream (see `outbox.claim_due`).
+def stream_tenant(table: Any) -> Any:
+    """The tenant of a notice's stream, '' for a shared stream, as `ix_notices_stream_order` has it."""
+    return func.coalesce(table.c.tenant, literal_column("''"))
+
+
+Index(
+    "ix_notices_stream_order", notices.c.incident_id, notices.c.provider, stream_tenant(notices), notices.c.id
 )
 
 
