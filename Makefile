@@ -35,6 +35,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/storm.py
 	$(BIN)/python bench/pages.py
+	$(BIN)/python bench/history.py
 
 clean:
 	rm -rf $(VENV) data/*.db data/*.db-* data/*.db.lock

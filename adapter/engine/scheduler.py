@@ -19,12 +19,13 @@ from adapter.engine.notify import UPDATE_GRACE, Notifier
 from adapter.engine.planning import recipients
 from adapter.engine.reconcile import Reconciler, Unreachable
 from adapter.metrics import Metrics
-from adapter.store import Store, leases, outbox
+from adapter.store import Store, leases, outbox, retention
 from adapter.store import incidents as repo
 from adapter.store.records import Incident
 
 log = logging.getLogger(__name__)
 LEASE = "scheduler"
+PRUNE_BATCH = 100  # incidents a pass
 AUDIENCES = ("technical", "business")
 
 
@@ -91,6 +92,7 @@ class Scheduler(BackgroundLoop):
             if not leases.acquire(conn, LEASE, self.owner, now, ttl):
                 return 0
             self._forget_inbound_events(conn, effects, now)  # while holding the write lock anyway
+            self._prune(conn, effects, now)
         written = 0
         # Read without the write lock which open incidents have something due; only those take
         # it, and check again under it. A storm's thousand open incidents cost two queries.
@@ -117,6 +119,15 @@ class Scheduler(BackgroundLoop):
         forgotten = repo.forget_inbound_events(conn, now - self.settings.pagerduty.dedupe_window)
         if forgotten:
             effects.add(log.info, "forgot %d inbound event ids", forgotten)
+
+    def _prune(self, conn: Connection, effects: Effects, now: datetime) -> None:
+        """Texts of incidents resolved before storage.retention removed, a few each pass so that
+        the write lock is held briefly: years of history are worked through in hours."""
+        keep = self.settings.storage.retention
+        if keep:
+            pruned = retention.prune(conn, now - keep, now, PRUNE_BATCH)
+            if pruned:
+                effects.add(log.info, "removed the texts of %d incidents past storage.retention", pruned)
 
     def _update_due(
         self, incident_id: int, level: int, heard: dict[tuple[int, str], datetime], now: datetime

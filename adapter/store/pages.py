@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 
+from adapter.store.incidents import OPEN
 from adapter.store.records import IncidentSpan, PageIncident, PageNotice
 from adapter.store.schema import incidents, notices
 
@@ -58,7 +59,8 @@ def _visible(conn: Connection, readers: Readers) -> Any:
 
 
 def _current(resolved_since: datetime) -> Any:
-    return or_(incidents.c.status != "resolved", incidents.c.resolved_at >= resolved_since)
+    # Two indexed terms (status, resolved_at): the past's resolved incidents are never read.
+    return or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= resolved_since)
 
 
 _IS_OPEN = case((incidents.c.status == "resolved", 0), else_=1)
@@ -189,8 +191,5 @@ def history(conn: Connection, start: datetime, end: datetime) -> list[IncidentSp
         incidents.c.opened_at,
         incidents.c.resolved_at,
         incidents.c.updated_at,
-    ).where(
-        incidents.c.opened_at < end,
-        or_(incidents.c.resolved_at.is_(None), incidents.c.resolved_at >= start),
-    )
+    ).where(incidents.c.opened_at < end, _current(start))
     return [IncidentSpan.from_row(row) for row in conn.execute(query).mappings()]

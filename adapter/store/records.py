@@ -48,6 +48,7 @@ class Incident(Record):
     action_required: str | None = None
     preventive_measures: str | None = None
     postmortem_at: datetime | None = None
+    pruned_at: datetime | None = None  # texts removed past storage.retention
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,13 +119,14 @@ def seed_incidents(
     tenants: list[str],
     *,
     count: int = 3000,
+    days: float = 6,
     open_share: float = 0.3,
     huge: int = 30,
     hostile: int = 5,
     provider: str = "status",
     seed: int = 20261126,
 ) -> Seeded:
-    """`count` incidents opened over the last 6 days (a share still open, the rest resolved
+    """`count` incidents opened over the last `days` (a share still open, the rest resolved
     since), each with 2-4 published notices per audience; `huge` of them carry a 300 KB
     annotation in a technical update, and the newest `hostile` of them, open, every control
     character in title, subject and body. Into an empty SQLite database: the rows' ids are given."""
@@ -138,7 +139,7 @@ def seed_incidents(
     annotation = ("Stack trace line " + "x" * 60 + "\n") * (ANNOTATION_BYTES // 78)
     for number in range(1, count + 1):
         ref = f"INC-{now.year}-{number:04d}"
-        opened = now - timedelta(days=6) + timedelta(seconds=number * 6 * 86400 // (count + 1))
+        opened = now - timedelta(days=days) + timedelta(seconds=number * days * 86400 // (count + 1))
         # The newest, and open: at the top of the first page, and in the feeds.
         nasty = number > count - hostile
         is_open = nasty or rnd.random() < open_share
