@@ -79,8 +79,8 @@ class StorageSettings(Strict):
     # FULL makes every commit durable across power loss (SQLite syncs the WAL at each commit);
     # NORMAL: process crashes only.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    # Incidents resolved longer ago lose their notices' texts and their alerts' annotations;
-    # what uptime bars and SLA figures need stays. 0 keeps everything.
+    # Incidents resolved longer ago lose their notices, alerts and timeline; their own rows, what
+    # uptime bars and SLA figures need, stay. 0 keeps everything.
     retention: Duration = Field(default=timedelta(days=400), ge=timedelta(0))
 
 

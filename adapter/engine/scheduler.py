@@ -121,13 +121,13 @@ class Scheduler(BackgroundLoop):
             effects.add(log.info, "forgot %d inbound event ids", forgotten)
 
     def _prune(self, conn: Connection, effects: Effects, now: datetime) -> None:
-        """Texts of incidents resolved before storage.retention removed, a few each pass so that
-        the write lock is held briefly: years of history are worked through in hours."""
+        """Incidents resolved before storage.retention pruned (see `retention.prune`), a few each
+        pass so that the write lock is held briefly: years of history are worked through in hours."""
         keep = self.settings.storage.retention
         if keep:
             pruned = retention.prune(conn, now - keep, now, PRUNE_BATCH)
             if pruned:
-                effects.add(log.info, "removed the texts of %d incidents past storage.retention", pruned)
+                effects.add(log.info, "pruned %d incidents resolved before storage.retention", pruned)
 
     def _update_due(
         self, incident_id: int, level: int, heard: dict[tuple[int, str], datetime], now: datetime

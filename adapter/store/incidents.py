@@ -244,10 +244,9 @@ def timeline_of(conn: Connection, incident_id: int) -> list[TimelineEntry]:
 def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Incident]:
     """Incidents open at some moment in [start, end)."""
     # Open ones, or resolved since `start`: two indexed terms, so older history is never read.
-    query = select(incidents).where(
-        incidents.c.opened_at < end, or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= start)
-    )
-    return _all(conn, Incident, query)
+    # Opened before `end` is checked here, or the database would walk the history by opening time.
+    query = select(incidents).where(or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= start))
+    return [incident for incident in _all(conn, Incident, query) if incident.opened_at < end]
 
 
 def has_timeline(conn: Connection, incident_id: int, kind: str) -> bool:

@@ -191,5 +191,8 @@ def history(conn: Connection, start: datetime, end: datetime) -> list[IncidentSp
         incidents.c.opened_at,
         incidents.c.resolved_at,
         incidents.c.updated_at,
-    ).where(incidents.c.opened_at < end, _current(start))
-    return [IncidentSpan.from_row(row) for row in conn.execute(query).mappings()]
+    ).where(_current(start))
+    # Opened before `end` is checked here: in the query it would lead the database to walk the
+    # whole history by its opening time instead of the open and recently resolved incidents.
+    spans = [IncidentSpan.from_row(row) for row in conn.execute(query).mappings()]
+    return [span for span in spans if span.opened_at < end]

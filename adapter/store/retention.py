@@ -1,23 +1,22 @@
-"""Retention: the texts of incidents resolved long ago removed, what uptime and SLA figures need kept."""
+"""Retention: what incidents resolved long ago said removed, what uptime and SLA figures need kept."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
-from adapter.store.schema import alerts, incidents, notices
-
-REMOVED = "This notice's text was removed after the retention period."
+from adapter.store.schema import alerts, incidents, notices, timeline
 
 
 def prune(conn: Connection, resolved_before: datetime, now: datetime, limit: int) -> int:
-    """Remove the notice texts and alert annotations of up to `limit` incidents resolved before
+    """Delete the notices, alerts and timeline of up to `limit` incidents resolved before
     `resolved_before`, oldest first; how many incidents were pruned.
 
-    Incidents keep their rows (times, levels, services, tenants: the uptime bars and SLA figures),
-    and notices their subjects, states and times. SQLite reuses the freed pages: the file stops
-    growing rather than shrinking (VACUUM shrinks it).
+    The incidents' own rows stay (times, levels, services, tenants: what uptime bars and SLA
+    figures are computed from). Whole rows go, not just their texts, because SQLite reuses the
+    pages deleted rows leave, while a row made shorter keeps its page: the file stops growing
+    rather than shrinking (VACUUM shrinks it).
     """
     query = (
         select(incidents.c.id)
@@ -27,7 +26,7 @@ def prune(conn: Connection, resolved_before: datetime, now: datetime, limit: int
     )
     ids = list(conn.execute(query).scalars())
     if ids:
-        conn.execute(update(notices).where(notices.c.incident_id.in_(ids)).values(body=REMOVED))
-        conn.execute(update(alerts).where(alerts.c.incident_id.in_(ids)).values(annotations={}))
+        for table in (notices, alerts, timeline):
+            conn.execute(delete(table).where(table.c.incident_id.in_(ids)))
         conn.execute(update(incidents).where(incidents.c.id.in_(ids)).values(pruned_at=now))
     return len(ids)
