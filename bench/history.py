@@ -164,7 +164,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="1000,10000,50000", help="incident counts, comma-separated")
-    parser.add_argument("--repeat", type=int, default=5, help="fetches per endpoint")
+    parser.add_argument("--repeat", type=int, default=15, help="fetches per endpoint")
     parser.add_argument("--before", metavar="REV", help="measure this revision's code too")
     parser.add_argument("--json", metavar="FILE", help="write the figures there too")
     args = parser.parse_args()

@@ -105,7 +105,7 @@ incidents = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # When its texts were removed, past storage.retention (see store/retention.py).
     Column("pruned_at", UTCDateTime),
-    Index("ix_incidents_status", "status"),
+    Index("ix_incidents_status", "status", "opened_at", "id"),
     Index("ix_incidents_resolved_at", "resolved_at"),
     Index("ix_incidents_opened", "opened_at", "id"),
     Index("ix_incidents_unpruned", "pruned_at", "resolved_at"),
