@@ -10,6 +10,7 @@ from adapter.clock import Clock, SystemClock
 from adapter.config import Settings
 from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
+from adapter.engine.expand import Expander
 from adapter.engine.humans import HumanActions
 from adapter.engine.reconcile import Reconciler
 from adapter.engine.scheduler import Scheduler
@@ -56,7 +57,16 @@ def create_app(
     metrics = metrics or Metrics()
     dispatcher = Dispatcher(store, settings.providers, settings.delivery, clock, metrics)
     renderer = make_renderer(settings, metrics)
-    engine = Engine(settings, store, renderer, clock, metrics, on_commit=dispatcher.wake)
+    engine = Engine(
+        settings,
+        store,
+        renderer,
+        clock,
+        metrics,
+        on_commit=dispatcher.wake,
+        on_expansion=lambda: expander.wake(),
+    )
+    expander = Expander(settings, store, engine.notifier, clock)
     scheduler = Scheduler(
         settings,
         store,
@@ -74,6 +84,7 @@ def create_app(
         engine=engine,
         dispatcher=dispatcher,
         scheduler=scheduler,
+        expander=expander,
         humans=humans,
         pagerduty=pagerduty,
         reload=reload,

@@ -354,6 +354,7 @@ def _post_worker_init(worker: Any) -> None:
     services = _services(worker)
     services.dispatcher.start()
     services.scheduler.start()
+    services.expander.start()
     # gunicorn's own "Booting worker" comes before the app is loaded; this is when it serves.
     logging.getLogger("dualtrack.serve").info("worker ready pid=%d", os.getpid())
 
@@ -361,6 +362,7 @@ def _post_worker_init(worker: Any) -> None:
 def _worker_exit(server: Any, worker: Any) -> None:
     services = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("dualtrack")
     if services is not None:
+        services.expander.stop()
         services.scheduler.stop()
         services.dispatcher.stop()
         services.store.dispose()

@@ -49,6 +49,7 @@ class Engine:
         metrics: Metrics,
         on_commit: Callable[[], None] | None = None,
         *,
+        on_expansion: Callable[[], None] | None = None,
         render_quiet: bool = False,
     ):
         self.settings = settings
@@ -58,7 +59,16 @@ class Engine:
         self.metrics = metrics
         self.on_commit = on_commit
         # The dispatcher is woken for notices it must deliver, not for those published on commit.
-        self.notifier = Notifier(settings, renderer, metrics, render_quiet=render_quiet, on_outbox=on_commit)
+        # Per-tenant notices are written after the transaction by the expander, which
+        # `on_expansion` wakes; without it (previews) they are written at once.
+        self.notifier = Notifier(
+            settings,
+            renderer,
+            metrics,
+            render_quiet=render_quiet,
+            on_outbox=on_commit,
+            on_expansion=on_expansion,
+        )
         self.pagerduty = PagerDutyIntake(self)
 
     def write(self, work: Callable[[Connection, Effects], Outcome]) -> Outcome:

@@ -19,13 +19,14 @@ from adapter.engine.planning import (
     first_notice_deadline,
     hold_for,
     plan_notices,
+    reaches_tenants,
     recipients,
 )
 from adapter.metrics import Metrics
 from adapter.providers import REGISTRY
 from adapter.rendering import Renderer
+from adapter.store import expansions, outbox
 from adapter.store import incidents as repo
-from adapter.store import outbox
 from adapter.store.records import Alert, Incident, Notice, TimelineEntry
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,15 @@ class Notifier:
         *,
         render_quiet: bool = False,
         on_outbox: Callable[[], None] | None = None,
+        on_expansion: Callable[[], None] | None = None,
     ):
         self.settings = settings
         self.renderer = renderer
         self.metrics = metrics
         self.render_quiet = render_quiet
         self.on_outbox = on_outbox
+        # None: per-tenant notices are written at once, in the caller's transaction (previews).
+        self.on_expansion = on_expansion
         self._on_commit = {
             p.name for p in settings.providers if getattr(REGISTRY.get(p.type), "publishes_on_commit", False)
         }
@@ -121,16 +125,31 @@ class Notifier:
     ) -> int:
         """Plan, render and write one event's notices; returns how many were new.
 
-        `alerts`, when the caller has just read them, saves reading the incident's alerts again.
+        Per-tenant providers' notices are left to `engine/expand.py`, which writes them after this
+        transaction commits, unless `streams` names them: a webhook's answer does not wait for ten
+        thousand tenants. `alerts`, when the caller has just read them, saves reading them again.
         """
-        if streams is None:
+        if streams is None and self.on_expansion is not None:
+            streams = recipients(self.settings, incident, phase, audiences, only=())  # shared ones
+            if reaches_tenants(self.settings, incident, phase):
+                options = {
+                    "audiences": audiences,
+                    "messages": messages,
+                    "extra": extra,
+                    "deadline": deadline.isoformat() if deadline else None,
+                }
+                expansions.add(conn, incident.id, phase, event, options, now)
+                effects.add(self.on_expansion)
+        elif streams is None:
             streams = recipients(self.settings, incident, phase, audiences)
+        # Only these streams' notices are read: not ten thousand other tenants'.
+        tenants = {s.key[2] for s in streams}
         suppressed: set[tuple[str, str, str | None]] = set()
         unheard: list[Recipient] = []
         unfinished: set[outbox.Channel] | None = None  # read below when its streams are
         if phase in ("resolution", "postmortem"):
             # Readers who never heard of it (held, then suppressed) need no ending either.
-            states = outbox.streams(conn, incident.id)
+            states = outbox.streams(conn, incident.id, tenants)
             if phase == "resolution":
                 suppressed = outbox.suppress_held(conn, incident.id, states.held)
             unfinished = states.unfinished(held_suppressed=phase == "resolution")
@@ -138,7 +157,7 @@ class Notifier:
         elif phase == "update":
             # A held first notice is rendered afresh when released; a reader who never heard of
             # the incident (its first notice was suppressed) gets a first notice, not an update.
-            states = outbox.streams(conn, incident.id)
+            states = outbox.streams(conn, incident.id, tenants)
             unfinished = states.unfinished(held_suppressed=False)
             unheard = [s for s in streams if s.key not in states.heard and s.key not in states.held]
             streams = [s for s in streams if s.key in states.heard]
@@ -246,7 +265,8 @@ class Notifier:
         elif unfinished is not None:
             waiting = set(unfinished)
         else:
-            waiting = outbox.streams(conn, incident_id).unfinished(held_suppressed=False)
+            tenants = {row["tenant"] for row in rows}
+            waiting = outbox.streams(conn, incident_id, tenants).unfinished(held_suppressed=False)
         for row in rows:  # in the order they are inserted, which is the order they go out
             stream = (row["provider"], row["tenant"])
             if row["state"] == "pending" and row["provider"] in self._on_commit and stream not in waiting:

@@ -83,14 +83,19 @@ class PlannedNotice:
 
 
 def recipients(
-    settings: Settings, incident: Incident, phase: str, audiences: tuple[str, ...] | None = None
+    settings: Settings,
+    incident: Incident,
+    phase: str,
+    audiences: tuple[str, ...] | None = None,
+    *,
+    only: Sequence[Tenant] | None = None,
 ) -> list[Recipient]:
     """Every stream this incident's `phase` notice goes to, after targeting by audience and tier.
 
     A provider serving one audience hears about an incident only when an affected tenant is in
     that audience (unless `only_when_affected: false`); an incident that touches no known tenant
     goes to the technical audience only. Per-tenant providers get one stream per affected tenant
-    of their tiers, in the tenant's own segment.
+    of their tiers, in the tenant's own segment: of the tenants in `only`, when it is given.
     """
     catalog = settings.catalog
     if phase in INTERNAL_PHASES:
@@ -104,10 +109,10 @@ def recipients(
             continue
         if provider.per_tenant:
             contact = contact_key(provider)
-            for tenant in tenants:
+            for tenant in tenants if only is None else only:
                 if provider.tiers and tenant.tier not in provider.tiers:
                     continue
-                if contact and not tenant.contacts.model_dump().get(contact):
+                if contact and not getattr(tenant.contacts, contact, None):
                     continue  # nowhere to send it; check-config cannot know every tenant's needs
                 if tenant.segment in provider.audiences and (not audiences or tenant.segment in audiences):
                     out.append(Recipient(provider, tenant.segment, tenant))
@@ -121,6 +126,21 @@ def recipients(
                 continue
             out.append(Recipient(provider, audience))
     return out
+
+
+def reaches_tenants(settings: Settings, incident: Incident, phase: str) -> bool:
+    """Whether a per-tenant provider may have streams for this notice (`recipients` says which)."""
+    return (
+        phase not in INTERNAL_PHASES
+        and bool(incident.tenants)
+        and any(p.per_tenant and incident.level >= p.min_level for p in settings.providers)
+    )
+
+
+def affected_tenants(settings: Settings, incident: Incident) -> list[Tenant]:
+    """The catalog's tenants the incident affects, by id: the order per-tenant notices are written in."""
+    tenants = [t for t in map(settings.catalog.tenant, incident.tenants) if t is not None]
+    return sorted(tenants, key=lambda t: t.id)
 
 
 def contact_key(provider: ProviderSettings) -> str | None:

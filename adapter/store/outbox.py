@@ -76,14 +76,26 @@ class StreamStates:
         return self.waiting | held
 
 
-def streams(conn: Connection, incident_id: int) -> StreamStates:
-    """The incident's held, heard and waiting streams, in one read."""
+def _of_tenants(tenants: Collection[str | None]) -> ColumnElement[bool]:
+    """Notices of these tenants' streams; None stands for the shared streams."""
+    named = [t for t in tenants if t is not None]
+    clause = notices.c.tenant.in_(named)
+    return or_(clause, notices.c.tenant.is_(None)) if None in tenants else clause
+
+
+def streams(
+    conn: Connection, incident_id: int, tenants: Collection[str | None] | None = None
+) -> StreamStates:
+    """The incident's held, heard and waiting streams, in one read; only those of `tenants`
+    (None in it: the shared streams) when given."""
     states = StreamStates(set(), set(), set())
     query = select(notices.c.provider, notices.c.audience, notices.c.tenant, notices.c.phase, notices.c.state)
     query = query.where(
         notices.c.incident_id == incident_id,
         or_(notices.c.state.in_(UNFINISHED), notices.c.phase == "acknowledgement"),
     )
+    if tenants is not None:
+        query = query.where(_of_tenants(tenants))
     for row in conn.execute(query).mappings():
         key = (row["provider"], row["audience"], row["tenant"])
         state = row["state"]
@@ -107,6 +119,7 @@ def suppress_held(conn: Connection, incident_id: int, held: set[Stream] | None =
         conn.execute(
             update(notices)
             .where(notices.c.incident_id == incident_id, notices.c.state == "held")
+            .where(_of_tenants({tenant for _, _, tenant in held}))
             .values(state="suppressed", last_error="resolved while held")
         )
     return held

@@ -155,3 +155,21 @@ class PageNotice(Record):
     body: str
     delivered_at: datetime
     total: int
+
+
+# --------------------------------------------------------------------------------------------
+# expansions (adapter/store/expansions.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion(Record):
+    """Per-tenant providers' notices of one event, still to be written: those of tenants whose id
+    sorts after `after` (None: all)."""
+
+    id: int
+    incident_id: int
+    phase: str
+    event: str
+    options: dict[str, Any]
+    created_at: datetime
+    after: str | None

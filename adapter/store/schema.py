@@ -218,6 +218,21 @@ notices = Table(
 
 # A stream's notices in writing order. Shared streams' tenant is NULL: coalesced, one equality
 # finds a stream (see `outbox.claim_due`).
+# Per-tenant providers' notices of one event, written after the transaction that planned it
+# (see `engine/expand.py`); `after`: the last tenant written so far, in the order of their ids.
+expansions = Table(
+    "expansions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False),
+    Column("phase", String(32), nullable=False),
+    Column("event", String(128), nullable=False),
+    Column("options", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("after", String(64)),
+)
+
+
 def stream_tenant(table: Any) -> Any:
     """The tenant of a notice's stream, '' for a shared stream, as `ix_notices_stream_order` has it."""
     return func.coalesce(table.c.tenant, literal_column("''"))

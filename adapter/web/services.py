@@ -11,6 +11,7 @@ from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
+from adapter.engine.expand import Expander
 from adapter.engine.humans import HumanActions
 from adapter.engine.pagerduty import PagerDutyIntake
 from adapter.engine.scheduler import Scheduler
@@ -28,6 +29,7 @@ class Services:
     engine: Engine
     dispatcher: Dispatcher
     scheduler: Scheduler
+    expander: Expander
     humans: HumanActions
     pagerduty: PagerDutyIntake
     metrics: Metrics

@@ -61,7 +61,9 @@ def make_world(open_store, make_settings, clock):
 def fire(svc, service, severity="critical", fingerprint="1000000000000001", status="firing", **kw):
     labels = {"alertname": "Down", "service": service, "severity": severity, "instance": "db-7.prod:3306"}
     alert = am_alert(fingerprint, labels, status=status, **kw)
-    return svc.engine.ingest(alertmanager.parse(am_body([alert], group_key=f"g-{service}")))
+    result = svc.engine.ingest(alertmanager.parse(am_body([alert], group_key=f"g-{service}")))
+    svc.expander.drain()  # the per-tenant notices, written after the webhook's transaction
+    return result
 
 
 def notices(svc, ref="INC-2026-0001"):

@@ -1,0 +1,97 @@
+"""Expansion: per-tenant providers' notices written after the transaction that planned their event."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+
+from adapter.background import BackgroundLoop
+from adapter.clock import Clock
+from adapter.config import Settings
+from adapter.engine.effects import writing
+from adapter.engine.notify import Notifier
+from adapter.engine.planning import affected_tenants, recipients
+from adapter.store import Store, expansions, leases
+from adapter.store import incidents as repo
+
+log = logging.getLogger(__name__)
+LEASE = "expander"
+# Tenants a transaction: the write lock is given back between chunks, so webhooks that arrive
+# meanwhile wait for one chunk, not for every tenant.
+CHUNK = 50
+
+
+class Expander(BackgroundLoop):
+    """Writes the per-tenant notices of planned events, oldest event first, a chunk a pass.
+
+    One process at a time does it (a named lease), so each tenant's notices are written in the
+    order of their events. The expansion row is written with the event, and each chunk's notices
+    with its progress: a crash between the two leaves the rest for the next pass, and notices
+    written before it are not written again (their dedupe keys).
+    """
+
+    name = "dualtrack-expander"
+
+    def __init__(self, settings: Settings, store: Store, notifier: Notifier, clock: Clock):
+        super().__init__()
+        self.settings = settings
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self) % 0xFFFFFF:x}"
+
+    def run_once(self) -> int:
+        """Write one chunk of the oldest expansion; how many tenants it covered (0: none waiting)."""
+        now = self.clock.now()
+        ttl = max(timedelta(seconds=30), 10 * self.settings.policy.scheduler_interval)
+        with writing(self.store) as (conn, effects):
+            if not leases.acquire(conn, LEASE, self.owner, now, ttl):
+                return 0
+            job = expansions.oldest(conn)
+            if job is None:
+                return 0
+            incident = repo.get_incident(conn, job.incident_id)
+            assert incident is not None  # incidents are never deleted
+            # The incident as it is now: whom it affects, at what level. Tenants in the order of
+            # their ids, so that one the incident comes to affect meanwhile shifts no other.
+            tenants = [
+                t for t in affected_tenants(self.settings, incident) if job.after is None or t.id > job.after
+            ]
+            chunk = tenants[:CHUNK]
+            options = job.options
+            audiences = tuple(options["audiences"]) if options.get("audiences") else None
+            streams = recipients(self.settings, incident, job.phase, audiences, only=chunk)
+            streams = [s for s in streams if s.tenant is not None]
+            if streams:
+                deadline = options.get("deadline")
+                self.notifier.notify(
+                    conn,
+                    effects,
+                    incident,
+                    job.phase,
+                    job.event,
+                    now,
+                    audiences=audiences,
+                    messages=options.get("messages"),
+                    extra=options.get("extra"),
+                    deadline=datetime.fromisoformat(deadline) if deadline else None,
+                    streams=streams,
+                )
+            if len(tenants) <= CHUNK:
+                expansions.finish(conn, job.id)
+                effects.add(log.info, "expanded ref=%s phase=%s event=%s", incident.ref, job.phase, job.event)
+            else:
+                expansions.advance(conn, job.id, chunk[-1].id)
+        return max(1, len(chunk))
+
+    def drain(self) -> int:
+        """Every waiting expansion written, in the calling thread, then the lease given back (for
+        tests and the CLI)."""
+        total = 0
+        while worked := self.run_once():
+            total += worked
+        with writing(self.store) as (conn, _):
+            leases.release(conn, LEASE, self.owner)
+        return total
