@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import Counter
 from typing import Any
 
 import pytest
 import requests
+import sqlalchemy
 
+from tests.support.catalog import catalog_data
 from tests.support.server import (
     AM_TOKEN,
     FIXTURES,
@@ -161,3 +164,65 @@ def test_kill_9_under_load_loses_no_accepted_webhook(tmp_path, dualtrack_factory
         fingerprints = {a["fingerprint"] for a in second.incident(refs[0])["alerts"]}
         assert fingerprints == {a["fingerprint"] for a in body["alerts"]}
     assert len({refs[0] for _, refs in done}) == len(done), "two groups share an incident"
+
+
+def test_a_fan_out_killed_right_after_its_202_reaches_every_tenant_exactly_once(
+    tmp_path, dualtrack_factory, sink_factory
+):
+    tenants = 300  # 6 expansion chunks, 20 ms apart: far longer than from the 202 to the kill
+    sink_port = free_port()  # nothing listens until the restart: nothing is delivered before it
+    catalog = catalog_data()
+    catalog["tenants"] = [
+        {
+            "id": f"shop-{n:04d}",
+            "name": f"Shop {n:04d}",
+            "segment": "business" if n % 2 else "technical",
+            "services": ["checkout"],
+            "contacts": {"webhook": f"http://127.0.0.1:{sink_port}/shop-{n:04d}"},
+        }
+        for n in range(tenants)
+    ]
+    direct = {
+        "name": "direct",
+        "type": "webhook",
+        "audience": "all",
+        "per_tenant": True,
+        "secret": HOOK_SECRET,
+    }
+    folder = tmp_path / "dualtrack"
+    delivery = {"backoff_initial": "1s", "backoff_max": "2s", "lease": "10s"}
+    config = {"providers": [PROVIDER_BUILTIN, direct], "catalog": catalog, "delivery": delivery}
+    first: Dualtrack = dualtrack_factory(folder=folder, **config)
+    first.start(ready_timeout=60)
+    response = first.post_alertmanager(FIRING.read_bytes())
+    assert response.status_code == 202, response.text
+    first.kill()
+
+    database = sqlalchemy.create_engine(f"sqlite:///{folder / 'dualtrack.db'}")
+    with database.connect() as conn:
+        waiting = conn.exec_driver_sql("SELECT count(*) FROM expansions").scalar_one()
+        written = conn.exec_driver_sql("SELECT count(*) FROM notices WHERE tenant IS NOT NULL").scalar_one()
+    database.dispose()
+    assert waiting == 1 and written < tenants  # killed between the commit and the end of the expansion
+
+    sink = sink_factory(sink_port).start()
+    second: Dualtrack = dualtrack_factory(folder=folder, port=first.port, **config)
+    second.start(ready_timeout=60)
+    wait_until(
+        lambda: len({post.path for post in sink.received()}) == tenants,
+        timeout=120,
+        message=lambda: f"{len({post.path for post in sink.received()})} of {tenants} tenants reached",
+    )
+    # Once every notice is marked delivered nothing more is sent: the count is final.
+    ref = response.json()["incidents"][0]
+    wait_until(
+        lambda: all(
+            n["state"] == "delivered" for n in second.incident(ref)["notices"] if n["provider"] == "direct"
+        ),
+        timeout=60,
+        message="every per-tenant notice marked delivered",
+    )
+    received = Counter(post.path for post in sink.received())
+    assert len(received) == tenants and set(received.values()) == {1}
+    assert all(signature_ok(HOOK_SECRET, p.body, p.header(SIGNATURE_HEADER)) for p in sink.received()[:10])
+    assert second.stop() == 0

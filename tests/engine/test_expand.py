@@ -130,7 +130,7 @@ def test_an_expansion_cut_short_by_a_crash_writes_each_tenant_once_when_another_
     # The crashed process never comes back; another takes over once its lease has run out.
     other = Expander(svc.settings, svc.store, svc.engine.notifier, clock)
     assert other.run_once() == 0
-    clock.advance(timedelta(minutes=11))
+    clock.advance(expand.LEASE_TTL)
     other.drain()
     by_tenant = Counter(n.tenant for n in written(svc))
     assert len(by_tenant) == 450 and set(by_tenant.values()) == {1}
