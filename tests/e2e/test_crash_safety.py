@@ -11,7 +11,7 @@ import pytest
 import requests
 import sqlalchemy
 
-from tests.support.catalog import catalog_data
+from tests.support.catalog import with_shops
 from tests.support.server import (
     AM_TOKEN,
     FIXTURES,
@@ -171,17 +171,7 @@ def test_a_fan_out_killed_right_after_its_202_reaches_every_tenant_exactly_once(
 ):
     tenants = 300  # 6 expansion chunks, 20 ms apart: far longer than from the 202 to the kill
     sink_port = free_port()  # nothing listens until the restart: nothing is delivered before it
-    catalog = catalog_data()
-    catalog["tenants"] = [
-        {
-            "id": f"shop-{n:04d}",
-            "name": f"Shop {n:04d}",
-            "segment": "business" if n % 2 else "technical",
-            "services": ["checkout"],
-            "contacts": {"webhook": f"http://127.0.0.1:{sink_port}/shop-{n:04d}"},
-        }
-        for n in range(tenants)
-    ]
+    catalog = with_shops(tenants, f"http://127.0.0.1:{sink_port}")
     direct = {
         "name": "direct",
         "type": "webhook",

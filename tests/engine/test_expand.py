@@ -9,51 +9,21 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from adapter.app import create_app
 from adapter.engine import expand
 from adapter.engine.expand import Expander
-from adapter.metrics import Metrics
 from adapter.sources import alertmanager
 from adapter.store import expansions, outbox
 from adapter.store import incidents as repo
-from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
-from tests.support.catalog import catalog_data
+from tests.support.catalog import with_shops
 
 DIRECT = {"name": "direct", "type": "webhook", "audience": "all", "per_tenant": True}
 
 
-def catalog_of(tenants: int) -> dict[str, Any]:
-    """The shared catalog and `tenants` more customers of checkout, each with its own webhook."""
-    catalog = catalog_data()
-    catalog["tenants"] = [
-        {
-            "id": f"shop-{n:04d}",
-            "name": f"Shop {n:04d}",
-            "segment": "business" if n % 2 else "technical",
-            "services": ["checkout"],
-            "contacts": {"webhook": f"http://127.0.0.1:9/shop-{n:04d}"},
-        }
-        for n in range(tenants)
-    ]
-    return catalog
-
-
 @pytest.fixture
-def make_world(open_store, make_settings, clock):
-    stores = []
-
-    def make(tenants: int):
-        config = base_config()
-        config["providers"] = [DIRECT]
-        settings = make_settings(config, catalog_of(tenants))
-        store = open_store(settings.storage.url)
-        stores.append(store)
-        return create_app(settings, clock=clock, store=store, metrics=Metrics()).extensions["dualtrack"]
-
-    yield make
-    for store in stores:
-        store.dispose()
+def make_world(world):
+    """A world whose `tenants` customers of checkout each get their notices through a webhook."""
+    return lambda tenants: world([DIRECT], with_shops(tenants, "http://127.0.0.1:9"))
 
 
 def fire(svc, status="firing", group="checkout", **times):

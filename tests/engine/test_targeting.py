@@ -7,8 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from adapter.app import create_app
-from adapter.metrics import Metrics
 from adapter.sources import alertmanager
 from adapter.store import incidents as repo
 from adapter.store import outbox
@@ -40,22 +38,8 @@ def world_catalog():
 
 
 @pytest.fixture
-def make_world(open_store, make_settings, clock):
-    stores = []
-
-    def make(providers, policy=None, catalog=None):
-        config = base_config()
-        config["providers"] = providers
-        if policy:
-            config["policy"] = policy
-        settings = make_settings(config, catalog or world_catalog())
-        store = open_store(settings.storage.url)
-        stores.append(store)
-        return create_app(settings, clock=clock, store=store, metrics=Metrics()).extensions["dualtrack"]
-
-    yield make
-    for store in stores:
-        store.dispose()
+def make_world(world):
+    return lambda providers, policy=None, catalog=None: world(providers, catalog or world_catalog(), policy)
 
 
 def fire(svc, service, severity="critical", fingerprint="1000000000000001", status="firing", **kw):

@@ -23,3 +23,20 @@ def shared_catalog() -> Catalog:
 def catalog_data() -> dict[str, Any]:
     """The shared catalog as plain data, a fresh copy for a test to vary and write out."""
     return shared_catalog().model_dump(mode="json", exclude_unset=True)
+
+
+def with_shops(count: int, webhook: str) -> dict[str, Any]:
+    """The shared catalog with `count` customers of checkout instead of its tenants, alternately
+    technical and business, each with its own webhook: `webhook` + /shop-NNNN."""
+    catalog = catalog_data()
+    catalog["tenants"] = [
+        {
+            "id": f"shop-{n:04d}",
+            "name": f"Shop {n:04d}",
+            "segment": "business" if n % 2 else "technical",
+            "services": ["checkout"],
+            "contacts": {"webhook": f"{webhook}/shop-{n:04d}"},
+        }
+        for n in range(count)
+    ]
+    return catalog
