@@ -36,6 +36,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/storm.py
 	$(BIN)/python bench/pages.py
 	$(BIN)/python bench/history.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(VENV) data/*.db data/*.db-* data/*.db.lock

@@ -11,6 +11,7 @@ time; that notification's answer time; the other webhooks' p50/p99 while the fan
 its 202 until the last notice is delivered); the time until every webhook and every e-mail has
 arrived; and whether each arrived exactly once (distinct Idempotency-Keys and Message-IDs, one
 per tenant).
+`--before REV` measures another revision's code first (its check-config, its server).
 Goals (issue 16): catalog under 2 s; the 202 under 100 ms; other webhooks' p99 under 100 ms;
 10,000 e-mails in under 20 s and 10,000 webhooks in under 10 s, each exactly once.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
@@ -36,7 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from ingest import firing_alert, group_key, group_notification  # noqa: E402
-from pages import percentile  # noqa: E402
+from pages import CLI, code_of, percentile, start_on  # noqa: E402
 
 from tests.support.server import (  # noqa: E402
     AM_TOKEN,
@@ -116,9 +118,14 @@ def send_others(url: str, stop: Any, results: Any) -> None:
     results.put(timed)
 
 
-def run(tenants: int) -> dict[str, Any]:
+def run(tenants: int, revision: str | None) -> dict[str, Any]:
+    """The figures of one size, served by `revision`'s code (None: this checkout)."""
     figures: dict[str, Any] = {"tenants": tenants}
-    with tempfile.TemporaryDirectory(prefix="dualtrack-fanout-") as tmp, SmtpServer() as smtp:
+    with (
+        tempfile.TemporaryDirectory(prefix="dualtrack-fanout-") as tmp,
+        SmtpServer() as smtp,
+        code_of(revision) as env,
+    ):
         folder = Path(tmp)
         sink = Sink().start()
         port = free_port()
@@ -138,13 +145,17 @@ def run(tenants: int) -> dict[str, Any]:
         ]
         config = write_config(folder, port, providers=providers, catalog=catalog(tenants, sink.url))
         began = time.perf_counter()
+        command = CLI if env else [str(VENV_BIN / "dualtrack")]
+        # From elsewhere than this checkout: `python -c` looks in its working directory first.
         subprocess.run(
-            [str(VENV_BIN / "dualtrack"), "check-config", "--config", str(config)],
+            [*command, "check-config", "--config", str(config)],
             check=True,
             capture_output=True,
+            env={**os.environ, **env},
+            cwd=tmp,
         )
         figures["check_config"] = time.perf_counter() - began
-        server = Dualtrack(config, port, workers=2).start(ready_timeout=120)
+        server = start_on(Dualtrack(config, port, workers=2), env)
         # The other webhooks' sender runs in a process of its own: the sink and the SMTP server
         # of this one would otherwise hold up its requests, and its times with them.
         context = multiprocessing.get_context("fork")
@@ -190,10 +201,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tenants", default="2000,10000", help="catalog sizes, comma-separated")
+    parser.add_argument("--before", metavar="REV", help="measure this revision's code too, first")
     args = parser.parse_args()
-    for tenants in (int(t) for t in args.tenants.split(",")):
-        f = run(tenants)
-        print(f"\n{tenants:,} tenants")
+    runs = [(args.before, tenants) for tenants in args.tenants.split(",")] if args.before else []
+    runs += [(None, tenants) for tenants in args.tenants.split(",")]
+    for revision, tenants in ((r, int(t)) for r, t in runs):
+        f = run(tenants, revision)
+        print(f"\n{tenants:,} tenants, {revision or 'this checkout'}")
         print(f"  check-config: {f['check_config']:.2f} s (goal: under 2 s)")
         print(f"  the alert's answer: {f['answer'] * 1000:.0f} ms (goal: under 100 ms)")
         print(

@@ -90,18 +90,21 @@ def start_server(
     if storage:
         extra["storage"] = {"url": storage}
     config = write_config(folder, port, providers=[PROVIDER_BUILTIN], catalog=CATALOG, extra=extra)
-    server = Dualtrack(config, port, workers=2, threads=threads)
+    return start_on(Dualtrack(config, port, workers=2, threads=threads), env)
+
+
+# The CLI, imported from wherever PYTHONPATH says first: another revision's code with code_of().
+CLI = [sys.executable, "-c", "import sys; from adapter.cli import main; sys.exit(main())"]
+
+
+def start_on(server: Dualtrack, env: dict[str, str]) -> Dualtrack:
+    """Start the server on the code `env` names (see code_of), or on this checkout's."""
     if env:
-        # The same CLI, imported from the other revision's code (PYTHONPATH comes first).
-        server.process.argv[:1] = [
-            sys.executable,
-            "-c",
-            "import sys; from adapter.cli import main; sys.exit(main())",
-        ]
+        server.process.argv[:1] = CLI
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        server.start(ready_timeout=60)
+        server.start(ready_timeout=120)
     finally:
         os.environ.clear()
         os.environ.update(saved)
