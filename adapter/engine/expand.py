@@ -22,8 +22,7 @@ LEASE = "expander"
 # meanwhile wait for one chunk, not for every tenant.
 CHUNK = 50
 GAP = 0.02  # seconds between chunks
-# Renewed at every pass (a second apart when idle): another process takes over this long after
-# the holder died.
+# Renewed at every chunk: another process takes over this long after the holder died.
 LEASE_TTL = timedelta(seconds=10)
 
 
@@ -50,6 +49,11 @@ class Expander(BackgroundLoop):
 
     def run_once(self) -> int:
         """Write one chunk of the oldest expansion; how many tenants it covered (0: none waiting)."""
+        self._writing = False
+        # Most passes find nothing waiting: find that out without the write lock.
+        with self.store.read() as conn:
+            if expansions.oldest(conn) is None:
+                return 0
         now = self.clock.now()
         with writing(self.store) as (conn, effects):
             if not leases.acquire(conn, LEASE, self.owner, now, LEASE_TTL):
@@ -103,8 +107,8 @@ class Expander(BackgroundLoop):
             super().idle()
 
     def drain(self) -> int:
-        """Every waiting expansion written, in the calling thread, then the lease given back (for
-        tests and the CLI)."""
+        """Every waiting expansion written in the calling thread, then the lease given back: for
+        tests, which run no background threads."""
         total = 0
         while worked := self.run_once():
             total += worked
