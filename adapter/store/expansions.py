@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from adapter.store.records import Expansion
 from adapter.store.schema import expansions
@@ -36,4 +36,4 @@ def finish(conn: Connection, expansion_id: int) -> None:
 
 def pending(conn: Connection) -> int:
     """How many events still have per-tenant notices to write."""
-    return len(conn.execute(select(expansions.c.id)).all())
+    return int(conn.execute(select(func.count()).select_from(expansions)).scalar_one())

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     and_,
     bindparam,
@@ -95,6 +96,12 @@ def update_incident(conn: Connection, incident: Incident, values: Row) -> Incide
     return replace(incident, **values)
 
 
+def current(resolved_since: datetime) -> ColumnElement[bool]:
+    """Open incidents, and those resolved since the time: two indexed terms (status, resolved_at),
+    so that older history is never read."""
+    return or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= resolved_since)
+
+
 def get_incident(conn: Connection, incident_id: int) -> Incident | None:
     return _first(conn, Incident, select(incidents).where(incidents.c.id == incident_id))
 
@@ -153,22 +160,6 @@ def owing_after_resolution(
         )
     query = select(incidents).where(incidents.c.status == "resolved", incidents.c.resolved_at >= since, owing)
     return _all(conn, Incident, query.order_by(incidents.c.id))
-
-
-def incidents_for_page(conn: Connection, resolved_since: datetime) -> list[Incident]:
-    """Open incidents, then those resolved since the given time, newest first within each."""
-    query = (
-        select(incidents)
-        .where(
-            or_(
-                incidents.c.status.in_(OPEN),
-                and_(incidents.c.status == "resolved", incidents.c.resolved_at >= resolved_since),
-            )
-        )
-        .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
-    )
-    rows = _all(conn, Incident, query)
-    return [r for r in rows if r.status != "resolved"] + [r for r in rows if r.status == "resolved"]
 
 
 def find_alerts(conn: Connection, instances: Iterable[tuple[str, str, datetime]]) -> list[Alert]:
@@ -243,9 +234,8 @@ def timeline_of(conn: Connection, incident_id: int) -> list[TimelineEntry]:
 
 def overlapping(conn: Connection, start: datetime, end: datetime) -> list[Incident]:
     """Incidents open at some moment in [start, end)."""
-    # Open ones, or resolved since `start`: two indexed terms, so older history is never read.
     # Opened before `end` is checked here, or the database would walk the history by opening time.
-    query = select(incidents).where(or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= start))
+    query = select(incidents).where(current(start))
     return [incident for incident in _all(conn, Incident, query) if incident.opened_at < end]
 
 

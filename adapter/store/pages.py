@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 
-from adapter.store.incidents import OPEN
+from adapter.store.incidents import current
 from adapter.store.records import IncidentSpan, PageIncident, PageNotice
 from adapter.store.schema import incidents, notices
 
@@ -58,11 +58,6 @@ def _visible(conn: Connection, readers: Readers) -> Any:
     return clause
 
 
-def _current(resolved_since: datetime) -> Any:
-    # Two indexed terms (status, resolved_at): the past's resolved incidents are never read.
-    return or_(incidents.c.status.in_(OPEN), incidents.c.resolved_at >= resolved_since)
-
-
 _IS_OPEN = case((incidents.c.status == "resolved", 0), else_=1)
 _INCIDENT_COLUMNS = (
     incidents.c.id,
@@ -99,7 +94,7 @@ def _notice_columns(body_chars: int | None) -> tuple[Any, ...]:
 def counts(conn: Connection, readers: Readers, resolved_since: datetime) -> tuple[int, int]:
     """(open, all) incidents on the readers' pages: open ones, and those resolved since the time."""
     query = select(func.coalesce(func.sum(_IS_OPEN), 0), func.count()).where(
-        _current(resolved_since), _visible(conn, readers)
+        current(resolved_since), _visible(conn, readers)
     )
     open_count, total = conn.execute(query).one()
     return int(open_count), int(total)
@@ -112,7 +107,7 @@ def current_incidents(
     within each; titles cut at LINE_CHARS (one more character tells a cut one)."""
     query = (
         select(*_INCIDENT_COLUMNS)
-        .where(_current(resolved_since), _visible(conn, readers))
+        .where(current(resolved_since), _visible(conn, readers))
         .order_by(_IS_OPEN.desc(), incidents.c.opened_at.desc(), incidents.c.id.desc())
         .limit(limit)
         .offset(offset)
@@ -191,7 +186,7 @@ def history(conn: Connection, start: datetime, end: datetime) -> list[IncidentSp
         incidents.c.opened_at,
         incidents.c.resolved_at,
         incidents.c.updated_at,
-    ).where(_current(start))
+    ).where(current(start))
     # Opened before `end` is checked here: in the query it would lead the database to walk the
     # whole history by its opening time instead of the open and recently resolved incidents.
     spans = [IncidentSpan.from_row(row) for row in conn.execute(query).mappings()]
