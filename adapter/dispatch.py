@@ -8,6 +8,7 @@ import random
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from adapter.providers import DeliveryError, Message, Provider, RequestHooks, bu
 from adapter.rendering import render_html
 from adapter.store import Store, breakers, buckets, outbox
 from adapter.store import incidents as repo
+from adapter.store.outcomes import Recorder
 from adapter.store.records import Notice
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ def backoff(attempts: int, settings: DeliverySettings, rng: random.Random) -> ti
 
 
 class BreakerPass:
-    """One dispatcher pass's view of the providers' circuit breakers.
+    """One dispatcher pass's view of the providers' circuit breakers, shared by its sending threads.
 
     A healthy provider costs one read per pass; state is written only when something failed.
     """
@@ -46,9 +48,19 @@ class BreakerPass:
         self.probing: set[str] = set()
         # provider → (a success seen in this pass, retryable failures since the last success)
         self.seen: dict[str, tuple[bool, int]] = {}
+        self._changed = threading.Condition()
 
     def closed_until(self, provider: str) -> datetime | None:
-        """None when a delivery to the provider may start now, else when to try again."""
+        """None when a delivery to the provider may start now, else when to try again.
+
+        While another thread's probe is under way, wait for its outcome.
+        """
+        with self._changed:
+            while provider in self.probing and provider not in self.seen:
+                self._changed.wait()
+            return self._closed_until(provider)
+
+    def _closed_until(self, provider: str) -> datetime | None:
         store, now = self.dispatcher.store, self.dispatcher.clock.now()
         if provider not in self.known:
             with store.read() as conn:
@@ -67,11 +79,13 @@ class BreakerPass:
         return max(open_until, now)
 
     def saw(self, provider: str, outcome: outbox.Outcome) -> None:
-        success, failures = self.seen.get(provider, (False, 0))
-        if outcome.state == "failed":
-            self.seen[provider] = (success, failures + 1)
-        else:  # delivered, or a permanent refusal: the provider answered
-            self.seen[provider] = (True, 0)
+        with self._changed:
+            success, failures = self.seen.get(provider, (False, 0))
+            if outcome.state == "failed":
+                self.seen[provider] = (success, failures + 1)
+            else:  # delivered, or a permanent refusal: the provider answered
+                self.seen[provider] = (True, 0)
+            self._changed.notify_all()
 
     def finish(self) -> None:
         for provider, (success, failures) in self.seen.items():
@@ -97,6 +111,65 @@ class BreakerPass:
                 )
             elif success and open_until is not None:
                 log.info("breaker provider=%s closed", provider)
+
+
+class DeliveryPass:
+    """One claimed batch of a provider's notices, delivered stream by stream from several threads."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        claimed: list[Notice],
+        messages: dict[int, Message],
+        carried: dict[int, list[int]],
+    ):
+        self.dispatcher = dispatcher
+        self.messages = messages
+        self.carried = carried
+        skipped = {older for olders in carried.values() for older in olders}
+        streams: dict[tuple[int, str, str | None], list[Notice]] = {}
+        for notice in claimed:
+            if notice.id not in skipped:  # carried by a newer one
+                streams.setdefault(outbox.stream_of(notice), []).append(notice)
+        self.streams = list(streams.values())
+        self.breaker = BreakerPass(dispatcher)
+        # Stop starting sends well before the lease runs out, so nobody else takes them meanwhile.
+        self.budget = time.monotonic() + dispatcher.settings.lease.total_seconds() / 2
+        self.unstarted = {notice.id for notice in claimed}
+        self.deferred: list[outbox.Outcome] = []
+        self.halted = False  # an outcome could not be recorded
+        self._lock = threading.Lock()
+
+    def deliver_stream(self, notices: list[Notice]) -> int:
+        """Send one stream's notices in order until one fails; how many got an outcome."""
+        dispatcher, done = self.dispatcher, 0
+        refs: dict[str, str] = {}  # audience → the provider's id from this stream's first delivery
+        for notice in notices:
+            if dispatcher.stopping or self.halted or time.monotonic() > self.budget:
+                break
+            group = [notice.id, *self.carried.get(notice.id, [])]
+            with self._lock:
+                self.unstarted.difference_update(group)
+            wait_until = self.breaker.closed_until(notice.provider)
+            if wait_until is not None:
+                with self._lock:
+                    self.deferred.extend(outbox.Outcome(i, "deferred", at=wait_until) for i in group)
+                break
+            message = self.messages[notice.id]
+            if message.provider_ref is None and notice.audience in refs:
+                message = replace(message, provider_ref=refs[notice.audience])
+            outcome = dispatcher._deliver(notice, message)
+            self.breaker.saw(notice.provider, outcome)
+            try:
+                done += dispatcher._record(notice, outcome, group[1:])
+            except Exception:
+                self.halted = True
+                raise
+            if outcome.state == "failed":
+                break  # the rest of the stream waits for its retry
+            if outcome.state == "delivered" and message.provider_ref is None and outcome.ref:
+                refs.setdefault(notice.audience, outcome.ref)
+        return done
 
 
 class ProviderLoop(BackgroundLoop):
@@ -144,6 +217,7 @@ class Dispatcher:
         self._stop = threading.Event()
         hooks = RequestHooks(before=self._throttle, after=self._observe_request)
         self.providers = build_providers(providers, hooks)
+        self.recorder = Recorder(store, self.owner)
         self.loops = [ProviderLoop(self, name) for name in self.providers] + [ProviderLoop(self, None)]
 
     @property
@@ -178,8 +252,9 @@ class Dispatcher:
     # -- one provider's pass -----------------------------------------------------------------
 
     def deliver_due(self, provider: str | None) -> int:
-        """Claim a batch of the provider's due notices and deliver them in order, recording each
-        outcome as soon as it is known, so a crash repeats at most the delivery in flight.
+        """Claim a batch of the provider's due notices and deliver them, `concurrency` streams at a
+        time and each stream's in order, recording each outcome before the stream's next send, so
+        a crash repeats at most the deliveries in flight.
 
         `provider=None` takes the notices of providers that are not configured (they go dead).
         Returns how many notices got an outcome.
@@ -193,44 +268,24 @@ class Dispatcher:
         if not claimed:
             return 0
         messages = self._messages(claimed)
-        carried = self._carried(claimed, messages)
-        skipped = {older for olders in carried.values() for older in olders}
-        # Stop starting sends well before the lease runs out, so nobody else takes them meanwhile.
-        budget = time.monotonic() + lease.total_seconds() / 2
-        blocked: set[tuple[int, str, str | None]] = set()
-        unstarted = {notice.id for notice in claimed}
-        deferred: list[outbox.Outcome] = []
-        done = 0
-        breaker = BreakerPass(self)
+        run = DeliveryPass(self, claimed, messages, self._carried(claimed, messages))
+        target = self.providers.get(provider) if provider is not None else None
+        workers = min(target.concurrency if target is not None else 1, len(run.streams))
         try:
-            for notice in claimed:
-                stream = outbox.stream_of(notice)
-                # Carried by a newer one; or draining, out of time, or an earlier notice of the
-                # stream waits for a retry.
-                if notice.id in skipped or self.stopping or stream in blocked or time.monotonic() > budget:
-                    continue
-                group = [notice.id, *carried.get(notice.id, [])]
-                unstarted.difference_update(group)
-                wait_until = breaker.closed_until(notice.provider)
-                if wait_until is not None:
-                    deferred.extend(outbox.Outcome(i, "deferred", at=wait_until) for i in group)
-                    blocked.add(stream)
-                    continue
-                outcome = self._deliver(notice, messages[notice.id])
-                done += self._record(notice, outcome, group[1:])
-                breaker.saw(notice.provider, outcome)
-                if outcome.state == "failed":
-                    blocked.add(stream)
-            breaker.finish()
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"dualtrack-send-{provider}") as pool:
+                done = sum(pool.map(run.deliver_stream, run.streams))
+            run.breaker.finish()
         finally:
             # Notices not sent go back: due again now, or when the breaker lets them.
-            outbox.finish(self.store, self.owner, deferred, unstarted)
-        return done + len(deferred)
+            self.recorder.record(run.deferred, run.unstarted)
+            if target is not None:
+                target.release()
+        return done + len(run.deferred)
 
     def _record(self, notice: Notice, outcome: outbox.Outcome, carried: list[int]) -> int:
         """Write one delivery's outcome, and what it means for the older notices it was sent for.
 
-        If that write fails (a full disk, the database gone), the pass stops here: each later send
+        If that write fails (a full disk, the database gone), the pass stops: each later send
         would go out again too. This notice keeps its lease until it expires, and is the one repeat.
         """
         outcomes = [outcome]
@@ -241,7 +296,7 @@ class Dispatcher:
             outcomes += [outbox.Outcome(i, "deferred", at=outcome.at) for i in carried]
         try:
             # After a permanent refusal the older notices go on their own.
-            return outbox.finish(self.store, self.owner, outcomes, carried if outcome.state == "dead" else ())
+            return self.recorder.record(outcomes, carried if outcome.state == "dead" else ())
         except Exception:
             log.error(
                 "delivery notice=%s provider=%s outcome=%s could not be recorded; the pass stops "
@@ -291,12 +346,11 @@ class Dispatcher:
     def _messages(self, notices: list[Notice]) -> dict[int, Message]:
         with self.store.read() as conn:
             incidents = {i.id: i for i in repo.incidents_by_id(conn, {n.incident_id for n in notices})}
-            refs = {
-                n.id: outbox.first_ref(conn, n.incident_id, n.provider, n.audience, n.tenant) for n in notices
-            }
+            refs = outbox.first_refs(conn, notices)
         messages = {}
         for notice in notices:
             incident = incidents[notice.incident_id]
+            provider = self.providers.get(notice.provider)
             # The notice carries the facts as they were when it was written; fall back to now.
             facts: dict[str, Any] = {
                 "level": incident.level,
@@ -317,9 +371,9 @@ class Dispatcher:
                 services=list(facts["services"]),
                 tenants=list(facts["tenants"]),
                 tenant=notice.tenant,
-                provider_ref=refs[notice.id],
+                provider_ref=refs[outbox.ref_key(notice)],
                 data=facts,
-                html=render_html(notice.body, notice.subject),
+                html=render_html(notice.body, notice.subject) if provider and provider.sends_html else None,
             )
         return messages
 

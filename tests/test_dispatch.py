@@ -25,10 +25,18 @@ def hook():
 
 
 @pytest.fixture
-def world(open_store, make_settings, clock, hook):
+def concurrency() -> int:
+    """Deliveries under way at once; one, so that these tests can follow each in turn."""
+    return 1
+
+
+@pytest.fixture
+def world(open_store, make_settings, clock, hook, concurrency):
     """An app whose only provider is a webhook to the scripted server."""
     config = base_config()
-    config["providers"] = [{"name": "hook", "type": "webhook", "audience": "all", "url": hook.url}]
+    config["providers"] = [
+        {"name": "hook", "type": "webhook", "audience": "all", "url": hook.url, "concurrency": concurrency}
+    ]
     config["delivery"] = {"backoff_initial": "10s", "backoff_max": "5m", "max_age": "1h", "lease": "1m"}
     settings = make_settings(config)
     store = open_store(settings.storage.url)
@@ -382,6 +390,75 @@ def test_each_delivery_is_recorded_before_the_next_one_starts(world, hook):
     for number, states in enumerate(states_seen):
         assert {states[i] for i in sent[:number]} <= {"delivered"}, (number, states)
         assert {states[i] for i in sent[number:]} == {"pending"}, (number, states)
+
+
+@pytest.mark.parametrize("concurrency", [3])
+def test_streams_go_out_together_and_each_in_order(world, hook):
+    ingest_incidents(world, 3)  # three streams of two notices
+    together = threading.Barrier(3, timeout=10)  # broken unless three requests are open at once
+    first = iter(range(3))
+
+    def wait_for_the_others(request) -> None:
+        if next(first, None) is not None:
+            together.wait()
+
+    hook.on_request = wait_for_the_others
+    assert world.dispatcher.run_once() == 6
+    assert not together.broken
+    streams: dict[int, list[int]] = {}
+    by_id = {r.id: r for r in notices(world)}
+    for request in hook.requests:
+        number = notice_id(request)
+        streams.setdefault(by_id[number].incident_id, []).append(number)
+    assert [ids == sorted(ids) and len(ids) == 2 for ids in streams.values()] == [True] * 3
+    assert {r.state for r in by_id.values()} == {"delivered"}
+
+
+@pytest.mark.parametrize("concurrency", [2])
+def test_a_stream_sends_its_next_notice_once_the_last_is_recorded_and_two_at_most_are_unrecorded(world, hook):
+    ingest_incidents(world, 3)
+    by_id = {r.id: r for r in notices(world)}
+    lock = threading.Lock()
+    sent: list[int] = []
+    unrecorded: list[int] = []
+
+    def look(request) -> None:
+        number = notice_id(request)
+        states = {r.id: r.state for r in notices(world)}
+        with lock:
+            earlier = [i for i in sent if states[i] != "delivered"]
+            same_stream = [i for i in sent if by_id[i].incident_id == by_id[number].incident_id]
+            assert all(states[i] == "delivered" for i in same_stream), (number, states)
+            unrecorded.append(len(earlier) + 1)
+            sent.append(number)
+
+    hook.on_request = look
+    assert world.dispatcher.run_once() == 6
+    assert len(unrecorded) == 6 and max(unrecorded) <= 2
+
+
+def test_the_providers_id_from_a_streams_first_delivery_reaches_its_next_notice_in_the_same_pass(
+    open_store, make_settings, clock
+):
+    from tests.support.smtp_server import SmtpServer
+
+    with SmtpServer() as server:
+        config = base_config()
+        mail = {"host": "127.0.0.1", "port": server.port, "security": "none", "sender": "s@example.com"}
+        config["providers"] = [
+            {"name": "mail", "type": "smtp", "audience": "technical", "to": ["o@x.example"], **mail}
+        ]
+        settings = make_settings(config)
+        store = open_store(settings.storage.url)
+        svc = create_app(settings, clock=clock, store=store, metrics=Metrics()).extensions["dualtrack"]
+        try:
+            for name in ("firing", "resolved", "mixed"):
+                ingest(svc, f"alertmanager/alertmanager-{name}.json")
+            assert svc.dispatcher.run_once() == 2  # the acknowledgement and the resolution, together
+        finally:
+            store.dispose()
+        first, resolution = (r.message for r in server.received)
+        assert resolution["In-Reply-To"] == first["Message-ID"]
 
 
 @pytest.fixture

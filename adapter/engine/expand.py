@@ -66,14 +66,11 @@ class Expander(BackgroundLoop):
             assert incident is not None  # incidents are never deleted
             # The incident as it is now: whom it affects, at what level. Tenants in the order of
             # their ids, so that one the incident comes to affect meanwhile shifts no other.
-            tenants = [
-                t for t in affected_tenants(self.settings, incident) if job.after is None or t.id > job.after
-            ]
+            tenants = affected_tenants(self.settings, incident, after=job.after, limit=CHUNK + 1)
             chunk = tenants[:CHUNK]
             options = job.options
             audiences = tuple(options["audiences"]) if options.get("audiences") else None
-            streams = recipients(self.settings, incident, job.phase, audiences, only=chunk)
-            streams = [s for s in streams if s.tenant is not None]
+            streams = recipients(self.settings, incident, job.phase, audiences, only=chunk, shared=False)
             if streams:
                 deadline = options.get("deadline")
                 self.notifier.notify(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal, cast, overload
 
 from adapter.catalog import Tenant
@@ -89,6 +91,7 @@ def recipients(
     audiences: tuple[str, ...] | None = None,
     *,
     only: Sequence[Tenant] | None = None,
+    shared: bool = True,
 ) -> list[Recipient]:
     """Every stream this incident's `phase` notice goes to, after targeting by audience and tier.
 
@@ -96,20 +99,24 @@ def recipients(
     that audience (unless `only_when_affected: false`); an incident that touches no known tenant
     goes to the technical audience only. Per-tenant providers get one stream per affected tenant
     of their tiers, in the tenant's own segment: of the tenants in `only`, when it is given.
+    `shared=False` leaves out the providers that are not per tenant.
     """
     catalog = settings.catalog
     if phase in INTERNAL_PHASES:
         internal = set(settings.policy.internal_providers)
         return [Recipient(p, "technical") for p in settings.providers if p.name in internal]
-    tenants = [t for t in map(catalog.tenant, incident.tenants) if t is not None]
-    segments = {t.segment for t in tenants} or {"technical"}
+
+    @cache
+    def affected() -> list[Tenant]:  # read only when needed: ten thousand lookups at 10k tenants
+        return [t for t in map(catalog.tenant, incident.tenants) if t is not None]
+
     out: list[Recipient] = []
     for provider in settings.providers:
         if incident.level < provider.min_level:
             continue
         if provider.per_tenant:
             contact = contact_key(provider)
-            for tenant in tenants if only is None else only:
+            for tenant in affected() if only is None else only:
                 if provider.tiers and tenant.tier not in provider.tiers:
                     continue
                 if contact and not getattr(tenant.contacts, contact, None):
@@ -117,8 +124,9 @@ def recipients(
                 if tenant.segment in provider.audiences and (not audiences or tenant.segment in audiences):
                     out.append(Recipient(provider, tenant.segment, tenant))
             continue
-        if phase == "sla_followup":
+        if phase == "sla_followup" or not shared:
             continue  # SLA figures are per tenant, never on a shared page
+        segments = {t.segment for t in affected()} or {"technical"}
         for audience in provider.audiences:
             if audiences and audience not in audiences:
                 continue
@@ -137,10 +145,20 @@ def reaches_tenants(settings: Settings, incident: Incident, phase: str) -> bool:
     )
 
 
-def affected_tenants(settings: Settings, incident: Incident) -> list[Tenant]:
-    """The catalog's tenants the incident affects, by id: the order per-tenant notices are written in."""
-    tenants = [t for t in map(settings.catalog.tenant, incident.tenants) if t is not None]
-    return sorted(tenants, key=lambda t: t.id)
+def affected_tenants(
+    settings: Settings, incident: Incident, after: str | None = None, limit: int | None = None
+) -> list[Tenant]:
+    """The catalog's tenants the incident affects, by id (the order per-tenant notices are written
+    in): those after `after`, at most `limit` of them."""
+    ids = sorted(incident.tenants)
+    found: list[Tenant] = []
+    for tenant_id in ids[bisect_right(ids, after) if after is not None else 0 :]:
+        tenant = settings.catalog.tenant(tenant_id)
+        if tenant is not None:
+            found.append(tenant)
+            if len(found) == limit:
+                break
+    return found
 
 
 def contact_key(provider: ProviderSettings) -> str | None:

@@ -54,7 +54,7 @@ class Message:
     # The provider's own id for this incident, from the first delivery of the stream.
     provider_ref: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
-    # The body as a small HTML page, for providers that send HTML (e-mail's alternative part).
+    # The body as a small HTML page, for providers that send HTML (`sends_html`).
     html: str | None = None
 
 
@@ -86,6 +86,8 @@ class Provider:
     - It may be called again with a notice it already delivered (a crash between the send and its
       record, a retry after a lost answer): the provider then makes nothing twice, by looking up what
       it made or by giving the receiver a key to drop the repeat (Idempotency-Key, Message-ID).
+    - It may be called from several threads at once (`concurrency`), never for two notices of
+      one stream at a time.
     - It never retries or sleeps itself: the outbox owns retries, their backoff, and the order of a
       stream's notices; requests go through `request()` (or `attempt()`) so the hooks see each one.
     """
@@ -102,11 +104,17 @@ class Provider:
     # The provider is the database itself (the built-in page): a notice is published by the
     # transaction that writes it, unless an earlier notice of its stream is still unfinished.
     publishes_on_commit: ClassVar[bool] = False
+    # Messages carry `html`, the body as a small HTML page (rendered only for these providers).
+    sends_html: ClassVar[bool] = False
 
     def __init__(self, settings: ProviderSettings, hooks: RequestHooks | None = None):
         self.name = settings.name
         self.audiences = settings.audiences
         self.per_tenant = settings.per_tenant
+        # More senders than the rate limit's burst would only wait for tokens.
+        self.concurrency = (
+            min(settings.concurrency, self.rate_limit[1]) if self.rate_limit else settings.concurrency
+        )
         self.options = self.Options.model_validate(settings.options())
         self.session = requests.Session()
         self.hooks = hooks or RequestHooks()
@@ -171,8 +179,12 @@ class Provider:
         """Deliver one notice; the provider's id for it, or DeliveryError (see the class docstring)."""
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Close connections kept open between messages; the dispatcher calls it after each pass."""
+
     def close(self) -> None:
-        """Release connections; called when the dispatcher stops."""
+        """Close every connection; called when the dispatcher stops."""
+        self.release()
         self.session.close()
 
 

@@ -6,15 +6,21 @@ import logging
 import re
 import smtplib
 import ssl
+import threading
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, parseaddr
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import compat32
+from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from adapter.config import ProviderSettings
-from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions
+from adapter.providers.base import DeliveryError, Message, Provider, ProviderOptions, RequestHooks
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +75,41 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# The mail is built with the email package's older API: EmailMessage parses every header it is
+# given, which made composing the largest cost of a 10,000-tenant fan-out (0.9 ms against 0.14).
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP
+_WIRE = compat32.clone(linesep="\r\n", mangle_from_=False)
+
+
+def _text(text: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(text, _UTF8)  # quoted-printable: readable in a mail's source as well
+    return part
+
+
+def _encoded(text: str) -> str:
+    """A header value as it goes on the wire: RFC 2047 words unless it is ASCII."""
+    return text if text.isascii() else Header(text, "utf-8").encode()
+
+
+def _address_list(values: list[str]) -> str:
+    return ", ".join(formataddr(pair, charset="utf-8") for pair in getaddresses(values))
+
+
 class Smtp(Provider):
     type = "smtp"
     Options = SmtpOptions
     options: SmtpOptions
     contact = "email"
+    sends_html = True
+
+    def __init__(self, settings: ProviderSettings, hooks: RequestHooks | None = None):
+        super().__init__(settings, hooks)
+        # Logged-in connections between messages of a pass: ten thousand e-mails need not each
+        # open one (a connection's greeting, EHLO, TLS and login cost more than its message).
+        self._idle: list[smtplib.SMTP] = []
+        self._lock = threading.Lock()
 
     @classmethod
     def check(cls, settings: ProviderSettings, options: ProviderOptions) -> list[tuple[str, str]]:
@@ -101,15 +137,16 @@ class Smtp(Provider):
             raise DeliveryError(f"tenant {message.tenant} has no email contact", permanent=True)
         return addresses
 
-    def compose(self, message: Message, recipients: list[str]) -> EmailMessage:
+    def compose(self, message: Message, recipients: list[str]) -> MIMEBase:
         domain = self.domain
-        subject = _one_line(message.subject)
-        mail = EmailMessage()
-        mail["Subject"] = subject
-        mail["From"] = self.options.sender
-        mail["To"] = ", ".join(recipients)
+        mail: MIMEBase = _text(message.body, "plain")
+        if message.html:
+            mail = MIMEMultipart("alternative", _subparts=[mail, _text(message.html, "html")])
+        mail["Subject"] = _encoded(_one_line(message.subject))
+        mail["From"] = _address_list([self.options.sender])
+        mail["To"] = _address_list(recipients)
         if self.options.reply_to:
-            mail["Reply-To"] = self.options.reply_to
+            mail["Reply-To"] = _address_list([self.options.reply_to])
         mail["Date"] = format_datetime(datetime.now(UTC))
         mail["Message-ID"] = notice_message_id(message.notice_id, domain)
         # Every notice refers to the incident's root; later ones also to the stream's first notice.
@@ -120,12 +157,9 @@ class Smtp(Provider):
         if message.provider_ref is not None:
             mail["In-Reply-To"] = references[-1]
         mail["References"] = " ".join(references)
-        mail["X-Dualtrack-Incident"] = _one_line(message.incident_ref)
+        mail["X-Dualtrack-Incident"] = _encoded(_one_line(message.incident_ref))
         mail["X-Dualtrack-Notice"] = str(message.notice_id)
         mail["Auto-Submitted"] = "auto-generated"
-        mail.set_content(message.body, cte="quoted-printable")
-        if message.html:
-            mail.add_alternative(message.html, subtype="html", cte="quoted-printable")
         return mail
 
     def context(self) -> ssl.SSLContext:
@@ -143,25 +177,56 @@ class Smtp(Provider):
             log.warning("%s: notice %s refused for %s", self.name, message.notice_id, ", ".join(refused))
         return str(mail["Message-ID"])
 
-    def transmit(self, mail: EmailMessage, recipients: list[str]) -> list[str]:
-        """Deliver to the server; returns recipients it refused while accepting others."""
+    def connect(self) -> smtplib.SMTP:
+        """A logged-in connection: one kept from an earlier message if it still answers, or a new one."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                client = self._idle.pop()
+            try:
+                if client.noop()[0] == 250:
+                    return client
+            except (smtplib.SMTPException, OSError):
+                pass
+            _hang_up(client)
         options = self.options
         port = options.port or DEFAULT_PORTS[options.security]
         timeout = options.timeout.total_seconds()
-        what = f"smtp {self.name} ({options.host}:{port})"
+        if options.security == "ssl":
+            client = smtplib.SMTP_SSL(options.host, port, timeout=timeout, context=self.context())
+        else:
+            client = smtplib.SMTP(options.host, port, timeout=timeout)
         try:
-            client: smtplib.SMTP
-            if options.security == "ssl":
-                client = smtplib.SMTP_SSL(options.host, port, timeout=timeout, context=self.context())
-            else:
-                client = smtplib.SMTP(options.host, port, timeout=timeout)
-            with client:
-                if options.security == "starttls":
-                    client.starttls(context=self.context())
-                if options.username is not None and options.password is not None:
-                    client.login(options.username, options.password.get_secret_value())
-                sender = parseaddr(options.sender)[1]
-                refused = client.send_message(mail, from_addr=sender, to_addrs=recipients)
+            if options.security == "starttls":
+                client.starttls(context=self.context())
+            if options.username is not None and options.password is not None:
+                client.login(options.username, options.password.get_secret_value())
+        except BaseException:
+            _hang_up(client)
+            raise
+        return client
+
+    def release(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for client in idle:
+            _hang_up(client)
+
+    def transmit(self, mail: MIMEBase, recipients: list[str]) -> list[str]:
+        """Deliver to the server; returns recipients it refused while accepting others."""
+        options = self.options
+        what = f"smtp {self.name} ({options.host}:{options.port or DEFAULT_PORTS[options.security]})"
+        try:
+            client = self.connect()
+            sender = parseaddr(options.sender)[1]
+            try:
+                refused = client.sendmail(sender, recipients, mail.as_bytes(policy=_WIRE))
+            except BaseException:
+                _hang_up(client)  # its state after a failure is not worth finding out
+                raise
+            with self._lock:
+                self._idle.append(client)
             return sorted(refused)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
@@ -201,3 +266,11 @@ class Smtp(Provider):
             if secret:
                 text = text.replace(secret, "***")
         return text
+
+
+def _hang_up(client: smtplib.SMTP) -> None:
+    """QUIT, or just close the socket of a connection that no longer answers."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()

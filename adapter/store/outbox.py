@@ -285,16 +285,16 @@ _RELEASE = (
 )
 
 
-def finish(store: Store, owner: str, outcomes: list[Outcome], unstarted: Iterable[int] = ()) -> int:
+def finish(store: Store, owner: str, outcomes: list[Outcome], unstarted: Iterable[int] = ()) -> set[int]:
     """Record outcomes and give back unstarted leases, in one short transaction.
 
     Only rows this owner still leases change: a dispatcher whose lease ran out records nothing.
-    Returns how many outcomes were recorded.
+    Returns the notices whose outcome was recorded (deferred ones aside).
     """
     release = [{"b_id": notice_id, "b_owner": owner} for notice_id in unstarted]
     if not outcomes and not release:
-        return 0
-    recorded = 0
+        return set()
+    recorded = set()
     with store.transaction() as conn:
         for outcome in outcomes:
             if outcome.state == "deferred":
@@ -310,35 +310,47 @@ def finish(store: Store, owner: str, outcomes: list[Outcome], unstarted: Iterabl
                 values.update(due_at=outcome.at, last_error=outcome.error)
             else:
                 values.update(last_error=outcome.error)
-            recorded += conn.execute(_FINISH, values).rowcount
+            if conn.execute(_FINISH, values).rowcount:
+                recorded.add(outcome.notice_id)
         if release:
             conn.execute(_RELEASE, release)
     return recorded
 
 
 def mark_delivered(store: Store, notice_id: int, owner: str, now: datetime, ref: str) -> bool:
-    return finish(store, owner, [Outcome(notice_id, "delivered", at=now, ref=ref)]) == 1
+    return notice_id in finish(store, owner, [Outcome(notice_id, "delivered", at=now, ref=ref)])
 
 
-def first_ref(
-    conn: Connection, incident_id: int, provider: str, audience: str, tenant: str | None
-) -> str | None:
-    """The provider's id for this incident and version, from the first delivered notice."""
+RefKey = tuple[int, str, str, str | None]  # (incident, provider, audience, tenant)
+
+
+def ref_key(notice: Notice) -> RefKey:
+    return (notice.incident_id, notice.provider, notice.audience, notice.tenant)
+
+
+def first_refs(conn: Connection, batch: list[Notice]) -> dict[RefKey, str | None]:
+    """The provider's id for each incident and version of the batch, from its first delivered
+    notice: one read, of those streams only."""
+    keys = {ref_key(notice) for notice in batch}
     query = (
-        select(notices.c.provider_ref)
-        .where(
-            and_(
-                notices.c.incident_id == incident_id,
-                notices.c.provider == provider,
-                notices.c.audience == audience,
-                notices.c.tenant.is_not_distinct_from(tenant),
-                notices.c.state == "delivered",
-            )
+        select(
+            notices.c.incident_id,
+            notices.c.provider,
+            notices.c.audience,
+            notices.c.tenant,
+            notices.c.provider_ref,
         )
-        .order_by(notices.c.id)
-        .limit(1)
+        .where(
+            notices.c.incident_id.in_({key[0] for key in keys}),
+            notices.c.provider.in_({key[1] for key in keys}),
+            stream_tenant(notices).in_({key[3] or "" for key in keys}),
+            notices.c.state == "delivered",
+        )
+        .order_by(notices.c.id.desc())
     )
-    return conn.execute(query).scalar()
+    # Newest first, so that the first delivered of each stream is the one kept.
+    refs = {(row[0], row[1], row[2], row[3]): row[4] for row in conn.execute(query)}
+    return {key: refs.get(key) for key in keys}
 
 
 def backlog(conn: Connection, now: datetime) -> tuple[int, float]:

@@ -20,6 +20,7 @@ from tests.support.smtp_server import SmtpServer
 pytestmark = pytest.mark.e2e
 
 WORKERS = 2
+CONCURRENCY = 2  # deliveries under way at once per provider and worker
 DELIVERY = {"lease": "5s", "backoff_initial": "1s", "backoff_max": "2s"}
 
 
@@ -67,10 +68,13 @@ def test_kill_9_during_deliveries_repeats_only_the_requests_in_flight(
     tmp_path: Path, dualtrack_factory: Callable[..., Dualtrack]
 ):
     """Each delivery is recorded as it completes: after kill -9 the only notices sent again are the
-    ones whose request was in flight, at most one per provider and worker."""
+    ones whose request was in flight, at most `concurrency` per provider and worker."""
     count = 50
     with SlowSink(delay=0.25) as sink, SmtpServer(delay=0.25) as smtp:
-        providers = [provider_webhook(f"{sink.url}/hook"), provider_smtp(smtp.port)]
+        providers = [
+            {**provider_webhook(f"{sink.url}/hook"), "concurrency": CONCURRENCY},
+            {**provider_smtp(smtp.port), "concurrency": CONCURRENCY},
+        ]
         folder = tmp_path / "dualtrack"
         first = dualtrack_factory(folder=folder, workers=WORKERS, providers=providers, delivery=DELIVERY)
         first.start()
@@ -124,9 +128,10 @@ def test_kill_9_during_deliveries_repeats_only_the_requests_in_flight(
             f"kill -9 after {hooks_before} webhooks and {mails_before} e-mails of {count} each; "
             f"repeats: {hook_repeats} webhooks, {mail_repeats} e-mails"
         )
-        # One delivery loop per provider in each worker: at most one request each in flight.
-        assert hook_repeats <= WORKERS, sorted(k for k, n in hook_copies.items() if n > 1)
-        assert mail_repeats <= WORKERS, sorted(k for k, n in mail_copies.items() if n > 1)
+        # One delivery loop per provider in each worker, with `concurrency` requests in flight.
+        in_flight = WORKERS * CONCURRENCY
+        assert hook_repeats <= in_flight, sorted(k for k, n in hook_copies.items() if n > 1)
+        assert mail_repeats <= in_flight, sorted(k for k, n in mail_copies.items() if n > 1)
         # A repeat is a notice the killed server had started to send.
         first_seen = {p.header("Idempotency-Key"): i for i, p in reversed(list(enumerate(posts)))}
         assert all(first_seen[k] < hooks_before for k, n in hook_copies.items() if n > 1)
@@ -141,7 +146,7 @@ def test_a_hung_provider_holds_up_only_its_own_notices(
     count = 6
     with SlowSink(delay=None) as hung, SmtpServer() as smtp:
         # The request hangs for less than the lease, so no other worker takes its notice meanwhile.
-        hook = {**provider_webhook(f"{hung.url}/hook"), "timeout": "30s"}
+        hook = {**provider_webhook(f"{hung.url}/hook"), "timeout": "30s", "concurrency": CONCURRENCY}
         providers = [hook, provider_smtp(smtp.port)]
         server = dualtrack_factory(
             workers=WORKERS, providers=providers, delivery={**DELIVERY, "lease": "90s"}
@@ -157,7 +162,7 @@ def test_a_hung_provider_holds_up_only_its_own_notices(
         # Every e-mail went out while the webhook server was still holding its first request open:
         # no webhook attempt has ended, not even by timing out.
         assert hung.in_flight("/hook") and not hung.answered("/hook")
-        assert len(hung.received("/hook")) <= WORKERS, "one request at a time per worker"
+        assert len(hung.received("/hook")) <= WORKERS * CONCURRENCY, "`concurrency` requests per worker"
         assert all(n["attempts"] == 0 for n in notices_of(server, "ops-hook"))
         assert all(n["state"] == "delivered" for n in notices_of(server, "mail"))
 

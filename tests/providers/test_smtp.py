@@ -39,6 +39,17 @@ def message(**overrides) -> Message:
     return Message(**values)
 
 
+@pytest.fixture(autouse=True)
+def hang_up():
+    """Each test's providers give back the connections they keep between messages."""
+    yield
+    while made:
+        made.pop().close()
+
+
+made: list[Smtp] = []
+
+
 def smtp(port: int, **options) -> Smtp:
     values = dict(
         host="127.0.0.1",
@@ -49,7 +60,8 @@ def smtp(port: int, **options) -> Smtp:
         timeout="5s",
     )
     values.update(options)
-    return Smtp(ProviderSettings(name="mail", type="smtp", audience="business", **values))
+    made.append(Smtp(ProviderSettings(name="mail", type="smtp", audience="business", **values)))
+    return made[-1]
 
 
 def parts(mail: EmailMessage) -> tuple[str, str]:
@@ -99,6 +111,22 @@ def test_first_notice_starts_the_thread_and_later_ones_reply_to_it():
 
 
 SUBJECT_DE = "Störung in Zürich \u2013 Kasse"
+
+
+def test_messages_share_a_connection_until_the_pass_is_over_or_the_server_hangs_up():
+    with SmtpServer(credentials=("alerts", "hunter2")) as server:
+        provider = smtp(server.port, username="alerts", password="hunter2")
+        for notice_id in (1, 2, 3):
+            provider.send(message(notice_id=notice_id))
+        assert server.connections == 1
+        server.hang_up()  # a kept connection that no longer answers is replaced, not an error
+        provider.send(message(notice_id=4))
+        assert server.connections == 2
+        provider.release()  # the dispatcher's pass is over
+        provider.send(message(notice_id=5))
+        assert server.connections == 3
+    assert [r.message["X-Dualtrack-Notice"] for r in server.received] == ["1", "2", "3", "4", "5"]
+    assert all(r.authenticated for r in server.received)
 
 
 def test_non_ascii_subject_and_body():

@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import time
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 def free_port() -> int:
@@ -152,6 +153,38 @@ class Handler:
         return "250 Message accepted for delivery"
 
 
+class _Controller(Controller):
+    """aiosmtpd's controller, which also hangs up on connected clients when it stops, as a real
+    server does: a client keeps its connection between messages."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self.connections = 0
+
+    def factory(self) -> SMTP:
+        session = super().factory()
+        self.sessions.add(session)
+        self.connections += 1
+        return session
+
+    def hang_up(self) -> None:
+        """Drop every client connection."""
+
+        async def drop() -> None:
+            for session in list(self.sessions):
+                if session.transport is not None:
+                    session.transport.abort()  # at once: a TLS close would wait for the client
+            await asyncio.sleep(0)
+
+        if self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(drop(), self.loop).result(5)
+
+    def stop(self, no_assert: bool = False) -> None:
+        self.hang_up()
+        super().stop(no_assert)
+
+
 class SmtpServer:
     """`with SmtpServer() as server:` listens on server.port until the block ends.
 
@@ -184,7 +217,7 @@ class SmtpServer:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=tls is not None and not implicit)
         if context is not None and not implicit:
             kwargs.update(tls_context=context, require_starttls=True)
-        self.controller = Controller(
+        self.controller = _Controller(
             self.handler,
             hostname="127.0.0.1",
             port=self.port,
@@ -207,8 +240,18 @@ class SmtpServer:
     def received(self) -> list[Received]:
         return self.handler.received
 
+    @property
+    def connections(self) -> int:
+        """How many connections clients have opened."""
+        return self.controller.connections
+
+    def hang_up(self) -> None:
+        """Drop every client connection, as a server does after a while or when it restarts."""
+        self.controller.hang_up()
+
     def __enter__(self) -> SmtpServer:
         self.controller.start()
+        self.controller.connections = 0  # start() connects once itself, to see the server is up
         return self
 
     def __exit__(self, *exc: object) -> None:
