@@ -294,6 +294,10 @@ class PolicySettings(Strict):
     # A short business summary of preventive measures beside the technical post-mortem.
     business_summary: bool = False
     postmortem_due: Duration = timedelta(hours=48)
+    # Below this level nobody is asked for a post-mortem: a two-minute blip needs none.
+    postmortem_min_level: int = Field(default=3, ge=1, le=5)
+    # An "immediate" first notice (first_notice_within: 0s) is on time when sent within this.
+    immediate_grace: Duration = timedelta(seconds=60)
     # Providers that reach the team itself: post-mortem reminders and level-5 executive notices.
     internal_providers: list[str] = []
     # Shown in business notices of level 3 and up, for urgent concerns.

@@ -419,6 +419,7 @@ def cases() -> list[Case]:
         at(10, 0, day=27),
         event="postmortem",
         timeline=SEED_TIMELINE,
+        messages={"technical": POSTMORTEM["technical"], "business": POSTMORTEM["business"]},
         extra={"postmortem": POSTMORTEM},
     )
     sla = {"target": 99.9, "month": "November 2026", "impact": timedelta(hours=1, minutes=33)}

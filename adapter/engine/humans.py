@@ -9,10 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from adapter.catalog import Tenant
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.engine.effects import writing
 from adapter.engine.notify import Notifier
+from adapter.engine.planning import recipients
+from adapter.rendering import local_time
 from adapter.store import Store
 from adapter.store import incidents as repo
 from adapter.store.records import Incident
@@ -28,6 +31,10 @@ class Conflict(ValueError):
     pass
 
 
+class Invalid(ValueError):
+    """The request names something that does not exist (a tenant, say)."""
+
+
 @dataclass(frozen=True)
 class HumanUpdate:
     status: str | None = None
@@ -37,6 +44,8 @@ class HumanUpdate:
     workaround: str | None = None
     root_cause: str | None = None
     action_required: str | None = None
+    # Only these tenants hear of the update, through their per-tenant providers.
+    tenants: tuple[str, ...] | None = None
 
 
 class HumanActions:
@@ -55,6 +64,13 @@ class HumanActions:
 
     def _count(self, conn: Connection, incident_id: int, kind: str) -> int:
         return sum(1 for t in repo.timeline_of(conn, incident_id) if t.kind == kind)
+
+    def _tenants(self, ids: tuple[str, ...]) -> list[Tenant]:
+        catalog = self.settings.catalog
+        unknown = [i for i in ids if catalog.tenant(i) is None]
+        if unknown:
+            raise Invalid(f"no tenant {', '.join(unknown)} in the catalog")
+        return [t for t in map(catalog.tenant, dict.fromkeys(ids)) if t is not None]
 
     def _done(self, written: int) -> None:
         if written and self.on_commit:
@@ -79,11 +95,18 @@ class HumanActions:
             if change.status and change.status != before_status:
                 repo.add_timeline(conn, incident.id, now, "status_changed", f"Status: {change.status}")
             if change.eta is not None:
-                repo.add_timeline(conn, incident.id, now, "eta_changed", f"ETA {change.eta.isoformat()}")
+                eta = local_time(change.eta, "UTC", "%H:%M UTC on %d %B")
+                repo.add_timeline(conn, incident.id, now, "eta_changed", f"Expected resolution by {eta}")
             summary = change.technical or "Update from the on-call engineer"
             repo.add_timeline(conn, incident.id, now, "human_update", summary[:500])
-            # A human chose to speak: readers still inside a hold hear the first notice now.
-            written = self.notifier.release(conn, effects, incident, now, all_held=True)
+            streams = None
+            written = 0
+            if change.tenants is not None:
+                streams = recipients(
+                    self.settings, incident, "update", only=self._tenants(change.tenants), shared=False
+                )
+            else:  # a human chose to speak: readers still inside a hold hear the first notice now
+                written += self.notifier.release(conn, effects, incident, now, all_held=True)
             written += self.notifier.notify(
                 conn,
                 effects,
@@ -92,6 +115,7 @@ class HumanActions:
                 f"human-{number}",
                 now,
                 messages={"technical": change.technical, "business": change.business},
+                streams=streams,
             )
         log.info("human update ref=%s notices=%d", ref, written)
         self._done(written)
@@ -156,12 +180,18 @@ class HumanActions:
                 f"resolve-g{incident.reopen_count}",
                 now,
                 messages={"technical": technical, "business": business},
+                extra={"resolved_by_hand": True},
             )
         self._done(written)
         return ref
 
     def postmortem(
-        self, ref: str, technical: str, business: str | None, preventive_measures: str | None
+        self,
+        ref: str,
+        technical: str,
+        business: str | None,
+        preventive_measures: str | None,
+        root_cause: str | None = None,
     ) -> str:
         now = self.clock.now()
         with writing(self.store) as (conn, effects):
@@ -171,6 +201,8 @@ class HumanActions:
             values: dict[str, Any] = {"postmortem_at": now, "updated_at": now}
             if preventive_measures is not None:
                 values["preventive_measures"] = preventive_measures
+            if root_cause is not None:
+                values["root_cause"] = root_cause
             incident = repo.update_incident(conn, incident, values)
             number = self._count(conn, incident.id, "postmortem") + 1
             repo.add_timeline(conn, incident.id, now, "postmortem", "Post-mortem published")

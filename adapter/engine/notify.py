@@ -36,6 +36,10 @@ FIRST_EVENT = ("acknowledgement", "open")
 UPDATE_GRACE = timedelta(minutes=5)
 
 
+# Timeline entries an update does not list as changes: its text and its ETA line say them.
+SAID_ELSEWHERE = ("human_update", "eta_changed")
+
+
 class Notifier:
     """Plans, renders and writes notices.
 
@@ -94,7 +98,9 @@ class Notifier:
         if phase == "update":
             for audience in ("technical", "business"):
                 since = outbox.last_heard(conn, incident.id, audience)
-                changes[audience] = [t for t in timeline if since is None or t.at > since]
+                changes[audience] = [
+                    t for t in timeline if (since is None or t.at > since) and t.kind not in SAID_ELSEWHERE
+                ]
         return EventFacts(
             incident=incident,
             alerts=repo.alerts_of(conn, incident.id) if alerts is None else alerts,

@@ -168,8 +168,13 @@ def contact_key(provider: ProviderSettings) -> str | None:
     return kind.contact if kind else None
 
 
+# The business estimate counts down in quarter hours: "within about 1 hour 15 minutes".
+COUNTDOWN_STEP = timedelta(minutes=15)
+
+
 def expected_resolution(incident: Incident, policy: PolicySettings, timezone: str, now: datetime) -> str:
-    """A human's ETA in the reader's time, else the level's default worded as "within 2 hours"."""
+    """A human's ETA in the reader's time ("by 15:30 CET"), else the level's estimate counted
+    down from the incident's start: "within 2 hours", later "within about 1 hour"."""
     eta = incident.eta
     if eta is not None:
         from adapter.rendering import local_time
@@ -177,7 +182,14 @@ def expected_resolution(incident: Incident, policy: PolicySettings, timezone: st
         day = "" if eta.date() == now.date() else local_time(eta, timezone, " on %d %B")
         return f"by {local_time(eta, timezone, '%H:%M %Z')}{day}"
     level = cast(Literal[1, 2, 3, 4, 5], incident.level)  # stored levels are 1 to 5
-    return "within " + human_duration(policy.expected_resolution[level])
+    estimate = policy.expected_resolution[level]
+    left = incident.opened_at + estimate - now
+    if left > estimate - COUNTDOWN_STEP:
+        return "within " + human_duration(estimate)
+    if left < COUNTDOWN_STEP:
+        return "shortly; we'll confirm it in our next update"
+    steps = round(left / COUNTDOWN_STEP)
+    return "within about " + human_duration(steps * COUNTDOWN_STEP)
 
 
 def alert_view(alert: Alert) -> dict[str, Any]:
@@ -261,6 +273,8 @@ def _event_view(facts: EventFacts, settings: Settings) -> dict[str, Any]:
         "services": services,
         "unknown_services": incident.unknown_services,
         "opened_at": incident.opened_at,
+        # When the first alert began, which may be well before dualtrack heard of it.
+        "first_detected": min([incident.opened_at, *(a.starts_at for a in facts.alerts if a.starts_at)]),
         "resolved_at": incident.resolved_at,
         "duration": (incident.resolved_at or facts.now) - incident.opened_at,
         "eta": incident.eta,
@@ -380,7 +394,8 @@ def plan_notices(
 
 def first_notice_deadline(policy: PolicySettings, incident: Incident, audience: str) -> datetime:
     opened: datetime = incident.opened_at
-    return opened + policy.audience(incident.level, audience).first_notice_within
+    within = policy.audience(incident.level, audience).first_notice_within
+    return opened + (within or policy.immediate_grace)  # "immediate" still takes a request or two
 
 
 def hold_for(policy: PolicySettings, level: int, audience: str) -> timedelta:

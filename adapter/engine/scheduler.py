@@ -176,13 +176,15 @@ class Scheduler(BackgroundLoop):
                 conn,
                 horizon,
                 postmortem_before=now - policy.postmortem_due,
+                postmortem_min_level=policy.postmortem_min_level,
                 followup_before=now - followup.delay if followup.enabled else None,
                 followup_min_level=followup.min_level,
             )
         for incident in recent:
             resolved_at = incident.resolved_at
             assert resolved_at is not None  # they were read as resolved
-            if incident.postmortem_at is None and resolved_at <= now - policy.postmortem_due:
+            owes_postmortem = incident.postmortem_at is None and incident.level >= policy.postmortem_min_level
+            if owes_postmortem and resolved_at <= now - policy.postmortem_due:
                 with writing(self.store) as (conn, effects):
                     written += self._postmortem_overdue(conn, effects, incident, now)
             if policy.sla_followup.enabled and resolved_at <= now - policy.sla_followup.delay:

@@ -134,12 +134,14 @@ def owing_after_resolution(
     since: datetime,
     *,
     postmortem_before: datetime,
+    postmortem_min_level: int,
     followup_before: datetime | None,
     followup_min_level: int,
 ) -> list[Incident]:
     """Incidents resolved since `since` that still owe a post-mortem reminder (resolved before
-    `postmortem_before`, no post-mortem, not reminded yet) or SLA follow-ups (resolved before
-    `followup_before`, at `followup_min_level` or above, none planned yet)."""
+    `postmortem_before`, at `postmortem_min_level` or above, no post-mortem, not reminded yet) or
+    SLA follow-ups (resolved before `followup_before`, at `followup_min_level` or above, none
+    planned yet)."""
 
     def never(kind: str) -> Any:
         return ~exists().where(timeline.c.incident_id == incidents.c.id, timeline.c.kind == kind)
@@ -147,6 +149,7 @@ def owing_after_resolution(
     owing = and_(
         incidents.c.postmortem_at.is_(None),
         incidents.c.resolved_at <= postmortem_before,
+        incidents.c.level >= postmortem_min_level,
         never("postmortem_overdue"),
     )
     if followup_before is not None:

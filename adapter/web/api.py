@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
 from adapter.durations import format_duration, parse_duration
-from adapter.engine.humans import Conflict, HumanUpdate, NotFound
+from adapter.engine.humans import Conflict, HumanUpdate, Invalid, NotFound
 from adapter.sources import SOURCES
 from adapter.sources.fields import INCIDENT_TYPE_MAX, error_details, in_range, iso_time
 from adapter.sources.fields import Text as StorableText
@@ -71,6 +71,8 @@ class UpdateBody(_Body):
     workaround: Text | None = None
     root_cause: Text | None = None
     action_required: Text | None = None
+    # Only these tenants hear of it, through their per-tenant providers.
+    tenants: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
 
 
 class PatchBody(_Body):
@@ -90,7 +92,15 @@ class ResolveBody(_Body):
 class PostmortemBody(_Body):
     technical: Text
     business: Text | None = None
-    preventive_measures: Text | None = None
+    root_cause: Text | None = None
+    # One text, or a list of measures (written one per line).
+    preventive_measures: Text | list[Text] | None = None
+
+    def measures(self) -> str | None:
+        value = self.preventive_measures
+        if isinstance(value, list):
+            return "\n".join(f"- {item.strip()}" for item in value if item.strip()) or None
+        return value
 
 
 def _body(model: type[Model], svc: Services) -> Model:
@@ -108,6 +118,8 @@ def _human(action: Any, *args: Any) -> None:
         raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
+    except Invalid as exc:
+        raise ApiError(422, "invalid_payload", str(exc)) from None
 
 
 def call_list(svc: Services, incident: Incident) -> list[dict[str, Any]]:
@@ -187,7 +199,8 @@ def post_update(ref: str) -> ResponseReturnValue:
     eta = body.eta
     if isinstance(eta, timedelta):
         eta = svc.clock.now() + eta
-    update = HumanUpdate(**{**body.model_dump(), "eta": eta})
+    tenants = tuple(body.tenants) if body.tenants is not None else None
+    update = HumanUpdate(**{**body.model_dump(), "eta": eta, "tenants": tenants})
     _human(svc.humans.update, ref, update)
     return jsonify(_incident_document(svc, ref)), 201
 
@@ -212,7 +225,7 @@ def resolve_incident(ref: str) -> ResponseReturnValue:
 def post_postmortem(ref: str) -> ResponseReturnValue:
     svc = services()
     body = _body(PostmortemBody, svc)
-    _human(svc.humans.postmortem, ref, body.technical, body.business, body.preventive_measures)
+    _human(svc.humans.postmortem, ref, body.technical, body.business, body.measures(), body.root_cause)
     return jsonify(_incident_document(svc, ref)), 201
 
 

@@ -222,7 +222,7 @@ def test_a_pass_takes_no_write_lock_for_what_is_owed_nothing_any_more(make_world
         reminded = [
             i for i in repo.list_incidents(conn) if repo.has_timeline(conn, i.id, "postmortem_overdue")
         ]
-        assert len(reminded) == 2
+        assert len(reminded) == 1  # the level-2 one is below policy.postmortem_min_level
     writes = []
     real = svc.store.transaction
 
@@ -377,3 +377,52 @@ def test_incidents_resolved_past_the_retention_keep_their_rows_and_nothing_else(
     with svc.store.read() as conn:
         pruned = {i.ref: i.pruned_at for i in repo.list_incidents(conn)}
     assert pruned == {"INC-2026-0001": first_pass, "INC-2026-0002": clock.now(), "INC-2026-0003": None}
+
+
+def test_an_immediate_first_notice_sent_within_the_grace_is_on_time_and_one_after_it_is_missed(
+    make_world, clock
+):
+    with Sink() as sink:
+        config = base_config()
+        config["providers"].append({"name": "hook", "type": "webhook", "audience": "all", "url": sink.url})
+        svc = make_world({"providers": config["providers"], "policy": {"immediate_grace": "60s"}})
+        registry = svc.metrics.registry
+
+        def missed() -> float:
+            return sum(
+                registry.get_sample_value(
+                    "dualtrack_deadline_missed_total", {"audience": a, "phase": "acknowledgement"}
+                )
+                or 0
+                for a in ("technical", "business")
+            )
+
+        # Critical infrastructure: level 5, whose first notices are "immediate" (0s).
+        fire(svc, "a300000000000001", "critical", service="mysql-shared")
+        assert svc.scheduler.settings.policy.audience(5, "technical").first_notice_within == timedelta(0)
+        clock.advance(timedelta(seconds=5))
+        svc.dispatcher.run_once()
+        assert len(sink.received()) == 1 and missed() == 0  # its one tenant is technical
+        fire(svc, "a300000000000002", "critical", service="edge")
+        clock.advance(timedelta(seconds=90))
+        svc.dispatcher.run_once()
+        assert missed() >= 1
+
+
+def test_no_postmortem_is_asked_for_below_postmortem_min_level(make_world, clock):
+    svc = make_world(
+        {
+            "providers": [
+                {"name": "status", "type": "builtin", "audience": "all"},
+                {"name": "team", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/t"},
+            ],
+            "policy": {"internal_providers": ["team"], "postmortem_due": "48h", "postmortem_min_level": 3},
+        }
+    )
+    t0 = clock.now()
+    fire(svc, "f000000000000002", "warning")  # level 2: a blip
+    clock.advance(timedelta(seconds=8))
+    fire(svc, "f000000000000002", "warning", status="resolved", starts_at=t0, ends_at=clock.now())
+    run_for(svc, timedelta(hours=50), step=timedelta(hours=1))
+    assert svc.metrics.registry.get_sample_value("dualtrack_postmortem_overdue_total") == 0
+    assert not [r for r in notices(svc) if r.phase == "postmortem_reminder"]

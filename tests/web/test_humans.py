@@ -11,6 +11,9 @@ from adapter.app import create_app
 from adapter.metrics import Metrics
 from adapter.store import incidents as repo
 from tests.conftest import am_headers, api_headers, base_config, fixture_bytes
+from tests.payloads import am_alert, am_body
+from tests.support.catalog import with_shops
+from tests.support.scripted import Reply, ScriptedServer
 
 FIRING = "alertmanager/alertmanager-firing.json"
 
@@ -271,3 +274,111 @@ def test_ids_and_refs_that_name_no_row_are_404(world, backend):
     for ref in ("%00", "INC-2026-0001%00", "x" * 100):
         assert client.get(f"/api/v1/incidents/{ref}", headers=api_headers()).status_code == 404
         assert post(client, f"/api/v1/incidents/{ref}/resolve", {}).status_code == 404
+
+
+# -- human words assembled once, and kept (issue 17) ----------------------------------------------
+
+
+def notices_of(body: dict, phase: str, audience: str, provider: str = "status") -> list[dict]:
+    return [
+        n
+        for n in body["notices"]
+        if (n["phase"], n["audience"], n["provider"]) == (phase, audience, provider)
+    ]
+
+
+def test_a_postmortem_says_the_authors_words_once_with_its_root_cause_and_measures_as_a_list(world, clock):
+    client, _ = world
+    open_incident(client)
+    clock.advance(timedelta(minutes=30))
+    assert post(client, "/api/v1/incidents/INC-2026-0001/resolve", {}).status_code == 200
+    response = post(
+        client,
+        "/api/v1/incidents/INC-2026-0001/postmortem",
+        {
+            "technical": "Deploy 4.2.1 doubled the workers against a pool sized for 200.",
+            "business": "We have added safeguards so a change like this cannot slow checkout again.",
+            "root_cause": "Connection pool exhausted by deploy 4.2.1",
+            "preventive_measures": ["Pool size alerts at 80%", "Load test every deploy"],
+        },
+    )
+    assert response.status_code == 201
+    body = response.get_json()
+    (technical,) = notices_of(body, "postmortem", "technical")
+    text = technical["body"]
+    assert text.count("doubled the workers") == 1
+    assert "Root Cause: Connection pool exhausted by deploy 4.2.1" in text
+    assert "Still under analysis" not in text
+    assert "Preventive Measures:\n- Pool size alerts at 80%\n- Load test every deploy" in text
+    (business,) = notices_of(body, "postmortem", "business")
+    assert business["body"].count("cannot slow checkout again") == 1
+    assert "What We're Changing: We have added safeguards" in business["body"]
+
+
+def test_an_update_with_a_root_cause_and_an_eta_says_them_in_words_and_does_not_repeat_itself(world, clock):
+    client, _ = world
+    open_incident(client)
+    clock.advance(timedelta(minutes=20))
+    response = post(
+        client,
+        "/api/v1/incidents/INC-2026-0001/updates",
+        {
+            "technical": "Rolling back deploy 4.2.1.",
+            "eta": "2026-11-26T16:30:00+00:00",
+            "root_cause": "Connection pool exhausted by deploy 4.2.1",
+        },
+    )
+    assert response.status_code == 201
+    (update,) = notices_of(response.get_json(), "update", "technical")
+    text = update["body"]
+    assert text.count("Rolling back deploy 4.2.1.") == 1  # not again under "Since the last update"
+    assert "Root Cause: Connection pool exhausted by deploy 4.2.1" in text
+    assert "Still Under Investigation" not in text
+    assert "Expected Resolution: By 16:30 UTC" in text
+    assert "2026-11-26T16:30" not in text
+    # Every later technical notice carries the root cause.
+    clock.advance(timedelta(minutes=10))
+    body = post(client, "/api/v1/incidents/INC-2026-0001/resolve", {}).get_json()
+    (resolution,) = notices_of(body, "resolution", "technical")
+    assert "Root Cause: Connection pool exhausted by deploy 4.2.1" in resolution["body"]
+
+
+def test_a_manual_resolve_says_so_and_names_the_alerts_still_firing(world, clock):
+    client, _ = world
+    open_incident(client)  # two alerts firing
+    clock.advance(timedelta(minutes=30))
+    body = post(client, "/api/v1/incidents/INC-2026-0001/resolve", {}).get_json()
+    (resolution,) = notices_of(body, "resolution", "technical")
+    assert "All alerts for this incident have cleared" not in resolution["body"]
+    assert "Our engineers have confirmed" in resolution["body"]
+    assert "2 alerts had not cleared yet" in resolution["body"]
+
+
+def test_an_update_aimed_at_some_tenants_reaches_only_their_own_providers(open_store, make_settings, clock):
+    with ScriptedServer(Reply(200)) as hook:
+        config = base_config()
+        config["providers"] = [
+            {"name": "status", "type": "builtin", "audience": "all"},
+            {"name": "direct", "type": "webhook", "audience": "all", "per_tenant": True},
+        ]
+        catalog = with_shops(3, hook.url)
+        settings = make_settings(config, catalog)
+        store = open_store(settings.storage.url)
+        try:
+            app = create_app(settings, clock=clock, store=store, metrics=Metrics())
+            client, svc = app.test_client(), app.extensions["dualtrack"]
+            labels = {"alertname": "Down", "service": "checkout", "severity": "critical"}
+            body = json.dumps(am_body([am_alert("a" * 16, labels)], group_key="g")).encode()
+            assert client.post("/webhooks/alertmanager", data=body, headers=am_headers()).status_code == 202
+            svc.expander.drain()
+            clock.advance(timedelta(minutes=5))
+            url = "/api/v1/incidents/INC-2026-0001/updates"
+            response = post(client, url, {"technical": "Your node is back.", "tenants": ["shop-0001"]})
+            assert response.status_code == 201
+            updates = [n for n in response.get_json()["notices"] if n["phase"] == "update"]
+            assert [(n["provider"], n["tenant"]) for n in updates] == [("direct", "shop-0001")]
+            unknown = post(client, url, {"technical": "x", "tenants": ["shop-9999"]})
+            assert unknown.status_code == 422
+            assert "shop-9999" in unknown.get_json()["error"]["message"]
+        finally:
+            store.dispose()
