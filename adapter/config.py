@@ -376,6 +376,12 @@ class StatusPageSettings(Strict):
         return value
 
 
+class PublishSettings(Strict):
+    # Hosts whose links may reach customers; ".example.com" also admits its subdomains. Alert
+    # links (runbooks, dashboards, generatorURL) usually point inside: by default none go out.
+    link_hosts: list[str] = []
+
+
 class Settings(Strict):
     """Everything dualtrack needs to run, validated; paths already resolved."""
 
@@ -394,6 +400,7 @@ class Settings(Strict):
     pagerduty: PagerDutySettings = PagerDutySettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     status_page: StatusPageSettings = StatusPageSettings()
+    publish: PublishSettings = PublishSettings()
     providers: list[ProviderSettings] = Field(
         default_factory=lambda: [ProviderSettings(name="status", type="builtin", audience="all")]
     )

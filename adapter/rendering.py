@@ -6,11 +6,12 @@ import html
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Collection, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from jinja2 import FileSystemLoader, Template, TemplateError, TemplateNotFound
@@ -139,6 +140,21 @@ def human_duration(value: timedelta | float | int | None) -> str:
         if count:
             parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
     return humanize_list(parts[:2])
+
+
+_URL = re.compile(r"""\bhttps?://[^\s<>"'`)\]]+""", re.IGNORECASE)
+INTERNAL_LINK = "(internal link removed)"
+
+
+def link_allowed(url: str, hosts: Collection[str]) -> bool:
+    """Whether the URL's host is one of `hosts` ("example.com"; ".example.com" with subdomains)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == h.lower() or (h.startswith(".") and host.endswith(h.lower())) for h in hosts)
+
+
+def scrub_links(text: str, hosts: Collection[str]) -> str:
+    """Every link in `text` to a host outside `hosts` replaced by a note that one was there."""
+    return _URL.sub(lambda m: m.group(0) if link_allowed(m.group(0), hosts) else INTERNAL_LINK, text)
 
 
 def humanize_list(items: Iterable[Any], conjunction: str = "and") -> str:

@@ -47,6 +47,7 @@ from tests.support.server import (  # noqa: E402
     VENV_BIN,
     Dualtrack,
     Sink,
+    SlowSink,
     free_port,
     write_config,
 )
@@ -119,16 +120,17 @@ def send_others(url: str, stop: Any, results: Any) -> None:
     results.put(timed)
 
 
-def run(tenants: int, revision: str | None, concurrency: dict[str, int]) -> dict[str, Any]:
-    """The figures of one size, served by `revision`'s code (None: this checkout)."""
+def run(tenants: int, revision: str | None, concurrency: dict[str, int], latency: float) -> dict[str, Any]:
+    """The figures of one size, served by `revision`'s code (None: this checkout), to receivers
+    that answer `latency` seconds after a webhook or an e-mail has arrived."""
     figures: dict[str, Any] = {"tenants": tenants}
     with (
         tempfile.TemporaryDirectory(prefix="dualtrack-fanout-") as tmp,
-        SmtpServer() as smtp,
+        SmtpServer(delay=latency) as smtp,
         code_of(revision) as env,
     ):
         folder = Path(tmp)
-        sink = Sink().start()
+        sink = (SlowSink(delay=latency) if latency else Sink()).start()
         port = free_port()
         providers = [
             PROVIDER_BUILTIN,
@@ -222,12 +224,18 @@ def main() -> int:
     parser.add_argument("--tenants", default="2000,10000", help="catalog sizes, comma-separated")
     parser.add_argument("--before", metavar="REV", help="measure this revision's code too, first")
     parser.add_argument("--concurrency", type=int, help="the per-tenant providers' `concurrency`")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the receivers take to answer (default 0)"
+    )
     args = parser.parse_args()
     runs = [(args.before, tenants) for tenants in args.tenants.split(",")] if args.before else []
     runs += [(None, tenants) for tenants in args.tenants.split(",")]
     for revision, tenants in ((r, int(t)) for r, t in runs):
-        f = run(tenants, revision, {"concurrency": args.concurrency} if args.concurrency else {})
-        print(f"\n{tenants:,} tenants, {revision or 'this checkout'}")
+        f = run(
+            tenants, revision, {"concurrency": args.concurrency} if args.concurrency else {}, args.latency
+        )
+        latency = f", receivers answering after {args.latency * 1000:.0f} ms" if args.latency else ""
+        print(f"\n{tenants:,} tenants, {revision or 'this checkout'}{latency}")
         print(f"  check-config: {f['check_config']:.2f} s (goal: under 2 s)")
         print(f"  the alert's answer: {f['answer'] * 1000:.0f} ms (goal: under 100 ms)")
         print(f"  per-tenant notices all written after {f['written_at']:.1f} s")

@@ -7,14 +7,15 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from adapter.config import Settings
-from adapter.rendering import SHIPPED_TEMPLATES, Renderer
+from adapter.config import PublishSettings, Settings
+from adapter.rendering import SHIPPED_TEMPLATES, Renderer, scrub_links
 from tests.templates_support import (
     CATALOG,
     POSTMORTEM,
@@ -372,3 +373,42 @@ def test_business_templates_of_every_type_and_phase_render(env: tuple[Settings, 
             for tenant in (None, "bloom"):
                 notice = render(*env, scene, "business", tenant)
                 assert notice.data["template"] != "builtin", (case.name, scene.incident["incident_type"])
+
+
+# ---------------------------------------------------------------- links (publish.link_hosts)
+
+URL = re.compile(r"https?://[^\s<>\"')\]]+")
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(drawn=jargon_scenes(), audience=st.sampled_from(["technical", "business"]))
+def test_customer_notices_link_only_to_allowed_hosts(
+    env: tuple[Settings, Renderer], drawn: tuple[Scene, list[str], str], audience: str
+) -> None:
+    """Runbooks, dashboards and generatorURLs point inside: with no allowlist, only the status
+    page's own links reach a customer, in any phase and from any field."""
+    scene, _, _ = drawn
+    scene = Scene(**{**scene.__dict__, "messages": {audience: "See http://grafana.internal:3000/d/x"}})
+    whole = text(render(*env, scene, audience, "acme" if audience == "technical" else "bloom"))
+    hosts = {urlsplit(url).hostname for url in URL.findall(whole)}
+    assert hosts <= {"status.example.test"}, hosts
+
+
+def test_links_to_allowed_hosts_stay_and_the_teams_own_notices_keep_theirs(
+    env: tuple[Settings, Renderer],
+) -> None:
+    settings, renderer = env
+    scene = Scene(seed_incident(), seed_alerts(), "acknowledgement", at(14, 32))
+    runbook = "https://runbooks.example.com/mysql/pool"
+    alerts = [{**a, "links": {**a.get("links", {}), "runbook": runbook}} for a in scene.alerts]
+    scene = Scene(**{**scene.__dict__, "alerts": alerts})
+    assert runbook not in text(render(settings, renderer, scene, "technical", "acme"))
+    allowed = settings.model_copy(update={"publish": PublishSettings(link_hosts=[".example.com"])})
+    assert f"Runbook: {runbook}" in text(render(allowed, renderer, scene, "technical", "acme"))
+
+
+def test_scrub_links_keeps_allowed_hosts_and_their_subdomains_only() -> None:
+    hosts = ["docs.example.com", ".example.org"]
+    kept = "a https://docs.example.com/x b http://a.example.org/y"
+    said = f"{kept} c https://evil.example.com/z d http://10.0.0.1:9090/"
+    assert scrub_links(said, hosts) == f"{kept} c (internal link removed) d (internal link removed)"

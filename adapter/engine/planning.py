@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal, cast, overload
+from urllib.parse import urlsplit
 
 from adapter.catalog import Tenant
 from adapter.config import PolicySettings, ProviderSettings, Settings
-from adapter.rendering import Renderer, human_duration
+from adapter.rendering import Renderer, human_duration, link_allowed, scrub_links
 from adapter.store.records import Alert, Incident, TimelineEntry
 
 PHASES = ("acknowledgement", "update", "resolution", "postmortem", "sla_followup")
@@ -256,11 +257,23 @@ def render_context(facts: EventFacts, recipient: Recipient, settings: Settings) 
     return _recipient_context(facts, _event_view(facts, settings), recipient, settings)
 
 
+def link_hosts(settings: Settings, phase: str) -> list[str] | None:
+    """The hosts a notice of this phase may link to: the allowlist and the status pages' own for
+    customers; None (any) for the team's own notices."""
+    if phase in INTERNAL_PHASES:
+        return None
+    return [*settings.publish.link_hosts, urlsplit(settings.server.public_url).hostname or ""]
+
+
 def _event_view(facts: EventFacts, settings: Settings) -> dict[str, Any]:
     """The start of every recipient's context: the same for all of them, so built once per event."""
     incident = facts.incident
     services = [s.model_dump() for s in map(settings.catalog.service, incident.services) if s]
     alerts = [alert_view(a) for a in facts.alerts]
+    hosts = link_hosts(settings, facts.phase)
+    if hosts is not None:  # an internal runbook is no use to a customer, and tells too much
+        for view in alerts:
+            view["links"] = {k: url for k, url in view["links"].items() if link_allowed(url, hosts)}
     level = incident.level
     view = {
         "ref": incident.ref,
@@ -348,6 +361,7 @@ def plan_notices(
     planned = []
     event_view = _event_view(facts, settings)
     context_services = event_view["incident"]["services"]
+    hosts = link_hosts(settings, facts.phase)
     for recipient in streams:
         cache_key = (
             recipient.audience,
@@ -360,7 +374,10 @@ def plan_notices(
             if cache_key not in rendered:
                 context = _recipient_context(facts, event_view, recipient, settings)
                 result = renderer.render(incident.incident_type, recipient.audience, facts.phase, context)
-                rendered[cache_key] = (result.subject, result.body, result.template)
+                subject, body = result.subject, result.body
+                if hosts is not None:  # links in free text too: descriptions, summaries, titles
+                    subject, body = scrub_links(subject, hosts), scrub_links(body, hosts)
+                rendered[cache_key] = (subject, body, result.template)
             subject, body, template = rendered[cache_key]
         provider, audience, tenant = recipient.key
         planned.append(

@@ -316,8 +316,11 @@ def health(
     audience: str,
     zone: ZoneInfo,
     now: datetime,
+    explained: list[IncidentSpan],
 ) -> list[Health]:
-    """Per service: the worst open incident level, a bar per day of `uptime_days`, and uptime.
+    """Per service: the worst level of the open incidents in `explained` (those the page shows:
+    no service looks degraded without the incident that says why), a bar per day of
+    `uptime_days`, and uptime.
 
     Days run midnight to midnight in `zone`; each incident counts at its current level from its
     opening until its resolution (or now).
@@ -333,9 +336,14 @@ def health(
     for row in rows:
         for service_id in {s.id for s in map(catalog.service, row.services) if s} & mine.keys():
             mine[service_id].append(row)
+    current_of: dict[str, int] = {}
+    for row in explained:
+        if row.status in OPEN:
+            for service_id in row.services:
+                current_of[service_id] = max(current_of.get(service_id, 0), row.level)
     out = []
     for service in shown:
-        current = max((r.level for r in mine[service.id] if r.status in OPEN), default=0)
+        current = current_of.get(service.id, 0)
         spans = _clip(
             [(r.opened_at, r.resolved_at or now, r.level) for r in mine[service.id]],
             period_start,
@@ -362,7 +370,7 @@ def health(
 
 
 def _health_for(
-    svc: Services, shown: list[Service], audience: str, zone: ZoneInfo
+    svc: Services, shown: list[Service], audience: str, zone: ZoneInfo, explained: list[IncidentSpan]
 ) -> tuple[list[Health], datetime | None]:
     """The services' health, and when the incidents it is drawn from last changed."""
     now = svc.clock.now()
@@ -376,7 +384,7 @@ def _health_for(
     # Every page's bars are drawn from the same incidents: read once for all of them.
     rows = svc.pages.keep(("history",), history)
     changed = _newest(*(r.updated_at for r in rows))
-    return health(svc.settings, rows, shown, audience, zone, now), changed
+    return health(svc.settings, rows, shown, audience, zone, now, explained), changed
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,7 +457,10 @@ def _overview_page(svc: Services, scope: Scope) -> Response:
         health: list[Health] = []
         changed = None
         if page == 1:  # the services' state and uptime head the first page only
-            health, changed = _health_for(svc, scope.services(svc), scope.audience, ZoneInfo(scope.zone))
+            explained = [e["incident"] for e in overview.open_entries]
+            health, changed = _health_for(
+                svc, scope.services(svc), scope.audience, ZoneInfo(scope.zone), explained
+            )
         return _html(
             "status.html",
             _newest(changed, _shown_since(overview.entries)),

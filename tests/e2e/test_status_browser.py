@@ -106,11 +106,11 @@ def test_status_pages_render_at_phone_and_desktop(browser, dualtrack_factory):
     )
     assert dt.post_alertmanager(ended).status_code == 202
 
-    business = "Issue affecting Online checkout"
+    business = "Investigating Errors Affecting Online checkout"
     firing = "CheckoutLatencyHigh is firing"
     acme_token = hmac.new(SECRET.encode(), b"acme", hashlib.sha256).hexdigest()[:32]
     pages = {
-        "business": ("/status", [business, "Resolved affecting Website databases"]),
+        "business": ("/status", [business, "Resolved: Performance Issues Affecting Website databases"]),
         "technical": ("/status/technical", [firing, "Level 3"]),
         "acme": (f"/status/t/{acme_token}", ["Service status for Acme Ltd", firing]),
         "bloom": (f"/status/t/{BLOOM_TOKEN}", ["Service status for Bloom Florists", business]),

@@ -719,7 +719,7 @@ class SlowSink(Sink):
                 pass
 
         self._released.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server = Listener(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="slow-sink", daemon=True)

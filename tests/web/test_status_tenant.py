@@ -51,13 +51,22 @@ def fire(client, service: str, fingerprint: str, summary: str, severity: str = "
 
 
 def insert_incident(
-    app, services: list[str], level: int, opened: datetime, resolved: datetime | None, tenants: list[str]
+    app,
+    services: list[str],
+    level: int,
+    opened: datetime,
+    resolved: datetime | None,
+    tenants: list[str],
+    audiences: tuple[str, ...] = ("technical", "business"),
 ) -> None:
+    """An incident of the past or present, with a first notice on the page for each of `audiences`."""
     from adapter.store import incidents as repo
+    from adapter.store import outbox
+    from tests.store.test_inserts import _notice
 
     with app.extensions["dualtrack"].store.transaction() as conn:
         ref = repo.next_ref(conn, opened.year)
-        repo.insert_incident(
+        incident_id = repo.insert_incident(
             conn,
             {
                 "ref": ref,
@@ -75,6 +84,11 @@ def insert_incident(
                 "resolved_at": resolved,
                 "updated_at": resolved or opened,
             },
+        )
+        published = {"state": "delivered", "delivered_at": opened, "created_at": opened, "due_at": opened}
+        outbox.insert_notices(
+            conn,
+            [{**_notice(incident_id, f"{ref}-{a}"), "audience": a, **published} for a in audiences],
         )
 
 
@@ -197,8 +211,9 @@ def test_tenant_page_shows_only_its_incidents_in_its_segment(app, client):
     assert "Service status for Bloom Florists" in bloom
     assert "Acme Ltd" not in bloom
     # Business version: service business names, no alert text, no other tenant's services.
-    assert "Issue affecting Site search" in bloom
-    assert "Issue affecting Online checkout" in bloom
+    # Each incident headed as its newest notice reads.
+    assert "Service Update: Investigating Errors Affecting Site search" in bloom
+    assert "Service Update: Investigating Errors Affecting Online checkout" in bloom
     for jargon in ("Search index rebuild stuck", "Checkout API 5xx", "replica lag", "Website databases"):
         assert jargon not in bloom
     assert "2 ongoing incidents" in bloom
@@ -289,6 +304,17 @@ def test_current_state_is_the_worst_open_level(app, client, clock):
     assert "Major outage" in page["Site search"]["summary"]
 
 
+def test_a_service_is_degraded_on_a_page_only_beside_the_incident_that_explains_it(app, client):
+    # Only technical readers heard of it: the business page shows neither it nor a degraded service.
+    insert_incident(app, ["objects"], 3, NOW - timedelta(minutes=10), None, ["acme"], ("technical",))
+    assert bars(client.get("/status/technical").text)["Object storage (ceph-eu-west-2)"]["state"] == (
+        "Partial outage"
+    )
+    business = client.get("/status").text
+    assert bars(business)["File storage"]["state"] == "Operational"
+    assert "INC-2026-" not in business
+
+
 def test_uptime_bars_for_a_known_history(app, client):
     # 35 minutes of level 4 yesterday, an hour of level 2 on the 20th, 30 minutes of level 5 now.
     insert_incident(app, ["search"], 4, nov(25, 10), nov(25, 10, 35), ["bloom"])
@@ -333,7 +359,7 @@ def test_an_incident_across_midnight_colours_both_days(settings):
     from zoneinfo import ZoneInfo
 
     checkout = settings.catalog.service("checkout")
-    (result,) = health(settings, rows, [checkout], "technical", ZoneInfo("UTC"), NOW)
+    (result,) = health(settings, rows, [checkout], "technical", ZoneInfo("UTC"), NOW, rows)
     assert result.days[-4].label == "23 Nov 2026: 1 hour of level 5 incident"
     assert result.days[-3].label == "24 Nov 2026: 30 minutes of level 5 incident"
     assert result.name == "Checkout API (checkout-api)" and result.state == "Operational"
@@ -383,5 +409,5 @@ def test_bars_match_a_day_by_day_count(settings, incidents, zone):
         status = "investigating" if resolved is None else "resolved"
         rows.append(IncidentSpan(sorted(services), status, level, opened, resolved, resolved or opened))
     shown = list(settings.catalog.services)
-    for result in health(settings, rows, shown, "technical", ZoneInfo(zone), NOW):
+    for result in health(settings, rows, shown, "technical", ZoneInfo(zone), NOW, rows):
         assert result.days == _bars_day_by_day(settings, rows, result.service, ZoneInfo(zone), NOW)
