@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapter.config import (
     ConfigError,
@@ -22,6 +22,9 @@ from adapter.config import (
 )
 from adapter.providers import check_settings
 from adapter.sources import SOURCES
+
+if TYPE_CHECKING:
+    from adapter.store import Store
 
 DEFAULT_CONFIG = "config/dualtrack.yaml"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
@@ -213,8 +216,36 @@ def side_by_side(left: str, right: str, width: int = 60) -> str:
     return "\n".join(f"{x:<{width}} | {y}".rstrip() for x, y in zip(a, b, strict=True))
 
 
+def _preview_store(settings: Settings, folder: str) -> tuple[Store, str | None]:
+    """The configured database, when it is there and up to date: the preview then gets the ref
+    and joins the incidents a webhook would (in a transaction that is rolled back). Else an empty
+    one, and why."""
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import make_url
+
+    from adapter.store import Store
+    from adapter.store.db import Unavailable
+
+    url = make_url(settings.storage.url)
+    why = "it does not exist"
+    if url.get_backend_name() != "sqlite" or (url.database and Path(url.database).exists()):
+        store = Store(settings.storage.url)
+        try:
+            store.ping()
+            if store.at_head():
+                return store, None
+            why = "its schema is not up to date (dualtrack migrate)"
+        except (Unavailable, sa_exc.SQLAlchemyError) as error:
+            why = store.describe(error) if isinstance(error, sa_exc.DBAPIError) else str(error)
+        store.dispose()
+    empty = Store(f"sqlite:///{folder}/preview.db")
+    empty.migrate()
+    return empty, f"against an empty database: {settings.storage.url} could not be used ({why})"
+
+
 def preview(args: argparse.Namespace) -> int:
-    """Render what a payload would open, against an empty database; nothing is stored or sent."""
+    """Render what a payload would do, against the configured database when it can be read (refs
+    and correlation as a webhook would meet them); nothing is stored or sent."""
     settings = _load(args.config)
     if settings is None:
         return 1
@@ -222,7 +253,6 @@ def preview(args: argparse.Namespace) -> int:
 
     from adapter.app import create_app
     from adapter.sources.signal import PayloadError
-    from adapter.store import Store
     from adapter.store.records import Notice
     from adapter.web.webhooks import RECEIVERS
 
@@ -236,8 +266,9 @@ def preview(args: argparse.Namespace) -> int:
         echo(f"{args.payload}: {exc}", err=True)
         return 1
     with tempfile.TemporaryDirectory(prefix="dualtrack-preview-") as folder:
-        store = Store(f"sqlite:///{folder}/preview.db")
-        store.migrate()
+        store, note = _preview_store(settings, folder)
+        if note:
+            echo(note, err=True)
         app = create_app(settings, store=store)
         svc = app.extensions["dualtrack"]
         results = svc.engine.preview(RECEIVERS[args.source].preview(svc, payload))
@@ -374,6 +405,29 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def tenants_command(args: argparse.Namespace) -> int:
+    """Each tenant's own status page address, one a line: `id<TAB>url`."""
+    settings = _load(args.config)
+    if settings is None:
+        return 1
+    from adapter.web.status import tenant_token
+
+    base = settings.server.public_url.rstrip("/")
+    missing = 0
+    for tenant in settings.catalog.tenants:
+        token = tenant_token(settings, tenant)
+        if token is None:
+            missing += 1
+        echo(f"{tenant.id}\t{base}/status/t/{token}" if token else f"{tenant.id}\t(no page)")
+    if missing:
+        echo(
+            f"{missing} tenant(s) have no page: set status_page.tenant_token_secret, or the tenant's "
+            "status_token in the catalog",
+            err=True,
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dualtrack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -420,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_sync.add_argument("--dry-run", action="store_true", help="print the plan only")
     p_sync.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
     p_sync.set_defaults(func=subscribers_command)
+
+    p_tenants = sub.add_parser("tenants", help="the catalog's tenants")
+    tenants_sub = p_tenants.add_subparsers(dest="action", required=True)
+    p_urls = tenants_sub.add_parser("urls", help="each tenant's own status page address")
+    p_urls.add_argument("--config", default=default)
+    p_urls.set_defaults(func=tenants_command)
 
     p_migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     p_migrate.add_argument("--config", default=default)

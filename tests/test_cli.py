@@ -188,3 +188,47 @@ def test_migrate_with_postgresql_unreachable_prints_one_line(make_settings, caps
         f"dualtrack: cannot use the database: PostgreSQL at 127.0.0.1:{port}, database dualtrack: "
     )
     assert "pw-not-shown" not in err
+
+
+def test_preview_gives_the_ref_the_configured_database_would_and_leaves_it_as_it_was(settings, capsys):
+    from adapter.store import Store
+    from adapter.store import incidents as repo
+
+    store = Store(settings.storage.url)
+    try:
+        store.migrate()
+        with store.transaction() as conn:
+            for _ in range(9):  # INC-2026-0001 to 0009 taken
+                repo.next_ref(conn, 2026)
+        path = FIXTURES / "alertmanager/alertmanager-firing.json"
+        assert main(["preview", "--config", settings.config_path, str(path)]) == 0
+        captured = capsys.readouterr()
+        assert captured.out.startswith("INC-2026-0010  level 4")
+        assert "empty database" not in captured.err
+        with store.transaction() as conn:
+            assert repo.next_ref(conn, 2026) == "INC-2026-0010"  # the preview took nothing
+            assert repo.list_incidents(conn) == []
+    finally:
+        store.dispose()
+
+
+def test_preview_without_a_database_says_it_used_an_empty_one(settings, capsys):
+    path = FIXTURES / "alertmanager/alertmanager-firing.json"
+    assert main(["preview", "--config", settings.config_path, str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("INC-2026-0001")
+    assert "against an empty database" in captured.err
+
+
+def test_tenants_urls_prints_each_tenants_own_page(make_settings, capsys):
+    import hashlib
+    import hmac
+
+    config = base_config()
+    config["status_page"] = {"tenant_token_secret": "s" * 32}
+    settings = make_settings(config)
+    assert main(["tenants", "urls", "--config", settings.config_path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [t.id for t in settings.catalog.tenants]
+    token = hmac.new(b"s" * 32, b"acme", hashlib.sha256).hexdigest()[:32]
+    assert f"acme\thttp://status.example.test/status/t/{token}" in lines

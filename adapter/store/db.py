@@ -299,6 +299,17 @@ class Store:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
+    def at_head(self) -> bool:
+        """Whether the schema is at the newest version (False for a database without one)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        with self.read() as conn:
+            return bool(MigrationContext.configure(conn).get_current_revision() == head)
+
     def dispose(self) -> None:
         """The end of this Store: its connections and its lock file closed."""
         self.engine.dispose()
