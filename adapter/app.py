@@ -15,7 +15,7 @@ from adapter.engine.humans import HumanActions
 from adapter.engine.reconcile import Reconciler
 from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
-from adapter.rendering import Renderer, local_time, utc
+from adapter.rendering import Renderer, local_time, settings_renderer, utc
 from adapter.store import Store
 from adapter.web import api, errors, headers, ops, status, webhooks
 from adapter.web.pagecache import PageCache
@@ -24,20 +24,13 @@ from adapter.web.services import EXTENSION, Services
 
 
 def make_renderer(settings: Settings, metrics: Metrics | None = None) -> Renderer:
-    """The notice renderer for these settings, with the catalog's `business_name` filter."""
-
-    def business_name(service: str | dict[str, str]) -> str:
-        key = service if isinstance(service, str) else service.get("id", "")
-        found = settings.catalog.service(key)
-        return found.business_name if found else "one of our services"
+    """The notice renderer for these settings, counting its fallbacks in `metrics`."""
 
     def fallback(audience: str, phase: str) -> None:
         if metrics is not None:
             metrics.template_fallbacks.labels(audience, phase).inc()
 
-    return Renderer(
-        settings.templates_dir, on_fallback=fallback, extra_filters={"business_name": business_name}
-    )
+    return settings_renderer(settings, on_fallback=fallback)
 
 
 def create_app(

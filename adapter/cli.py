@@ -58,13 +58,49 @@ def check_config(args: argparse.Namespace) -> int:
             echo(f"{line}: `serve` refuses it with server.bind {bind}, which is not loopback", err=True)
     for line in config_warnings(settings):
         echo(f"warning: {line}", err=True)
-    if weak and not is_loopback(bind):
+    broken = _check_templates(settings, args.samples)
+    if broken or (weak and not is_loopback(bind)):
         return 1
     echo(
         f"{args.config}: ok ({len(settings.providers)} providers, "
         f"{len(settings.catalog.services)} services, {len(settings.catalog.tenants)} tenants)"
     )
     return 0
+
+
+def _check_templates(settings: Settings, show: bool) -> int:
+    """Compile every template and render each for a sample incident (every type, phase and
+    audience, shared and for a tenant); print what fails, and with `show` every rendering.
+    Returns how many failed."""
+    from datetime import UTC, datetime
+
+    from adapter.engine.samples import compile_errors, render_samples
+    from adapter.rendering import settings_renderer
+
+    renderer = settings_renderer(settings)
+    where = settings.templates_dir or "templates"
+    failed = 0
+    for name, error in compile_errors(renderer):
+        echo(f"{where}/{name}: {error}", err=True)
+        failed += 1
+    samples = render_samples(settings, renderer, datetime.now(UTC))
+    for sample in samples:
+        if sample.error is not None:
+            scene = f"{sample.incident_type} {sample.audience} {sample.phase}"
+            if sample.tenant:
+                scene += f" for tenant {sample.tenant}"
+            echo(f"{where}/{sample.template or '(no template)'}: {scene}: {sample.error}", err=True)
+            failed += 1
+    if show:
+        shown: dict[tuple[str, str, str | None], dict[str, str]] = {}
+        for sample in samples:
+            key = (sample.incident_type, sample.phase, "tenant" if sample.tenant else None)
+            shown.setdefault(key, {})[sample.audience] = sample.text or f"({sample.error})"
+        for (incident_type, phase, for_tenant), texts in shown.items():
+            echo(f"== {incident_type} {phase}{' (a tenant of each segment)' if for_tenant else ''}")
+            echo(side_by_side(texts.get("technical", ""), texts.get("business", "")))
+            echo()
+    return failed
 
 
 def _prepare_database(settings: Settings) -> bool:
@@ -440,8 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--threads", type=int, help="threads per worker (default: server.threads)")
     p_serve.set_defaults(func=serve)
 
-    p_check = sub.add_parser("check-config", help="validate config and catalog")
+    p_check = sub.add_parser("check-config", help="validate config, catalog and templates")
     p_check.add_argument("--config", default=default)
+    p_check.add_argument(
+        "--samples", action="store_true", help="print every template rendered for a sample incident"
+    )
     p_check.set_defaults(func=check_config)
 
     p_preview = sub.add_parser("preview", help="print the incident and notices a payload would produce")

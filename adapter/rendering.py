@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Iterable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,9 @@ from jinja2.runtime import Context, Macro, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from adapter.text import printable
+
+if TYPE_CHECKING:
+    from adapter.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -142,21 +145,6 @@ def human_duration(value: timedelta | float | int | None) -> str:
     return humanize_list(parts[:2])
 
 
-_URL = re.compile(r"""\bhttps?://[^\s<>"'`)\]]+""", re.IGNORECASE)
-INTERNAL_LINK = "(internal link removed)"
-
-
-def link_allowed(url: str, hosts: Collection[str]) -> bool:
-    """Whether the URL's host is one of `hosts` ("example.com"; ".example.com" with subdomains)."""
-    host = (urlsplit(url).hostname or "").lower()
-    return any(host == h.lower() or (h.startswith(".") and host.endswith(h.lower())) for h in hosts)
-
-
-def scrub_links(text: str, hosts: Collection[str]) -> str:
-    """Every link in `text` to a host outside `hosts` replaced by a note that one was there."""
-    return _URL.sub(lambda m: m.group(0) if link_allowed(m.group(0), hosts) else INTERNAL_LINK, text)
-
-
 def humanize_list(items: Iterable[Any], conjunction: str = "and") -> str:
     values = [str(i) for i in items if i not in (None, "")]
     if len(values) <= 1:
@@ -230,6 +218,14 @@ class Renderer:
             self._templates[key] = found
         return found
 
+    def names(self) -> list[str]:
+        """Every template file the renderer can load, by its name ("web/business/update.md.j2")."""
+        return [name for name in self.env.list_templates() if name.endswith(".md.j2")]
+
+    def incident_types(self) -> list[str]:
+        """The incident types that have templates of their own ({type}/{audience}/{phase}.md.j2)."""
+        return sorted({name.split("/")[0] for name in self.names() if name.count("/") == 2})
+
     def render(self, incident_type: str, audience: str, phase: str, context: dict[str, Any]) -> Rendered:
         try:
             template = self.template(incident_type, audience, phase)
@@ -254,9 +250,38 @@ class Renderer:
         return Rendered(subject, body, "builtin", fallback=True)
 
 
-# -- the HTML part of an e-mail, from a notice's plain text ----------------------------------------
+def settings_renderer(settings: Settings, on_fallback: Callable[[str, str], None] | None = None) -> Renderer:
+    """The notice renderer for these settings: their templates, and the catalog's `business_name`."""
+
+    def business_name(service: str | dict[str, str]) -> str:
+        key = service if isinstance(service, str) else service.get("id", "")
+        found = settings.catalog.service(key)
+        return found.business_name if found else "one of our services"
+
+    return Renderer(
+        settings.templates_dir, on_fallback=on_fallback, extra_filters={"business_name": business_name}
+    )
+
+
+# -- links: which may reach customers ------------------------------------------------------------
 
 _URL = re.compile(r"https?://[^\s<>\"']+")
+INTERNAL_LINK = "(internal link removed)"
+
+
+def link_allowed(url: str, hosts: Collection[str]) -> bool:
+    """Whether the URL's host is one of `hosts` ("example.com"; ".example.com" with subdomains)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == h.lower() or (h.startswith(".") and host.endswith(h.lower())) for h in hosts)
+
+
+def scrub_links(text: str, hosts: Collection[str]) -> str:
+    """Every link in `text` to a host outside `hosts` replaced by a note that one was there."""
+    return _URL.sub(lambda m: m.group(0) if link_allowed(m.group(0), hosts) else INTERNAL_LINK, text)
+
+
+# -- the HTML part of an e-mail, from a notice's plain text ----------------------------------------
+
 # "Label: value" - a short capitalised phrase, never a URL scheme or a clock time.
 _LABEL = re.compile(r"([A-Z][\w'\u2019&/() -]{0,46}?):(?=\s|$)")
 _BULLET = re.compile(r"[-*•] ")

@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapter.app import make_renderer
 from adapter.config import Settings, load_settings
 from adapter.engine.planning import EventFacts, PlannedNotice, Recipient, plan_notices
-from adapter.rendering import Renderer
+from adapter.rendering import Renderer, settings_renderer
 from adapter.store.records import Alert, Incident, TimelineEntry
 from tests.conftest import base_config, write_config
 from tests.support.catalog import catalog_data
@@ -187,7 +186,7 @@ def render(
 
 
 def renderer_for(settings: Settings) -> Renderer:
-    return make_renderer(settings)
+    return settings_renderer(settings)
 
 
 def text(notice: PlannedNotice) -> str:

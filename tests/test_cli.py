@@ -232,3 +232,30 @@ def test_tenants_urls_prints_each_tenants_own_page(make_settings, capsys):
     assert [line.split("\t")[0] for line in lines] == [t.id for t in settings.catalog.tenants]
     token = hmac.new(b"s" * 32, b"acme", hashlib.sha256).hexdigest()[:32]
     assert f"acme\thttp://status.example.test/status/t/{token}" in lines
+
+
+def test_check_config_renders_every_template_and_names_each_that_fails(make_settings, tmp_path, capsys):
+    custom = tmp_path / "config" / "custom-templates"
+    (custom / "technical").mkdir(parents=True)
+    (custom / "business").mkdir()
+    (custom / "technical" / "update.md.j2").write_text("{{ incident.ref }}: update\n{% if %}\n")
+    (custom / "business" / "resolution.md.j2").write_text("Resolved\n\n{{ incident.level // 0 }}\n")
+    config = base_config()
+    config["templates_dir"] = "custom-templates"
+    settings = make_settings(config)
+    assert main(["check-config", "--config", settings.config_path]) == 1
+    err = capsys.readouterr().err
+    assert "technical/update.md.j2: TemplateSyntaxError" in err
+    assert "business/resolution.md.j2: web business resolution: ZeroDivisionError" in err
+    # One run names both, and every incident type that meets the broken one.
+    assert "database business resolution" in err
+
+
+def test_check_config_samples_print_both_versions_side_by_side(settings, capsys):
+    assert main(["check-config", "--config", settings.config_path, "--samples"]) == 0
+    out = capsys.readouterr().out
+    assert "== web acknowledgement\n" in out
+    assert "== web sla_followup (a tenant of each segment)" in out
+    first = out.split("== web acknowledgement\n", 1)[1].splitlines()[0]
+    assert first.startswith("INC-0000-0000: Sample web incident - Initial Response")
+    assert "| Service Update: Investigating Errors Affecting" in first

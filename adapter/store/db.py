@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -37,6 +35,14 @@ READY_TIMEOUT = 1.0
 START_CONNECT_TIMEOUT = 10
 # SQLite's result codes for a damaged file (extended codes start with these names).
 _SQLITE_CORRUPTION = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
 
 
 class Unavailable(Exception):
@@ -291,8 +297,9 @@ class Store:
         On PostgreSQL the whole upgrade is one transaction (DDL is transactional there) behind an
         advisory lock: whoever waited finds the schema at head and does nothing.
         """
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(_MIGRATIONS))
+        from alembic import command  # loaded only to migrate: it takes a tenth of a second
+
+        config = _alembic_config()
         with _MIGRATING, self.engine.begin() as conn:
             if self.is_postgresql:
                 conn.execute(_XACT_LOCK, {"key": MIGRATE_LOCK_KEY})
@@ -304,9 +311,7 @@ class Store:
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(_MIGRATIONS))
-        head = ScriptDirectory.from_config(config).get_current_head()
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
         with self.read() as conn:
             return bool(MigrationContext.configure(conn).get_current_revision() == head)
 
