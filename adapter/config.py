@@ -161,6 +161,9 @@ class CorrelationSettings(Strict):
     reopen_window: Duration = timedelta(minutes=30)
     # Alertmanager → PagerDuty → dualtrack: one outage, one incident (dedup key = sha256(groupKey)).
     cross_source: bool = True
+    # A new alert group on a catalog service joins an open incident of that service opened this
+    # long ago or less: two groups on one service are one outage to its customers. 0s: never.
+    service_window: Duration = timedelta(minutes=10)
 
 
 class SeverityRule(Strict):

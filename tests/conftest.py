@@ -42,6 +42,9 @@ def base_config() -> dict[str, Any]:
             }
         },
         "api": {"tokens": [API_TOKEN]},
+        # Many tests open several incidents on one service, each its own; the tests of
+        # correlation.service_window set it themselves.
+        "correlation": {"service_window": "0s"},
         "providers": [{"name": "status", "type": "builtin", "audience": "all"}],
     }
 

@@ -179,6 +179,8 @@ class Correlation:
             if signal.fingerprint in r.fingerprints or r.group_keys & keys
         ]
         best = max(related, key=lambda r: r.rank(signal.fingerprint), default=None)
+        if best is None and (same_service := self._open_on(service_ids)) is not None:
+            best = Related(same_service)
         if best is None:
             incident = self._open(signal, service_ids, unknown, level)
             self.changes[incident.id] = Change(incident, opened=True)
@@ -214,6 +216,17 @@ class Correlation:
             message = f"{alert_label(signal.name, signal.labels)} firing"
             repo.add_timeline(self.conn, incident.id, self.now, "alert_fired", message, alert=alert.id)
         return incident.id
+
+    def _open_on(self, service_ids: list[str]) -> Incident | None:
+        """The open incident of these services opened within correlation.service_window, if any:
+        another alert group on the same service is the same outage to its customers."""
+        window = self.settings.correlation.service_window
+        if not service_ids or not window:
+            return None
+        for incident in repo.open_since(self.conn, self.now - window):
+            if set(incident.services) & set(service_ids):
+                return incident
+        return None
 
     def _next_instance(self, signal: Signal) -> Signal:
         """A trigger after the alert's last instance was resolved is a new instance, which opens

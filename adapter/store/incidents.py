@@ -209,6 +209,12 @@ def related_incidents(
     return out
 
 
+def open_since(conn: Connection, since: datetime) -> list[Incident]:
+    """Open incidents opened at `since` or later, oldest first."""
+    query = select(incidents).where(incidents.c.status.in_(OPEN), incidents.c.opened_at >= since)
+    return _all(conn, Incident, query.order_by(incidents.c.opened_at, incidents.c.id))
+
+
 def insert_alert(conn: Connection, values: Row) -> int:
     return int(conn.execute(_INSERT_ALERT, values).scalar_one())
 

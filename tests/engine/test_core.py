@@ -204,9 +204,11 @@ def test_a_notification_reads_the_store_as_often_with_ten_alerts_as_with_one(eng
         ingest(engine, body)
         return len(reads)
 
-    labels = {"alertname": "Slow", "service": "checkout", "severity": "warning"}
+    # On two services: a second group on the same one would join the first's incident.
+    services = {"one": "checkout", "ten": "search"}
 
     def notification(group: str, count: int) -> dict[str, Any]:
+        labels = {"alertname": "Slow", "service": services[group], "severity": "warning"}
         alerts = [
             am_alert(f"{group}-{n}", {**labels, "n": str(n)}, starts_at=clock.now()) for n in range(count)
         ]
@@ -462,3 +464,41 @@ def test_pagerduty_reopened_with_the_occurred_at_of_its_trigger_reopens(app, sto
     reopen = event("triggered", "e3", "incident.reopened")
     assert engine.ingest(reopen).refs == ["INC-2026-0001"]
     assert incident(store, "INC-2026-0001")["status"] == "investigating"
+
+
+@pytest.mark.parametrize(
+    ("window", "after", "incidents"),
+    [("10m", timedelta(minutes=3), 1), ("10m", timedelta(minutes=11), 2), ("0s", timedelta(minutes=3), 2)],
+)
+def test_a_second_alert_group_on_a_service_joins_its_open_incident_within_the_service_window(
+    open_store, make_settings, clock, window, after, incidents
+):
+    """Two alert groups on one catalog service are one outage for its customers."""
+    from adapter.app import create_app
+    from adapter.metrics import Metrics
+    from tests.conftest import base_config
+
+    config = base_config()
+    config["correlation"] = {"service_window": window}
+    settings = make_settings(config)
+    store = open_store(settings.storage.url)
+    try:
+        svc = create_app(settings, clock=clock, store=store, metrics=Metrics()).extensions["dualtrack"]
+        t0 = clock.now()
+        _fire(svc.engine, "dddd000000000001", t0, severity="warning", group="nfs-latency")
+        clock.advance(after)
+        _fire(svc.engine, "dddd000000000002", clock.now(), severity="critical", group="nfs-errors")
+        with store.read() as conn:
+            opened = repo.list_incidents(conn)
+        assert len(opened) == incidents
+        if incidents == 1:
+            (joined,) = opened
+            assert joined.level == 4  # the higher of the two groups'
+            row = incident(store, joined.ref)
+            assert {a["group_key"] for a in row["alerts"]} == {"nfs-latency", "nfs-errors"}
+            assert any(t["kind"] == "alert_fired" for t in row["timeline"])
+            # Its readers hear of one outage: a first notice, then an update for the higher level.
+            technical = [n.phase for n in row["notices"] if n.audience == "technical"]
+            assert technical == ["acknowledgement", "update"]
+    finally:
+        store.dispose()

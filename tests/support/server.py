@@ -146,7 +146,8 @@ def write_config(
             }
         },
         "api": {"tokens": [API_TOKEN]},
-        "correlation": {"service_labels": ["service", "job"], "reopen_window": "30m"},
+        # service_window 0s: tests open many incidents on one service (see tests/conftest.py).
+        "correlation": {"service_labels": ["service", "job"], "reopen_window": "30m", "service_window": "0s"},
         "delivery": {
             "backoff_initial": "1s",
             "backoff_max": "5m",

@@ -259,7 +259,7 @@ def test_events_then_alertmanager_is_one_incident(client):
 def test_cross_source_can_be_switched_off(open_store, make_settings, clock):
     config = base_config()
     config["auth"]["pagerduty"] = {"signing_secrets": [SECRET]}
-    config["correlation"] = {"cross_source": False}
+    config["correlation"] = {**config["correlation"], "cross_source": False}
     settings = make_settings(config)
     store = open_store(settings.storage.url)
     client = create_app(settings, clock=clock, store=store).test_client()
