@@ -383,6 +383,9 @@ class PublishSettings(Strict):
     # Hosts whose links may reach customers; ".example.com" also admits its subdomains. Alert
     # links (runbooks, dashboards, generatorURL) usually point inside: by default none go out.
     link_hosts: list[str] = []
+    # An incident on no catalog service: `triage` keeps it from customers (its raw alert title,
+    # an unknown service id) until a human assigns services or publishes it; `publish` sends it.
+    unknown_services: Literal["triage", "publish"] = "triage"
 
 
 class Settings(Strict):

@@ -34,6 +34,11 @@ class Metrics:
         self.incidents_opened = Counter(
             "dualtrack_incidents_opened_total", "Incidents opened, by level.", ["level"], registry=r
         )
+        self.incidents_triage = Counter(
+            "dualtrack_incidents_triage_total",
+            "Incidents opened in triage: on no catalog service, published nowhere until a human says.",
+            registry=r,
+        )
         self.incidents_resolved = Counter(
             "dualtrack_incidents_resolved_total", "Incidents resolved.", registry=r
         )

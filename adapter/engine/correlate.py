@@ -284,7 +284,7 @@ class Correlation:
         values: dict[str, Any] = {
             "ref": ref,
             "title": signal.summary[:500],
-            "status": "investigating",
+            "status": self._first_status(service_ids),
             "level": level,
             "level_locked": False,
             "reopen_count": 0,
@@ -300,14 +300,25 @@ class Correlation:
         incident_id = repo.insert_incident(self.conn, values)
         repo.add_timeline(self.conn, incident_id, now, "opened", f"Incident opened: {signal.summary}")
         self.effects.add(self._opened, ref, level, signal.source)
+        if values["status"] == "triage":
+            self.effects.add(self.metrics.incidents_triage.inc)
         return Incident(id=incident_id, **values)
 
     def _opened(self, ref: str, level: int, source: str) -> None:
         self.metrics.incidents_opened.labels(str(level)).inc()
         log.info("incident opened ref=%s level=%d source=%s", ref, level, source)
 
+    def _first_status(self, service_ids: list[str]) -> str:
+        """Investigating; or triage, for an incident on no catalog service (see publish.unknown_services)."""
+        triage = not service_ids and self.settings.publish.unknown_services == "triage"
+        return "triage" if triage else "investigating"
+
     def _reopen(self, incident: Incident) -> Incident:
-        values = {"status": "investigating", "resolved_at": None, "updated_at": self.now}
+        values = {
+            "status": self._first_status(incident.services),
+            "resolved_at": None,
+            "updated_at": self.now,
+        }
         reopened = repo.update_incident(
             self.conn, incident, {**values, "reopen_count": incident.reopen_count + 1}
         )

@@ -65,6 +65,14 @@ class HumanActions:
     def _count(self, conn: Connection, incident_id: int, kind: str) -> int:
         return sum(1 for t in repo.timeline_of(conn, incident_id) if t.kind == kind)
 
+    def _services(self, ids: list[str]) -> list[str]:
+        """The catalog ids of these services (aliases allowed), in order; Invalid if one is unknown."""
+        catalog = self.settings.catalog
+        unknown = [i for i in ids if catalog.service(i) is None]
+        if unknown:
+            raise Invalid(f"no service {', '.join(unknown)} in the catalog")
+        return list(dict.fromkeys(s.id for s in map(catalog.service, ids) if s is not None))
+
     def _tenants(self, ids: tuple[str, ...]) -> list[Tenant]:
         catalog = self.settings.catalog
         unknown = [i for i in ids if catalog.tenant(i) is None]
@@ -121,21 +129,47 @@ class HumanActions:
         self._done(written)
         return ref
 
-    def patch(self, ref: str, level: int | None, title: str | None, incident_type: str | None) -> str:
-        """The on-call engineer sets severity (later alert rules do not override it), title, type."""
+    def patch(
+        self,
+        ref: str,
+        level: int | None,
+        title: str | None,
+        incident_type: str | None,
+        services: list[str] | None = None,
+        publish: bool = False,
+    ) -> str:
+        """The on-call engineer sets severity (later alert rules do not override it), title, type
+        and services; an incident in triage is published once it has services, or when asked."""
         now = self.clock.now()
         with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
             values: dict[str, Any] = {"updated_at": now}
             if title is not None:
                 values["title"] = title
+            if services is not None:
+                known = self._services(services)
+                repo.assign_services(conn, incident.id, known)
+                values.update(services=known, unknown_services=[])
+                catalog = self.settings.catalog
+                values["tenants"] = [t.id for t in catalog.tenants_for(known)]
+                values["incident_type"] = next(s.incident_type for s in map(catalog.service, known) if s)
+                names = ", ".join(known)
+                repo.add_timeline(
+                    conn, incident.id, now, "services_changed", f"Services set to {names} by hand"
+                )
             if incident_type is not None:
                 values["incident_type"] = incident_type
+            published = incident.status == "triage" and (services is not None or publish)
+            if published:
+                values["status"] = "investigating"
+                repo.add_timeline(conn, incident.id, now, "published", "Published by hand")
             before = incident.level
             if level is not None:
                 values.update(level=level, level_locked=True)
             incident = repo.update_incident(conn, incident, values)
             written = 0
+            if published:  # its readers hear of it for the first time
+                written += self.notifier.notify(conn, effects, incident, "acknowledgement", "open", now)
             if level is not None and level != before:
                 repo.add_timeline(
                     conn, incident.id, now, "level_changed", f"Level set from {before} to {level} by hand"

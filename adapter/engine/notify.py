@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from adapter.config import Settings
 from adapter.engine.effects import Effects
 from adapter.engine.planning import (
+    INTERNAL_PHASES,
     EventFacts,
     LazyRows,
     PlannedNotice,
@@ -135,6 +136,8 @@ class Notifier:
         transaction commits, unless `streams` names them: a webhook's answer does not wait for ten
         thousand tenants. `alerts`, when the caller has just read them, saves reading them again.
         """
+        if incident.status == "triage" and phase not in INTERNAL_PHASES:
+            return 0  # nobody outside hears of it until a human assigns services or publishes it
         if streams is None and self.on_expansion is not None:
             streams = recipients(self.settings, incident, phase, audiences, only=())  # shared ones
             if reaches_tenants(self.settings, incident, phase):

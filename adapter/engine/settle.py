@@ -72,6 +72,9 @@ def settle(
         "incident_type": kind,
         "updated_at": now,
     }
+    published_now = incident.status == "triage" and bool(services) and bool(firing)
+    if published_now:  # an alert named a catalog service: its customers can be told
+        values["status"] = "investigating"
     resolved_now = not firing and incident.status != "resolved"
     if resolved_now:
         # An action asked of customers during the incident no longer applies.
@@ -82,7 +85,7 @@ def settle(
     settled = Settled(incident, alerts)
 
     generation = incident.reopen_count
-    if change.opened:
+    if change.opened or published_now:
         settled.events.append(Event("acknowledgement", "open"))
     elif change.reopened:
         settled.events.append(Event("update", f"reopen-{generation}"))

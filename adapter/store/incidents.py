@@ -25,7 +25,8 @@ from adapter.store.records import Alert, Incident, TimelineEntry
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline, upsert
 
 Row = dict[str, Any]
-OPEN = ("investigating", "identified", "monitoring")
+# "triage": open, but published nowhere until a human assigns services (or publishes it as is).
+OPEN = ("triage", "investigating", "identified", "monitoring")
 Kind = TypeVar("Kind", Incident, Alert, TimelineEntry)
 
 
@@ -207,6 +208,11 @@ def related_incidents(
         related.fingerprints.add(fingerprint)
         related.group_keys.add(group_key)
     return out
+
+
+def assign_services(conn: Connection, incident_id: int, services: list[str]) -> None:
+    """A human's word on what the incident's alerts are about: every one of them names these."""
+    conn.execute(update(alerts).where(alerts.c.incident_id == incident_id).values(services=services))
 
 
 def open_since(conn: Connection, since: datetime) -> list[Incident]:

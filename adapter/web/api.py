@@ -77,6 +77,10 @@ class UpdateBody(_Body):
 
 class PatchBody(_Body):
     level: int | None = Field(default=None, ge=1, le=5)
+    # Catalog service ids (or aliases): what the incident is about. Publishes one in triage.
+    services: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    # Publish an incident in triage as it is, without services.
+    publish: bool = False
     title: Annotated[StorableText, Field(min_length=1, max_length=500)] | None = None
     incident_type: (
         Annotated[str, Field(min_length=1, max_length=INCIDENT_TYPE_MAX, pattern=r"^[a-z0-9_-]+$")] | None
@@ -209,7 +213,7 @@ def post_update(ref: str) -> ResponseReturnValue:
 def patch_incident(ref: str) -> ResponseReturnValue:
     svc = services()
     body = _body(PatchBody, svc)
-    _human(svc.humans.patch, ref, body.level, body.title, body.incident_type)
+    _human(svc.humans.patch, ref, body.level, body.title, body.incident_type, body.services, body.publish)
     return jsonify(_incident_document(svc, ref))
 
 

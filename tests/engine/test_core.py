@@ -266,8 +266,9 @@ def test_unknown_service_is_kept_and_counted(app, engine, store, clock):
     assert inc["services"] == [] and inc["unknown_services"] == ["billing"]
     assert inc["tenants"] == []
     assert metrics.registry.get_sample_value("dualtrack_unknown_services_total") == 1
-    # Nobody known is affected: only the technical audience hears of it.
-    assert [n.audience for n in inc["notices"]] == ["technical"]
+    # On no catalog service: in triage, counted, and published nowhere.
+    assert inc["status"] == "triage" and inc["notices"] == []
+    assert metrics.registry.get_sample_value("dualtrack_incidents_triage_total") == 1
 
 
 def test_service_found_through_job_label_alias(engine, store, clock):
@@ -463,7 +464,8 @@ def test_pagerduty_reopened_with_the_occurred_at_of_its_trigger_reopens(app, sto
     assert engine.ingest(event("resolved", "e2")).refs == ["INC-2026-0001"]
     reopen = event("triggered", "e3", "incident.reopened")
     assert engine.ingest(reopen).refs == ["INC-2026-0001"]
-    assert incident(store, "INC-2026-0001")["status"] == "investigating"
+    # Open again, and still in triage: its PagerDuty service is not in the catalog.
+    assert incident(store, "INC-2026-0001")["status"] == "triage"
 
 
 @pytest.mark.parametrize(

@@ -70,9 +70,13 @@ def test_providers_hear_only_of_incidents_affecting_their_audience(make_world):
     assert streams(svc) == [("biz", "business", None), ("tech-all", "technical", None)]
 
 
-def test_unknown_services_go_to_technical_providers_only(make_world):
+def test_unknown_services_go_nowhere_in_triage_and_to_technical_providers_once_published(make_world):
     svc = make_world([TECH, BIZ, {"name": "status", "type": "builtin", "audience": "all"}])
     fire(svc, "billing")
+    assert streams(svc) == []  # in triage
+    with svc.store.read() as conn:
+        (incident,) = repo.list_incidents(conn)
+    svc.humans.patch(incident.ref, None, None, None, publish=True)
     assert streams(svc) == [("status", "technical", None), ("tech", "technical", None)]
 
 

@@ -382,3 +382,76 @@ def test_an_update_aimed_at_some_tenants_reaches_only_their_own_providers(open_s
             assert "shop-9999" in unknown.get_json()["error"]["message"]
         finally:
             store.dispose()
+
+
+# -- triage: incidents on no catalog service ---------------------------------------------------------
+
+
+def unknown_service_alert(client, fingerprint: str = "e" * 16, service: str = "billing", group: str = "b"):
+    labels = {
+        "alertname": "HighErrorRate",
+        "service": service,
+        "severity": "critical",
+        "instance": "10.0.0.1:8080",
+    }
+    alert = am_alert(
+        fingerprint, labels, annotations={"summary": "[FIRING:1] HighErrorRate billing 10.0.0.1"}
+    )
+    body = json.dumps(am_body([alert], group_key=group)).encode()
+    assert client.post("/webhooks/alertmanager", data=body, headers=am_headers()).status_code == 202
+
+
+def test_an_incident_on_no_catalog_service_waits_in_triage_until_a_human_assigns_services(world, clock):
+    client, _ = world
+    unknown_service_alert(client)
+    document = client.get("/api/v1/incidents/INC-2026-0001", headers=api_headers()).get_json()
+    assert document["status"] == "triage" and document["notices"] == []
+    assert document["unknown_services"] == ["billing"]  # operators see it all
+    for page in ("/status", "/status/technical"):
+        text = client.get(page).text
+        assert "HighErrorRate" not in text and "billing" not in text and "INC-2026-0001" not in text
+    metrics = client.get("/metrics").text
+    assert "dualtrack_incidents_triage_total 1.0" in metrics
+
+    url = "/api/v1/incidents/INC-2026-0001"
+    patch = lambda body: client.patch(  # noqa: E731
+        url, data=json.dumps(body), headers={**api_headers(), "Content-Type": "application/json"}
+    )
+    unknown = patch({"services": ["billing"]})
+    assert unknown.status_code == 422 and "billing" in unknown.get_json()["error"]["message"]
+    clock.advance(timedelta(minutes=3))
+    response = patch({"services": ["checkout"]})
+    assert response.status_code == 200
+    document = response.get_json()
+    assert document["status"] == "investigating"
+    assert document["services"] == ["checkout"] and document["tenants"] == ["acme", "bloom"]
+    firsts = [n for n in document["notices"] if n["phase"] == "acknowledgement"]
+    assert {(n["provider"], n["audience"]) for n in firsts} >= {
+        ("status", "technical"),
+        ("status", "business"),
+    }
+    # Its later alerts keep the services a human gave it.
+    unknown_service_alert(client, fingerprint="e" * 15 + "f")
+    assert client.get(url, headers=api_headers()).get_json()["services"] == ["checkout"]
+
+
+def test_an_incident_in_triage_can_be_published_as_it_is_or_by_an_alert_naming_a_catalog_service(world):
+    client, _ = world
+    unknown_service_alert(client, group="one")
+    response = client.patch(
+        "/api/v1/incidents/INC-2026-0001",
+        data=json.dumps({"publish": True}),
+        headers={**api_headers(), "Content-Type": "application/json"},
+    )
+    assert response.get_json()["status"] == "investigating"
+    assert [n["audience"] for n in response.get_json()["notices"] if n["provider"] == "status"] == [
+        "technical"
+    ]
+
+    unknown_service_alert(client, fingerprint="a" * 16, group="two")  # INC-2026-0002, in triage
+    labels = {"alertname": "HighErrorRate", "service": "checkout", "severity": "critical"}
+    body = json.dumps(am_body([am_alert("a" * 15 + "b", labels)], group_key="two")).encode()
+    assert client.post("/webhooks/alertmanager", data=body, headers=am_headers()).status_code == 202
+    document = client.get("/api/v1/incidents/INC-2026-0002", headers=api_headers()).get_json()
+    assert document["status"] == "investigating" and document["services"] == ["checkout"]
+    assert any(n["phase"] == "acknowledgement" for n in document["notices"])
