@@ -528,7 +528,18 @@ def load_settings(path: str | os.PathLike[str], check_provider: ProviderCheck | 
     except ValidationError as exc:
         problems.extend(format_validation_error(where, exc))
     if settings is None:
-        # Still check the catalog, so one run lists the problems of both files.
+        # Still check each provider's own keys and the catalog, so that one run lists every
+        # problem of both files.
+        raw_providers = data.get("providers")
+        if isinstance(raw_providers, list):
+            for index, raw in enumerate(raw_providers):
+                try:
+                    provider = ProviderSettings.model_validate(raw)
+                except ValidationError:
+                    continue  # reported above, as providers[index]
+                if check_provider is not None:
+                    for key, message in check_provider(provider):
+                        problems.append(problem_line(where, f"providers[{index}]", key, message))
         catalog_file = data.get("catalog", "catalog.yaml")
         if isinstance(catalog_file, str):
             load_catalog(base / catalog_file, problems)

@@ -68,7 +68,10 @@ def error_paths(error: ValidationError) -> list[tuple[str, str]]:
     for item in error.errors():
         loc = ".".join(str(part) for part in item["loc"] if part not in ("function-after", "[key]"))
         loc = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", loc)
-        found.append((loc, item["msg"].removeprefix("Value error, ")))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (misspelled?)"
+        found.append((loc, message))
     return found
 
 

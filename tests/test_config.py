@@ -316,23 +316,21 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     config = base_config()
     config["colour"] = "blue"
     path = write_config(config_dir(tmp_path), config)
-    assert problems_of(path) == [f"{path}: colour: Extra inputs are not permitted"]
+    assert problems_of(path) == [f"{path}: colour: unknown key (misspelled?)"]
 
 
 def test_unknown_nested_key(tmp_path: Path) -> None:
     config = base_config()
     config["auth"]["alertmanager"]["basic_auth"][0]["role"] = "admin"
     path = write_config(config_dir(tmp_path), config)
-    assert problems_of(path) == [
-        f"{path}: auth.alertmanager.basic_auth[0].role: Extra inputs are not permitted"
-    ]
+    assert problems_of(path) == [f"{path}: auth.alertmanager.basic_auth[0].role: unknown key (misspelled?)"]
 
 
 def test_unknown_provider_option(tmp_path: Path) -> None:
     config = base_config()
     config["providers"][0]["colour"] = "red"
     path = write_config(config_dir(tmp_path), config)
-    assert problems_of(path) == [f"{path}: providers[0].colour: Extra inputs are not permitted"]
+    assert problems_of(path) == [f"{path}: providers[0].colour: unknown key (misspelled?)"]
 
 
 @pytest.mark.parametrize("value", ["abc", "10", "1x", "h1", ""])
@@ -615,7 +613,7 @@ def test_catalog_unknown_key(tmp_path: Path) -> None:
     catalog = catalog_data()
     catalog["tenants"][0]["colour"] = "red"
     problems, catalog_path = catalog_problems(tmp_path, catalog)
-    assert problems == [f"{catalog_path}: tenants[0].colour: Extra inputs are not permitted"]
+    assert problems == [f"{catalog_path}: tenants[0].colour: unknown key (misspelled?)"]
 
 
 def test_problems_from_config_and_providers_and_catalog_together(tmp_path: Path) -> None:
@@ -814,3 +812,38 @@ def test_check_config_on_demo_secrets_warns_on_loopback_and_refuses_beyond(
 )
 def test_is_loopback(bind: str, loopback: bool) -> None:
     assert is_loopback(bind) is loopback
+
+
+def test_one_check_lists_every_problem_of_both_files(tmp_path):
+    """Schema, durations, time zones, provider types and a provider's own keys, misspelled keys,
+    and the catalog's problems: all in one run."""
+    config = base_config()
+    config["polcy"] = {}
+    config["correlation"] = {"reopen_window": "soon"}
+    config["providers"] = [
+        {"name": "status", "type": "builtin", "audience": "all"},
+        {"name": "chat", "type": "slack", "audience": "all"},
+        {"name": "hook", "type": "webhook", "audience": "technical"},
+        {
+            "name": "mail",
+            "type": "smtp",
+            "timezone": "Mars/Base",
+            "host": "mx",
+            "sender": "a@b.c",
+            "to": ["x@y.z"],
+        },
+    ]
+    catalog = catalog_data()
+    catalog["tenants"][0]["timezone"] = "Nowhere/City"
+    path = write_config(tmp_path, config, catalog)
+    keys = [line.split(": ")[1] for line in problems_of(path)]
+    assert sorted(keys) == sorted(
+        [
+            "polcy",
+            "correlation.reopen_window",
+            "providers[1].type",
+            "providers[2].url",
+            "providers[3].timezone",
+            "tenants[0].timezone",
+        ]
+    )
