@@ -335,7 +335,10 @@ def _recipient_context(
         "now": facts.now,
         "next_update_at": None if resolved else facts.now + every,
         "update_every": every,
-        "expected_resolution": expected_resolution(incident, policy, recipient.timezone, facts.now),
+        # Technical notices keep to UTC, as their other times do.
+        "expected_resolution": expected_resolution(
+            incident, policy, "UTC" if audience == "technical" else recipient.timezone, facts.now
+        ),
         "urgent_contact": policy.urgent_contact if level >= 3 else None,
         "postmortem_due": policy.postmortem_due,
         "public_url": public,
