@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -77,27 +77,6 @@ class Catalog(BaseModel):
     # PagerDuty service id or name → catalog service id.
     pagerduty: dict[str, str] = {}
 
-    def problems(self) -> list[str]:
-        """Cross-reference problems as `key.path: message`, all of them."""
-        found: list[str] = []
-        service_ids: set[str] = set()
-        for index, service in enumerate(self.services):
-            if service.id in service_ids:
-                found.append(f"services[{index}].id: {service.id!r} is used twice")
-            service_ids.add(service.id)
-        tenant_ids: set[str] = set()
-        for index, tenant in enumerate(self.tenants):
-            if tenant.id in tenant_ids:
-                found.append(f"tenants[{index}].id: {tenant.id!r} is used twice")
-            tenant_ids.add(tenant.id)
-            for pos, service_id in enumerate(tenant.services):
-                if service_id not in service_ids:
-                    found.append(f"tenants[{index}].services[{pos}]: unknown service id {service_id!r}")
-        for key, service_id in self.pagerduty.items():
-            if service_id not in service_ids:
-                found.append(f"pagerduty.{key}: unknown service id {service_id!r}")
-        return found
-
     @cached_property
     def _by_key(self) -> dict[str, Service]:
         keys: dict[str, Service] = {}
@@ -137,16 +116,49 @@ class Catalog(BaseModel):
         return [found[position] for position in sorted(found)]
 
 
+def reference_problems(data: dict[str, Any]) -> list[str]:
+    """Cross-reference problems as `key.path: message`, all of them. On the file's data as read,
+    so that a catalog that fails validation still has its references checked in the same run."""
+
+    def entries(key: str) -> list[dict[str, Any]]:
+        value = data.get(key)
+        return [e if isinstance(e, dict) else {} for e in value] if isinstance(value, list) else []
+
+    found: list[str] = []
+
+    def unique_ids(key: str) -> set[str]:
+        seen: set[str] = set()
+        for index, entry in enumerate(entries(key)):
+            if entry.get("id") in seen:
+                found.append(f"{key}[{index}].id: {entry['id']!r} is used twice")
+            if isinstance(entry.get("id"), str):
+                seen.add(entry["id"])
+        return seen
+
+    service_ids = unique_ids("services")
+    unique_ids("tenants")
+    for index, tenant in enumerate(entries("tenants")):
+        services = tenant.get("services")
+        for pos, service_id in enumerate(services if isinstance(services, list) else []):
+            if isinstance(service_id, str) and service_id not in service_ids:
+                found.append(f"tenants[{index}].services[{pos}]: unknown service id {service_id!r}")
+    pagerduty = data.get("pagerduty")
+    for key, service_id in (pagerduty if isinstance(pagerduty, dict) else {}).items():
+        if isinstance(service_id, str) and service_id not in service_ids:
+            found.append(f"pagerduty.{key}: unknown service id {service_id!r}")
+    return found
+
+
 def load_catalog(path: Path, problems: list[str]) -> Catalog | None:
     """Read the catalog file; append `file: key.path: message` lines to problems on error."""
     data = read_yaml(path, problems)
     if data is None:
         return None
+    catalog: Catalog | None = None
     try:
         catalog = Catalog.model_validate(data)
     except ValidationError as exc:
         problems.extend(format_validation_error(str(path), exc))
-        return None
-    cross = catalog.problems()
+    cross = reference_problems(data)
     problems.extend(f"{path}: {line}" for line in cross)
     return None if cross else catalog

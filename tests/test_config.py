@@ -847,3 +847,13 @@ def test_one_check_lists_every_problem_of_both_files(tmp_path):
             "tenants[0].timezone",
         ]
     )
+
+
+def test_catalog_references_are_checked_even_when_the_catalog_fails_validation(tmp_path):
+    catalog = catalog_data()
+    catalog["tenants"][0]["timezone"] = "Nowhere/City"
+    catalog["tenants"][1]["services"] = ["checkout", "chekout"]
+    path = write_config(tmp_path, base_config(), catalog)
+    problems = problems_of(path)
+    assert any("tenants[0].timezone: unknown time zone 'Nowhere/City'" in p for p in problems)
+    assert any("tenants[1].services[1]: unknown service id 'chekout'" in p for p in problems)
