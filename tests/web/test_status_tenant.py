@@ -120,8 +120,8 @@ class _Bars(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in ("h3", "span", "strong") and self._in in ("name", "state", "uptime"):
             self._in = "list"
-        elif tag == "main":
-            self._in = None
+        elif tag in ("ul", "main") and self._in == "list":
+            self._in = None  # the incidents' headings below are not services
 
     def handle_data(self, data: str) -> None:
         if self._in in ("name", "state", "uptime"):
@@ -411,3 +411,64 @@ def test_bars_match_a_day_by_day_count(settings, incidents, zone):
     shown = list(settings.catalog.services)
     for result in health(settings, rows, shown, "technical", ZoneInfo(zone), NOW, rows):
         assert result.days == _bars_day_by_day(settings, rows, result.service, ZoneInfo(zone), NOW)
+
+
+@settings_profile(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    incidents=st.lists(
+        st.tuples(
+            st.integers(1, 5),
+            st.sets(st.sampled_from(["checkout", "search", "mysql-shared", "objects"]), min_size=1),
+            st.sampled_from([("technical",), ("technical", "business"), ("business",)]),
+            st.booleans(),  # resolved
+        ),
+        max_size=6,
+    )
+)
+def test_a_page_never_shows_a_degraded_service_without_an_open_incident_of_it_that_it_shows(
+    app, client, clock, catalog, incidents
+):
+    for level, services, audiences, resolved in incidents:
+        opened = clock.now() - timedelta(minutes=30)
+        insert_incident(
+            app, sorted(services), level, opened, clock.now() if resolved else None, [], audiences
+        )
+    clock.advance(CACHE)
+    store = app.extensions["dualtrack"].store
+    with store.read() as conn:
+        from adapter.store import incidents as repo
+        from adapter.store import outbox
+
+        rows = repo.list_incidents(conn)
+        notices = outbox.notices_of(conn, [r.id for r in rows])
+    for page, audience, name in (
+        ("/status", "business", "business_name"),
+        ("/status/technical", "technical", "name"),
+    ):
+        heard = {n.incident_id for n in notices if n.audience == audience}
+        explained = {
+            getattr(catalog.service(s), name)
+            for r in rows
+            if r.id in heard and r.status != "resolved"
+            for s in r.services
+        }
+        degraded = {
+            service for service, row in bars(client.get(page).text).items() if row["state"] != "Operational"
+        }
+        assert degraded <= explained, (page, degraded, explained)
+
+
+@settings_profile(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    service=st.from_regex(r"zq[a-z0-9]{4,10}", fullmatch=True),
+    title=st.from_regex(r"zq[A-Za-z0-9]{4,12}", fullmatch=True),
+)
+def test_no_public_page_shows_an_alert_on_an_unknown_service(client, clock, service, title):
+    labels = {"alertname": title, "service": service, "severity": "critical", "instance": "10.0.0.9:8080"}
+    fingerprint = f"{abs(hash((service, title))):016x}"[:16]
+    alert = am_alert(fingerprint, labels, annotations={"summary": f"[FIRING:1] {title} {service}"})
+    post(client, encode(am_body([alert], group_key=f"{service}/{title}")))
+    clock.advance(CACHE)
+    for page in ("/status", "/status/technical", "/status/feed.atom", "/status/technical/feed.atom"):
+        text = client.get(page).text
+        assert service not in text and title not in text and "10.0.0.9" not in text, page
