@@ -419,7 +419,6 @@ def cases() -> list[Case]:
         event="postmortem",
         timeline=SEED_TIMELINE,
         messages={"technical": POSTMORTEM["technical"], "business": POSTMORTEM["business"]},
-        extra={"postmortem": POSTMORTEM},
     )
     sla = {"target": 99.9, "month": "November 2026", "impact": timedelta(hours=1, minutes=33)}
     seed_sla_below = Scene(

@@ -18,7 +18,6 @@ from adapter.config import PublishSettings, Settings
 from adapter.rendering import SHIPPED_TEMPLATES, Renderer, scrub_links
 from tests.templates_support import (
     CATALOG,
-    POSTMORTEM,
     SEED_WORKAROUND,
     URGENT_CONTACT,
     Scene,
@@ -334,10 +333,7 @@ def jargon_scenes(draw: st.DrawFn) -> tuple[Scene, list[str], str]:
         timeline=history,
         changes=history[1:],
         messages={"technical": f"Restarted {job} on {inst}"},
-        extra={
-            "postmortem": {**POSTMORTEM, "technical": says, "business": None, "preventive_measures": None},
-            "sla": SLA,
-        },
+        extra={"sla": SLA},
     )
     technical_names = [s["name"] for s in CATALOG["services"]]
     return scene, [*leaks, title, *([kind] if kind not in TYPES else []), *technical_names], phase

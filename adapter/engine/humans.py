@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
-from adapter.catalog import Tenant
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.engine.effects import writing
@@ -21,6 +21,7 @@ from adapter.store import incidents as repo
 from adapter.store.records import Incident
 
 log = logging.getLogger(__name__)
+Found = TypeVar("Found")
 
 
 class NotFound(LookupError):
@@ -32,7 +33,11 @@ class Conflict(ValueError):
 
 
 class Invalid(ValueError):
-    """The request names something that does not exist (a tenant, say)."""
+    """The request names something that does not exist (a tenant, say), in `field`."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -65,20 +70,12 @@ class HumanActions:
     def _count(self, conn: Connection, incident_id: int, kind: str) -> int:
         return sum(1 for t in repo.timeline_of(conn, incident_id) if t.kind == kind)
 
-    def _services(self, ids: list[str]) -> list[str]:
-        """The catalog ids of these services (aliases allowed), in order; Invalid if one is unknown."""
-        catalog = self.settings.catalog
-        unknown = [i for i in ids if catalog.service(i) is None]
+    def _known(self, field: str, ids: Sequence[str], lookup: Callable[[str], Found | None]) -> list[Found]:
+        """What the catalog holds under these ids, in order and once each; Invalid if one is unknown."""
+        unknown = [i for i in ids if lookup(i) is None]
         if unknown:
-            raise Invalid(f"no service {', '.join(unknown)} in the catalog")
-        return list(dict.fromkeys(s.id for s in map(catalog.service, ids) if s is not None))
-
-    def _tenants(self, ids: tuple[str, ...]) -> list[Tenant]:
-        catalog = self.settings.catalog
-        unknown = [i for i in ids if catalog.tenant(i) is None]
-        if unknown:
-            raise Invalid(f"no tenant {', '.join(unknown)} in the catalog")
-        return [t for t in map(catalog.tenant, dict.fromkeys(ids)) if t is not None]
+            raise Invalid(field, f"no {field.rstrip('s')} {', '.join(unknown)} in the catalog")
+        return [found for found in map(lookup, dict.fromkeys(ids)) if found is not None]
 
     def _done(self, written: int) -> None:
         if written and self.on_commit:
@@ -110,9 +107,8 @@ class HumanActions:
             streams = None
             written = 0
             if change.tenants is not None:
-                streams = recipients(
-                    self.settings, incident, "update", only=self._tenants(change.tenants), shared=False
-                )
+                only = self._known("tenants", change.tenants, self.settings.catalog.tenant)
+                streams = recipients(self.settings, incident, "update", only=only, shared=False)
             else:  # a human chose to speak: readers still inside a hold hear the first notice now
                 written += self.notifier.release(conn, effects, incident, now, all_held=True)
             written += self.notifier.notify(
@@ -147,12 +143,12 @@ class HumanActions:
             if title is not None:
                 values["title"] = title
             if services is not None:
-                known = self._services(services)
-                repo.assign_services(conn, incident.id, known)
-                values.update(services=known, unknown_services=[])
                 catalog = self.settings.catalog
+                found = self._known("services", services, catalog.service)
+                known = list(dict.fromkeys(s.id for s in found))  # an alias and its id are one
+                repo.assign_services(conn, incident.id, known)
+                values.update(services=known, unknown_services=[], incident_type=found[0].incident_type)
                 values["tenants"] = [t.id for t in catalog.tenants_for(known)]
-                values["incident_type"] = next(s.incident_type for s in map(catalog.service, known) if s)
                 names = ", ".join(known)
                 repo.add_timeline(
                     conn, incident.id, now, "services_changed", f"Services set to {names} by hand"
@@ -241,11 +237,6 @@ class HumanActions:
             number = self._count(conn, incident.id, "postmortem") + 1
             repo.add_timeline(conn, incident.id, now, "postmortem", "Post-mortem published")
             audiences = ("technical", "business") if self.settings.policy.business_summary else ("technical",)
-            postmortem = {
-                "technical": technical,
-                "business": business,
-                "preventive_measures": incident.preventive_measures,
-            }
             written = self.notifier.notify(
                 conn,
                 effects,
@@ -255,7 +246,6 @@ class HumanActions:
                 now,
                 audiences=audiences,
                 messages={"technical": technical, "business": business},
-                extra={"postmortem": postmortem},
             )
         self._done(written)
         return ref

@@ -111,6 +111,10 @@ def recipients(
     def affected() -> list[Tenant]:  # read only when needed: ten thousand lookups at 10k tenants
         return [t for t in map(catalog.tenant, incident.tenants) if t is not None]
 
+    @cache
+    def segments() -> frozenset[str]:
+        return frozenset(t.segment for t in affected()) or frozenset({"technical"})
+
     out: list[Recipient] = []
     for provider in settings.providers:
         if incident.level < provider.min_level:
@@ -127,11 +131,10 @@ def recipients(
             continue
         if phase == "sla_followup" or not shared:
             continue  # SLA figures are per tenant, never on a shared page
-        segments = {t.segment for t in affected()} or {"technical"}
         for audience in provider.audiences:
             if audiences and audience not in audiences:
                 continue
-            if provider.only_when_affected and audience not in segments:
+            if provider.only_when_affected and audience not in segments():
                 continue
             out.append(Recipient(provider, audience))
     return out

@@ -29,10 +29,10 @@ class Sample:
     error: str | None
 
 
-def _incident(settings: Settings, incident_type: str, phase: str, now: datetime) -> Incident:
+def _incident(
+    settings: Settings, incident_type: str, phase: str, now: datetime, tenants: list[str]
+) -> Incident:
     services = [s.id for s in settings.catalog.services if s.incident_type == incident_type][:2]
-    # A tenant of each segment, whichever services they use: a sample needs no more.
-    tenants = [t.id for t in (_tenant(settings, audience) for audience in AUDIENCES) if t is not None]
     opened = now - timedelta(hours=2)
     resolved = phase in ("resolution", "postmortem", "postmortem_reminder", "sla_followup")
     return Incident(
@@ -58,8 +58,10 @@ def _incident(settings: Settings, incident_type: str, phase: str, now: datetime)
     )
 
 
-def _facts(settings: Settings, incident_type: str, phase: str, now: datetime) -> EventFacts:
-    incident = _incident(settings, incident_type, phase, now)
+def _facts(
+    settings: Settings, incident_type: str, phase: str, now: datetime, tenants: list[str]
+) -> EventFacts:
+    incident = _incident(settings, incident_type, phase, now, tenants)
     resolved = incident.status == "resolved"
     alert = Alert(
         id=0,
@@ -111,8 +113,12 @@ def _types(settings: Settings, renderer: Renderer) -> list[str]:
     return sorted(found | {GENERAL})
 
 
-def _tenant(settings: Settings, segment: str) -> Tenant | None:
-    return next((t for t in settings.catalog.tenants if t.segment == segment), None)
+def _sample_tenants(settings: Settings) -> dict[str, Tenant]:
+    """The first tenant of each segment, whichever services it uses: a sample needs no more."""
+    found: dict[str, Tenant] = {}
+    for tenant in settings.catalog.tenants:
+        found.setdefault(tenant.segment, tenant)
+    return found
 
 
 def compile_errors(renderer: Renderer) -> list[tuple[str, str]]:
@@ -130,13 +136,15 @@ def render_samples(settings: Settings, renderer: Renderer, now: datetime) -> lis
     """Every type, phase and audience, shared and for a tenant of that segment; a template error
     is reported, not replaced by the built-in fallback as it would be for a real notice."""
     provider = ProviderSettings(name="sample", type="builtin", audience="all")
+    tenants = _sample_tenants(settings)
+    ids = [tenant.id for tenant in tenants.values()]
     out = []
     for incident_type in _types(settings, renderer):
         for phase in (*PHASES, *INTERNAL_PHASES):
-            facts = _facts(settings, incident_type, phase, now)
+            facts = _facts(settings, incident_type, phase, now, ids)
             audiences = ("technical",) if phase in INTERNAL_PHASES else AUDIENCES
             for audience in audiences:
-                tenant = _tenant(settings, audience) if phase not in INTERNAL_PHASES else None
+                tenant = tenants.get(audience) if phase not in INTERNAL_PHASES else None
                 targets = [Recipient(provider, audience, tenant)] if tenant else []
                 if phase != "sla_followup":  # SLA follow-ups only ever go to a tenant
                     targets.insert(0, Recipient(provider, audience))

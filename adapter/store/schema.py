@@ -216,8 +216,6 @@ notices = Table(
 )
 
 
-# A stream's notices in writing order. Shared streams' tenant is NULL: coalesced, one equality
-# finds a stream (see `outbox.claim_due`).
 # Per-tenant providers' notices of one event, written after the transaction that planned it
 # (see `engine/expand.py`); `after`: the last tenant written so far, in the order of their ids.
 expansions = Table(
@@ -238,6 +236,8 @@ def stream_tenant(table: Any) -> Any:
     return func.coalesce(table.c.tenant, literal_column("''"))
 
 
+# A stream's notices in writing order. Shared streams' tenant is NULL: coalesced, one equality
+# finds a stream (see `outbox.claim_due`).
 Index(
     "ix_notices_stream_order", notices.c.incident_id, notices.c.provider, stream_tenant(notices), notices.c.id
 )

@@ -123,7 +123,8 @@ def _human(action: Any, *args: Any) -> None:
     except Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     except Invalid as exc:
-        raise ApiError(422, "invalid_payload", str(exc)) from None
+        details = [{"field": exc.field, "message": str(exc)}]
+        raise ApiError(422, "invalid_payload", str(exc), details) from None
 
 
 def call_list(svc: Services, incident: Incident) -> list[dict[str, Any]]:

@@ -256,6 +256,10 @@ TEXT = (
     | st.sampled_from(ODD_TEXT)
     | st.sampled_from(["", "x" * 20_001])
 )
+# Catalog ids, aliases, unknown ones and things that are no ids at all.
+IDS = st.sampled_from(
+    [["acme"], ["checkout"], ["checkout-api", "checkout"], ["nobody"], [], [""], ["a\x00"], "acme", [1]]
+)
 API_BODIES = {
     ("POST", "updates"): {
         "status": st.sampled_from(["identified", "monitoring", "fixed"]),
@@ -265,14 +269,22 @@ API_BODIES = {
         "workaround": TEXT,
         "root_cause": TEXT,
         "action_required": TEXT,
+        "tenants": IDS,
     },
     ("PATCH", ""): {
         "level": st.integers(-1, 6),
         "title": TEXT,
         "incident_type": st.sampled_from(["database", "Web", "t" * 64, "t" * 65, "a\x00"]),
+        "services": IDS,
+        "publish": st.sampled_from([True, False, "yes", None, 1]),
     },
     ("POST", "resolve"): {"technical": TEXT, "business": TEXT, "root_cause": TEXT},
-    ("POST", "postmortem"): {"technical": TEXT, "business": TEXT, "preventive_measures": TEXT},
+    ("POST", "postmortem"): {
+        "technical": TEXT,
+        "business": TEXT,
+        "root_cause": TEXT,
+        "preventive_measures": TEXT | st.lists(TEXT, max_size=3),
+    },
 }
 
 

@@ -380,6 +380,7 @@ def test_an_update_aimed_at_some_tenants_reaches_only_their_own_providers(open_s
             unknown = post(client, url, {"technical": "x", "tenants": ["shop-9999"]})
             assert unknown.status_code == 422
             assert "shop-9999" in unknown.get_json()["error"]["message"]
+            assert unknown.get_json()["error"]["details"][0]["field"] == "tenants"
         finally:
             store.dispose()
 
@@ -419,6 +420,9 @@ def test_an_incident_on_no_catalog_service_waits_in_triage_until_a_human_assigns
     )
     unknown = patch({"services": ["billing"]})
     assert unknown.status_code == 422 and "billing" in unknown.get_json()["error"]["message"]
+    assert unknown.get_json()["error"]["details"] == [
+        {"field": "services", "message": "no service billing in the catalog"}
+    ]
     clock.advance(timedelta(minutes=3))
     response = patch({"services": ["checkout"]})
     assert response.status_code == 200
