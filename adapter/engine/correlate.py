@@ -314,8 +314,11 @@ class Correlation:
         return "triage" if triage else "investigating"
 
     def _reopen(self, incident: Incident) -> Incident:
+        status = self._first_status(incident.services)
+        if status == "triage" and repo.has_timeline(self.conn, incident.id, "published"):
+            status = "investigating"  # published as it is: its readers hear that it is back
         values = {
-            "status": self._first_status(incident.services),
+            "status": status,
             "resolved_at": None,
             "updated_at": self.now,
         }

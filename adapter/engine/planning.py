@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal, cast, overload
@@ -49,9 +49,12 @@ class Recipient:
     provider: ProviderSettings
     audience: str
     tenant: Tenant | None = None
+    zone: str | None = None  # a shared page's text for the tenants in this zone (see `_zoned`)
 
     @property
     def timezone(self) -> str:
+        if self.zone is not None:
+            return self.zone
         if self.tenant is not None:
             return self.tenant.timezone
         return self.provider.timezone
@@ -368,23 +371,32 @@ def plan_notices(
     event_view = _event_view(facts, settings)
     context_services = event_view["incident"]["services"]
     hosts = link_hosts(settings, facts.phase)
-    for recipient in streams:
+
+    def render(recipient: Recipient) -> tuple[str, str, str]:
         cache_key = (
             recipient.audience,
             recipient.timezone,
             recipient.tenant.id if recipient.tenant else None,
         )
+        if cache_key not in rendered:
+            context = _recipient_context(facts, event_view, recipient, settings)
+            result = renderer.render(incident.incident_type, recipient.audience, facts.phase, context)
+            subject, body = result.subject, result.body
+            if hosts is not None:  # links in free text too: descriptions, summaries, titles
+                subject, body = scrub_links(subject, hosts), scrub_links(body, hosts)
+            rendered[cache_key] = (subject, body, result.template)
+        return rendered[cache_key]
+
+    zones = cache(lambda: _zones(settings, incident))  # read only if a shared page is a stream
+    for recipient in streams:
+        zoned: dict[str, dict[str, str]] = {}
         if recipient.key in unrendered:
             subject, body, template = "", "", None
         else:
-            if cache_key not in rendered:
-                context = _recipient_context(facts, event_view, recipient, settings)
-                result = renderer.render(incident.incident_type, recipient.audience, facts.phase, context)
-                subject, body = result.subject, result.body
-                if hosts is not None:  # links in free text too: descriptions, summaries, titles
-                    subject, body = scrub_links(subject, hosts), scrub_links(body, hosts)
-                rendered[cache_key] = (subject, body, result.template)
-            subject, body, template = rendered[cache_key]
+            subject, body, template = render(recipient)
+            # A fallback text is one for every zone, and its failure is counted once.
+            if recipient.provider.type == "builtin" and recipient.tenant is None and template != "builtin":
+                zoned = _zoned(recipient, (subject, body), zones().get(recipient.audience, set()), render)
         provider, audience, tenant = recipient.key
         planned.append(
             PlannedNotice(
@@ -402,6 +414,7 @@ def plan_notices(
                     "template": template,
                     "event": facts.event,
                     "timezone": recipient.timezone,
+                    **({"zoned": zoned} if zoned else {}),
                     "contact": recipient.tenant.contacts.model_dump() if recipient.tenant else None,
                     # This provider's ids for the affected services (status-page components).
                     "components": [
@@ -413,6 +426,31 @@ def plan_notices(
             )
         )
     return planned
+
+
+def _zones(settings: Settings, incident: Incident) -> dict[str, set[str]]:
+    """The time zones of the incident's affected tenants, per segment."""
+    zones: dict[str, set[str]] = {}
+    for tenant in map(settings.catalog.tenant, incident.tenants):
+        if tenant is not None:
+            zones.setdefault(tenant.segment, set()).add(tenant.timezone)
+    return zones
+
+
+def _zoned(
+    recipient: Recipient,
+    text: tuple[str, str],
+    zones: set[str],
+    render: Callable[[Recipient], tuple[str, str, str]],
+) -> dict[str, dict[str, str]]:
+    """A shared page's notice as each affected tenant's zone reads it, where that differs: a
+    tenant's page shows it (see adapter.store.pages), the public page the notice's own text."""
+    zoned = {}
+    for zone in sorted(zones - {recipient.timezone}):
+        subject, body, _ = render(replace(recipient, zone=zone))
+        if (subject, body) != text:
+            zoned[zone] = {"subject": subject, "body": body}
+    return zoned
 
 
 def first_notice_deadline(policy: PolicySettings, incident: Incident, audience: str) -> datetime:

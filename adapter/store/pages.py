@@ -21,11 +21,12 @@ LINE_CHARS = 300
 @dataclass(frozen=True)
 class Readers:
     """Who reads a page: the audiences it shows, the built-in providers publishing to it, and the
-    tenant whose page it is (None: a public page)."""
+    tenant whose page it is (None: a public page) with its time zone."""
 
     audiences: tuple[str, ...]
     providers: tuple[str, ...]
     tenant: str | None = None
+    zone: str | None = None
 
 
 def _published(readers: Readers) -> Any:
@@ -72,21 +73,25 @@ _INCIDENT_COLUMNS = (
 )
 
 
-def _notice_columns(body_chars: int | None) -> tuple[Any, ...]:
-    """A notice as a page shows it: subject and body cut in the query at LINE_CHARS and
-    `body_chars` (one character more tells a cut one), or whole (None)."""
+def _notice_columns(readers: Readers, body_chars: int | None) -> tuple[Any, ...]:
+    """A notice as a page shows it: in the readers' time zone where it was written in it too (see
+    engine.planning._zoned), subject and body cut in the query at LINE_CHARS and `body_chars`
+    (one character more tells a cut one), or whole (None)."""
     subject: Any = notices.c.subject
     body: Any = notices.c.body
+    if readers.zone is not None:
+        subject = func.coalesce(notices.c.data[("zoned", readers.zone, "subject")].as_string(), subject)
+        body = func.coalesce(notices.c.data[("zoned", readers.zone, "body")].as_string(), body)
     if body_chars is not None:
-        subject = func.substr(subject, 1, LINE_CHARS + 1).label("subject")
-        body = func.substr(body, 1, body_chars + 1).label("body")
+        subject = func.substr(subject, 1, LINE_CHARS + 1)
+        body = func.substr(body, 1, body_chars + 1)
     return (
         notices.c.id,
         notices.c.incident_id,
         notices.c.audience,
         notices.c.phase,
-        subject,
-        body,
+        subject.label("subject"),
+        body.label("body"),
         notices.c.delivered_at,
     )
 
@@ -151,7 +156,7 @@ def latest_notices(
         .subquery()
     )
     query = (
-        select(*_notice_columns(body_chars), ranked.c.total)
+        select(*_notice_columns(readers, body_chars), ranked.c.total)
         .join(ranked, ranked.c.id == notices.c.id)
         .where(ranked.c.rank > skip, ranked.c.rank <= skip + count)
         .order_by(notices.c.incident_id, notices.c.delivered_at, notices.c.id)
@@ -162,7 +167,7 @@ def latest_notices(
 def notice(conn: Connection, readers: Readers, notice_id: int) -> PageNotice | None:
     """One notice published to these readers, in full, if they may see its incident."""
     query = (
-        select(*_notice_columns(None), literal(1).label("total"))
+        select(*_notice_columns(readers, None), literal(1).label("total"))
         .join(incidents, incidents.c.id == notices.c.incident_id)
         .where(notices.c.id == notice_id, _published(readers))
     )

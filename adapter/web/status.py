@@ -112,7 +112,9 @@ def _shown_notice(row: PageNotice, body_chars: int | None) -> Update:
 
 def _readers(svc: Services, audiences: tuple[str, ...], tenant: Tenant | None = None) -> Readers:
     builtin = tuple(p.name for p in svc.settings.providers if p.type == "builtin")
-    return Readers(audiences, builtin, tenant.id if tenant is not None else None)
+    if tenant is None:
+        return Readers(audiences, builtin)
+    return Readers(audiences, builtin, tenant.id, tenant.timezone)
 
 
 def _services_of(svc: Services, row: PageIncident, tenant: Tenant | None) -> list[Service]:

@@ -80,6 +80,20 @@ def test_unknown_services_go_nowhere_in_triage_and_to_technical_providers_once_p
     assert streams(svc) == [("status", "technical", None), ("tech", "technical", None)]
 
 
+def test_an_incident_published_as_it_is_stays_published_when_it_comes_back(make_world):
+    svc = make_world([TECH])
+    fire(svc, "billing")
+    with svc.store.read() as conn:
+        (incident,) = repo.list_incidents(conn)
+    svc.humans.patch(incident.ref, None, None, None, publish=True)
+    fire(svc, "billing", status="resolved")
+    fire(svc, "billing", fingerprint="2000000000000002")  # again, inside the reopen window
+    with svc.store.read() as conn:
+        (incident,) = repo.list_incidents(conn)
+    assert incident.reopen_count == 1 and incident.status == "investigating"
+    assert [n.phase for n in notices(svc)] == ["acknowledgement", "resolution", "update"]
+
+
 def test_per_tenant_provider_sends_each_tenant_its_own_version(make_world):
     direct = {"name": "direct", "type": "webhook", "audience": "all", "per_tenant": True}
     svc = make_world([direct])

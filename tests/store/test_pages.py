@@ -129,6 +129,24 @@ def test_latest_notices_per_incident_and_audience(store):
         assert pages.latest_notices(conn, PUBLIC_BUSINESS, [], count=3, body_chars=100) == []
 
 
+def test_a_tenant_reads_a_notice_in_its_zone_where_it_was_written_in_it(store):
+    incident_id = add(store, "INC-1", NOW - timedelta(hours=1), tenants=["acme", "bloom"])
+    values = notice_row(incident_id, "business", "update", NOW, subject="S UTC", body="B UTC", key="z")
+    values["data"] = {"zoned": {"Asia/Tokyo": {"subject": "S JST", "body": "B JST " + "x" * 200}}}
+    with store.transaction() as conn:
+        notice_id = conn.execute(insert(notices).values(values)).inserted_primary_key[0]
+    tokyo = Readers(("business",), ("status",), "acme", "Asia/Tokyo")
+    london = Readers(("business",), ("status",), "bloom", "Europe/London")
+    with store.read() as conn:
+        (shown,) = pages.latest_notices(conn, tokyo, [incident_id], count=5, body_chars=10)
+        assert (shown.subject, shown.body) == ("S JST", "B JST xxxxx")  # cut as any other is
+        (shown,) = pages.latest_notices(conn, london, [incident_id], count=5, body_chars=10)
+        assert (shown.subject, shown.body) == ("S UTC", "B UTC")
+        (shown,) = pages.latest_notices(conn, PUBLIC_BUSINESS, [incident_id], count=5, body_chars=10)
+        assert shown.body == "B UTC"
+        assert pages.notice(conn, tokyo, notice_id).body == "B JST " + "x" * 200
+
+
 def test_long_texts_are_cut_in_the_query(store):
     incident_id = add(store, "INC-1", NOW - timedelta(hours=1), title="T" * 5000)
     values = notice_row(

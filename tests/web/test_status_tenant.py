@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import UTC, datetime, time, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -230,6 +231,21 @@ def test_tenant_times_are_in_its_zone(app, client):
     assert "2026-11-26 23:32 JST" in page  # 14:32 UTC
     public = client.get("/status/technical").text
     assert "2026-11-26 14:32 UTC" in public and "JST" not in public
+
+
+def test_tenant_page_bodies_are_in_its_zone_too(app, client):
+    """A shared page's notices are written once per zone among the affected tenants: a tenant's
+    page shows its zone's text, the public page the page's own."""
+    fire(client, "checkout", "c000000000000001", "Checkout API 5xx ratio high")
+    deliver(app)
+
+    page = client.get(f"/status/t/{BLOOM_TOKEN}").text
+    assert "Times in Europe/London" in page
+    public = client.get("/status").text
+    shown = [re.sub(r"<[^>]+>", "", body) for body in re.findall(r'<p class="body">(.*?)</p>', page, re.S)]
+    assert shown and all("UTC" not in body for body in shown)
+    assert any(" GMT" in body for body in shown), shown
+    assert " GMT" not in public and "UTC" in public
 
 
 def test_tenant_feed_is_valid_atom_with_only_its_notices(app, client, clock):
