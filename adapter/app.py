@@ -70,7 +70,7 @@ def create_app(
         reconciler=Reconciler(engine) if settings.reconcile.alertmanager else None,
     )
     pagerduty = engine.pagerduty
-    humans = HumanActions(settings, store, engine.notifier, clock, on_commit=dispatcher.wake)
+    humans = HumanActions(settings, store, engine, clock, on_commit=dispatcher.wake)
     app.extensions[EXTENSION] = Services(
         settings=settings,
         store=store,

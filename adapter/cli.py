@@ -464,6 +464,27 @@ def tenants_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def users_hash_command(args: argparse.Namespace) -> int:
+    """Prompt for a password (twice, unechoed) and print its argon2 hash for `users[].password_hash`;
+    with --stdin, read it from the first line of standard input instead."""
+    import getpass
+
+    from argon2 import PasswordHasher
+
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            echo("the passwords differ", err=True)
+            return 1
+    if len(password) < 8:
+        echo("a password needs at least 8 characters", err=True)
+        return 1
+    echo(PasswordHasher().hash(password))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dualtrack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -519,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_urls = tenants_sub.add_parser("urls", help="each tenant's own status page address")
     p_urls.add_argument("--config", default=default)
     p_urls.set_defaults(func=tenants_command)
+
+    p_users = sub.add_parser("users", help="desk users")
+    users_sub = p_users.add_subparsers(dest="action", required=True)
+    p_hash = users_sub.add_parser("hash", help="print a password's argon2 hash, for users[].password_hash")
+    p_hash.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    p_hash.set_defaults(func=users_hash_command)
 
     p_migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     p_migrate.add_argument("--config", default=default)

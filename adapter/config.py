@@ -14,7 +14,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
 )
@@ -26,7 +28,15 @@ from adapter.matchers import parse_matcher
 
 Duration = Annotated[timedelta, BeforeValidator(lambda v: parse_duration(v) if isinstance(v, str) else v)]
 AudienceChoice = Literal["technical", "business", "all"]
+# What a person or token may do, each role doing all the ones before it may (adapter.web.identity).
+Role = Literal["viewer", "author", "approver", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "author", "approver", "admin")
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
 
+# The shipped config's desk user `admin`, password "dualtrack": for `make run` on loopback only.
+DEMO_PASSWORD_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$ZHVhbHRyYWNrLWRlbW8$WAePvEIgK+v63X6Xgv6wEk6VMiyQoie++ZmzBbZsilk"  # noqa: S105
+)
 # Secrets anyone can know: the defaults the shipped configs fall back to when their environment
 # variables are not set, and the placeholders of deploy/kubernetes/secret.example.yaml. `serve`
 # refuses them beyond loopback; `check-config` names them (see `weak_secrets`).
@@ -37,6 +47,8 @@ DEMO_SECRETS = frozenset(
         "dev-api-token",
         "devroutingkey0123456789abcdef012",
         "dev-status-page-secret-change-me",
+        "dev-session-secret-change-me",
+        DEMO_PASSWORD_HASH,
         "REPLACE-ME-alertmanager-bearer-token",
         "REPLACE-ME-api-token",
         "REPLACE-ME-status-page-secret",
@@ -118,6 +130,40 @@ class AuthSettings(Strict):
     alertmanager: SourceAuth = SourceAuth()
     pagerduty: PagerDutyAuth = PagerDutyAuth()
     events: EventsAuth = EventsAuth()
+    # Desk sessions are signed with this; the desk's log-in needs it.
+    session_secret: str | None = Field(default=None, min_length=16)
+    session_lifetime: Duration = Field(default=timedelta(hours=12), gt=timedelta(0))
+    # Failed log-ins allowed per address and per user name within `login_window`.
+    login_attempts: int = Field(default=5, ge=1)
+    login_window: Duration = Field(default=timedelta(minutes=15), gt=timedelta(0))
+    # Behind oauth2-proxy and the like: the user name in this header, from `trusted_proxies` only.
+    trusted_header: str | None = None
+    trusted_proxies: list[str] = ["127.0.0.1/32", "::1/128"]
+    groups_header: str = "X-Forwarded-Groups"
+    # The proxy's groups (comma-separated in groups_header) → roles; the highest one applies.
+    group_roles: dict[str, Role] = {}
+    # The role of a proxied user in none of those groups; none: refused.
+    default_role: Role | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an address or network such as 10.0.0.0/8") from None
+        return value
+
+
+class User(Strict):
+    """A person who logs in to the desk."""
+
+    name: Name
+    # An argon2 hash: `dualtrack users hash` prints one.
+    password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$")
+    role: Role = "viewer"
+    team: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 class PagerDutySettings(Strict):
@@ -137,8 +183,27 @@ class PagerDutySettings(Strict):
         return value
 
 
+class ApiToken(Strict):
+    name: Name
+    token: str = Field(min_length=1)
+    role: Role
+
+
+# A plain string is an unnamed admin token, as before tokens had names (check-config warns).
+TokenEntry = Annotated[
+    Annotated[str, Field(min_length=1), Tag("~text")] | Annotated[ApiToken, Tag("~named")],
+    Discriminator(lambda value: "~text" if isinstance(value, str) else "~named"),
+]
+
+
 class ApiSettings(Strict):
-    tokens: list[Annotated[str, Field(min_length=1)]] = []
+    tokens: list[TokenEntry] = []
+
+    def named(self) -> list[ApiToken]:
+        return [
+            t if isinstance(t, ApiToken) else ApiToken(name="api-token", token=t, role="admin")
+            for t in self.tokens
+        ]
 
 
 class AlertmanagerSource(Strict):
@@ -280,6 +345,31 @@ class SlaFollowupSettings(Strict):
     min_level: int = Field(default=3, ge=1, le=5)
 
 
+class ApprovalGate(Strict):
+    min_level: int = Field(ge=1, le=5)
+
+
+class ApprovalSettings(Strict):
+    """Notices of an audience at or above its level wait for an approver (none by default)."""
+
+    business: ApprovalGate | None = None
+    technical: ApprovalGate | None = None
+    # Publish a waiting notice unapproved this long after it was written, rather than miss its
+    # deadline (recorded in the audit trail); 0: it waits for a person however long it takes.
+    auto_publish_after: Duration = timedelta(0)
+
+    def gates(self, audience: str, level: int) -> bool:
+        gate: ApprovalGate | None = getattr(self, audience, None)
+        return gate is not None and level >= gate.min_level
+
+
+class SeniorAuthoringSettings(Strict):
+    """From this level an `authoring_request` asks senior staff (these internal providers) to write."""
+
+    min_level: int = Field(default=3, ge=1, le=5)
+    providers: list[str] = []
+
+
 class PolicySettings(Strict):
     levels: Annotated[
         dict[Literal[1, 2, 3, 4, 5], dict[Literal["technical", "business"], AudiencePolicy]],
@@ -306,6 +396,10 @@ class PolicySettings(Strict):
     # Shown in business notices of level 3 and up, for urgent concerns.
     urgent_contact: str | None = None
     sla_followup: SlaFollowupSettings = SlaFollowupSettings()
+    # Who signs customer notices written by a person: the author's name, team, or nobody.
+    sign_notices: Literal["name", "team", "none"] = "none"
+    approval: ApprovalSettings = ApprovalSettings()
+    senior_authoring: SeniorAuthoringSettings = SeniorAuthoringSettings()
 
     @field_validator("scheduler_interval")
     @classmethod
@@ -407,6 +501,7 @@ class Settings(Strict):
     reconcile: ReconcileSettings = ReconcileSettings()
     status_page: StatusPageSettings = StatusPageSettings()
     publish: PublishSettings = PublishSettings()
+    users: list[User] = []
     providers: list[ProviderSettings] = Field(
         default_factory=lambda: [ProviderSettings(name="status", type="builtin", audience="all")]
     )
@@ -472,8 +567,16 @@ def weak_secrets(settings: Settings) -> list[WeakSecret]:
         )
     for i, key in enumerate(auth.events.routing_keys):
         check(f"auth.events.routing_keys[{i}]", key)
-    for i, token in enumerate(settings.api.tokens):
-        check(f"api.tokens[{i}]", token)
+    for i, api_token in enumerate(settings.api.tokens):
+        if isinstance(api_token, ApiToken):
+            check(f"api.tokens[{i}].token", api_token.token)
+        else:
+            check(f"api.tokens[{i}]", api_token)
+    if auth.session_secret is not None:
+        check("auth.session_secret", auth.session_secret)
+    for i, person in enumerate(settings.users):
+        if person.password_hash == DEMO_PASSWORD_HASH:
+            found.append(WeakSecret(f"users[{i}].password_hash", 'the demo password "dualtrack"'))
     if settings.status_page.tenant_token_secret is not None:
         check("status_page.tenant_token_secret", settings.status_page.tenant_token_secret)
     return found
@@ -501,6 +604,14 @@ def config_warnings(settings: Settings) -> list[str]:
     found = []
     if not settings.auth.alertmanager.bearer_tokens and not settings.auth.alertmanager.basic_auth:
         found.append(f"{where}: auth.alertmanager: no credentials: every Alertmanager webhook gets 401")
+    for i, api_token in enumerate(settings.api.tokens):
+        if isinstance(api_token, str):
+            found.append(
+                f"{where}: api.tokens[{i}]: a plain token is an unnamed admin token and is deprecated; "
+                "write {name: ..., token: ..., role: ...}"
+            )
+    if (settings.users or settings.auth.trusted_header) and settings.auth.session_secret is None:
+        found.append(f"{where}: auth.session_secret: not set, so nobody can log in to the desk")
     return found
 
 

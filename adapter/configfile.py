@@ -66,7 +66,11 @@ def error_paths(error: ValidationError) -> list[tuple[str, str]]:
     """Each problem of a pydantic error as (key path such as `rules[1].level`, message)."""
     found = []
     for item in error.errors():
-        loc = ".".join(str(part) for part in item["loc"] if part not in ("function-after", "[key]"))
+        # Validator names, and a tagged union's tags ("~text"), are no keys of the file.
+        parts = [
+            p for p in item["loc"] if p not in ("function-after", "[key]") and not str(p).startswith("~")
+        ]
+        loc = ".".join(str(part) for part in parts)
         loc = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", loc)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":

@@ -28,6 +28,8 @@ from tests.support.postgres import POSTGRES_ADMIN_URL, database_for_tests
 FIXTURES = Path(__file__).parent / "fixtures"
 AM_TOKEN = "am-test-token"
 API_TOKEN = "api-test-token"
+VIEWER_TOKEN = "api-viewer-token"
+AUTHOR_TOKEN = "api-author-token"
 
 
 def base_config() -> dict[str, Any]:
@@ -41,7 +43,13 @@ def base_config() -> dict[str, Any]:
                 "basic_auth": [{"username": "am", "password": "am-password"}],
             }
         },
-        "api": {"tokens": [API_TOKEN]},
+        "api": {
+            "tokens": [
+                {"name": "admin-bot", "token": API_TOKEN, "role": "admin"},
+                {"name": "dashboard", "token": VIEWER_TOKEN, "role": "viewer"},
+                {"name": "oncall-bot", "token": AUTHOR_TOKEN, "role": "author"},
+            ]
+        },
         # Many tests open several incidents on one service, each its own; the tests of
         # correlation.service_window set it themselves.
         "correlation": {"service_window": "0s"},

@@ -22,6 +22,7 @@ SECRET_VARIABLES = (
     "AM_TOKEN",
     "AM_PASSWORD",
     "DUALTRACK_API_TOKEN",
+    "DUALTRACK_SESSION_SECRET",
     "EVENTS_ROUTING_KEY",
     "STATUS_PAGE_SECRET",
 )
@@ -102,7 +103,8 @@ def test_serve_refuses_demo_secrets_beyond_loopback():
         f"{SHIPPED}: refusing to listen on 0.0.0.0:{port}, which is not loopback, with public demo or "
         "missing secrets: auth.alertmanager.bearer_tokens[0] (AM_TOKEN), "
         "auth.alertmanager.basic_auth[0].password (AM_PASSWORD), auth.events.routing_keys[0] "
-        "(EVENTS_ROUTING_KEY), api.tokens[0] (DUALTRACK_API_TOKEN), status_page.tenant_token_secret "
+        "(EVENTS_ROUTING_KEY), api.tokens[0].token (DUALTRACK_API_TOKEN), auth.session_secret "
+        "(DUALTRACK_SESSION_SECRET), users[0].password_hash, status_page.tenant_token_secret "
         "(STATUS_PAGE_SECRET); set them (`dualtrack check-config` says more), or listen on 127.0.0.1"
     ]
     with pytest.raises(ConnectionRefusedError):
@@ -139,7 +141,8 @@ def test_serve_on_loopback_with_demo_secrets_starts_and_says_so(tmp_path):
             f"WARNING dualtrack.serve [{master}] listening on 127.0.0.1:{port} (loopback only) "
             "with public demo or missing secrets: auth.alertmanager.bearer_tokens[0] (AM_TOKEN), "
             "auth.alertmanager.basic_auth[0].password (AM_PASSWORD), auth.events.routing_keys[0] "
-            "(EVENTS_ROUTING_KEY), api.tokens[0] (DUALTRACK_API_TOKEN), status_page.tenant_token_secret "
+            "(EVENTS_ROUTING_KEY), api.tokens[0].token (DUALTRACK_API_TOKEN), auth.session_secret "
+            "(DUALTRACK_SESSION_SECRET), users[0].password_hash, status_page.tenant_token_secret "
             "(STATUS_PAGE_SECRET)"
         )
     finally:
@@ -259,3 +262,25 @@ def test_check_config_samples_print_both_versions_side_by_side(settings, capsys)
     first = out.split("== web acknowledgement\n", 1)[1].splitlines()[0]
     assert first.startswith("INC-0000-0000: Sample web incident - Initial Response")
     assert "| Service Update: Investigating Errors Affecting" in first
+
+
+def test_users_hash_prints_an_argon2_hash_of_the_password(monkeypatch, capsys):
+    import io
+
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert main(["users", "hash", "--stdin"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("$argon2id$")
+    assert PasswordHasher().verify(printed, "correct horse battery")
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["users", "hash", "--stdin"]) == 1
+    assert "at least 8 characters" in capsys.readouterr().err
+
+
+def test_users_hash_prompts_twice(monkeypatch, capsys):
+    answers = iter(["one password", "another one"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    assert main(["users", "hash"]) == 1
+    assert "the passwords differ" in capsys.readouterr().err

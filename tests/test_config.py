@@ -18,13 +18,21 @@ from tests.support.catalog import catalog_data
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "config" / "dualtrack.yaml"
-SHIPPED_ENV = ("AM_TOKEN", "AM_PASSWORD", "DUALTRACK_API_TOKEN", "EVENTS_ROUTING_KEY", "STATUS_PAGE_SECRET")
+SHIPPED_ENV = (
+    "AM_TOKEN",
+    "AM_PASSWORD",
+    "DUALTRACK_API_TOKEN",
+    "DUALTRACK_SESSION_SECRET",
+    "EVENTS_ROUTING_KEY",
+    "STATUS_PAGE_SECRET",
+)
 # What the shipped config's secrets fall back to, and the variables that replace them.
 SHIPPED_DEMO = [
     ("auth.alertmanager.bearer_tokens[0]", "AM_TOKEN"),
     ("auth.alertmanager.basic_auth[0].password", "AM_PASSWORD"),
     ("auth.events.routing_keys[0]", "EVENTS_ROUTING_KEY"),
-    ("api.tokens[0]", "DUALTRACK_API_TOKEN"),
+    ("api.tokens[0].token", "DUALTRACK_API_TOKEN"),
+    ("auth.session_secret", "DUALTRACK_SESSION_SECRET"),
     ("status_page.tenant_token_secret", "STATUS_PAGE_SECRET"),
 ]
 
@@ -53,7 +61,8 @@ def test_shipped_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.auth.alertmanager.bearer_tokens == ["dev-alertmanager-token"]
     assert settings.auth.alertmanager.basic_auth[0].username == "am"
     assert settings.auth.alertmanager.basic_auth[0].password == "dev-alertmanager-password"
-    assert settings.api.tokens == ["dev-api-token"]
+    assert [(t.name, t.token, t.role) for t in settings.api.named()] == [("admin", "dev-api-token", "admin")]
+    assert [(u.name, u.role) for u in settings.users] == [("admin", "admin")]
     assert settings.correlation.reopen_window == timedelta(minutes=30)
     assert settings.delivery.backoff_max == timedelta(minutes=5)
     assert settings.delivery.max_age == timedelta(hours=24)
@@ -76,7 +85,7 @@ def test_shipped_config_reads_environment(monkeypatch: pytest.MonkeyPatch) -> No
     settings = load_settings(SHIPPED)
     assert settings.auth.alertmanager.bearer_tokens == ["prod-am"]
     assert settings.auth.alertmanager.basic_auth[0].password == "prod-pw"
-    assert settings.api.tokens == ["prod-api"]
+    assert [t.token for t in settings.api.named()] == ["prod-api"]
 
 
 def test_shipped_config_through_cli(
@@ -88,11 +97,20 @@ def test_shipped_config_through_cli(
     out, err = capsys.readouterr()
     assert out == f"{SHIPPED}: ok (1 providers, 5 services, 4 tenants)\n"
     # `make run` serves this on 127.0.0.1: its public demo secrets are named, as warnings.
-    assert err.splitlines() == [
-        f"warning: {SHIPPED}: {key}: a public demo value ({variable} is not set): "
+    demo_user = (
+        f'warning: {SHIPPED}: users[0].password_hash: the demo password "dualtrack": '
         "`serve` accepts it on loopback only"
-        for key, variable in SHIPPED_DEMO
-    ]
+    )
+    assert sorted(err.splitlines()) == sorted(
+        [
+            *(
+                f"warning: {SHIPPED}: {key}: a public demo value ({variable} is not set): "
+                "`serve` accepts it on loopback only"
+                for key, variable in SHIPPED_DEMO
+            ),
+            demo_user,
+        ]
+    )
 
 
 def test_shipped_config_with_its_variables_set_has_no_weak_secret(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,7 +118,8 @@ def test_shipped_config_with_its_variables_set_has_no_weak_secret(monkeypatch: p
         monkeypatch.setenv(
             name, "0123456789abcdefABCDEF0123456789" if name == "EVENTS_ROUTING_KEY" else f"own-{name}"
         )
-    assert weak_secrets(load_settings(SHIPPED)) == []
+    # The demo user stays until its hash is replaced: only the variables are set here.
+    assert [w.path for w in weak_secrets(load_settings(SHIPPED))] == ["users[0].password_hash"]
 
 
 def test_every_public_default_is_a_demo_secret() -> None:
@@ -126,7 +145,7 @@ def test_base_config_loads(tmp_path: Path) -> None:
     assert isinstance(settings, Settings)
     assert settings.config_path == str(path.resolve())
     assert settings.auth.alertmanager.bearer_tokens == [AM_TOKEN]
-    assert settings.api.tokens == [API_TOKEN]
+    assert settings.api.named()[0].token == API_TOKEN
     assert settings.catalog.service("checkout-api").id == "checkout"  # type: ignore[union-attr]
     # Defaults for sections left out.
     assert settings.correlation.reopen_window == timedelta(minutes=30)
@@ -772,12 +791,13 @@ def test_own_secrets_and_a_signed_pagerduty_are_not_weak(tmp_path: Path) -> None
         (
             "[::1]:9095",
             0,
-            "warning: {path}: api.tokens[0]: a public demo value: `serve` accepts it on loopback only",
+            "warning: {path}: api.tokens[0].token: a public demo value: `serve` accepts it on loopback only",
         ),
         (
             "0.0.0.0:9095",
             1,
-            "{path}: api.tokens[0]: a public demo value: `serve` refuses it with server.bind 0.0.0.0:9095, "
+            "{path}: api.tokens[0].token: a public demo value: `serve` refuses it with "
+            "server.bind 0.0.0.0:9095, "
             "which is not loopback",
         ),
     ],
@@ -787,7 +807,7 @@ def test_check_config_on_demo_secrets_warns_on_loopback_and_refuses_beyond(
 ) -> None:
     config = base_config()
     config["server"]["bind"] = bind
-    config["api"]["tokens"] = ["dev-api-token"]
+    config["api"]["tokens"] = [{"name": "admin", "token": "dev-api-token", "role": "admin"}]
     path = write_config(config_dir(tmp_path), config)
     assert cli.main(["check-config", "--config", str(path)]) == code
     out, err = capsys.readouterr()

@@ -309,7 +309,7 @@ def test_prometheus_scrapes_the_replicas_and_fires_a_demo_alert_for_a_catalog_se
 CONTAINER_SECRET_KEYS = [
     "auth.alertmanager.bearer_tokens[0]",
     "auth.events.routing_keys[0]",
-    "api.tokens[0]",
+    "api.tokens[0].token",
     "status_page.tenant_token_secret",
 ]
 

@@ -122,8 +122,17 @@ class Engine:
         result.refs = [changes[i].incident.ref for i in touched]
         return result
 
-    def settle(self, conn: Connection, effects: Effects, change: Change, now: datetime) -> int:
-        """Settle a changed incident, then plan and write the notices of what happened to it."""
+    def settle(
+        self,
+        conn: Connection,
+        effects: Effects,
+        change: Change,
+        now: datetime,
+        *,
+        messages: dict[str, str | None] | None = None,
+    ) -> int:
+        """Settle a changed incident, then plan and write the notices of what happened to it;
+        `messages`, a person's texts per audience, go in its first notice."""
         settled = settle(conn, effects, self.settings, self.metrics, change, now)
         change.incident = settled.incident
         written = 0
@@ -131,7 +140,14 @@ class Engine:
             if event.note is not None:
                 repo.add_timeline(conn, settled.incident.id, now, *event.note)
             written += self.notifier.notify(
-                conn, effects, settled.incident, event.phase, event.key, now, alerts=settled.alerts
+                conn,
+                effects,
+                settled.incident,
+                event.phase,
+                event.key,
+                now,
+                alerts=settled.alerts,
+                messages=messages if event.phase == "acknowledgement" else None,
             )
             if event.rehold:
                 written += self.notifier.rehold(conn, effects, settled.incident, now)

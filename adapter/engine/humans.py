@@ -1,24 +1,32 @@
-"""What on-call engineers do through the API: updates, severity, resolution, post-mortems."""
+"""What people do, through the API or the desk: declare, update, change, resolve, post-mortems.
+
+Each action is recorded in the audit trail with its author, in the transaction that does it.
+"""
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection
 
 from adapter.clock import Clock
-from adapter.config import Settings
-from adapter.engine.effects import writing
-from adapter.engine.notify import Notifier
+from adapter.config import ROLES, Role, Settings
+from adapter.engine.correlate import Correlation
+from adapter.engine.effects import Effects, writing
 from adapter.engine.planning import recipients
 from adapter.rendering import local_time
-from adapter.store import Store
+from adapter.sources.signal import Signal
+from adapter.store import Store, audit, outbox
 from adapter.store import incidents as repo
 from adapter.store.records import Incident
+
+if TYPE_CHECKING:
+    from adapter.engine.core import Engine
 
 log = logging.getLogger(__name__)
 Found = TypeVar("Found")
@@ -41,6 +49,31 @@ class Invalid(ValueError):
 
 
 @dataclass(frozen=True)
+class Author:
+    """Who acts: a desk user, a proxied user or a named API token, with their role."""
+
+    name: str
+    role: Role
+    team: str | None = None
+
+    def may(self, role: Role) -> bool:
+        """Whether this author's role includes `role` (each role includes those before it)."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """An incident a person declares: a customer reported it, or no alert covers it."""
+
+    services: tuple[str, ...]
+    level: int
+    title: str
+    status: str = "investigating"
+    technical: str | None = None
+    business: str | None = None
+
+
+@dataclass(frozen=True)
 class HumanUpdate:
     status: str | None = None
     technical: str | None = None
@@ -54,10 +87,14 @@ class HumanUpdate:
 
 
 class HumanActions:
-    def __init__(self, settings: Settings, store: Store, notifier: Notifier, clock: Clock, on_commit: Any):
+    """Timeline messages reach technical readers, so they name no person; the entry's data and
+    the audit trail do."""
+
+    def __init__(self, settings: Settings, store: Store, engine: Engine, clock: Clock, on_commit: Any):
         self.settings = settings
         self.store = store
-        self.notifier = notifier
+        self.engine = engine
+        self.notifier = engine.notifier
         self.clock = clock
         self.on_commit = on_commit
 
@@ -81,7 +118,105 @@ class HumanActions:
         if written and self.on_commit:
             self.on_commit()
 
-    def update(self, ref: str, change: HumanUpdate) -> str:
+    def _audit(
+        self,
+        conn: Connection,
+        author: Author,
+        action: str,
+        incident: Incident | None,
+        now: datetime,
+        changes: dict[str, Any],
+    ) -> None:
+        audit.append(
+            conn,
+            now,
+            author.name,
+            author.role,
+            action,
+            incident_id=incident.id if incident else None,
+            ref=incident.ref if incident else None,
+            changes={k: v for k, v in changes.items() if v is not None},
+        )
+
+    def _signed(self, author: Author, messages: dict[str, str | None]) -> dict[str, str | None]:
+        """The author's texts, signed as policy.sign_notices says (a text nobody wrote is unsigned)."""
+        how = self.settings.policy.sign_notices
+        signature = author.name if how == "name" else author.team if how == "team" else None
+        if not signature:
+            return messages
+        return {k: f"{v}\n\n— {signature}" if v else v for k, v in messages.items()}
+
+    def declare(self, declaration: Declaration, author: Author) -> str:
+        """Open an incident by hand, through the path an alert takes: one firing `desk` signal per
+        service, so it gets the same level, tenants, providers and cadence as an alerted one."""
+        catalog = self.settings.catalog
+        services = self._known("services", declaration.services, catalog.service)
+        now = self.clock.now()
+        key = secrets.token_hex(8)
+        signals = [
+            Signal(
+                source="desk",
+                fingerprint=f"desk-{key}-{service.id}",
+                status="firing",
+                starts_at=now,
+                ends_at=None,
+                labels={
+                    "alertname": "Declared",
+                    "service": service.id,
+                    self.settings.severity.level_label: str(declaration.level),
+                },
+                annotations={"summary": declaration.title},
+                group_key=f"desk:{key}",
+                identity="open",
+            )
+            for service in services
+        ]
+        with writing(self.store) as (conn, effects):
+            written, incident = self._open(conn, effects, declaration, author, signals, now)
+        log.info("incident declared ref=%s author=%s notices=%d", incident.ref, author.name, written)
+        self._done(written)
+        return incident.ref
+
+    def _open(
+        self,
+        conn: Connection,
+        effects: Effects,
+        declaration: Declaration,
+        author: Author,
+        signals: list[Signal],
+        now: datetime,
+    ) -> tuple[int, Incident]:
+        correlation = Correlation(self.settings, self.engine.metrics, conn, effects, signals, now)
+        for signal in signals:
+            correlation.apply(signal)
+        (change,) = correlation.changes.values()
+        if not change.opened:  # the service's open incident (correlation.service_window)
+            raise Conflict(f"{change.incident.ref} is open on these services: post an update to it instead")
+        values = {"level_locked": True, "status": declaration.status, "updated_at": now}
+        change.incident = repo.update_incident(conn, change.incident, values)
+        repo.add_timeline(conn, change.incident.id, now, "declared", "Declared by hand", author=author.name)
+        self._audit(
+            conn,
+            author,
+            "declare",
+            change.incident,
+            now,
+            {
+                "services": [s.labels["service"] for s in signals],
+                "level": declaration.level,
+                "title": declaration.title,
+                "status": declaration.status,
+                "technical": declaration.technical,
+                "business": declaration.business,
+            },
+        )
+        messages = self._signed(
+            author, {"technical": declaration.technical, "business": declaration.business}
+        )
+        written = self.engine.settle(conn, effects, change, now, messages=messages)
+        return written, change.incident
+
+    def update(self, ref: str, change: HumanUpdate, author: Author) -> str:
         """A human update, sent at once to both audiences; it resets the cadence timer."""
         now = self.clock.now()
         with writing(self.store) as (conn, effects):
@@ -98,12 +233,30 @@ class HumanActions:
             incident = repo.update_incident(conn, incident, values)
             number = self._count(conn, incident.id, "human_update") + 1
             if change.status and change.status != before_status:
-                repo.add_timeline(conn, incident.id, now, "status_changed", f"Status: {change.status}")
+                repo.add_timeline(
+                    conn, incident.id, now, "status_changed", f"Status: {change.status}", author=author.name
+                )
             if change.eta is not None:
                 eta = local_time(change.eta, "UTC", "%H:%M UTC on %d %B")
-                repo.add_timeline(conn, incident.id, now, "eta_changed", f"Expected resolution by {eta}")
+                repo.add_timeline(
+                    conn, incident.id, now, "eta_changed", f"Expected resolution by {eta}", author=author.name
+                )
             summary = change.technical or "Update from the on-call engineer"
-            repo.add_timeline(conn, incident.id, now, "human_update", summary[:500])
+            repo.add_timeline(conn, incident.id, now, "human_update", summary[:500], author=author.name)
+            self._audit(
+                conn,
+                author,
+                "update",
+                incident,
+                now,
+                {
+                    **{k: v for k, v in values.items() if k != "updated_at"},
+                    "eta": change.eta.isoformat() if change.eta else None,
+                    "technical": change.technical,
+                    "business": change.business,
+                    "tenants": list(change.tenants) if change.tenants is not None else None,
+                },
+            )
             streams = None
             written = 0
             if change.tenants is not None:
@@ -118,7 +271,7 @@ class HumanActions:
                 "update",
                 f"human-{number}",
                 now,
-                messages={"technical": change.technical, "business": change.business},
+                messages=self._signed(author, {"technical": change.technical, "business": change.business}),
                 streams=streams,
             )
         log.info("human update ref=%s notices=%d", ref, written)
@@ -131,14 +284,16 @@ class HumanActions:
         level: int | None,
         title: str | None,
         incident_type: str | None,
-        services: list[str] | None = None,
-        publish: bool = False,
+        services: list[str] | None,
+        publish: bool,
+        author: Author,
     ) -> str:
         """The on-call engineer sets severity (later alert rules do not override it), title, type
         and services; an incident in triage is published once it has services, or when asked."""
         now = self.clock.now()
         with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
+            original = incident
             values: dict[str, Any] = {"updated_at": now}
             if title is not None:
                 values["title"] = title
@@ -151,24 +306,43 @@ class HumanActions:
                 values["tenants"] = [t.id for t in catalog.tenants_for(known)]
                 names = ", ".join(known)
                 repo.add_timeline(
-                    conn, incident.id, now, "services_changed", f"Services set to {names} by hand"
+                    conn,
+                    incident.id,
+                    now,
+                    "services_changed",
+                    f"Services set to {names} by hand",
+                    author=author.name,
                 )
             if incident_type is not None:
                 values["incident_type"] = incident_type
             published = incident.status == "triage" and (services is not None or publish)
             if published:
                 values["status"] = "investigating"
-                repo.add_timeline(conn, incident.id, now, "published", "Published by hand")
+                repo.add_timeline(
+                    conn, incident.id, now, "published", "Published by hand", author=author.name
+                )
             before = incident.level
             if level is not None:
                 values.update(level=level, level_locked=True)
             incident = repo.update_incident(conn, incident, values)
+            changed = {
+                key: {"from": getattr(original, key), "to": getattr(incident, key)}
+                for key in ("level", "title", "incident_type", "services", "status")
+                if getattr(original, key) != getattr(incident, key)
+            }
+            action = "level_change" if "level" in changed else "change"
+            self._audit(conn, author, action, incident, now, changed)
             written = 0
             if published:  # its readers hear of it for the first time
                 written += self.notifier.notify(conn, effects, incident, "acknowledgement", "open", now)
             if level is not None and level != before:
                 repo.add_timeline(
-                    conn, incident.id, now, "level_changed", f"Level set from {before} to {level} by hand"
+                    conn,
+                    incident.id,
+                    now,
+                    "level_changed",
+                    f"Level set from {before} to {level} by hand",
+                    author=author.name,
                 )
                 open_ = incident.status != "resolved"
                 if open_ and level > before:
@@ -185,7 +359,14 @@ class HumanActions:
         self._done(written)
         return ref
 
-    def resolve(self, ref: str, technical: str | None, business: str | None, root_cause: str | None) -> str:
+    def resolve(
+        self,
+        ref: str,
+        technical: str | None,
+        business: str | None,
+        root_cause: str | None,
+        author: Author,
+    ) -> str:
         now = self.clock.now()
         with writing(self.store) as (conn, effects):
             incident = self._incident(conn, ref)
@@ -201,7 +382,10 @@ class HumanActions:
             if root_cause is not None:
                 values["root_cause"] = root_cause
             incident = repo.update_incident(conn, incident, values)
-            repo.add_timeline(conn, incident.id, now, "resolved", "Resolved by hand")
+            repo.resolve_alerts(conn, incident.id, "desk", now)  # a declared incident's are ended here
+            repo.add_timeline(conn, incident.id, now, "resolved", "Resolved by hand", author=author.name)
+            changes = {"technical": technical, "business": business, "root_cause": root_cause}
+            self._audit(conn, author, "resolve", incident, now, changes)
             written = self.notifier.notify(
                 conn,
                 effects,
@@ -209,7 +393,7 @@ class HumanActions:
                 "resolution",
                 f"resolve-g{incident.reopen_count}",
                 now,
-                messages={"technical": technical, "business": business},
+                messages=self._signed(author, {"technical": technical, "business": business}),
                 extra={"resolved_by_hand": True},
             )
         self._done(written)
@@ -221,7 +405,8 @@ class HumanActions:
         technical: str,
         business: str | None,
         preventive_measures: str | None,
-        root_cause: str | None = None,
+        root_cause: str | None,
+        author: Author,
     ) -> str:
         now = self.clock.now()
         with writing(self.store) as (conn, effects):
@@ -235,7 +420,16 @@ class HumanActions:
                 values["root_cause"] = root_cause
             incident = repo.update_incident(conn, incident, values)
             number = self._count(conn, incident.id, "postmortem") + 1
-            repo.add_timeline(conn, incident.id, now, "postmortem", "Post-mortem published")
+            repo.add_timeline(
+                conn, incident.id, now, "postmortem", "Post-mortem published", author=author.name
+            )
+            changes = {
+                "technical": technical,
+                "business": business,
+                "root_cause": root_cause,
+                "preventive_measures": preventive_measures,
+            }
+            self._audit(conn, author, "postmortem", incident, now, changes)
             audiences = ("technical", "business") if self.settings.policy.business_summary else ("technical",)
             written = self.notifier.notify(
                 conn,
@@ -245,7 +439,21 @@ class HumanActions:
                 f"postmortem-{number}",
                 now,
                 audiences=audiences,
-                messages={"technical": technical, "business": business},
+                messages=self._signed(author, {"technical": technical, "business": business}),
             )
         self._done(written)
         return ref
+
+    def retry(self, notice_id: int, author: Author) -> int:
+        """A dead or failed notice goes out again."""
+        now = self.clock.now()
+        with writing(self.store) as (conn, _effects):
+            row = outbox.one(conn, notice_id)
+            if row is None:
+                raise NotFound(f"no notice {notice_id}")
+            if not outbox.retry(conn, [notice_id], now):
+                raise Conflict(f"notice {notice_id} is {row.state}; only dead or failed ones retry")
+            incident = repo.get_incident(conn, row.incident_id)
+            changes = {"notice": notice_id, "provider": row.provider, "tenant": row.tenant}
+            self._audit(conn, author, "retry", incident, now, changes)
+        return notice_id

@@ -229,6 +229,15 @@ def update_alert(conn: Connection, alert_id: int, values: Row) -> None:
     conn.execute(_UPDATE_ALERT, {"b_id": alert_id, **values})
 
 
+def resolve_alerts(conn: Connection, incident_id: int, source: str, now: datetime) -> None:
+    """End the incident's firing alerts from `source`."""
+    conn.execute(
+        update(alerts)
+        .where(alerts.c.incident_id == incident_id, alerts.c.source == source, alerts.c.status == "firing")
+        .values(status="resolved", ends_at=now, updated_at=now)
+    )
+
+
 def alerts_of(conn: Connection, incident_id: int) -> list[Alert]:
     return [Alert.from_row(row) for row in conn.execute(_ALERTS_OF, {"incident_id": incident_id}).mappings()]
 

@@ -173,3 +173,32 @@ class Expansion(Record):
     options: dict[str, Any]
     created_at: datetime
     after: str | None
+
+
+# --------------------------------------------------------------------------------------------
+# people (adapter/store/audit.py, adapter/store/sessions.py)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry(Record):
+    """One human action: who, when, what, on which incident, and what it changed."""
+
+    id: int
+    at: datetime
+    author: str
+    role: str
+    action: str
+    incident_id: int | None
+    ref: str | None
+    changes: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeskSession(Record):
+    """A desk log-in, found by the SHA-256 of its cookie."""
+
+    id_hash: str
+    user: str
+    csrf: str
+    created_at: datetime
+    expires_at: datetime

@@ -246,3 +246,34 @@ Index(
 def upsert(conn: Connection, table: Table) -> Any:
     """INSERT … ON CONFLICT for the connection's dialect (SQLite and PostgreSQL speak the same clause)."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+# Every human action: who did what, when, to which incident. Append-only: nothing updates or
+# deletes a row (retention keeps it, as it keeps the incidents' own rows).
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("incident_id", Integer, ForeignKey("incidents.id")),
+    Column("ref", String(32)),
+    Column("changes", JSON, nullable=False),
+    Index("ix_audit_incident", "incident_id", "id"),
+    Index("ix_audit_at", "at"),
+)
+
+# Desk log-ins; the cookie holds the id, the table its SHA-256, so a read of the table logs
+# nobody in.
+desk_sessions = Table(
+    "desk_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user", String(128), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_desk_sessions_expires", "expires_at"),
+)

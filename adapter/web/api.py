@@ -1,27 +1,37 @@
-"""The incident API (Bearer API token): read incidents, and let humans update, resolve, review."""
+"""The incident API (named Bearer API tokens with roles): read incidents and the audit trail;
+declare, update, change, resolve and review them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
+from adapter.config import Role
 from adapter.durations import format_duration, parse_duration
-from adapter.engine.humans import Conflict, HumanUpdate, Invalid, NotFound
+from adapter.engine.humans import Author, Conflict, Declaration, HumanUpdate, Invalid, NotFound
 from adapter.sources import SOURCES
 from adapter.sources.fields import INCIDENT_TYPE_MAX, error_details, in_range, iso_time
 from adapter.sources.fields import Text as StorableText
 from adapter.sources.signal import PayloadError
+from adapter.store import audit, outbox
 from adapter.store import incidents as repo
-from adapter.store import outbox
 from adapter.store.records import Incident
 from adapter.text import storable
-from adapter.web import auth
+from adapter.web import identity
 from adapter.web.errors import ApiError, invalid_payload, read_json
-from adapter.web.serialize import alert_json, incident_json, notice_json, preview_notice_json, timeline_json
+from adapter.web.serialize import (
+    alert_json,
+    audit_json,
+    incident_json,
+    notice_json,
+    preview_notice_json,
+    timeline_json,
+)
 from adapter.web.services import Services, services
 from adapter.web.webhooks import RECEIVERS
 
@@ -29,6 +39,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 STATUSES = ("open", "resolved", "all")
 Text = Annotated[StorableText, Field(min_length=1, max_length=20_000)]
 Model = TypeVar("Model", bound=BaseModel)
+Found = TypeVar("Found")
 # Row ids are INTEGER columns: 32 bits on PostgreSQL. A larger id names no row.
 ID_MAX = 2**31 - 1
 # How far ahead a relative ETA ("2h") may reach.
@@ -75,13 +86,26 @@ class UpdateBody(_Body):
     tenants: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
 
 
+ServiceIds = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+Title = Annotated[StorableText, Field(min_length=1, max_length=500)]
+
+
+class DeclareBody(_Body):
+    services: ServiceIds
+    level: int = Field(ge=1, le=5)
+    title: Title
+    status: Literal["investigating", "identified", "monitoring"] = "investigating"
+    technical: Text | None = None
+    business: Text | None = None
+
+
 class PatchBody(_Body):
     level: int | None = Field(default=None, ge=1, le=5)
     # Catalog service ids (or aliases): what the incident is about. Publishes one in triage.
-    services: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    services: ServiceIds | None = None
     # Publish an incident in triage as it is, without services.
     publish: bool = False
-    title: Annotated[StorableText, Field(min_length=1, max_length=500)] | None = None
+    title: Title | None = None
     incident_type: (
         Annotated[str, Field(min_length=1, max_length=INCIDENT_TYPE_MAX, pattern=r"^[a-z0-9_-]+$")] | None
     ) = None
@@ -115,9 +139,9 @@ def _body(model: type[Model], svc: Services) -> Model:
         raise ApiError(422, "invalid_payload", "request body is not valid", error_details(exc)) from None
 
 
-def _human(action: Any, *args: Any) -> None:
+def _human(action: Callable[..., Found], *args: Any) -> Found:
     try:
-        action(*args)
+        return action(*args)
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:
@@ -166,7 +190,14 @@ def _incident_document(svc: Services, ref: str) -> dict[str, Any]:
 
 @bp.before_request
 def _authenticate() -> None:
-    auth.require(request, services().settings.api.tokens)
+    g.author = identity.api_author(request, services().settings)
+
+
+def _author(role: Role) -> Author:
+    """The request's author, if their role includes `role` (else a 403)."""
+    author: Author = g.author
+    identity.require(author, role)
+    return author
 
 
 @bp.url_value_preprocessor
@@ -178,6 +209,7 @@ def _storable_ref(_endpoint: str | None, values: dict[str, Any] | None) -> None:
 
 @bp.get("/incidents")
 def list_incidents() -> ResponseReturnValue:
+    _author("viewer")
     status = request.args.get("status", "all")
     if status not in STATUSES:
         raise ApiError(
@@ -192,13 +224,26 @@ def list_incidents() -> ResponseReturnValue:
     return jsonify({"incidents": [{**incident_json(r), "call_list": call_list(svc, r)} for r in rows]})
 
 
+@bp.post("/incidents")
+def declare_incident() -> ResponseReturnValue:
+    """A person opens an incident no alert covers (a customer reported it, say)."""
+    author = _author("author")
+    svc = services()
+    body = _body(DeclareBody, svc)
+    declaration = Declaration(**{**body.model_dump(), "services": tuple(body.services)})
+    ref = _human(svc.humans.declare, declaration, author)
+    return jsonify({"ref": ref, **_incident_document(svc, ref)}), 201
+
+
 @bp.get("/incidents/<ref>")
 def get_incident(ref: str) -> ResponseReturnValue:
+    _author("viewer")
     return jsonify(_incident_document(services(), ref))
 
 
 @bp.post("/incidents/<ref>/updates")
 def post_update(ref: str) -> ResponseReturnValue:
+    author = _author("author")
     svc = services()
     body = _body(UpdateBody, svc)
     eta = body.eta
@@ -206,37 +251,45 @@ def post_update(ref: str) -> ResponseReturnValue:
         eta = svc.clock.now() + eta
     tenants = tuple(body.tenants) if body.tenants is not None else None
     update = HumanUpdate(**{**body.model_dump(), "eta": eta, "tenants": tenants})
-    _human(svc.humans.update, ref, update)
+    _human(svc.humans.update, ref, update, author)
     return jsonify(_incident_document(svc, ref)), 201
 
 
 @bp.patch("/incidents/<ref>")
 def patch_incident(ref: str) -> ResponseReturnValue:
+    author = _author("author")
     svc = services()
     body = _body(PatchBody, svc)
-    _human(svc.humans.patch, ref, body.level, body.title, body.incident_type, body.services, body.publish)
+    _human(
+        svc.humans.patch, ref, body.level, body.title, body.incident_type, body.services, body.publish, author
+    )
     return jsonify(_incident_document(svc, ref))
 
 
 @bp.post("/incidents/<ref>/resolve")
 def resolve_incident(ref: str) -> ResponseReturnValue:
+    author = _author("author")
     svc = services()
     body = _body(ResolveBody, svc)
-    _human(svc.humans.resolve, ref, body.technical, body.business, body.root_cause)
+    _human(svc.humans.resolve, ref, body.technical, body.business, body.root_cause, author)
     return jsonify(_incident_document(svc, ref))
 
 
 @bp.post("/incidents/<ref>/postmortem")
 def post_postmortem(ref: str) -> ResponseReturnValue:
+    author = _author("author")
     svc = services()
     body = _body(PostmortemBody, svc)
-    _human(svc.humans.postmortem, ref, body.technical, body.business, body.measures(), body.root_cause)
+    _human(
+        svc.humans.postmortem, ref, body.technical, body.business, body.measures(), body.root_cause, author
+    )
     return jsonify(_incident_document(svc, ref)), 201
 
 
 @bp.post("/preview")
 def preview() -> ResponseReturnValue:
     """What an inbound payload would open and every first notice, rendered; nothing stored or sent."""
+    _author("viewer")
     svc = services()
     source = request.args.get("source", "alertmanager")
     if source not in SOURCES:
@@ -276,6 +329,7 @@ def preview() -> ResponseReturnValue:
 @bp.get("/notices")
 def list_notices() -> ResponseReturnValue:
     """Dead letters and the backlog: `?state=dead|failed|pending` (comma-separated allowed)."""
+    _author("viewer")
     wanted = [s for s in request.args.get("state", "dead").split(",") if s]
     unknown = [s for s in wanted if s not in outbox.STATES]
     if unknown or not wanted:
@@ -292,13 +346,40 @@ def list_notices() -> ResponseReturnValue:
 
 @bp.post(f"/notices/<int(max={ID_MAX}):notice_id>/retry")
 def retry_notice(notice_id: int) -> ResponseReturnValue:
+    author = _author("admin")
     svc = services()
-    with svc.store.transaction() as conn:
-        retried = outbox.retry(conn, [notice_id], svc.clock.now())
-        row = outbox.one(conn, notice_id)
-    if row is None:
-        raise ApiError(404, "not_found", f"no notice {notice_id}")
-    if not retried:
-        raise ApiError(409, "conflict", f"notice {notice_id} is {row.state}; only dead or failed ones retry")
+    _human(svc.humans.retry, notice_id, author)
     svc.dispatcher.wake()
+    with svc.store.read() as conn:
+        row = outbox.one(conn, notice_id)
+    assert row is not None
     return jsonify(notice_json(row))
+
+
+@bp.get("/audit")
+def list_audit() -> ResponseReturnValue:
+    """Who did what: `?incident=<ref>&author=<name>&from=<time>&to=<time>`, oldest first."""
+    _author("viewer")
+    args = request.args
+    bounds = {}
+    for name in ("from", "to"):
+        if name in args:
+            try:
+                moment = iso_time(args[name])
+                bounds[name] = in_range(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+            except ValueError:
+                raise ApiError(
+                    400,
+                    "bad_request",
+                    f"{name} must be an ISO 8601 date and time",
+                    [{"field": name, "message": f"got {args[name]!r}"}],
+                ) from None
+    with services().store.read() as conn:
+        rows = audit.entries(
+            conn,
+            ref=storable(args["incident"]) if "incident" in args else None,
+            author=storable(args["author"]) if "author" in args else None,
+            start=bounds.get("from"),
+            end=bounds.get("to"),
+        )
+    return jsonify({"entries": [audit_json(r) for r in rows]})

@@ -13,9 +13,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from adapter.config import ConfigError, load_settings
 from adapter.metrics import BacklogCollector
 from adapter.providers import check_settings
-from adapter.store import outbox
+from adapter.store import audit, outbox
 from adapter.store.db import Unavailable
-from adapter.web import auth
+from adapter.web import identity
 from adapter.web.errors import error_response
 from adapter.web.services import services
 
@@ -62,7 +62,8 @@ def metrics() -> Response:
 def reload() -> ResponseReturnValue:
     """Validate the configuration on disk; if valid, every worker switches to it gracefully."""
     svc = services()
-    auth.require(request, svc.settings.api.tokens)
+    author = identity.api_author(request, svc.settings)
+    identity.require(author, "admin")
     try:
         load_settings(svc.settings.config_path, check_settings)
     except ConfigError as exc:
@@ -74,5 +75,7 @@ def reload() -> ResponseReturnValue:
         )
     if svc.reload is None:
         return jsonify({"status": "valid", "applied": False, "message": "not running under dualtrack serve"})
+    with svc.store.transaction() as conn:
+        audit.append(conn, svc.clock.now(), author.name, author.role, "reload")
     svc.reload()
     return jsonify({"status": "reloading", "applied": True})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from adapter.store.records import Alert, Incident, Notice, TimelineEntry
+from adapter.store.records import Alert, AuditEntry, Incident, Notice, TimelineEntry
 
 Row = dict[str, Any]
 
@@ -85,4 +85,21 @@ def preview_notice_json(notice: Notice) -> dict[str, Any]:
 
 
 def timeline_json(entry: TimelineEntry) -> dict[str, Any]:
-    return {"at": iso(entry.at), "kind": entry.kind, "message": entry.message}
+    return {
+        "at": iso(entry.at),
+        "kind": entry.kind,
+        "message": entry.message,
+        "author": entry.data.get("author"),
+    }
+
+
+def audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": iso(entry.at),
+        "author": entry.author,
+        "role": entry.role,
+        "action": entry.action,
+        "incident": entry.ref,
+        "changes": entry.changes,
+    }

@@ -15,6 +15,7 @@ from adapter.store import outbox
 from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
 from tests.support.catalog import catalog_data
+from tests.support.people import ONCALL
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "seed_scenario.txt"
 TENANTS = {  # id: (name, segment, zone, the zone's abbreviation in November)
@@ -90,6 +91,7 @@ def test_the_seed_scenario_reads_right_for_each_tenant_in_its_own_zone(open_stor
                 eta=started + timedelta(hours=2),
                 root_cause="Connection leak in the nightly export job",
             ),
+            ONCALL,
         )
         svc.expander.drain()
         run_until(95)  # the technical and business cadence updates fall due
@@ -101,6 +103,8 @@ def test_the_seed_scenario_reads_right_for_each_tenant_in_its_own_zone(open_stor
             "Pool sized for 200 connections; the export job held 180 of them for an hour.",
             "We've added limits so no single background task can use up database capacity.",
             "- Per-account connection limits\n- An alert at 80% pool usage",
+            None,
+            ONCALL,
         )
         svc.expander.drain()
         run_until(100 + 125)  # the SLA follow-ups, 2 h after the resolution

@@ -13,6 +13,7 @@ from adapter.store import outbox
 from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
 from tests.support.catalog import catalog_data
+from tests.support.people import ONCALL
 from tests.support.scripted import Reply, ScriptedServer
 
 
@@ -76,7 +77,7 @@ def test_unknown_services_go_nowhere_in_triage_and_to_technical_providers_once_p
     assert streams(svc) == []  # in triage
     with svc.store.read() as conn:
         (incident,) = repo.list_incidents(conn)
-    svc.humans.patch(incident.ref, None, None, None, publish=True)
+    svc.humans.patch(incident.ref, None, None, None, None, True, ONCALL)
     assert streams(svc) == [("status", "technical", None), ("tech", "technical", None)]
 
 
@@ -85,7 +86,7 @@ def test_an_incident_published_as_it_is_stays_published_when_it_comes_back(make_
     fire(svc, "billing")
     with svc.store.read() as conn:
         (incident,) = repo.list_incidents(conn)
-    svc.humans.patch(incident.ref, None, None, None, publish=True)
+    svc.humans.patch(incident.ref, None, None, None, None, True, ONCALL)
     fire(svc, "billing", status="resolved")
     fire(svc, "billing", fingerprint="2000000000000002")  # again, inside the reopen window
     with svc.store.read() as conn:

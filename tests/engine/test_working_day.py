@@ -14,6 +14,7 @@ from adapter.store import outbox
 from adapter.store.records import Notice
 from tests.conftest import base_config
 from tests.payloads import am_alert, am_body
+from tests.support.people import ONCALL
 from tests.support.server import Sink
 
 OUTAGE = (200, 220)  # minutes of the day the webhook receiver answers 503
@@ -72,7 +73,7 @@ def test_a_working_day_keeps_every_deadline_but_those_an_outage_broke(open_store
                 "fire": lambda n: ingest(n, alert(n)),
                 "raise": lambda n: ingest(n, alert(n, severity="critical", suffix="b")),
                 "human": lambda n: svc.humans.update(
-                    refs[n], HumanUpdate(technical="Working on it.", business="We're on it.")
+                    refs[n], HumanUpdate(technical="Working on it.", business="We're on it."), ONCALL
                 ),
                 "resolve": lambda n: ingest(
                     n,

@@ -13,6 +13,7 @@ from adapter.providers import DeliveryError, Message
 from adapter.providers.statuspage import SKIPPED, Statuspage, StatuspageOptions
 from tests.support.catalog import catalog_data
 from tests.support.fake_statuspage import FakeStatuspage
+from tests.support.people import ONCALL
 
 KEY = "sp-test-key"
 
@@ -482,7 +483,7 @@ def test_dispatcher_coalesces_a_stream_into_create_and_one_patch_and_keeps_the_r
 
     ingest(world, fixture_json("alertmanager/alertmanager-firing.json"))
     ref = incident_refs(world)[0]
-    world.humans.update(ref, HumanUpdate(status="identified", business="We found the cause."))
+    world.humans.update(ref, HumanUpdate(status="identified", business="We found the cause."), ONCALL)
     ingest(world, fixture_json("alertmanager/alertmanager-mixed.json"))
     ingest(world, fixture_json("alertmanager/alertmanager-resolved.json"))
     assert [n.phase for n in sp_notices(world)] == ["acknowledgement", "update", "resolution"]
