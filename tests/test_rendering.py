@@ -16,7 +16,7 @@ from jinja2 import DictLoader, Environment
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from adapter.config import Settings
-from adapter.engine.planning import plan_notices, recipients, render_context
+from adapter.engine.planning import plan_notices, recipients, render_context, tenant_zones
 from adapter.rendering import NoticeSandbox, Rendered, Renderer, local_time, render_html
 from tests.templates_support import (
     alert_record,
@@ -284,15 +284,21 @@ def test_plan_notices_gives_each_stream_the_context_render_context_builds(settin
     recording = Recording()
     planned = plan_notices(facts, streams, settings, recording)  # type: ignore[arg-type]
     assert len(planned) == len(streams) and len(recording.contexts) >= 2
-    rendered = iter(recording.contexts)
-    seen = set()
+    zones = tenant_zones(settings, facts.incident)
+    expected, seen = [], set()
     for stream in streams:
-        key = (stream.audience, stream.timezone, stream.tenant.id if stream.tenant else None)
-        if key in seen:
-            continue
-        seen.add(key)
-        got, expected = next(rendered), render_context(facts, stream, settings)
-        assert got == expected and list(got) == list(expected)
+        # A shared page's text is rendered again in each affected tenant's zone (see _zoned).
+        variants = [stream]
+        if stream.provider.type == "builtin" and stream.tenant is None:
+            others = sorted(zones.get(stream.audience, set()) - {stream.timezone})
+            variants += [replace(stream, zone=zone) for zone in others]
+        for variant in variants:
+            key = (variant.audience, variant.timezone, variant.tenant.id if variant.tenant else None)
+            if key not in seen:
+                seen.add(key)
+                expected.append(render_context(facts, variant, settings))
+    assert recording.contexts == expected
+    assert [list(c) for c in recording.contexts] == [list(c) for c in expected]
 
 
 # ---------------------------------------------------------------- plain text → e-mail HTML

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from adapter.clock import Clock
 from adapter.config import ROLES, Role, Settings
-from adapter.engine.correlate import Correlation
+from adapter.engine.correlate import Change, Correlation
 from adapter.engine.effects import Effects, writing
 from adapter.engine.planning import recipients
 from adapter.rendering import local_time
@@ -85,6 +85,20 @@ class HumanUpdate:
     # Only these tenants hear of the update, through their per-tenant providers.
     tenants: tuple[str, ...] | None = None
 
+    def values(self) -> dict[str, Any]:
+        """What the update changes in the incident's row."""
+        keys = ("status", "eta", "workaround", "root_cause", "action_required")
+        return {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
+
+
+def signed(settings: Settings, author: Author, messages: dict[str, str | None]) -> dict[str, str | None]:
+    """The author's texts, signed as policy.sign_notices says (a text nobody wrote is unsigned)."""
+    how = settings.policy.sign_notices
+    signature = author.name if how == "name" else author.team if how == "team" else None
+    if not signature:
+        return messages
+    return {k: f"{v}\n\n— {signature}" if v else v for k, v in messages.items()}
+
 
 class HumanActions:
     """Timeline messages reach technical readers, so they name no person; the entry's data and
@@ -139,19 +153,22 @@ class HumanActions:
         )
 
     def _signed(self, author: Author, messages: dict[str, str | None]) -> dict[str, str | None]:
-        """The author's texts, signed as policy.sign_notices says (a text nobody wrote is unsigned)."""
-        how = self.settings.policy.sign_notices
-        signature = author.name if how == "name" else author.team if how == "team" else None
-        if not signature:
-            return messages
-        return {k: f"{v}\n\n— {signature}" if v else v for k, v in messages.items()}
+        return signed(self.settings, author, messages)
 
     def declare(self, declaration: Declaration, author: Author) -> str:
         """Open an incident by hand, through the path an alert takes: one firing `desk` signal per
         service, so it gets the same level, tenants, providers and cadence as an alerted one."""
+        now = self.clock.now()
+        with writing(self.store) as (conn, effects):
+            written, incident = self._open(conn, effects, declaration, author, now)
+        log.info("incident declared ref=%s author=%s notices=%d", incident.ref, author.name, written)
+        self._done(written)
+        return incident.ref
+
+    def opened(self, conn: Connection, effects: Effects, declaration: Declaration, now: datetime) -> Change:
+        """The declared incident opened in this transaction, as an alert opens one (no notices yet)."""
         catalog = self.settings.catalog
         services = self._known("services", declaration.services, catalog.service)
-        now = self.clock.now()
         key = secrets.token_hex(8)
         signals = [
             Signal(
@@ -171,21 +188,6 @@ class HumanActions:
             )
             for service in services
         ]
-        with writing(self.store) as (conn, effects):
-            written, incident = self._open(conn, effects, declaration, author, signals, now)
-        log.info("incident declared ref=%s author=%s notices=%d", incident.ref, author.name, written)
-        self._done(written)
-        return incident.ref
-
-    def _open(
-        self,
-        conn: Connection,
-        effects: Effects,
-        declaration: Declaration,
-        author: Author,
-        signals: list[Signal],
-        now: datetime,
-    ) -> tuple[int, Incident]:
         correlation = Correlation(self.settings, self.engine.metrics, conn, effects, signals, now)
         for signal in signals:
             correlation.apply(signal)
@@ -194,6 +196,12 @@ class HumanActions:
             raise Conflict(f"{change.incident.ref} is open on these services: post an update to it instead")
         values = {"level_locked": True, "status": declaration.status, "updated_at": now}
         change.incident = repo.update_incident(conn, change.incident, values)
+        return change
+
+    def _open(
+        self, conn: Connection, effects: Effects, declaration: Declaration, author: Author, now: datetime
+    ) -> tuple[int, Incident]:
+        change = self.opened(conn, effects, declaration, now)
         repo.add_timeline(conn, change.incident.id, now, "declared", "Declared by hand", author=author.name)
         self._audit(
             conn,
@@ -202,7 +210,7 @@ class HumanActions:
             change.incident,
             now,
             {
-                "services": [s.labels["service"] for s in signals],
+                "services": change.incident.services,
                 "level": declaration.level,
                 "title": declaration.title,
                 "status": declaration.status,
@@ -224,12 +232,7 @@ class HumanActions:
             if incident.status == "resolved":
                 raise Conflict(f"{ref} is resolved; reopen it or publish a post-mortem instead")
             before_status = incident.status
-            values: dict[str, Any] = {
-                key: getattr(change, key)
-                for key in ("status", "eta", "workaround", "root_cause", "action_required")
-                if getattr(change, key) is not None
-            }
-            values["updated_at"] = now
+            values = {**change.values(), "updated_at": now}
             incident = repo.update_incident(conn, incident, values)
             number = self._count(conn, incident.id, "human_update") + 1
             if change.status and change.status != before_status:

@@ -387,7 +387,7 @@ def plan_notices(
             rendered[cache_key] = (subject, body, result.template)
         return rendered[cache_key]
 
-    zones = cache(lambda: _zones(settings, incident))  # read only if a shared page is a stream
+    zones = cache(lambda: tenant_zones(settings, incident))  # read only if a shared page is a stream
     for recipient in streams:
         zoned: dict[str, dict[str, str]] = {}
         if recipient.key in unrendered:
@@ -428,7 +428,7 @@ def plan_notices(
     return planned
 
 
-def _zones(settings: Settings, incident: Incident) -> dict[str, set[str]]:
+def tenant_zones(settings: Settings, incident: Incident) -> dict[str, set[str]]:
     """The time zones of the incident's affected tenants, per segment."""
     zones: dict[str, set[str]] = {}
     for tenant in map(settings.catalog.tenant, incident.tenants):

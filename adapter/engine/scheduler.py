@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from adapter.background import BackgroundLoop
+from adapter.catalog import Tenant
 from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.engine.effects import Effects, writing
@@ -54,6 +55,36 @@ def downtime(incidents: list[Incident], start: datetime, end: datetime, now: dat
     if current_end is not None and current_start is not None:
         total += current_end - current_start
     return total
+
+
+class SlaMonth:
+    """A resolved incident's month, for each tenant's service level figures in its follow-up."""
+
+    def __init__(self, settings: Settings, conn: Connection, incident: Incident):
+        assert incident.resolved_at is not None  # read as resolved
+        self.settings, self.incident = settings, incident
+        self.start, self.end = month_bounds(incident.resolved_at)
+        self.incidents = repo.overlapping(conn, self.start, self.end)
+
+    def figures(self, tenant: Tenant, now: datetime) -> dict[str, Any] | None:
+        """The tenant's availability this month against its target; None without a target."""
+        target = tenant.sla.get("availability")
+        if target is None:
+            return None
+        min_level = self.settings.policy.sla_followup.min_level
+        counted = [i for i in self.incidents if tenant.id in i.tenants and i.level >= min_level]
+        down = downtime(counted, self.start, self.end, now)
+        availability = 100.0 * (1 - down / (self.end - self.start))
+        resolved_at = self.incident.resolved_at
+        assert resolved_at is not None
+        return {
+            "target": target,
+            "availability": round(availability, 3),
+            "impact": resolved_at - self.incident.opened_at,
+            "month_downtime": down,
+            "below_target": availability < target,
+            "month": self.start.strftime("%B %Y"),
+        }
 
 
 class Scheduler(BackgroundLoop):
@@ -219,33 +250,15 @@ class Scheduler(BackgroundLoop):
         if repo.has_timeline(conn, incident.id, "sla_followup"):
             return 0
         repo.add_timeline(conn, incident.id, now, "sla_followup", "SLA follow-ups planned")
-        resolved_at = incident.resolved_at
-        assert resolved_at is not None  # read as resolved
-        start, end = month_bounds(resolved_at)
-        month = repo.overlapping(conn, start, end)
         streams = recipients(settings, incident, "sla_followup")
+        month = SlaMonth(settings, conn, incident)
         written = 0
         for tenant_id in incident.tenants:
             tenant = settings.catalog.tenant(tenant_id)
-            target = tenant.sla.get("availability") if tenant else None
             mine = [s for s in streams if s.tenant is not None and s.tenant.id == tenant_id]
-            if tenant is None or target is None or not mine:
+            sla = month.figures(tenant, now) if tenant is not None else None
+            if sla is None or not mine:
                 continue
-            counted = [
-                i
-                for i in month
-                if tenant_id in i.tenants and i.level >= settings.policy.sla_followup.min_level
-            ]
-            down = downtime(counted, start, end, now)
-            availability = 100.0 * (1 - down / (end - start))
-            sla = {
-                "target": target,
-                "availability": round(availability, 3),
-                "impact": resolved_at - incident.opened_at,
-                "month_downtime": down,
-                "below_target": availability < target,
-                "month": start.strftime("%B %Y"),
-            }
             written += self.notifier.notify(
                 conn, effects, incident, "sla_followup", "sla", now, streams=mine, extra={"sla": sla}
             )

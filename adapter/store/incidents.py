@@ -12,14 +12,18 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
+    cast,
     delete,
     exists,
+    func,
     insert,
+    literal,
     or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 
 from adapter.store.records import Alert, Incident, TimelineEntry
 from adapter.store.schema import alerts, inbound_events, incidents, ref_counters, timeline, upsert
@@ -115,13 +119,38 @@ def get_incident_by_ref(conn: Connection, ref: str) -> Incident | None:
     return _first(conn, Incident, select(incidents).where(incidents.c.ref == ref))
 
 
-def list_incidents(conn: Connection, status: str = "all", limit: int = 200) -> list[Incident]:
-    query = select(incidents).order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
+def list_incidents(
+    conn: Connection,
+    status: str = "all",
+    limit: int = 200,
+    *,
+    offset: int = 0,
+    level: int | None = None,
+    service: str | None = None,
+) -> list[Incident]:
+    """Newest first; open first when both are asked for; narrowed by level and catalog service."""
+    order = [incidents.c.opened_at.desc(), incidents.c.id.desc()]
+    query = select(incidents)
     if status == "open":
         query = query.where(incidents.c.status.in_(OPEN))
     elif status == "resolved":
         query = query.where(incidents.c.status == "resolved")
-    return _all(conn, Incident, query.limit(limit))
+    else:
+        order.insert(0, (incidents.c.status == "resolved").asc())
+    if level is not None:
+        query = query.where(incidents.c.level == level)
+    if service is not None:
+        query = query.where(contains(conn, incidents.c.services, service))
+    return _all(conn, Incident, query.order_by(*order).limit(limit).offset(offset))
+
+
+def contains(conn: Connection, column: Any, value: str) -> ColumnElement[bool]:
+    """The JSON array in `column` holds the string `value` (whole, not as a part of another)."""
+    if conn.dialect.name == "postgresql":
+        found: ColumnElement[bool] = cast(column, JSONB).has_key(value)
+        return found
+    each = func.json_each(column).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == value))
 
 
 def open_levels(conn: Connection) -> list[tuple[int, int]]:

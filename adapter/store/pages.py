@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, cast, exists, func, literal, or_, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select
 
-from adapter.store.incidents import current
+from adapter.store.incidents import contains, current
 from adapter.store.records import IncidentSpan, PageIncident, PageNotice
 from adapter.store.schema import incidents, notices
 
@@ -45,10 +44,7 @@ def _published(readers: Readers) -> Any:
 
 def _affects(conn: Connection, tenant: str) -> Any:
     """The incident lists `tenant` among those it affects (a JSON array in the row)."""
-    if conn.dialect.name == "postgresql":
-        return cast(incidents.c.tenants, JSONB).has_key(tenant)
-    each = func.json_each(incidents.c.tenants).table_valued("value")
-    return exists(select(literal(1)).select_from(each).where(each.c.value == tenant))
+    return contains(conn, incidents.c.tenants, tenant)
 
 
 def _visible(conn: Connection, readers: Readers) -> Any:

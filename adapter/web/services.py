@@ -11,6 +11,7 @@ from adapter.clock import Clock
 from adapter.config import Settings
 from adapter.dispatch import Dispatcher
 from adapter.engine.core import Engine
+from adapter.engine.drafts import Drafts
 from adapter.engine.expand import Expander
 from adapter.engine.humans import HumanActions
 from adapter.engine.pagerduty import PagerDutyIntake
@@ -31,6 +32,7 @@ class Services:
     scheduler: Scheduler
     expander: Expander
     humans: HumanActions
+    drafts: Drafts
     pagerduty: PagerDutyIntake
     metrics: Metrics
     clock: Clock

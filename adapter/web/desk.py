@@ -1,0 +1,415 @@
+"""The operator's desk (/desk): incidents, declare, compose with live previews, as named people with roles."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ValidationError
+
+from adapter.config import Role
+from adapter.engine.drafts import Draft
+from adapter.engine.humans import Author, Conflict, Declaration, HumanUpdate, Invalid, NotFound
+from adapter.engine.planning import STATUS_TEXT, first_notice_deadline
+from adapter.sources.fields import error_details
+from adapter.store import audit, outbox
+from adapter.store import incidents as repo
+from adapter.store.records import Incident
+from adapter.web import desklogin
+from adapter.web.api import DeclareBody, PatchBody, PostmortemBody, ResolveBody, UpdateBody, call_list
+from adapter.web.errors import ApiError
+from adapter.web.services import Services, services
+
+bp = Blueprint("desk", __name__, url_prefix="/desk", template_folder="templates")
+# The desk runs its own script (htmx and the countdowns), from this server only.
+DESK_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+AUDIENCES = ("technical", "business")
+PER_PAGE = 25
+STATUSES = ("investigating", "identified", "monitoring")
+
+
+class FormError(Exception):
+    """A form that does not validate: its fields' messages, shown beside them."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Due:
+    """An audience's next notice of an incident: when, and whether it is already late."""
+
+    audience: str
+    at: datetime
+    late: bool
+
+
+@dataclass(frozen=True)
+class Row:
+    """An incident as the list shows it."""
+
+    incident: Incident
+    segments: dict[str, int]
+    due: list[Due]
+
+
+# --------------------------------------------------------------------------------------------
+# who is at the desk
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = DESK_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.before_request
+def _visitor() -> ResponseReturnValue | None:
+    if request.endpoint == "desk.login":
+        return None
+    svc = services()
+    visitor = desklogin.visitor(svc, request)
+    if visitor is None:
+        proxied = _proxied(svc)
+        if proxied is not None and request.method == "GET":
+            response = redirect(request.full_path.rstrip("?"), 303)
+            desklogin.start(svc, response, proxied.name, _secure(svc))
+            return response
+        if request.method == "GET":
+            return redirect(url_for("desk.login", next=request.full_path.rstrip("?")), 303)
+        raise ApiError(401, "unauthorized", "log in to the desk first")
+    g.visitor = visitor
+    if request.method == "POST" and not desklogin.csrf_ok(visitor.csrf, request.form.get("csrf")):
+        raise ApiError(403, "csrf", "the form's CSRF token is missing or wrong; reload the page")
+    return None
+
+
+def _proxied(svc: Services) -> Author | None:
+    from adapter.web.identity import proxied_author
+
+    return proxied_author(request, svc.settings)
+
+
+def _secure(svc: Services) -> bool:
+    return request.is_secure or svc.settings.server.public_url.startswith("https://")
+
+
+def _author(role: Role) -> Author:
+    author: Author = g.visitor.author
+    if not author.may(role):
+        raise ApiError(403, "forbidden", f"{author.name} has the {author.role} role; this needs {role}")
+    return author
+
+
+def _page(name: str, status: int = 200, **context: Any) -> Response:
+    svc = services()
+    html = render_template(name, visitor=g.get("visitor"), now=svc.clock.now(), **context)
+    return Response(html, status, mimetype="text/html")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    svc = services()
+    token = desklogin.login_token(request)
+    wanted = request.args.get("next", "")
+    next_url = (
+        wanted if wanted.startswith("/desk") and not wanted.startswith("//") else url_for("desk.incidents")
+    )
+    enabled = svc.settings.auth.session_secret is not None and bool(svc.settings.users)
+    error, status = None, 200
+    if request.method == "POST":
+        name, password = request.form.get("name", "").strip(), request.form.get("password", "")
+        if not desklogin.csrf_ok(request.cookies.get(desklogin.LOGIN_COOKIE), request.form.get("csrf")):
+            error, status = "The form expired; please try again.", 403
+        elif not enabled:
+            error, status = "Log-in is not set up: set users and auth.session_secret.", 403
+        elif (wait := desklogin.attempts_left(svc, request.remote_addr or "-", name)) > 0:
+            error, status = f"Too many attempts; try again in {int(wait) + 1} seconds.", 429
+        elif (author := desklogin.check_password(svc.settings, name, password)) is None:
+            error, status = "Wrong user name or password.", 401
+        else:
+            response = redirect(next_url, 303)
+            desklogin.start(svc, response, author.name, _secure(svc))
+            return response
+    response = _page("desk/login.html", status, csrf=token, error=error, next=next_url, enabled=enabled)
+    if status == 429:
+        response.headers["Retry-After"] = "60"
+    desklogin.set_login_token(response, token, _secure(svc))
+    return response
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    response = redirect(url_for("desk.login"), 303)
+    desklogin.end(services(), request, response)
+    return response
+
+
+# --------------------------------------------------------------------------------------------
+# the list
+
+
+def _due(svc: Services, incident: Incident, heard: dict[tuple[int, str], datetime]) -> list[Due]:
+    """Each audience's next notice: the first within its deadline, then updates at its cadence."""
+    policy = svc.settings.policy
+    now = svc.clock.now()
+    out = []
+    for audience in AUDIENCES:
+        last = heard.get((incident.id, audience))
+        if last is None:
+            at = first_notice_deadline(policy, incident, audience)
+        else:
+            at = last + policy.audience(incident.level, audience).update_every
+        out.append(Due(audience, at, at < now))
+    return out
+
+
+def _segments(svc: Services, incident: Incident) -> dict[str, int]:
+    catalog = svc.settings.catalog
+    counts = Counter(t.segment for t in map(catalog.tenant, incident.tenants) if t is not None)
+    return dict(sorted(counts.items()))
+
+
+def _int_arg(name: str, low: int, high: int) -> int | None:
+    value = request.args.get(name, "")
+    if not value:
+        return None
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ApiError(
+            400, "bad_request", f"{name} must be {low} to {high}", [{"field": name, "message": value}]
+        )
+    return int(value)
+
+
+@bp.get("/")
+def incidents() -> ResponseReturnValue:
+    _author("viewer")
+    svc = services()
+    status = request.args.get("status", "all")
+    if status not in ("open", "resolved", "all"):
+        raise ApiError(400, "bad_request", "status must be open, resolved or all")
+    level = _int_arg("level", 1, 5)
+    service = request.args.get("service") or None
+    page = _int_arg("page", 1, 10_000) or 1
+    with svc.store.read() as conn:
+        rows = repo.list_incidents(
+            conn, status, PER_PAGE + 1, offset=(page - 1) * PER_PAGE, level=level, service=service
+        )
+        heard = outbox.last_heard_open(conn)
+    listed = [
+        Row(i, _segments(svc, i), _due(svc, i, heard) if i.status != "resolved" else [])
+        for i in rows[:PER_PAGE]
+    ]
+    return _page(
+        "desk/incidents.html",
+        rows=listed,
+        more=len(rows) > PER_PAGE,
+        page=page,
+        filters={"status": status, "level": level, "service": service},
+        services=svc.settings.catalog.services,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# forms
+
+
+def _form(model: type[BaseModel], lists: tuple[str, ...] = (), lines: tuple[str, ...] = ()) -> Any:
+    """The posted form as the API's body model; FormError names each bad field."""
+    data: dict[str, Any] = {}
+    for key in model.model_fields:
+        if key in lists:
+            values = [v.strip() for raw in request.form.getlist(key) for v in raw.split(",") if v.strip()]
+            if values:
+                data[key] = values
+        elif key in lines:
+            items = [line.strip() for line in request.form.get(key, "").splitlines() if line.strip()]
+            if items:
+                data[key] = items
+        elif (value := request.form.get(key, "").strip()) != "":
+            data[key] = value
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for item in error_details(exc):
+            errors.setdefault(item["field"].split(".")[0], item["message"])
+        raise FormError(errors) from None
+
+
+def _update_from_form(svc: Services) -> HumanUpdate:
+    body: UpdateBody = _form(UpdateBody, lists=("tenants",))
+    eta = body.eta
+    if isinstance(eta, timedelta):
+        eta = svc.clock.now() + eta
+    tenants = tuple(body.tenants) if body.tenants is not None else None
+    return HumanUpdate(**{**body.model_dump(), "eta": eta, "tenants": tenants})
+
+
+def _declaration_from_form() -> Declaration:
+    body: DeclareBody = _form(DeclareBody, lists=("services",))
+    return Declaration(**{**body.model_dump(), "services": tuple(body.services)})
+
+
+def _act(action: Any, *args: Any) -> Any:
+    """An engine action; its refusals become the form's errors."""
+    try:
+        return action(*args)
+    except Invalid as exc:
+        raise FormError({exc.field: str(exc)}) from None
+    except Conflict as exc:
+        raise FormError({"": str(exc)}) from None
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+
+
+def _drafts(form: str, ref: str | None) -> list[Draft]:
+    svc = services()
+    author = _author("author")
+    drafts = svc.drafts
+    if form == "declare":
+        return _act(drafts.declare, _declaration_from_form(), author)  # type: ignore[no-any-return]
+    assert ref is not None
+    if form == "update":
+        return _act(drafts.update, ref, _update_from_form(svc), author)  # type: ignore[no-any-return]
+    if form == "resolve":
+        body: ResolveBody = _form(ResolveBody)
+        return _act(drafts.resolve, ref, body.technical, body.business, author)  # type: ignore[no-any-return]
+    if form == "postmortem":
+        review: PostmortemBody = _form(PostmortemBody, lines=("preventive_measures",))
+        args = (ref, review.technical, review.business, review.measures(), author)
+        return _act(drafts.postmortem, *args)  # type: ignore[no-any-return]
+    if form == "sla_followup":
+        return _act(drafts.sla_followup, ref)  # type: ignore[no-any-return]
+    raise ApiError(404, "not_found", f"no form {form}")
+
+
+@bp.post("/preview/<form>")
+@bp.post("/incidents/<ref>/preview/<form>")
+def preview(form: str, ref: str | None = None) -> ResponseReturnValue:
+    """The next notices as the form now stands, technical and business side by side (htmx)."""
+    try:
+        drafts, errors = _drafts(form, ref), {}
+    except FormError as exc:
+        drafts, errors = [], exc.errors
+    return _page("desk/_preview.html", drafts=drafts, errors=errors)
+
+
+@bp.route("/declare", methods=["GET", "POST"])
+def declare() -> ResponseReturnValue:
+    author = _author("author")
+    svc = services()
+    if request.method == "POST":
+        try:
+            ref = _act(svc.humans.declare, _declaration_from_form(), author)
+        except FormError as exc:
+            return _page(
+                "desk/declare.html", 422, values=request.form, errors=exc.errors, catalog=svc.settings.catalog
+            )
+        return redirect(url_for("desk.incident", ref=ref), 303)
+    values = {"status": "investigating", "technical": STATUS_TEXT["investigating"], "business": ""}
+    return _page("desk/declare.html", values=values, errors={}, catalog=svc.settings.catalog)
+
+
+# --------------------------------------------------------------------------------------------
+# an incident
+
+
+def _incident_page(ref: str, status: int = 200, form: str | None = None, **extra: Any) -> ResponseReturnValue:
+    svc = services()
+    with svc.store.read() as conn:
+        incident = repo.get_incident_by_ref(conn, ref)
+        if incident is None:
+            raise ApiError(404, "not_found", f"no incident {ref}")
+        alerts = repo.alerts_of(conn, incident.id)
+        notices = outbox.notices_of(conn, [incident.id])
+        timeline = repo.timeline_of(conn, incident.id)
+        trail = audit.entries(conn, ref=ref)
+        heard = outbox.last_heard_open(conn) if incident.status != "resolved" else {}
+    return _page(
+        "desk/incident.html",
+        status,
+        incident=incident,
+        alerts=alerts,
+        notices=notices,
+        timeline=timeline,
+        trail=trail,
+        due=_due(svc, incident, heard) if incident.status != "resolved" else [],
+        segments=_segments(svc, incident),
+        call_list=call_list(svc, incident),
+        catalog=svc.settings.catalog,
+        statuses=STATUSES,
+        form=form,
+        values=extra.pop("values", {}),
+        errors=extra.pop("errors", {}),
+        done=request.args.get("done"),
+        **extra,
+    )
+
+
+@bp.get("/incidents/<ref>")
+def incident(ref: str) -> ResponseReturnValue:
+    _author("viewer")
+    return _incident_page(ref)
+
+
+@bp.post("/incidents/<ref>/<form>")
+def act(ref: str, form: str) -> ResponseReturnValue:
+    """Post an update, change, resolve, or write the post-mortem; a refused form comes back filled."""
+    svc = services()
+    humans = svc.humans
+    try:
+        if form == "update":
+            author = _author("author")
+            _act(humans.update, ref, _update_from_form(svc), author)
+        elif form == "change":
+            author = _author("author")
+            body: PatchBody = _form(PatchBody, lists=("services",))
+            args = (body.level, body.title, body.incident_type, body.services, body.publish, author)
+            _act(humans.patch, ref, *args)
+        elif form == "resolve":
+            author = _author("author")
+            done: ResolveBody = _form(ResolveBody)
+            _act(humans.resolve, ref, done.technical, done.business, done.root_cause, author)
+        elif form == "postmortem":
+            author = _author("author")
+            review: PostmortemBody = _form(PostmortemBody, lines=("preventive_measures",))
+            _act(
+                humans.postmortem,
+                ref,
+                review.technical,
+                review.business,
+                review.measures(),
+                review.root_cause,
+                author,
+            )
+        else:
+            raise ApiError(404, "not_found", f"no form {form}")
+    except FormError as exc:
+        return _incident_page(ref, 422, form=form, values=request.form, errors=exc.errors)
+    return redirect(url_for("desk.incident", ref=ref, done=form) + f"#{form}", 303)
+
+
+@bp.post("/notices/<int:notice_id>/retry")
+def retry(notice_id: int) -> ResponseReturnValue:
+    author = _author("admin")
+    svc = services()
+    try:
+        svc.humans.retry(notice_id, author)
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except Conflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    svc.dispatcher.wake()
+    ref = request.form.get("ref", "")
+    target = url_for("desk.incident", ref=ref, done="retry") if ref else url_for("desk.incidents")
+    return redirect(target, 303)

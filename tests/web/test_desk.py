@@ -1,0 +1,224 @@
+"""The desk through Flask's client: log-in, sessions, CSRF, roles, forms and previews."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from argon2 import PasswordHasher
+
+from adapter.app import create_app
+from adapter.metrics import Metrics
+from adapter.store import audit, outbox
+from adapter.store import incidents as repo
+from tests.conftest import base_config
+
+HASH = PasswordHasher(time_cost=1, memory_cost=8192).hash("correct horse")  # fast, for tests
+USERS = [
+    {"name": "ana", "password_hash": HASH, "role": "author", "team": "SRE"},
+    {"name": "vic", "password_hash": HASH, "role": "viewer"},
+    {"name": "root", "password_hash": HASH, "role": "admin"},
+]
+DECLARE = {
+    "services": ["checkout"],
+    "level": "3",
+    "title": "Customers report failed payments",
+    "status": "investigating",
+    "technical": "Card payments time out at the gateway.",
+    "business": "Some card payments fail. Please retry.",
+}
+
+
+@pytest.fixture
+def desk(open_store, make_settings, clock):
+    config = base_config()
+    config["users"] = USERS
+    config["auth"]["session_secret"] = "desk-session-secret-0123456789"
+    config["auth"]["login_attempts"] = 3
+    config["providers"] = [
+        {"name": "status", "type": "builtin", "audience": "all"},
+        {"name": "team", "type": "webhook", "audience": "technical", "url": "http://127.0.0.1:9/t"},
+    ]
+    settings = make_settings(config)
+    store = open_store(settings.storage.url)
+    app = create_app(settings, clock=clock, store=store, metrics=Metrics())
+    yield app
+    store.dispose()
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:2000]
+    return found.group(1)
+
+
+PASSWORD = "correct horse"
+
+
+def log_in(client, name="ana", password=PASSWORD):
+    page = client.get("/desk/login")
+    answer = client.post("/desk/login", data={"name": name, "password": password, "csrf": csrf_of(page.text)})
+    return answer
+
+
+def test_the_desk_asks_for_a_log_in_and_sets_a_safe_cookie(desk):
+    client = desk.test_client()
+    first = client.get("/desk/")
+    assert first.status_code == 303 and first.headers["Location"].startswith("/desk/login")
+    answer = log_in(client)
+    assert answer.status_code == 303 and answer.headers["Location"] == "/desk/"
+    cookie = next(c for c in answer.headers.getlist("Set-Cookie") if c.startswith("dualtrack_desk="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/desk" in cookie
+    page = client.get("/desk/")
+    assert page.status_code == 200 and "ana · author" in page.text
+    for name in ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy"):
+        assert name in page.headers
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_a_session_cookie_is_secure_over_https(desk):
+    client = desk.test_client()
+    page = client.get("/desk/login", base_url="https://desk.example")
+    answer = client.post(
+        "/desk/login",
+        data={"name": "ana", "password": "correct horse", "csrf": csrf_of(page.text)},
+        base_url="https://desk.example",
+    )
+    cookie = next(c for c in answer.headers.getlist("Set-Cookie") if c.startswith("dualtrack_desk="))
+    assert "Secure" in cookie
+
+
+def test_wrong_passwords_are_refused_and_attempts_are_limited(desk, clock):
+    client = desk.test_client()
+    for _ in range(3):
+        wrong = log_in(client, password="wrong horse")
+        assert wrong.status_code == 401 and "Wrong user name or password." in wrong.text
+    limited = log_in(client)  # the right password, but too many attempts from here
+    assert limited.status_code == 429 and "Too many attempts" in limited.text
+    assert limited.headers["Retry-After"]
+    clock.advance(timedelta(minutes=15))
+    assert log_in(client).status_code == 303
+    # Per user too: another address guessing ana's password is limited by her name.
+    other = desk.test_client()
+    for _ in range(3):
+        other.environ_base["REMOTE_ADDR"] = "10.0.0.9"
+        log_in(other, password="nope nope")
+    other.environ_base["REMOTE_ADDR"] = "10.0.0.10"
+    assert log_in(other).status_code == 429
+
+
+def test_a_form_without_its_csrf_token_is_refused(desk):
+    client = desk.test_client()
+    log_in(client)
+    refused = client.post("/desk/declare", data=DECLARE)
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "csrf"
+    forged = client.post("/desk/declare", data={**DECLARE, "csrf": "x" * 43})
+    assert forged.status_code == 403
+    no_login_token = desk.test_client().post("/desk/login", data={"name": "ana", "password": "correct horse"})
+    assert no_login_token.status_code == 403
+
+
+def test_a_viewer_reads_but_cannot_post(desk):
+    client = desk.test_client()
+    log_in(client, "vic")
+    page = client.get("/desk/")
+    assert page.status_code == 200 and "Declare an incident" not in page.text
+    token = csrf_of(page.text)
+    refused = client.post("/desk/declare", data={**DECLARE, "csrf": token})
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "forbidden"
+    assert client.post("/desk/preview/declare", data={**DECLARE, "csrf": token}).status_code == 403
+
+
+def test_declare_then_update_through_the_forms_with_their_authors_on_record(desk):
+    client = desk.test_client()
+    log_in(client)
+    form = client.get("/desk/declare")
+    token = csrf_of(form.text)
+    preview = client.post("/desk/preview/declare", data={**DECLARE, "csrf": token})
+    assert preview.status_code == 200
+    assert "Card payments time out at the gateway." in preview.text  # technical
+    assert "Some card payments fail. Please retry." in preview.text  # business
+    assert "team (technical)" in preview.text
+    declared = client.post("/desk/declare", data={**DECLARE, "csrf": token})
+    assert declared.status_code == 303 and declared.headers["Location"] == "/desk/incidents/INC-2026-0001"
+    page = client.get("/desk/incidents/INC-2026-0001")
+    assert "Customers report failed payments" in page.text and "Post an update" in page.text
+
+    update = {
+        "status": "identified",
+        "technical": "Gateway failover running.",
+        "business": "Fix on its way.",
+        "eta": "2h",
+    }
+    drafted = client.post("/desk/incidents/INC-2026-0001/preview/update", data={**update, "csrf": token})
+    assert "Gateway failover running." in drafted.text and "Fix on its way." in drafted.text
+    posted = client.post("/desk/incidents/INC-2026-0001/update", data={**update, "csrf": token})
+    assert posted.status_code == 303
+    app_svc = desk.extensions["dualtrack"]
+    with app_svc.store.read() as conn:
+        incident = repo.get_incident_by_ref(conn, "INC-2026-0001")
+        trail = audit.entries(conn, ref="INC-2026-0001")
+        notices = outbox.notices_of(conn, [incident.id])
+    assert incident.status == "identified"
+    assert [(a.author, a.action) for a in trail] == [("ana", "declare"), ("ana", "update")]
+    assert any("Gateway failover running." in n.body for n in notices if n.phase == "update")
+    # The preview stored and sent nothing.
+    assert len([n for n in notices if n.phase == "acknowledgement"]) == 3
+
+
+def test_a_refused_form_comes_back_filled_with_its_errors_beside_the_fields(desk):
+    client = desk.test_client()
+    log_in(client)
+    token = csrf_of(client.get("/desk/declare").text)
+    wrong = client.post("/desk/declare", data={**DECLARE, "level": "9", "title": "", "csrf": token})
+    assert wrong.status_code == 422
+    assert (
+        'id="level-error"' in wrong.text
+        and 'aria-invalid="true" aria-describedby="level-error"' in wrong.text
+    )
+    assert 'id="title-error"' in wrong.text
+    assert "Card payments time out at the gateway." in wrong.text  # what was typed is kept
+    unknown = client.post("/desk/declare", data={**DECLARE, "services": "nope", "csrf": token})
+    assert unknown.status_code == 422 and "no service nope in the catalog" in unknown.text
+
+
+def test_log_out_ends_the_session_for_good(desk):
+    client = desk.test_client()
+    log_in(client)
+    cookie = client.get_cookie("dualtrack_desk", path="/desk")
+    assert cookie is not None
+    token = csrf_of(client.get("/desk/").text)
+    assert client.post("/desk/logout", data={"csrf": token}).status_code == 303
+    replay = desk.test_client()
+    replay.set_cookie("dualtrack_desk", cookie.value, path="/desk")
+    assert replay.get("/desk/").status_code == 303  # back to the log-in
+    # Each log-in gets a new session id.
+    log_in(client)
+    assert client.get_cookie("dualtrack_desk", path="/desk").value != cookie.value
+
+
+def test_a_trusted_proxy_names_the_user_and_groups_give_the_role(open_store, make_settings, clock):
+    config = base_config()
+    config["auth"].update(
+        session_secret="desk-session-secret-0123456789",
+        trusted_header="X-Forwarded-User",
+        group_roles={"sre": "author", "leads": "approver"},
+    )
+    settings = make_settings(config)
+    store = open_store(settings.storage.url)
+    app = create_app(settings, clock=clock, store=store, metrics=Metrics())
+    client = app.test_client()
+    headers = {"X-Forwarded-User": "pat", "X-Forwarded-Groups": "sre, leads"}
+    first = client.get("/desk/", headers=headers)
+    assert first.status_code == 303  # a session is started for them
+    page = client.get("/desk/", headers=headers)
+    assert page.status_code == 200 and "pat · approver" in page.text
+    # Not from a trusted address: the header counts for nothing.
+    outsider = app.test_client()
+    outsider.environ_base["REMOTE_ADDR"] = "203.0.113.7"
+    assert outsider.get("/desk/", headers=headers).headers["Location"].startswith("/desk/login")
+    # In no mapped group and no default role: no way in.
+    assert app.test_client().get("/desk/", headers={"X-Forwarded-User": "eve"}).status_code == 303
+    store.dispose()
