@@ -18,7 +18,7 @@ from adapter.engine.scheduler import Scheduler
 from adapter.metrics import Metrics
 from adapter.rendering import Renderer, local_time, settings_renderer, utc
 from adapter.store import Store
-from adapter.web import api, desk, errors, headers, ops, status, webhooks
+from adapter.web import api, desk, errors, headers, openapi, ops, status, webhooks
 from adapter.web.pagecache import PageCache
 from adapter.web.serialize import iso
 from adapter.web.services import EXTENSION, Services
@@ -90,6 +90,6 @@ def create_app(
     app.jinja_env.filters.update(iso=iso, utc=utc, local_time=local_time)
     errors.register(app)
     headers.register(app)
-    for blueprint in (webhooks.bp, api.bp, status.bp, ops.bp, desk.bp):
+    for blueprint in (webhooks.bp, api.bp, openapi.bp, status.bp, ops.bp, desk.bp):
         app.register_blueprint(blueprint)
     return app

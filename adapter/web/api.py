@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
 from adapter.config import Role
 from adapter.durations import format_duration, parse_duration
@@ -44,6 +44,12 @@ Found = TypeVar("Found")
 ID_MAX = 2**31 - 1
 # How far ahead a relative ETA ("2h") may reach.
 ETA_MAX = timedelta(days=365)
+# What the OpenAPI document says of an ETA: its validator is a function, which pydantic cannot describe.
+ETA_SCHEMA = {
+    "type": "string",
+    "description": "An ISO 8601 date and time with an offset, or a duration from now such as 45m or 2h "
+    f"(at most {format_duration(ETA_MAX)})",
+}
 
 
 def _eta(value: Any) -> datetime | timedelta:
@@ -78,7 +84,7 @@ class UpdateBody(_Body):
     technical: Text | None = None
     business: Text | None = None
     # An absolute time, or a duration from now such as "2h".
-    eta: Annotated[datetime | timedelta, PlainValidator(_eta)] | None = None
+    eta: Annotated[datetime | timedelta, PlainValidator(_eta), WithJsonSchema(ETA_SCHEMA)] | None = None
     workaround: Text | None = None
     root_cause: Text | None = None
     action_required: Text | None = None
