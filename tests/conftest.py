@@ -27,6 +27,15 @@ from tests.support.postgres import POSTGRES_ADMIN_URL, database_for_tests
 
 FIXTURES = Path(__file__).parent / "fixtures"
 AM_TOKEN = "am-test-token"
+# The variables the shipped config/dualtrack.yaml reads its secrets from.
+SHIPPED_ENV = (
+    "AM_TOKEN",
+    "AM_PASSWORD",
+    "DUALTRACK_API_TOKEN",
+    "DUALTRACK_SESSION_SECRET",
+    "EVENTS_ROUTING_KEY",
+    "STATUS_PAGE_SECRET",
+)
 API_TOKEN = "api-test-token"
 VIEWER_TOKEN = "api-viewer-token"
 AUTHOR_TOKEN = "api-author-token"

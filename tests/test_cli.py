@@ -14,18 +14,10 @@ import pytest
 import requests
 
 from adapter.cli import main, side_by_side
-from tests.conftest import FIXTURES, base_config
+from tests.conftest import FIXTURES, SHIPPED_ENV, base_config
 from tests.support.server import DUALTRACK, WORKER_READY, Process, free_port, wait_until
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "dualtrack.yaml"
-SECRET_VARIABLES = (
-    "AM_TOKEN",
-    "AM_PASSWORD",
-    "DUALTRACK_API_TOKEN",
-    "DUALTRACK_SESSION_SECRET",
-    "EVENTS_ROUTING_KEY",
-    "STATUS_PAGE_SECRET",
-)
 
 
 def test_preview_prints_technical_and_business_side_by_side(settings, capsys):
@@ -82,7 +74,7 @@ def run_serve(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`dualtrack serve` expected to refuse: it must exit on its own, long before the timeout."""
-    full_env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+    full_env = {k: v for k, v in os.environ.items() if k not in SHIPPED_ENV}
     return subprocess.run(
         [str(DUALTRACK), "serve", *args],
         env={**full_env, **(env or {})},
@@ -127,7 +119,7 @@ def test_serve_on_loopback_with_demo_secrets_starts_and_says_so(tmp_path):
         f"127.0.0.1:{port}",
     ]
     process = Process("dualtrack", [*argv, "--workers", "1"], tmp_path / "logs", cwd=tmp_path)
-    process.start(env={name: "" for name in SECRET_VARIABLES})
+    process.start(env={name: "" for name in SHIPPED_ENV})
     assert process.proc is not None
     master = process.proc.pid
     try:

@@ -13,19 +13,11 @@ import yaml
 from adapter import cli
 from adapter.config import DEMO_SECRETS, ConfigError, Settings, is_loopback, load_settings, weak_secrets
 from adapter.providers import check_settings
-from tests.conftest import AM_TOKEN, API_TOKEN, base_config, write_config
+from tests.conftest import AM_TOKEN, API_TOKEN, SHIPPED_ENV, base_config, write_config
 from tests.support.catalog import catalog_data
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "config" / "dualtrack.yaml"
-SHIPPED_ENV = (
-    "AM_TOKEN",
-    "AM_PASSWORD",
-    "DUALTRACK_API_TOKEN",
-    "DUALTRACK_SESSION_SECRET",
-    "EVENTS_ROUTING_KEY",
-    "STATUS_PAGE_SECRET",
-)
 # What the shipped config's secrets fall back to, and the variables that replace them.
 SHIPPED_DEMO = [
     ("auth.alertmanager.bearer_tokens[0]", "AM_TOKEN"),

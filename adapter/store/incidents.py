@@ -127,15 +127,16 @@ def list_incidents(
     offset: int = 0,
     level: int | None = None,
     service: str | None = None,
+    open_first: bool = False,
 ) -> list[Incident]:
-    """Newest first; open first when both are asked for; narrowed by level and catalog service."""
+    """Newest first (`open_first`: open ones before resolved ones); narrowed by level and service."""
     order = [incidents.c.opened_at.desc(), incidents.c.id.desc()]
     query = select(incidents)
     if status == "open":
         query = query.where(incidents.c.status.in_(OPEN))
     elif status == "resolved":
         query = query.where(incidents.c.status == "resolved")
-    else:
+    elif open_first:
         order.insert(0, (incidents.c.status == "resolved").asc())
     if level is not None:
         query = query.where(incidents.c.level == level)

@@ -4,12 +4,14 @@ declare, update, change, resolve and review them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
+from sqlalchemy import Connection
 
 from adapter.config import Role
 from adapter.durations import format_duration, parse_duration
@@ -20,7 +22,7 @@ from adapter.sources.fields import Text as StorableText
 from adapter.sources.signal import PayloadError
 from adapter.store import audit, outbox
 from adapter.store import incidents as repo
-from adapter.store.records import Incident
+from adapter.store.records import Alert, Incident, Notice, TimelineEntry
 from adapter.text import storable
 from adapter.web import identity
 from adapter.web.errors import ApiError, invalid_payload, read_json
@@ -177,20 +179,34 @@ def call_list(svc: Services, incident: Incident) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class History:
+    """An incident with its alerts, notices and timeline, read together."""
+
+    incident: Incident
+    alerts: list[Alert]
+    notices: list[Notice]
+    timeline: list[TimelineEntry]
+
+
+def read_history(conn: Connection, ref: str) -> History:
+    """The incident `ref` and what happened to it; a 404 if there is none."""
+    row = repo.get_incident_by_ref(conn, ref)
+    if row is None:
+        raise ApiError(404, "not_found", f"no incident {ref}")
+    notices = outbox.notices_of(conn, [row.id])
+    return History(row, repo.alerts_of(conn, row.id), notices, repo.timeline_of(conn, row.id))
+
+
 def _incident_document(svc: Services, ref: str) -> dict[str, Any]:
     with svc.store.read() as conn:
-        row = repo.get_incident_by_ref(conn, ref)
-        if row is None:
-            raise ApiError(404, "not_found", f"no incident {ref}")
-        alerts = repo.alerts_of(conn, row.id)
-        notices = outbox.notices_of(conn, [row.id])
-        timeline = repo.timeline_of(conn, row.id)
+        found = read_history(conn, ref)
     return {
-        **incident_json(row),
-        "call_list": call_list(svc, row),
-        "alerts": [alert_json(a) for a in alerts],
-        "notices": [notice_json(n) for n in notices],
-        "timeline": [timeline_json(t) for t in timeline],
+        **incident_json(found.incident),
+        "call_list": call_list(svc, found.incident),
+        "alerts": [alert_json(a) for a in found.alerts],
+        "notices": [notice_json(n) for n in found.notices],
+        "timeline": [timeline_json(t) for t in found.timeline],
     }
 
 

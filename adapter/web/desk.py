@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -19,8 +20,16 @@ from adapter.sources.fields import error_details
 from adapter.store import audit, outbox
 from adapter.store import incidents as repo
 from adapter.store.records import Incident
-from adapter.web import desklogin
-from adapter.web.api import DeclareBody, PatchBody, PostmortemBody, ResolveBody, UpdateBody, call_list
+from adapter.web import desklogin, identity
+from adapter.web.api import (
+    DeclareBody,
+    PatchBody,
+    PostmortemBody,
+    ResolveBody,
+    UpdateBody,
+    call_list,
+    read_history,
+)
 from adapter.web.errors import ApiError
 from adapter.web.services import Services, services
 
@@ -31,6 +40,7 @@ DESK_CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 AUDIENCES = ("technical", "business")
+Done = TypeVar("Done")
 PER_PAGE = 25
 STATUSES = ("investigating", "identified", "monitoring")
 
@@ -79,8 +89,8 @@ def _visitor() -> ResponseReturnValue | None:
     svc = services()
     visitor = desklogin.visitor(svc, request)
     if visitor is None:
-        proxied = _proxied(svc)
-        if proxied is not None and request.method == "GET":
+        proxied = identity.proxied_author(request, svc.settings)
+        if proxied is not None and request.method == "GET" and svc.settings.auth.session_secret:
             response = redirect(request.full_path.rstrip("?"), 303)
             desklogin.start(svc, response, proxied.name, _secure(svc))
             return response
@@ -93,20 +103,13 @@ def _visitor() -> ResponseReturnValue | None:
     return None
 
 
-def _proxied(svc: Services) -> Author | None:
-    from adapter.web.identity import proxied_author
-
-    return proxied_author(request, svc.settings)
-
-
 def _secure(svc: Services) -> bool:
     return request.is_secure or svc.settings.server.public_url.startswith("https://")
 
 
 def _author(role: Role) -> Author:
     author: Author = g.visitor.author
-    if not author.may(role):
-        raise ApiError(403, "forbidden", f"{author.name} has the {author.role} role; this needs {role}")
+    identity.require(author, role)
     return author
 
 
@@ -202,7 +205,13 @@ def incidents() -> ResponseReturnValue:
     page = _int_arg("page", 1, 10_000) or 1
     with svc.store.read() as conn:
         rows = repo.list_incidents(
-            conn, status, PER_PAGE + 1, offset=(page - 1) * PER_PAGE, level=level, service=service
+            conn,
+            status,
+            PER_PAGE + 1,
+            offset=(page - 1) * PER_PAGE,
+            level=level,
+            service=service,
+            open_first=True,
         )
         heard = outbox.last_heard_open(conn)
     listed = [
@@ -260,7 +269,7 @@ def _declaration_from_form() -> Declaration:
     return Declaration(**{**body.model_dump(), "services": tuple(body.services)})
 
 
-def _act(action: Any, *args: Any) -> Any:
+def _act(action: Callable[..., Done], *args: Any) -> Done:
     """An engine action; its refusals become the form's errors."""
     try:
         return action(*args)
@@ -277,19 +286,19 @@ def _drafts(form: str, ref: str | None) -> list[Draft]:
     author = _author("author")
     drafts = svc.drafts
     if form == "declare":
-        return _act(drafts.declare, _declaration_from_form(), author)  # type: ignore[no-any-return]
+        return _act(drafts.declare, _declaration_from_form(), author)
     assert ref is not None
     if form == "update":
-        return _act(drafts.update, ref, _update_from_form(svc), author)  # type: ignore[no-any-return]
+        return _act(drafts.update, ref, _update_from_form(svc), author)
     if form == "resolve":
         body: ResolveBody = _form(ResolveBody)
-        return _act(drafts.resolve, ref, body.technical, body.business, author)  # type: ignore[no-any-return]
+        return _act(drafts.resolve, ref, body.technical, body.business, author)
     if form == "postmortem":
         review: PostmortemBody = _form(PostmortemBody, lines=("preventive_measures",))
         args = (ref, review.technical, review.business, review.measures(), author)
-        return _act(drafts.postmortem, *args)  # type: ignore[no-any-return]
+        return _act(drafts.postmortem, *args)
     if form == "sla_followup":
-        return _act(drafts.sla_followup, ref)  # type: ignore[no-any-return]
+        return _act(drafts.sla_followup, ref)
     raise ApiError(404, "not_found", f"no form {form}")
 
 
@@ -316,7 +325,8 @@ def declare() -> ResponseReturnValue:
                 "desk/declare.html", 422, values=request.form, errors=exc.errors, catalog=svc.settings.catalog
             )
         return redirect(url_for("desk.incident", ref=ref), 303)
-    values = {"status": "investigating", "technical": STATUS_TEXT["investigating"], "business": ""}
+    said = STATUS_TEXT["investigating"]  # the phrase the templates use for the status
+    values = {"status": "investigating", "technical": said, "business": said}
     return _page("desk/declare.html", values=values, errors={}, catalog=svc.settings.catalog)
 
 
@@ -327,21 +337,17 @@ def declare() -> ResponseReturnValue:
 def _incident_page(ref: str, status: int = 200, form: str | None = None, **extra: Any) -> ResponseReturnValue:
     svc = services()
     with svc.store.read() as conn:
-        incident = repo.get_incident_by_ref(conn, ref)
-        if incident is None:
-            raise ApiError(404, "not_found", f"no incident {ref}")
-        alerts = repo.alerts_of(conn, incident.id)
-        notices = outbox.notices_of(conn, [incident.id])
-        timeline = repo.timeline_of(conn, incident.id)
+        found = read_history(conn, ref)
+        incident = found.incident
         trail = audit.entries(conn, ref=ref)
         heard = outbox.last_heard_open(conn) if incident.status != "resolved" else {}
     return _page(
         "desk/incident.html",
         status,
         incident=incident,
-        alerts=alerts,
-        notices=notices,
-        timeline=timeline,
+        alerts=found.alerts,
+        notices=found.notices,
+        timeline=found.timeline,
         trail=trail,
         due=_due(svc, incident, heard) if incident.status != "resolved" else [],
         segments=_segments(svc, incident),

@@ -45,7 +45,9 @@ class Visit:
         self.page = self.context.new_page()
         self.base = base
         self.problems: list[str] = []
-        self.page.on("console", lambda m: self.problems.append(m.text) if m.type in ("error", "warning") else None)
+        self.page.on(
+            "console", lambda m: self.problems.append(m.text) if m.type in ("error", "warning") else None
+        )
         self.page.on("pageerror", lambda e: self.problems.append(str(e)))
 
     def go(self, path: str) -> Any:
@@ -82,6 +84,13 @@ def desk(dualtrack_factory: Any) -> Iterator[tuple[Dualtrack, Sink]]:
         yield dualtrack_factory(providers=providers, extra=extra).start(), sink
 
 
+def shows(page: Any, selector: str, text: str) -> None:
+    """Wait until the preview under `selector` shows `text` (htmx swaps it in after typing stops)."""
+    page.wait_for_function(
+        "([s, t]) => document.querySelector(s).innerText.includes(t)", arg=[selector, text]
+    )
+
+
 def _tracks(page: Any, selector: str) -> dict[str, str]:
     return {
         audience: page.inner_text(f"{selector} .track[aria-label^='{audience.capitalize()}']")
@@ -104,9 +113,7 @@ def test_declare_and_update_watching_both_previews_then_delivered(
     page.fill("#title", "Customers report failed card payments")
     page.fill("#technical", "Card payments time out at the payment gateway.")
     page.fill("#business", "Some card payments fail. Please retry in a few minutes.")
-    page.wait_for_function(
-        "() => document.querySelector('#declare-preview').innerText.includes('Please retry in a few minutes.')"
-    )
+    shows(page, "#declare-preview", "Please retry in a few minutes.")
     preview = _tracks(page, "#declare-preview")
     assert "payment gateway" in preview["technical"] and "payment gateway" not in preview["business"]
     assert page.evaluate(UNLABELLED) == []
@@ -117,12 +124,12 @@ def test_declare_and_update_watching_both_previews_then_delivered(
 
     # Write an update: each keystroke batch re-renders both tracks through the real templates.
     page.fill("#u-technical", "Gateway failover in progress")
-    page.wait_for_function(
-        "() => document.querySelector('#update-preview').innerText.includes('Gateway failover in progress')"
-    )
+    shows(page, "#update-preview", "Gateway failover in progress")
     first = _tracks(page, "#update-preview")
     page.fill("#u-business", "A fix is on its way")
-    page.wait_for_function("() => document.querySelector('#update-preview').innerText.includes('A fix is on its way')")
+    page.wait_for_function(
+        "() => document.querySelector('#update-preview').innerText.includes('A fix is on its way')"
+    )
     second = _tracks(page, "#update-preview")
     assert first["business"] != second["business"] and "A fix is on its way" in second["business"]
     assert "Gateway failover in progress" not in second["business"]
@@ -186,7 +193,9 @@ def test_a_viewer_cannot_post_and_a_form_without_its_token_is_refused(
     assert answer == [403, "forbidden"]
 
 
-def test_wrong_passwords_are_refused_and_attempts_are_limited(desk: tuple[Dualtrack, Sink], chromium: Any) -> None:
+def test_wrong_passwords_are_refused_and_attempts_are_limited(
+    desk: tuple[Dualtrack, Sink], chromium: Any
+) -> None:
     server, _ = desk
     visit = Visit(chromium, server.url)
     for _ in range(3):

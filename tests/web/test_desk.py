@@ -222,3 +222,28 @@ def test_a_trusted_proxy_names_the_user_and_groups_give_the_role(open_store, mak
     # In no mapped group and no default role: no way in.
     assert app.test_client().get("/desk/", headers={"X-Forwarded-User": "eve"}).status_code == 303
     store.dispose()
+
+
+def test_the_list_puts_open_incidents_first_and_filters_by_status_level_and_service(desk, clock):
+    svc = desk.extensions["dualtrack"]
+    from adapter.engine.humans import Declaration
+    from tests.support.people import ONCALL
+
+    for services, level in [(("checkout",), 3), (("search",), 2), (("mysql-shared",), 4)]:
+        svc.humans.declare(Declaration(services, level, f"Trouble with {services[0]}"), ONCALL)
+        clock.advance(timedelta(minutes=1))
+    svc.humans.resolve("INC-2026-0003", None, None, None, ONCALL)
+    client = desk.test_client()
+    log_in(client, "vic")
+
+    def listed(query: str = "") -> list[str]:
+        return re.findall(r'href="/desk/incidents/(INC-[0-9-]+)"', client.get(f"/desk/{query}").text)
+
+    assert listed() == ["INC-2026-0002", "INC-2026-0001", "INC-2026-0003"]
+    assert listed("?status=resolved") == ["INC-2026-0003"]
+    assert listed("?level=2") == ["INC-2026-0002"]
+    assert listed("?service=checkout") == ["INC-2026-0001"]
+    assert listed("?service=check") == []  # a service id, not a part of one
+    assert client.get("/desk/?level=9").status_code == 400
+    page = client.get("/desk/").text
+    assert "Next business notice" in page and "1 business" in page
