@@ -109,6 +109,18 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.feedback = Counter(
+            "dualtrack_feedback_total",
+            "Answers to 'Was this update helpful?', by audience, the reader's segment and yes/no.",
+            ["audience", "segment", "helpful"],
+            registry=r,
+        )
+        self.detail_requests = Counter(
+            "dualtrack_detail_requests_total",
+            "Requests for the technical details of a business notice, by the reader's segment.",
+            ["segment"],
+            registry=r,
+        )
 
     def delivered(self, notice: Notice, level: int, now: datetime) -> None:
         """Count a delivered notice, and how it kept its deadlines (`data`: opened_at, deadline)."""
