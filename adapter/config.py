@@ -364,7 +364,8 @@ class ApprovalSettings(Strict):
 
 
 class SeniorAuthoringSettings(Strict):
-    """From this level an `authoring_request` asks senior staff (these internal providers) to write."""
+    """From this level an `authoring_request` asks senior staff (through these providers) to write
+    the incident's updates; no providers, no requests."""
 
     min_level: int = Field(default=3, ge=1, le=5)
     providers: list[str] = []
@@ -667,10 +668,19 @@ def load_settings(path: str | os.PathLike[str], check_provider: ProviderCheck | 
             for key, message in check_provider(provider):
                 problems.append(problem_line(where, f"providers[{index}]", key, message))
 
+    provider_names = {p.name for p in settings.providers}
+    policy = settings.policy
+    for key, names in (
+        ("internal_providers", policy.internal_providers),
+        ("senior_authoring.providers", policy.senior_authoring.providers),
+    ):
+        for index, name in enumerate(names):
+            if name not in provider_names:
+                problems.append(f"{where}: policy.{key}[{index}]: no provider named {name!r}")
+
     catalog_path = base / settings.catalog_file
     catalog = load_catalog(catalog_path, problems)
     if catalog is not None:
-        provider_names = {p.name for p in settings.providers}
         for index, service in enumerate(catalog.services):
             for name in service.components:
                 if name not in provider_names:

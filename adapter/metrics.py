@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
-    from adapter.store.records import Notice
+    from adapter.store.records import Backlog, Notice
 
 
 class Metrics:
@@ -152,16 +152,21 @@ def reload_gauge(registry: CollectorRegistry | None) -> Gauge:
 class BacklogCollector:
     """Outbox backlog, read from the database at scrape time so every worker reports the same."""
 
-    def __init__(self, read: Callable[[], tuple[int, float]]):
+    def __init__(self, read: Callable[[], Backlog]):
         self.read = read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        pending, oldest = self.read()
-        yield GaugeMetricFamily("dualtrack_outbox_pending", "Notices waiting for delivery.", pending)
+        backlog = self.read()
+        yield GaugeMetricFamily("dualtrack_outbox_pending", "Notices waiting for delivery.", backlog.pending)
         yield GaugeMetricFamily(
             "dualtrack_outbox_oldest_pending_seconds",
             "Age of the oldest notice waiting for delivery.",
-            oldest,
+            backlog.oldest_seconds,
+        )
+        yield GaugeMetricFamily(
+            "dualtrack_notices_awaiting_approval",
+            "Customer notices waiting for an approver (policy.approval).",
+            backlog.awaiting_approval,
         )
 
 

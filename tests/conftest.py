@@ -39,6 +39,7 @@ SHIPPED_ENV = (
 API_TOKEN = "api-test-token"
 VIEWER_TOKEN = "api-viewer-token"
 AUTHOR_TOKEN = "api-author-token"
+APPROVER_TOKEN = "api-approver-token"
 
 
 def base_config() -> dict[str, Any]:
@@ -57,6 +58,7 @@ def base_config() -> dict[str, Any]:
                 {"name": "admin-bot", "token": API_TOKEN, "role": "admin"},
                 {"name": "dashboard", "token": VIEWER_TOKEN, "role": "viewer"},
                 {"name": "oncall-bot", "token": AUTHOR_TOKEN, "role": "author"},
+                {"name": "lead-bot", "token": APPROVER_TOKEN, "role": "approver"},
             ]
         },
         # Many tests open several incidents on one service, each its own; the tests of

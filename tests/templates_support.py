@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from adapter.config import Settings, load_settings
-from adapter.engine.planning import EventFacts, PlannedNotice, Recipient, plan_notices
+from adapter.engine.planning import INTERNAL_PHASES, EventFacts, PlannedNotice, Recipient, plan_notices
 from adapter.rendering import Renderer, settings_renderer
 from adapter.store.records import Alert, Incident, TimelineEntry
 from tests.conftest import base_config, write_config
@@ -36,7 +36,11 @@ def config() -> dict[str, Any]:
         },
         {"name": "team", "type": "webhook", "url": "http://team.example.test/hook", "audience": "technical"},
     ]
-    cfg["policy"] = {"urgent_contact": URGENT_CONTACT, "internal_providers": ["team"]}
+    cfg["policy"] = {
+        "urgent_contact": URGENT_CONTACT,
+        "internal_providers": ["team"],
+        "senior_authoring": {"providers": ["team"]},
+    }
     return cfg
 
 
@@ -179,7 +183,7 @@ def render(
     settings: Settings, renderer: Renderer, scene: Scene, audience: str, tenant: str | None = None
 ) -> PlannedNotice:
     target = recipient(settings, audience, tenant)
-    if scene.phase in ("executive", "postmortem_reminder"):
+    if scene.phase in INTERNAL_PHASES:
         target = Recipient(next(p for p in settings.providers if p.name == "team"), "technical")
     [notice] = plan_notices(scene.facts(), [target], settings, renderer)
     return notice
@@ -437,6 +441,19 @@ def cases() -> list[Case]:
         event="sla",
         extra={"sla": {**sla, "availability": 99.95, "impact": timedelta(minutes=21), "below_target": False}},
     )
+    seed_authoring = Scene(
+        seed_incident(),
+        seed_alerts(),
+        "authoring_request",
+        at(14, 32),
+        event="authoring-request-g0",
+        extra={
+            "next_updates": [
+                {"audience": "business", "notice": "first notice", "at": at(14, 47)},
+                {"audience": "technical", "notice": "update", "at": at(15, 32)},
+            ]
+        },
+    )
     seed_overdue = Scene(
         _resolved(seed_incident(), at(16, 5)),
         seed_done.alerts,
@@ -593,6 +610,7 @@ def cases() -> list[Case]:
         Case("business_sla_followup_within", seed_sla_within, "business", "business/sla_followup", "bloom"),
         Case("technical_postmortem_reminder", seed_overdue, "technical", "technical/postmortem_reminder"),
         Case("technical_executive", net_exec, "technical", "technical/executive"),
+        Case("technical_authoring_request", seed_authoring, "technical", "technical/authoring_request"),
         Case("network_technical_acknowledgement", net_open, "technical", "network/technical/acknowledgement"),
         Case(
             "network_business_acknowledgement",

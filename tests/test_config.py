@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -869,3 +869,27 @@ def test_catalog_references_are_checked_even_when_the_catalog_fails_validation(t
     problems = problems_of(path)
     assert any("tenants[0].timezone: unknown time zone 'Nowhere/City'" in p for p in problems)
     assert any("tenants[1].services[1]: unknown service id 'chekout'" in p for p in problems)
+
+
+def test_policy_provider_lists_name_configured_providers(tmp_path: Path) -> None:
+    config = base_config()
+    config["policy"] = {
+        "internal_providers": ["status", "team"],
+        "senior_authoring": {"min_level": 4, "providers": ["seniors"]},
+    }
+    path = write_config(config_dir(tmp_path), config)
+    assert problems_of(path) == [
+        f"{path}: policy.internal_providers[1]: no provider named 'team'",
+        f"{path}: policy.senior_authoring.providers[0]: no provider named 'seniors'",
+    ]
+
+
+def test_check_config_renders_the_authoring_request_template(tmp_path: Path) -> None:
+    from adapter.app import make_renderer
+    from adapter.engine.samples import render_samples
+
+    settings = load_settings(write_config(config_dir(tmp_path), base_config()))
+    samples = [s for s in render_samples(settings, make_renderer(settings), datetime.now(UTC)) if s.text]
+    requests = [s for s in samples if s.phase == "authoring_request"]
+    assert requests and all(s.template == "technical/authoring_request.md.j2" for s in requests)
+    assert "Desk: http://status.example.test/desk/incidents/INC-0000-0000" in requests[0].text

@@ -15,6 +15,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from adapter.config import PublishSettings, Settings
+from adapter.engine.planning import INTERNAL_PHASES
 from adapter.rendering import SHIPPED_TEMPLATES, Renderer, scrub_links
 from tests.templates_support import (
     CATALOG,
@@ -239,7 +240,7 @@ def test_business_resolution_window_spanning_the_clock_change(env: tuple[Setting
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_tenants_notice_never_names_another_tenant(env: tuple[Settings, Renderer], name: str) -> None:
     case = CASES[name]
-    if case.scene.phase in ("executive", "postmortem_reminder"):
+    if case.scene.phase in INTERNAL_PHASES:
         return
     tenants = {t["id"]: t["name"] for t in CATALOG["tenants"]}
     for own, own_name in tenants.items():

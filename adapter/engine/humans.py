@@ -1,4 +1,5 @@
-"""What people do, through the API or the desk: declare, update, change, resolve, post-mortems.
+"""What people do, through the API or the desk: declare, update, change, resolve, post-mortems,
+approve or discard notices.
 
 Each action is recorded in the audit trail with its author, in the transaction that does it.
 """
@@ -19,11 +20,12 @@ from adapter.config import ROLES, Role, Settings
 from adapter.engine.correlate import Change, Correlation
 from adapter.engine.effects import Effects, writing
 from adapter.engine.planning import recipients
+from adapter.engine.settle import escalations
 from adapter.rendering import local_time
 from adapter.sources.signal import Signal
 from adapter.store import Store, audit, outbox
 from adapter.store import incidents as repo
-from adapter.store.records import Incident
+from adapter.store.records import Incident, Notice
 
 if TYPE_CHECKING:
     from adapter.engine.core import Engine
@@ -353,10 +355,8 @@ class HumanActions:
                     written += self.notifier.notify(
                         conn, effects, incident, "update", f"level-{level}-g{generation}", now
                     )
-                    if level == 5:
-                        written += self.notifier.notify(
-                            conn, effects, incident, "executive", f"executive-g{generation}", now
-                        )
+                    for event in escalations(self.settings, level, before, generation, opened=False):
+                        written += self.notifier.notify(conn, effects, incident, event.phase, event.key, now)
                 if open_:
                     written += self.notifier.rehold(conn, effects, incident, now)
         self._done(written)
@@ -459,4 +459,49 @@ class HumanActions:
             incident = repo.get_incident(conn, row.incident_id)
             changes = {"notice": notice_id, "provider": row.provider, "tenant": row.tenant}
             self._audit(conn, author, "retry", incident, now, changes)
+        return notice_id
+
+    def _awaiting(self, conn: Connection, notice_id: int) -> tuple[Notice, Incident]:
+        """The notice, awaiting approval, and its incident; NotFound or Conflict otherwise."""
+        notice = outbox.one(conn, notice_id)
+        if notice is None:
+            raise NotFound(f"no notice {notice_id}")
+        if notice.state != outbox.AWAITING:
+            raise Conflict(
+                f"notice {notice_id} is {notice.state}; only one awaiting approval is approved or discarded"
+            )
+        incident = repo.get_incident(conn, notice.incident_id)
+        assert incident is not None  # incidents are never deleted
+        return notice, incident
+
+    def approve(
+        self, notice_id: int, author: Author, subject: str | None = None, body: str | None = None
+    ) -> int:
+        """A notice awaiting approval goes out, as written or with the approver's subject and body."""
+        now = self.clock.now()
+        with writing(self.store) as (conn, effects):
+            notice, incident = self._awaiting(conn, notice_id)
+            text = {
+                field: given for field, given in (("subject", subject), ("body", body)) if given is not None
+            }
+            if not self.notifier.publish(conn, effects, notice, incident, now, text):
+                raise Conflict(f"notice {notice_id} was approved or discarded meanwhile")
+            edited = {
+                field: {"from": getattr(notice, field), "to": given}
+                for field, given in text.items()
+                if given != getattr(notice, field)
+            }
+            self._audit(conn, author, "approve", incident, now, {**audit.notice_changes(notice), **edited})
+        return notice_id
+
+    def discard(self, notice_id: int, author: Author) -> int:
+        """A notice awaiting approval never goes out; later notices of its stream no longer wait for it."""
+        now = self.clock.now()
+        with writing(self.store) as (conn, _effects):
+            notice, incident = self._awaiting(conn, notice_id)
+            values = {"state": "discarded", "last_error": f"discarded by {author.name}"}
+            if not outbox.update_awaiting(conn, notice_id, values):
+                raise Conflict(f"notice {notice_id} was approved or discarded meanwhile")
+            self._audit(conn, author, "discard", incident, now, audit.notice_changes(notice))
+        self._done(1)
         return notice_id

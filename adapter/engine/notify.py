@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from adapter.engine.planning import (
     Recipient,
     first_notice_deadline,
     hold_for,
+    next_update_at,
     plan_notices,
     reaches_tenants,
     recipients,
@@ -39,6 +41,9 @@ UPDATE_GRACE = timedelta(minutes=5)
 
 # Timeline entries an update does not list as changes: its text and its ETA line say them.
 SAID_ELSEWHERE = ("human_update", "eta_changed")
+# A new notice in these states is rendered at once: it goes out as written, or an approver reads it.
+RENDERED = ("pending", outbox.AWAITING)
+AUDIENCES = ("technical", "business")
 
 
 class Notifier:
@@ -46,8 +51,10 @@ class Notifier:
 
     A notice that starts held or suppressed is written unrendered (empty subject and body): a held
     one is rendered when it is released, with what is known then, and a suppressed one never goes
-    out. `render_quiet` renders them anyway, for previews. `on_outbox` is called once a
-    transaction that left notices for the outbox to deliver has committed.
+    out. `render_quiet` renders them anyway, for previews. A customer notice of an audience
+    policy.approval gates at the incident's level is written awaiting approval, and goes out when
+    an approver (or the scheduler, after auto_publish_after) publishes it. `on_outbox` is called
+    once a transaction that left notices for the outbox to deliver has committed.
     """
 
     def __init__(
@@ -96,8 +103,10 @@ class Notifier:
 
         timeline = LazyRows(published_timeline)
         changes: dict[str, list[TimelineEntry]] = {}
+        if phase == "authoring_request":
+            extra = {**(extra or {}), "next_updates": self._next_updates(conn, incident)}
         if phase == "update":
-            for audience in ("technical", "business"):
+            for audience in AUDIENCES:
                 since = outbox.last_heard(conn, incident.id, audience)
                 changes[audience] = [
                     t for t in timeline if (since is None or t.at > since) and t.kind not in SAID_ELSEWHERE
@@ -218,9 +227,10 @@ class Notifier:
         if not streams:
             return 0
         facts = self.facts(conn, incident, phase, event, now, messages=messages, extra=extra, alerts=alerts)
-        # Each stream's first state is decided before rendering: only pending notices need text now.
+        # Each stream's first state is decided before rendering: only some need text now.
         states = {s.key: self._first_state(s, phase, incident, suppressed) for s in streams}
-        quiet = set() if self.render_quiet else {k for k, (state, _) in states.items() if state != "pending"}
+        unrendered = {key for key, (state, _) in states.items() if state not in RENDERED}
+        quiet = set() if self.render_quiet else unrendered
         planned = plan_notices(facts, streams, self.settings, self.renderer, unrendered=quiet)
         rows = []
         for notice in planned:
@@ -241,15 +251,20 @@ class Notifier:
         for row, level, now in written:
             self.metrics.notices_planned.labels(row["provider"], row["audience"], row["phase"]).inc()
             if row["state"] == "delivered":
-                notice = Notice.from_row({**row, "id": inserted[row["dedupe_key"]]})
-                self.metrics.delivered(notice, level, now)
-                log.info(
-                    "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=1",
-                    notice.id,
-                    notice.provider,
-                    notice.phase,
-                    notice.audience,
+                self._published_on_commit(
+                    Notice.from_row({**row, "id": inserted[row["dedupe_key"]]}), level, now
                 )
+
+    def _published_on_commit(self, notice: Notice, level: int, now: datetime) -> None:
+        """Count and log a notice its own transaction delivered (see `_publish_on_commit`)."""
+        self.metrics.delivered(notice, level, now)
+        log.info(
+            "delivery notice=%s provider=%s phase=%s audience=%s outcome=delivered attempt=1",
+            notice.id,
+            notice.provider,
+            notice.phase,
+            notice.audience,
+        )
 
     def _publish_on_commit(
         self,
@@ -262,7 +277,8 @@ class Notifier:
         unfinished: set[outbox.Channel] | None,
     ) -> None:
         """Notices to providers that publish by committing are delivered by this transaction,
-        unless an earlier notice of their stream is unfinished (held, pending, or failed).
+        unless an earlier notice of their stream is unfinished (held, awaiting approval, pending, or
+        failed).
 
         `unfinished`, when the caller has just read it, saves reading it again.
         """
@@ -314,7 +330,13 @@ class Notifier:
             hold = hold_for(self.settings.policy, incident.level, recipient.audience)
             if hold > timedelta(0):
                 return "held", hold
-        return "pending", timedelta(0)
+        return self._unheld_state(phase, incident.level, recipient.audience), timedelta(0)
+
+    def _unheld_state(self, phase: str, level: int, audience: str) -> str:
+        """A notice free to go: pending, or awaiting approval where policy.approval gates its
+        audience at the incident's level (the team's own notices never wait)."""
+        gated = phase not in INTERNAL_PHASES and self.settings.policy.approval.gates(audience, level)
+        return outbox.AWAITING if gated else "pending"
 
     @staticmethod
     def row(incident_id: int, notice: PlannedNotice, now: datetime) -> dict[str, Any]:
@@ -380,7 +402,7 @@ class Notifier:
                 conn,
                 notice.id,
                 {
-                    "state": "pending",
+                    "state": self._unheld_state(notice.phase, incident.level, notice.audience),
                     "subject": fresh.subject,
                     "body": fresh.body,
                     "data": data,
@@ -392,3 +414,48 @@ class Notifier:
             released += 1
         effects.add(self._released, incident.ref, released)
         return released
+
+    def publish(
+        self,
+        conn: Connection,
+        effects: Effects,
+        notice: Notice,
+        incident: Incident,
+        now: datetime,
+        text: dict[str, str],
+    ) -> bool:
+        """A notice awaiting approval goes out as a pending one does, with the approver's `text`
+        (a subject, a body, or both) where given; False if it no longer awaits approval.
+
+        A provider that publishes by committing (the built-in page) has it delivered by this
+        transaction, unless an earlier notice of its stream is unfinished.
+        """
+        # From here the notice counts as written: cadence and max_age start now.
+        values: dict[str, Any] = {"state": "pending", "created_at": now, "due_at": now}
+        if text:
+            # One text for every reader now: no tenant's zone reads its own (see planning._zoned).
+            values.update(text, data={k: v for k, v in notice.data.items() if k != "zoned"})
+        if notice.provider in self._on_commit and not outbox.behind_unfinished(conn, notice):
+            values.update(state="delivered", attempts=1, delivered_at=now, provider_ref=notice.provider)
+        if not outbox.update_awaiting(conn, notice.id, values):
+            return False
+        if values["state"] == "delivered":
+            effects.add(self._published_on_commit, replace(notice, **values), incident.level, now)
+        if self.on_outbox is not None:
+            # Its own delivery, or the later notices of its stream that waited behind it.
+            effects.add(self.on_outbox)
+        return True
+
+    def _next_updates(self, conn: Connection, incident: Incident) -> list[dict[str, Any]]:
+        """When each audience the incident reaches is next due a notice, soonest first: a progress
+        update on its cadence once it heard of the incident, else its first notice's deadline."""
+        policy = self.settings.policy
+        affected = {t.segment for t in map(self.settings.catalog.tenant, incident.tenants) if t is not None}
+        due = []
+        for audience in AUDIENCES:
+            last = outbox.last_heard(conn, incident.id, audience)
+            if last is not None:
+                due.append((next_update_at(policy, incident.level, audience, last), audience, "update"))
+            elif audience in (affected or {"technical"}):
+                due.append((first_notice_deadline(policy, incident, audience), audience, "first notice"))
+        return [{"audience": audience, "notice": notice, "at": at} for at, audience, notice in sorted(due)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Literal, cast, overload
 from urllib.parse import urlsplit
@@ -16,8 +16,9 @@ from adapter.rendering import Renderer, human_duration, link_allowed, scrub_link
 from adapter.store.records import Alert, Incident, TimelineEntry
 
 PHASES = ("acknowledgement", "update", "resolution", "postmortem", "sla_followup")
-# Notices for the team itself, sent to policy.internal_providers only.
-INTERNAL_PHASES = ("executive", "postmortem_reminder")
+# Notices for the team itself, sent to policy.internal_providers only; an authoring request to
+# policy.senior_authoring.providers only.
+INTERNAL_PHASES = ("executive", "postmortem_reminder", "authoring_request")
 PHASE_TITLES = {
     "acknowledgement": "Initial Response",
     "update": "Update",
@@ -26,6 +27,7 @@ PHASE_TITLES = {
     "sla_followup": "Service Level Follow-up",
     "executive": "Executive Briefing",
     "postmortem_reminder": "Post-Mortem Overdue",
+    "authoring_request": "Authoring Request",
 }
 STATUS_TEXT = {
     "investigating": "We are investigating the cause.",
@@ -107,8 +109,11 @@ def recipients(
     """
     catalog = settings.catalog
     if phase in INTERNAL_PHASES:
-        internal = set(settings.policy.internal_providers)
-        return [Recipient(p, "technical") for p in settings.providers if p.name in internal]
+        policy = settings.policy
+        names = (
+            policy.senior_authoring.providers if phase == "authoring_request" else policy.internal_providers
+        )
+        return [Recipient(p, "technical") for p in settings.providers if p.name in names]
 
     @cache
     def affected() -> list[Tenant]:  # read only when needed: ten thousand lookups at 10k tenants
@@ -461,3 +466,11 @@ def first_notice_deadline(policy: PolicySettings, incident: Incident, audience: 
 
 def hold_for(policy: PolicySettings, level: int, audience: str) -> timedelta:
     return policy.audience(level, audience).hold_for
+
+
+def next_update_at(policy: PolicySettings, level: int, audience: str, last: datetime | None) -> datetime:
+    """When the audience's next progress update is due, `last` being when it last heard of the
+    incident (`outbox.last_heard`): never, before it heard anything."""
+    if last is None:
+        return datetime.max.replace(tzinfo=UTC)
+    return last + policy.audience(level, audience).update_every

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from adapter.catalog import Tenant
 from adapter.config import ProviderSettings, Settings
@@ -87,14 +88,6 @@ def _facts(
             1, 0, incident.opened_at + timedelta(minutes=20), "status_changed", "Status: identified", {}
         ),
     ]
-    sla = {
-        "target": 99.9,
-        "availability": 99.7,
-        "impact": timedelta(hours=1, minutes=50),
-        "month_downtime": timedelta(hours=2),
-        "below_target": True,
-        "month": now.strftime("%B %Y"),
-    }
     return EventFacts(
         incident=incident,
         alerts=[alert],
@@ -103,8 +96,29 @@ def _facts(
         event="sample",
         now=now,
         changes={audience: timeline[1:] for audience in AUDIENCES} if phase == "update" else {},
-        extra={"sla": sla} if phase == "sla_followup" else {},
+        extra=_extra(phase, now),
     )
+
+
+def _extra(phase: str, now: datetime) -> dict[str, Any]:
+    """What the notifier adds to the facts of these phases (see `Notifier.facts`)."""
+    if phase == "sla_followup":
+        sla = {
+            "target": 99.9,
+            "availability": 99.7,
+            "impact": timedelta(hours=1, minutes=50),
+            "month_downtime": timedelta(hours=2),
+            "below_target": True,
+            "month": now.strftime("%B %Y"),
+        }
+        return {"sla": sla}
+    if phase == "authoring_request":
+        next_updates = [
+            {"audience": "technical", "notice": "update", "at": now + timedelta(minutes=40)},
+            {"audience": "business", "notice": "update", "at": now + timedelta(minutes=55)},
+        ]
+        return {"next_updates": next_updates}
+    return {}
 
 
 def _types(settings: Settings, renderer: Renderer) -> list[str]:

@@ -1,4 +1,4 @@
-"""Timed work under one lease: held notices, progress updates, post-mortem reminders, SLA follow-ups."""
+"""Timed work under one lease: held notices, progress updates, auto-publishing, reminders, SLA follow-ups."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from adapter.background import BackgroundLoop
 from adapter.catalog import Tenant
 from adapter.clock import Clock
 from adapter.config import Settings
+from adapter.durations import format_duration
 from adapter.engine.effects import Effects, writing
 from adapter.engine.notify import UPDATE_GRACE, Notifier
-from adapter.engine.planning import recipients
+from adapter.engine.planning import next_update_at, recipients
 from adapter.engine.reconcile import Reconciler, Unreachable
 from adapter.metrics import Metrics
-from adapter.store import Store, leases, outbox, retention
+from adapter.store import Store, audit, leases, outbox, retention
 from adapter.store import incidents as repo
 from adapter.store.records import Incident
 
@@ -135,6 +136,7 @@ class Scheduler(BackgroundLoop):
             if incident_id in releasing or self._update_due(incident_id, level, heard, now):
                 with writing(self.store) as (conn, effects):
                     written += self._open_incident(conn, effects, incident_id, now)
+        written += self._auto_publish(now)
         written += self._after_resolution(now)
         if self.reconciler is not None and self.reconciler.due(now):
             try:
@@ -163,16 +165,11 @@ class Scheduler(BackgroundLoop):
     def _update_due(
         self, incident_id: int, level: int, heard: dict[tuple[int, str], datetime], now: datetime
     ) -> bool:
+        policy = self.settings.policy
         return any(
-            self._next_update(level, audience, heard.get((incident_id, audience))) <= now
+            next_update_at(policy, level, audience, heard.get((incident_id, audience))) <= now
             for audience in AUDIENCES
         )
-
-    def _next_update(self, level: int, audience: str, last: datetime | None) -> datetime:
-        """When the audience's next progress update is due (never, before it heard anything)."""
-        if last is None:
-            return datetime.max.replace(tzinfo=UTC)
-        return last + self.settings.policy.audience(level, audience).update_every
 
     def _open_incident(self, conn: Connection, effects: Effects, incident_id: int, now: datetime) -> int:
         incident = repo.get_incident(conn, incident_id)
@@ -181,7 +178,7 @@ class Scheduler(BackgroundLoop):
         written = self.notifier.release(conn, effects, incident, now)
         for audience in AUDIENCES:
             last = outbox.last_heard(conn, incident_id, audience)
-            due = self._next_update(incident.level, audience, last)
+            due = next_update_at(self.settings.policy, incident.level, audience, last)
             if last is None or now < due:
                 continue
             written += self.notifier.notify(
@@ -195,6 +192,38 @@ class Scheduler(BackgroundLoop):
                 deadline=due + UPDATE_GRACE,
             )
         return written
+
+    def _auto_publish(self, now: datetime) -> int:
+        """Notices awaiting approval for policy.approval.auto_publish_after go out unapproved rather
+        than miss their deadline, each recorded in the audit trail."""
+        after = self.settings.policy.approval.auto_publish_after
+        if not after:
+            return 0
+        with self.store.read() as conn:
+            due = outbox.awaiting_approval(conn, after, written_by=now - after)
+        published = 0
+        for waiting in due:
+            notice = waiting.notice
+            with writing(self.store) as (conn, effects):
+                incident = repo.get_incident(conn, notice.incident_id)
+                assert incident is not None  # incidents are never deleted
+                if not self.notifier.publish(conn, effects, notice, incident, now, {}):
+                    continue  # an approver was first
+                changes = {**audit.notice_changes(notice), "waited": format_duration(now - notice.created_at)}
+                # No person decided: dualtrack itself, with the role that may do anything.
+                audit.append(
+                    conn,
+                    now,
+                    "dualtrack",
+                    "admin",
+                    "auto_publish",
+                    incident_id=incident.id,
+                    ref=incident.ref,
+                    changes=changes,
+                )
+                effects.add(log.info, "auto-published notice=%s ref=%s", notice.id, incident.ref)
+            published += 1
+        return published
 
     def _after_resolution(self, now: datetime) -> int:
         policy = self.settings.policy

@@ -93,14 +93,26 @@ def settle(
         # Updates skip readers whose first notice is held; released now, it carries the new level.
         note = ("level_changed", f"Level raised from {level_before} to {level}")
         settled.events.append(Event("update", f"level-{level}-g{generation}", note, rehold=True))
-    if level == 5 and (change.opened or level_before < 5):
-        settled.events.append(Event("executive", f"executive-g{generation}"))
+    settled.events += escalations(settings, level, level_before, generation, opened=change.opened)
     if resolved_now:
         effects.add(_resolved, metrics, incident.ref)
         settled.events.append(
             Event("resolution", f"resolve-g{generation}", ("resolved", "All alerts resolved"))
         )
     return settled
+
+
+def escalations(settings: Settings, level: int, before: int, generation: int, *, opened: bool) -> list[Event]:
+    """The team's own notices of an incident opened at `level`, or raised to it from `before`: the
+    level-5 executive briefing, and from policy.senior_authoring.min_level a request that senior
+    staff write its updates. Once each per reopen generation (their keys)."""
+    events = []
+    if level == 5 and (opened or before < 5):
+        events.append(Event("executive", f"executive-g{generation}"))
+    senior = settings.policy.senior_authoring
+    if senior.providers and level >= senior.min_level and (opened or before < senior.min_level):
+        events.append(Event("authoring_request", f"authoring-request-g{generation}"))
+    return events
 
 
 def _resolved(metrics: Metrics, ref: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from adapter.store.records import AuditEntry
+from adapter.store.records import AuditEntry, Notice
 from adapter.store.schema import audit
 
 
@@ -55,3 +55,15 @@ def entries(
     if end is not None:
         query = query.where(audit.c.at < end)
     return [AuditEntry.from_row(row) for row in conn.execute(query).mappings()]
+
+
+def notice_changes(notice: Notice) -> dict[str, Any]:
+    """What an entry about a notice acted on records of it (a shared notice has no tenant)."""
+    named = {
+        "notice": notice.id,
+        "provider": notice.provider,
+        "audience": notice.audience,
+        "phase": notice.phase,
+        "tenant": notice.tenant,
+    }
+    return {key: value for key, value in named.items() if value is not None}

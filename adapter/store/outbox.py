@@ -22,13 +22,17 @@ from sqlalchemy import (
 
 from adapter.store.db import Store
 from adapter.store.incidents import OPEN
-from adapter.store.records import Notice
+from adapter.store.records import AwaitingNotice, Backlog, Notice
 from adapter.store.schema import incidents, notices, stream_tenant, upsert
 
 Row = dict[str, Any]
 WAITING = ("pending", "failed")
+# A customer notice an approver publishes or discards (see policy.approval).
+AWAITING = "awaiting_approval"
 # A notice in one of these states holds back later notices of its (incident, provider, tenant).
-UNFINISHED = ("held", "pending", "failed")
+UNFINISHED = ("held", AWAITING, "pending", "failed")
+# Never went out, nor will: no reader heard it.
+UNHEARD = ("held", "suppressed", "discarded")
 
 
 def insert_notices(conn: Connection, rows: list[Row]) -> dict[str, int]:
@@ -48,8 +52,9 @@ def insert_notices(conn: Connection, rows: list[Row]) -> dict[str, int]:
 
 
 _VISIBLE_PHASES = ("acknowledgement", "update")
-# A notice its audience heard: a first notice or update, neither held nor suppressed.
-_HEARD = and_(notices.c.phase.in_(_VISIBLE_PHASES), notices.c.state.not_in(("held", "suppressed")))
+# A notice its audience heard, or will once it is delivered: a first notice or update, neither
+# held, suppressed nor discarded (one awaiting approval counts, as a pending one does).
+_HEARD = and_(notices.c.phase.in_(_VISIBLE_PHASES), notices.c.state.not_in(UNHEARD))
 
 
 def held(conn: Connection, incident_id: int) -> list[Notice]:
@@ -66,12 +71,12 @@ class StreamStates:
     """What an incident's notices say of its streams (see `streams`)."""
 
     held: set[Stream]  # streams that still hold a notice back
-    heard: set[Stream]  # streams told of the incident: a first notice neither held nor suppressed
-    waiting: set[Channel]  # channels with a notice pending or failed
+    heard: set[Stream]  # streams told of the incident: a first notice not in UNHEARD
+    waiting: set[Channel]  # channels with a notice awaiting approval, pending or failed
 
     def unfinished(self, *, held_suppressed: bool) -> set[Channel]:
-        """(provider, tenant) of the streams with a notice not yet finished (held, pending or
-        failed), as they read once the held notices are suppressed or not."""
+        """(provider, tenant) of the streams with a notice not yet finished (held, awaiting
+        approval, pending or failed), as they read once the held notices are suppressed or not."""
         held = set() if held_suppressed else {(provider, tenant) for provider, _, tenant in self.held}
         return self.waiting | held
 
@@ -101,9 +106,9 @@ def streams(
         state = row["state"]
         if state == "held":
             states.held.add(key)
-        elif state in WAITING:
+        elif state in UNFINISHED:
             states.waiting.add((row["provider"], row["tenant"]))
-        if row["phase"] == "acknowledgement" and state not in ("held", "suppressed"):
+        if row["phase"] == "acknowledgement" and state not in UNHEARD:
             states.heard.add(key)
     return states
 
@@ -130,7 +135,7 @@ def update_notice(conn: Connection, notice_id: int, values: Row) -> None:
 
 
 def last_heard(conn: Connection, incident_id: int, audience: str) -> datetime | None:
-    """When this audience last got an acknowledgement or update of the incident (held ones aside)."""
+    """When this audience last got an acknowledgement or update of the incident (see `_HEARD`)."""
     query = select(func.max(notices.c.created_at)).where(
         notices.c.incident_id == incident_id, notices.c.audience == audience, _HEARD
     )
@@ -180,7 +185,8 @@ def claim_due(
     """Lease up to `limit` due notices, in order: each stream from its oldest unfinished notice on.
 
     A stream's notices are claimed only as a prefix of its unfinished ones, so a notice never
-    overtakes an earlier one that is held, waiting for a retry, or leased elsewhere. `provider`
+    overtakes an earlier one that is held, awaiting approval, waiting for a retry, or leased
+    elsewhere. `provider`
     claims only that provider's notices; `excluding` only those of other providers.
 
     What it reads grows with `limit`, not with the notices waiting: the streams are found by their
@@ -353,17 +359,21 @@ def first_refs(conn: Connection, batch: list[Notice]) -> dict[RefKey, str | None
     return {key: refs.get(key) for key in keys}
 
 
-def backlog(conn: Connection, now: datetime) -> tuple[int, float]:
-    """How many notices wait for delivery, and the age in seconds of the oldest."""
-    count, oldest = conn.execute(
-        select(func.count(), func.min(notices.c.created_at)).where(notices.c.state.in_(WAITING))
+def backlog(conn: Connection, now: datetime) -> Backlog:
+    """How many notices wait for delivery, the age of the oldest, and how many await approval."""
+    waiting = notices.c.state.in_(WAITING)
+    count, oldest, awaiting = conn.execute(
+        select(
+            func.count().filter(waiting),
+            func.min(notices.c.created_at).filter(waiting),
+            func.count().filter(notices.c.state == AWAITING),
+        ).where(notices.c.state.in_((*WAITING, AWAITING)))
     ).one()
-    if oldest is None:
-        return int(count), 0.0
-    return int(count), max(0.0, (now - oldest).total_seconds())
+    age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    return Backlog(int(count), age, int(awaiting))
 
 
-STATES = ("held", "pending", "delivered", "failed", "dead", "suppressed")
+STATES = ("held", AWAITING, "pending", "delivered", "failed", "dead", "suppressed", "discarded")
 
 
 def _with_ref() -> Any:
@@ -410,3 +420,48 @@ def retry(conn: Connection, notice_ids: Iterable[int], now: datetime) -> list[in
             .values(state="pending", due_at=now, created_at=now, lease_owner=None, lease_until=None)
         )
     return retried
+
+
+def awaiting_approval(
+    conn: Connection, auto_publish_after: timedelta, *, written_by: datetime | None = None, limit: int = 500
+) -> list[AwaitingNotice]:
+    """Notices awaiting approval, oldest first, with their incident's ref, their deadline and when
+    they go out unapproved (`auto_publish_after` after they were written; 0: never); only those
+    written by `written_by`, when given."""
+    query = _with_ref().where(notices.c.state == AWAITING)
+    if written_by is not None:
+        query = query.where(notices.c.created_at <= written_by)
+    query = query.order_by(notices.c.created_at, notices.c.id).limit(limit)
+    found = []
+    for row in conn.execute(query).mappings():
+        notice = Notice.from_row(row)
+        deadline = notice.data.get("deadline")
+        found.append(
+            AwaitingNotice(
+                notice,
+                row["incident_ref"],
+                datetime.fromisoformat(deadline) if deadline else None,
+                notice.created_at + auto_publish_after if auto_publish_after else None,
+            )
+        )
+    return found
+
+
+def update_awaiting(conn: Connection, notice_id: int, values: Row) -> bool:
+    """Change a notice that still awaits approval; False if it no longer does (someone was first)."""
+    changed = conn.execute(
+        update(notices).where(notices.c.id == notice_id, notices.c.state == AWAITING).values(**values)
+    )
+    return bool(changed.rowcount)
+
+
+def behind_unfinished(conn: Connection, notice: Notice) -> bool:
+    """Whether an earlier notice of the notice's stream is unfinished, so it must go out after it."""
+    earlier = select(notices.c.id).where(
+        notices.c.incident_id == notice.incident_id,
+        notices.c.provider == notice.provider,
+        stream_tenant(notices) == (notice.tenant or ""),
+        notices.c.id < notice.id,
+        notices.c.state.in_(UNFINISHED),
+    )
+    return conn.execute(earlier.limit(1)).first() is not None

@@ -121,6 +121,34 @@ class Notice(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class AwaitingNotice:
+    """A notice awaiting approval, with what an approver weighs: its incident, its deadline (a
+    first notice's or a progress update's, if it has one) and when it goes out unapproved (None:
+    it waits for a person)."""
+
+    notice: Notice
+    ref: str
+    deadline: datetime | None
+    auto_publish_at: datetime | None
+
+    def late(self, now: datetime) -> bool:
+        """Whether its deadline has passed, or will have by the time it goes out unapproved."""
+        if self.deadline is None:
+            return False
+        return self.deadline < max(now, self.auto_publish_at or now)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The outbox's backlog: notices waiting for delivery, the age in seconds of the oldest, and
+    notices awaiting approval."""
+
+    pending: int
+    oldest_seconds: float
+    awaiting_approval: int
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentSpan(Record):
     """What the uptime bars need of an incident: its services, level, and when it was open."""
 

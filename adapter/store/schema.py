@@ -196,7 +196,7 @@ notices = Table(
     Column("audience", String(16), nullable=False),
     Column("phase", String(32), nullable=False),
     Column("tenant", String(64)),
-    Column("state", String(16), nullable=False),
+    Column("state", String(32), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("subject", Text, nullable=False),

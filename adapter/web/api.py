@@ -1,5 +1,5 @@
 """The incident API (named Bearer API tokens with roles): read incidents and the audit trail;
-declare, update, change, resolve and review them."""
+declare, update, change, resolve and review them; approve or discard their notices."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from adapter.web.errors import ApiError, invalid_payload, read_json
 from adapter.web.serialize import (
     alert_json,
     audit_json,
+    awaiting_json,
     incident_json,
     notice_json,
     preview_notice_json,
@@ -350,7 +351,7 @@ def preview() -> ResponseReturnValue:
 
 @bp.get("/notices")
 def list_notices() -> ResponseReturnValue:
-    """Dead letters and the backlog: `?state=dead|failed|pending` (comma-separated allowed)."""
+    """Notices by state: `?state=dead|failed|pending|awaiting_approval|…` (comma-separated allowed)."""
     _author("viewer")
     wanted = [s for s in request.args.get("state", "dead").split(",") if s]
     unknown = [s for s in wanted if s not in outbox.STATES]
@@ -405,3 +406,47 @@ def list_audit() -> ResponseReturnValue:
             end=bounds.get("to"),
         )
     return jsonify({"entries": [audit_json(r) for r in rows]})
+
+
+class ApproveBody(_Body):
+    # The approver's text instead of the one written; each is kept as written when left out.
+    subject: Title | None = None
+    body: Text | None = None
+
+
+@bp.get("/approvals")
+def list_approvals() -> ResponseReturnValue:
+    """Notices awaiting approval, oldest first: their deadline, whether waiting makes them late,
+    and when they go out unapproved (policy.approval.auto_publish_after)."""
+    _author("viewer")
+    svc = services()
+    with svc.store.read() as conn:
+        waiting = outbox.awaiting_approval(conn, svc.settings.policy.approval.auto_publish_after)
+    now = svc.clock.now()
+    return jsonify({"notices": [awaiting_json(w, now) for w in waiting]})
+
+
+def _decided(svc: Services, notice_id: int) -> ResponseReturnValue:
+    with svc.store.read() as conn:
+        row = outbox.one(conn, notice_id)
+    assert row is not None
+    return jsonify(notice_json(row))
+
+
+@bp.post(f"/notices/<int(max={ID_MAX}):notice_id>/approve")
+def approve_notice(notice_id: int) -> ResponseReturnValue:
+    """Publish a notice awaiting approval; an optional body `{subject?, body?}` edits it first."""
+    author = _author("approver")
+    svc = services()
+    body = _body(ApproveBody, svc) if request.get_data(cache=True).strip() else ApproveBody()
+    _human(svc.humans.approve, notice_id, author, body.subject, body.body)
+    return _decided(svc, notice_id)
+
+
+@bp.post(f"/notices/<int(max={ID_MAX}):notice_id>/discard")
+def discard_notice(notice_id: int) -> ResponseReturnValue:
+    """A notice awaiting approval is never sent."""
+    author = _author("approver")
+    svc = services()
+    _human(svc.humans.discard, notice_id, author)
+    return _decided(svc, notice_id)

@@ -15,6 +15,7 @@ from adapter.metrics import BacklogCollector
 from adapter.providers import check_settings
 from adapter.store import audit, outbox
 from adapter.store.db import Unavailable
+from adapter.store.records import Backlog
 from adapter.web import identity
 from adapter.web.errors import error_response
 from adapter.web.services import services
@@ -49,7 +50,7 @@ def metrics() -> Response:
         registry = svc.metrics.registry
     scrape = CollectorRegistry()
 
-    def read_backlog() -> tuple[int, float]:
+    def read_backlog() -> Backlog:
         with svc.store.read() as conn:
             return outbox.backlog(conn, svc.clock.now())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from adapter.store.records import Alert, AuditEntry, Incident, Notice, TimelineEntry
+from adapter.store.records import Alert, AuditEntry, AwaitingNotice, Incident, Notice, TimelineEntry
 
 Row = dict[str, Any]
 
@@ -68,6 +68,17 @@ def notice_json(notice: Notice) -> dict[str, Any]:
         "created_at": iso(notice.created_at),
         "due_at": iso(notice.due_at),
         "delivered_at": iso(notice.delivered_at),
+    }
+
+
+def awaiting_json(waiting: AwaitingNotice, now: datetime) -> dict[str, Any]:
+    """A notice awaiting approval, with its deadline and whether waiting makes it late."""
+    return {
+        **notice_json(waiting.notice),
+        "incident": waiting.ref,
+        "deadline": iso(waiting.deadline),
+        "late": waiting.late(now),
+        "auto_publish_at": iso(waiting.auto_publish_at),
     }
 
 
