@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from flask import Blueprint, Response, jsonify
 
-from adapter.web.api import DeclareBody, PatchBody, PostmortemBody, ResolveBody, UpdateBody
+from adapter.web.api import ApproveBody, DeclareBody, PatchBody, PostmortemBody, ResolveBody, UpdateBody
 
 # Its own blueprint: the api blueprint asks every request for a token, and this needs none.
 bp = Blueprint("openapi", __name__)
@@ -23,7 +23,7 @@ def document() -> dict[str, Any]:
     # The models are what refuses a body, so their own schemas cannot drift from what the API
     # takes; responses are plain dicts (serialize.py), written out in the file and tested.
     schemas = spec["components"]["schemas"]
-    for model in (DeclareBody, UpdateBody, PatchBody, ResolveBody, PostmortemBody):
+    for model in (DeclareBody, UpdateBody, PatchBody, ResolveBody, PostmortemBody, ApproveBody):
         schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
     return spec
 
