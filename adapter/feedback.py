@@ -1,4 +1,4 @@
-"""Signed links in customer notices: "Was this update helpful?" and "technical details", per notice and tenant."""
+"""Signed links in customer notices ("Was this update helpful?", technical details), per notice and reader."""
 
 from __future__ import annotations
 
@@ -78,7 +78,13 @@ def read(secret: str, token: str, now: datetime) -> Link:
 
 
 def links(
-    secret: str, base_url: str, notice_id: int, tenant: str | None, audience: str, now: datetime, ttl: timedelta
+    secret: str,
+    base_url: str,
+    notice_id: int,
+    tenant: str | None,
+    audience: str,
+    now: datetime,
+    ttl: timedelta,
 ) -> Links:
     """A notice's signed links under `base_url` (the server's public URL)."""
     expires = now + ttl

@@ -423,12 +423,19 @@ def retry(conn: Connection, notice_ids: Iterable[int], now: datetime) -> list[in
 
 
 def awaiting_approval(
-    conn: Connection, auto_publish_after: timedelta, *, written_by: datetime | None = None, limit: int = 500
+    conn: Connection,
+    auto_publish_after: timedelta,
+    *,
+    written_by: datetime | None = None,
+    incident_id: int | None = None,
+    limit: int = 500,
 ) -> list[AwaitingNotice]:
     """Notices awaiting approval, oldest first, with their incident's ref, their deadline and when
     they go out unapproved (`auto_publish_after` after they were written; 0: never); only those
-    written by `written_by`, when given."""
+    written by `written_by`, and of `incident_id`, when given."""
     query = _with_ref().where(notices.c.state == AWAITING)
+    if incident_id is not None:
+        query = query.where(notices.c.incident_id == incident_id)
     if written_by is not None:
         query = query.where(notices.c.created_at <= written_by)
     query = query.order_by(notices.c.created_at, notices.c.id).limit(limit)

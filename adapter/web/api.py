@@ -4,7 +4,7 @@ declare, update, change, resolve and review them; approve or discard their notic
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from adapter.config import Role
 from adapter.durations import format_duration, parse_duration
+from adapter.engine.drafts import Draft
 from adapter.engine.humans import Author, Conflict, Declaration, HumanUpdate, Invalid, NotFound
 from adapter.sources import SOURCES
 from adapter.sources.fields import INCIDENT_TYPE_MAX, error_details, in_range, iso_time
@@ -148,6 +149,15 @@ def _body(model: type[Model], svc: Services) -> Model:
         raise ApiError(422, "invalid_payload", "request body is not valid", error_details(exc)) from None
 
 
+def human_update(svc: Services, body: UpdateBody) -> HumanUpdate:
+    """An update's body as the engine takes it: a relative ETA made a time from now."""
+    eta = body.eta
+    if isinstance(eta, timedelta):
+        eta = svc.clock.now() + eta
+    tenants = tuple(body.tenants) if body.tenants is not None else None
+    return HumanUpdate(**{**body.model_dump(), "eta": eta, "tenants": tenants})
+
+
 def _human(action: Callable[..., Found], *args: Any) -> Found:
     try:
         return action(*args)
@@ -268,12 +278,7 @@ def get_incident(ref: str) -> ResponseReturnValue:
 def post_update(ref: str) -> ResponseReturnValue:
     author = _author("author")
     svc = services()
-    body = _body(UpdateBody, svc)
-    eta = body.eta
-    if isinstance(eta, timedelta):
-        eta = svc.clock.now() + eta
-    tenants = tuple(body.tenants) if body.tenants is not None else None
-    update = HumanUpdate(**{**body.model_dump(), "eta": eta, "tenants": tenants})
+    update = human_update(svc, _body(UpdateBody, svc))
     _human(svc.humans.update, ref, update, author)
     return jsonify(_incident_document(svc, ref)), 201
 
@@ -450,3 +455,42 @@ def discard_notice(notice_id: int) -> ResponseReturnValue:
     svc = services()
     _human(svc.humans.discard, notice_id, author)
     return _decided(svc, notice_id)
+
+
+# --------------------------------------------------------------------------------------------
+# drafts: the desk's previews, for scripts and bots
+
+
+def _drafts_json(drafts: list[Draft]) -> ResponseReturnValue:
+    return jsonify({"drafts": [asdict(d) for d in drafts]})
+
+
+@bp.post("/drafts/declare")
+def draft_declaration() -> ResponseReturnValue:
+    """The first notices a declaration would send, rendered for every kind of reader; nothing kept."""
+    author = _author("author")
+    svc = services()
+    body = _body(DeclareBody, svc)
+    declaration = Declaration(**{**body.model_dump(), "services": tuple(body.services)})
+    return _drafts_json(_human(svc.drafts.declare, declaration, author))
+
+
+@bp.post("/incidents/<ref>/drafts/<form>")
+def draft(ref: str, form: str) -> ResponseReturnValue:
+    """The notices an update, resolution, post-mortem or SLA follow-up would send; nothing kept."""
+    author = _author("author")
+    svc = services()
+    drafts = svc.drafts
+    if form == "update":
+        update = human_update(svc, _body(UpdateBody, svc))
+        return _drafts_json(_human(drafts.update, ref, update, author))
+    if form == "resolve":
+        done = _body(ResolveBody, svc)
+        return _drafts_json(_human(drafts.resolve, ref, done.technical, done.business, author))
+    if form == "postmortem":
+        review = _body(PostmortemBody, svc)
+        texts = (review.technical, review.business, review.measures())
+        return _drafts_json(_human(drafts.postmortem, ref, *texts, author))
+    if form == "sla_followup":
+        return _drafts_json(_human(drafts.sla_followup, ref))
+    raise ApiError(404, "not_found", f"no draft {form}: update, resolve, postmortem or sla_followup")

@@ -19,7 +19,7 @@ from adapter.engine.planning import STATUS_TEXT, first_notice_deadline
 from adapter.sources.fields import error_details
 from adapter.store import audit, outbox
 from adapter.store import incidents as repo
-from adapter.store.records import Incident
+from adapter.store.records import AwaitingNotice, Incident
 from adapter.web import desklogin, identity
 from adapter.web.api import (
     DeclareBody,
@@ -28,6 +28,7 @@ from adapter.web.api import (
     ResolveBody,
     UpdateBody,
     call_list,
+    human_update,
     read_history,
 )
 from adapter.web.errors import ApiError
@@ -69,6 +70,7 @@ class Row:
     incident: Incident
     segments: dict[str, int]
     due: list[Due]
+    awaiting: int = 0  # notices waiting for an approver
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,8 +216,9 @@ def incidents() -> ResponseReturnValue:
             open_first=True,
         )
         heard = outbox.last_heard_open(conn)
+        waiting = Counter(w.ref for w in outbox.awaiting_approval(conn, timedelta(0)))
     listed = [
-        Row(i, _segments(svc, i), _due(svc, i, heard) if i.status != "resolved" else [])
+        Row(i, _segments(svc, i), [] if i.status == "resolved" else _due(svc, i, heard), waiting[i.ref])
         for i in rows[:PER_PAGE]
     ]
     return _page(
@@ -256,12 +259,7 @@ def _form(model: type[BaseModel], lists: tuple[str, ...] = (), lines: tuple[str,
 
 
 def _update_from_form(svc: Services) -> HumanUpdate:
-    body: UpdateBody = _form(UpdateBody, lists=("tenants",))
-    eta = body.eta
-    if isinstance(eta, timedelta):
-        eta = svc.clock.now() + eta
-    tenants = tuple(body.tenants) if body.tenants is not None else None
-    return HumanUpdate(**{**body.model_dump(), "eta": eta, "tenants": tenants})
+    return human_update(svc, _form(UpdateBody, lists=("tenants",)))
 
 
 def _declaration_from_form() -> Declaration:
@@ -340,6 +338,8 @@ def _incident_page(ref: str, status: int = 200, form: str | None = None, **extra
         found = read_history(conn, ref)
         incident = found.incident
         trail = audit.entries(conn, ref=ref)
+        auto_publish_after = svc.settings.policy.approval.auto_publish_after
+        waiting = outbox.awaiting_approval(conn, auto_publish_after, incident_id=incident.id)
         heard = outbox.last_heard_open(conn) if incident.status != "resolved" else {}
     return _page(
         "desk/incident.html",
@@ -352,6 +352,7 @@ def _incident_page(ref: str, status: int = 200, form: str | None = None, **extra
         due=_due(svc, incident, heard) if incident.status != "resolved" else [],
         segments=_segments(svc, incident),
         call_list=call_list(svc, incident),
+        waiting=waiting,
         catalog=svc.settings.catalog,
         statuses=STATUSES,
         form=form,
@@ -419,3 +420,53 @@ def retry(notice_id: int) -> ResponseReturnValue:
     ref = request.form.get("ref", "")
     target = url_for("desk.incident", ref=ref, done="retry") if ref else url_for("desk.incidents")
     return redirect(target, 303)
+
+
+# --------------------------------------------------------------------------------------------
+# approvals
+
+
+def _awaiting(svc: Services) -> list[AwaitingNotice]:
+    with svc.store.read() as conn:
+        return outbox.awaiting_approval(conn, svc.settings.policy.approval.auto_publish_after)
+
+
+@bp.get("/approvals")
+def approvals() -> ResponseReturnValue:
+    _author("viewer")
+    return _page("desk/approvals.html", waiting=_awaiting(services()))
+
+
+@bp.post("/notices/<int:notice_id>/<decision>")
+def decide(notice_id: int, decision: str) -> ResponseReturnValue:
+    """An approver publishes a waiting notice (with the edits made in the form) or discards it."""
+    author = _author("approver")
+    svc = services()
+    if decision == "approve":
+        with svc.store.read() as conn:
+            notice = outbox.one(conn, notice_id)
+        if notice is None:
+            raise ApiError(404, "not_found", f"no notice {notice_id}")
+        # Only what the approver changed counts as an edit (browsers send \r\n in text areas).
+        subject = request.form.get("subject", notice.subject).strip()
+        body = request.form.get("body", notice.body).replace("\r\n", "\n").strip()
+        edits = (
+            subject if subject != notice.subject else None,
+            body if body != notice.body.strip() else None,
+        )
+        action: Callable[..., int] = svc.humans.approve
+        args: tuple[Any, ...] = (notice_id, author, *edits)
+    elif decision == "discard":
+        action, args = svc.humans.discard, (notice_id, author)
+    else:
+        raise ApiError(404, "not_found", f"no action {decision}")
+    try:
+        action(*args)
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except Conflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    svc.dispatcher.wake()
+    ref = request.form.get("ref", "")
+    target = url_for("desk.incident", ref=ref) if ref else url_for("desk.approvals")
+    return redirect(f"{target}?done={decision}", 303)

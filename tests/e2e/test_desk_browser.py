@@ -74,11 +74,14 @@ def desk(dualtrack_factory: Any) -> Iterator[tuple[Dualtrack, Sink]]:
             "users": [
                 {"name": "ana", "password_hash": HASH, "role": "author", "team": "SRE"},
                 {"name": "vic", "password_hash": HASH, "role": "viewer"},
+                {"name": "lea", "password_hash": HASH, "role": "approver", "team": "Support"},
             ],
+            # Business notices from level 3 wait for an approver.
+            "policy": {"approval": {"business": {"min_level": 3}}},
             "auth": {
                 "alertmanager": {"bearer_tokens": [AM_TOKEN]},
                 "session_secret": "desk-browser-secret-0123456789",
-                "login_attempts": 3,
+                "login_attempts": 5,
             },
         }
         yield dualtrack_factory(providers=providers, extra=extra).start(), sink
@@ -98,7 +101,7 @@ def _tracks(page: Any, selector: str) -> dict[str, str]:
     }
 
 
-def test_declare_and_update_watching_both_previews_then_delivered(
+def test_declare_update_and_approve_watching_both_previews_then_delivered(
     desk: tuple[Dualtrack, Sink], chromium: Any, tmp_path: Path
 ) -> None:
     server, sink = desk
@@ -122,14 +125,17 @@ def test_declare_and_update_watching_both_previews_then_delivered(
         page.click("#declare button[type=submit]")
     assert page.url.endswith("/desk/incidents/INC-2026-0001")
 
+    # The business acknowledgement waits for an approver; the technical one went out.
+    wait_until(lambda: sink.received("/technical"), timeout=30, message=server.logs)
+    assert "waiting for approval" in page.inner_text("#approvals h2").lower()
+    assert page.query_selector("#approvals textarea") is None  # an author reads, an approver edits
+
     # Write an update: each keystroke batch re-renders both tracks through the real templates.
     page.fill("#u-technical", "Gateway failover in progress")
     shows(page, "#update-preview", "Gateway failover in progress")
     first = _tracks(page, "#update-preview")
     page.fill("#u-business", "A fix is on its way")
-    page.wait_for_function(
-        "() => document.querySelector('#update-preview').innerText.includes('A fix is on its way')"
-    )
+    shows(page, "#update-preview", "A fix is on its way")
     second = _tracks(page, "#update-preview")
     assert first["business"] != second["business"] and "A fix is on its way" in second["business"]
     assert "Gateway failover in progress" not in second["business"]
@@ -138,20 +144,51 @@ def test_declare_and_update_watching_both_previews_then_delivered(
         page.click("#update button[type=submit]")
     assert "Done: update." in page.inner_text("main")
     assert "ana (author): update" in page.inner_text("#audit")
+    technical = lambda: [json.loads(r.body) for r in sink.received("/technical")]  # noqa: E731
+    wait_until(lambda: "Gateway failover in progress" in json.dumps(technical()), timeout=30)
+    assert sink.received("/business") == []
 
-    def delivered() -> bool:
-        business = [json.loads(r.body) for r in sink.received("/business")]
-        return any("A fix is on its way" in json.dumps(b) for b in business)
+    # An approver edits the acknowledgement and approves it, then approves the update as written.
+    approver = Visit(chromium, server.url)
+    approver.log_in("lea")
+    approver.go("/desk/approvals")
+    # The business acknowledgement and update, each on the built-in page and the customers' webhook.
+    headings = approver.page.locator("article.awaiting h3").all_inner_texts()
+    assert len(headings) == 4 and all("(business" in h for h in headings)
+    while approver.page.locator("article.awaiting").count():
+        item = approver.page.locator("article.awaiting").first
+        if "acknowledgement to customers" in item.locator("h3").inner_text():
+            body = item.locator("textarea")
+            body.fill(body.input_value() + "\nWe are sorry for the trouble.")
+        with approver.page.expect_navigation():
+            item.get_by_role("button", name="Approve and send").click()
+    assert "Nothing is waiting for approval." in approver.page.inner_text("main")
 
-    wait_until(delivered, timeout=30, message=lambda: "the business update at the sink\n" + server.logs())
-    technical = [json.loads(r.body) for r in sink.received("/technical")]
-    assert any("Gateway failover in progress" in json.dumps(t) for t in technical)
+    def business() -> list[str]:
+        return [json.dumps(json.loads(r.body)) for r in sink.received("/business")]
+
+    wait_until(
+        lambda: len(business()) == 2, timeout=30, message=lambda: "two business notices\n" + server.logs()
+    )
+    acknowledgement, update = business()
+    assert "We are sorry for the trouble." in acknowledgement
+    assert "A fix is on its way" in update
+    trail = server.api("/audit", incident="INC-2026-0001")["entries"]
+    approvals = [e for e in trail if e["action"] == "approve"]
+    assert [e["author"] for e in approvals] == ["lea"] * 4
+    assert [("body" in e["changes"]) for e in approvals] == [False, True, False, False]
+    assert approver.problems == []
 
     # Screenshots of the list and the incident page at both widths, with no console errors.
     for size in SIZES:
         shot = Visit(chromium, server.url, size)
         shot.log_in("ana")
-        for name, path in {"list": "/desk/", "incident": "/desk/incidents/INC-2026-0001"}.items():
+        pages = {
+            "list": "/desk/",
+            "incident": "/desk/incidents/INC-2026-0001",
+            "approvals": "/desk/approvals",
+        }
+        for name, path in pages.items():
             shot.go(path)
             shot.page.screenshot(path=str(tmp_path / f"{name}-{size}.png"), full_page=True)
             width = shot.page.evaluate("() => document.documentElement.scrollWidth")
@@ -198,7 +235,7 @@ def test_wrong_passwords_are_refused_and_attempts_are_limited(
 ) -> None:
     server, _ = desk
     visit = Visit(chromium, server.url)
-    for _ in range(3):
+    for _ in range(5):
         page = visit.log_in("ana", "not the password")
         assert "Wrong user name or password." in page.inner_text("[role=alert]")
     page = visit.log_in("ana")

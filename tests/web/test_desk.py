@@ -247,3 +247,61 @@ def test_the_list_puts_open_incidents_first_and_filters_by_status_level_and_serv
     assert client.get("/desk/?level=9").status_code == 400
     page = client.get("/desk/").text
     assert "Next business notice" in page and "1 business" in page
+
+
+def test_approvers_approve_with_their_edits_or_discard_and_others_only_read(open_store, make_settings, clock):
+    config = base_config()
+    config["users"] = [*USERS, {"name": "lea", "password_hash": HASH, "role": "approver"}]
+    config["auth"]["session_secret"] = "desk-session-secret-0123456789"
+    config["policy"] = {"approval": {"business": {"min_level": 3}}}
+    config["providers"] = [
+        {"name": "shops", "type": "webhook", "audience": "business", "url": "http://127.0.0.1:9/b"}
+    ]
+    settings = make_settings(config)
+    store = open_store(settings.storage.url)
+    app = create_app(settings, clock=clock, store=store, metrics=Metrics())
+    svc = app.extensions["dualtrack"]
+    from adapter.engine.humans import Declaration
+    from tests.support.people import ONCALL
+
+    for service in ("checkout", "search"):
+        svc.humans.declare(Declaration((service,), 3, f"{service} is down"), ONCALL)
+    with store.read() as conn:
+        first, second = outbox.awaiting_approval(conn, timedelta(0))
+
+    author = app.test_client()
+    log_in(author, "ana")
+    listed = author.get("/desk/").text
+    assert listed.count("1 notice waiting for approval") == 2
+    page = author.get("/desk/approvals").text
+    assert "textarea" not in page and first.notice.subject in page
+    refused = author.post(f"/desk/notices/{first.notice.id}/approve", data={"csrf": csrf_of(page)})
+    assert refused.status_code == 403
+
+    lea = app.test_client()
+    log_in(lea, "lea")
+    token = csrf_of(lea.get("/desk/approvals").text)
+    edited = first.notice.body.replace("\n", "\r\n") + "\r\nSorry for the trouble."  # as a browser sends it
+    done = lea.post(
+        f"/desk/notices/{first.notice.id}/approve",
+        data={"csrf": token, "subject": first.notice.subject, "body": edited, "ref": first.ref},
+    )
+    assert done.status_code == 303 and done.headers["Location"].endswith(
+        f"/desk/incidents/{first.ref}?done=approve"
+    )
+    assert lea.post(f"/desk/notices/{second.notice.id}/discard", data={"csrf": token}).status_code == 303
+    again = lea.post(f"/desk/notices/{second.notice.id}/discard", data={"csrf": token})
+    assert again.status_code == 409
+    with store.read() as conn:
+        approved, discarded = outbox.one(conn, first.notice.id), outbox.one(conn, second.notice.id)
+        trail = audit.entries(conn)
+    assert approved.state == "pending" and approved.body.endswith("\nSorry for the trouble.")
+    assert discarded.state == "discarded"
+    decisions = [(a.author, a.action, sorted(a.changes)) for a in trail if a.action in ("approve", "discard")]
+    assert (
+        decisions[0][:2] == ("lea", "approve")
+        and "body" in decisions[0][2]
+        and "subject" not in decisions[0][2]
+    )
+    assert decisions[1][:2] == ("lea", "discard")
+    store.dispose()

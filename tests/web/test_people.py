@@ -233,3 +233,29 @@ def test_a_plain_token_still_works_as_an_unnamed_admin_and_check_config_says_so(
     assert any(
         "api.tokens[0]: a plain token is an unnamed admin token" in w for w in config_warnings(settings)
     )
+
+
+def test_the_desks_previews_are_in_the_api_too_and_keep_nothing(world):
+    client, svc = world()
+    drafted = send(client, "POST", "/api/v1/drafts/declare", AUTHOR_TOKEN, DECLARATION)
+    assert drafted.status_code == 200
+    drafts = drafted.get_json()["drafts"]
+    readers = {d["audience"]: d["readers"] for d in drafts}
+    assert readers == {
+        "technical": ["status (technical)", "team (technical)"],
+        "business": ["status (business)", "shops (business)"],
+    }
+    texts = {d["audience"]: d["body"] for d in drafts}
+    assert "gateway timeout" in texts["technical"] and "gateway timeout" not in texts["business"]
+    assert "Please retry or use another card." in texts["business"]
+    assert send(client, "GET", "/api/v1/incidents", VIEWER_TOKEN).get_json() == {"incidents": []}
+    assert send(client, "POST", "/api/v1/drafts/declare", VIEWER_TOKEN, DECLARATION).status_code == 403
+
+    send(client, "POST", "/api/v1/incidents", AUTHOR_TOKEN, DECLARATION)
+    url = "/api/v1/incidents/INC-2026-0001/drafts"
+    update = send(client, "POST", f"{url}/update", AUTHOR_TOKEN, {"business": "Fixed by noon.", "eta": "2h"})
+    assert any("Fixed by noon." in d["body"] for d in update.get_json()["drafts"])
+    assert send(client, "POST", f"{url}/sla_followup", AUTHOR_TOKEN).status_code == 409
+    assert send(client, "POST", f"{url}/nothing", AUTHOR_TOKEN, {}).status_code == 404
+    with svc.store.read() as conn:
+        assert [n.phase for n in outbox.notices_of(conn, [1])] == ["acknowledgement"] * 4
