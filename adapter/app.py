@@ -13,12 +13,14 @@ from adapter.engine.core import Engine
 from adapter.engine.drafts import Drafts
 from adapter.engine.expand import Expander
 from adapter.engine.humans import HumanActions
+from adapter.engine.planning import PHASES
 from adapter.engine.reconcile import Reconciler
 from adapter.engine.scheduler import Scheduler
+from adapter.feedback import LinkMaker
 from adapter.metrics import Metrics
 from adapter.rendering import Renderer, local_time, settings_renderer, utc
 from adapter.store import Store
-from adapter.web import api, desk, errors, headers, openapi, ops, status, webhooks
+from adapter.web import api, desk, errors, feedback, headers, openapi, ops, status, webhooks
 from adapter.web.pagecache import PageCache
 from adapter.web.serialize import iso
 from adapter.web.services import EXTENSION, Services
@@ -49,7 +51,19 @@ def create_app(
     clock = clock or SystemClock()
     store = store or Store(settings.storage.url, sqlite_synchronous=settings.storage.sqlite_synchronous)
     metrics = metrics or Metrics()
-    dispatcher = Dispatcher(store, settings.providers, settings.delivery, clock, metrics)
+    answers = settings.feedback
+    links = None
+    if answers.secret is not None:
+        links = LinkMaker(answers.secret, settings.server.public_url, answers.expire_after, frozenset(PHASES))
+    dispatcher = Dispatcher(
+        store,
+        settings.providers,
+        settings.delivery,
+        clock,
+        metrics,
+        links=links,
+        links_listed=frozenset(answers.providers),
+    )
     renderer = make_renderer(settings, metrics)
     engine = Engine(
         settings,
@@ -86,10 +100,11 @@ def create_app(
         metrics=metrics,
         clock=clock,
         pages=PageCache(clock, settings.status_page.cache),
+        feedback_links=links,
     )
     app.jinja_env.filters.update(iso=iso, utc=utc, local_time=local_time)
     errors.register(app)
     headers.register(app)
-    for blueprint in (webhooks.bp, api.bp, openapi.bp, status.bp, ops.bp, desk.bp):
+    for blueprint in (webhooks.bp, api.bp, openapi.bp, status.bp, ops.bp, desk.bp, feedback.bp):
         app.register_blueprint(blueprint)
     return app

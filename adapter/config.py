@@ -48,6 +48,7 @@ DEMO_SECRETS = frozenset(
         "devroutingkey0123456789abcdef012",
         "dev-status-page-secret-change-me",
         "dev-session-secret-change-me",
+        "dev-feedback-secret-change-me",
         DEMO_PASSWORD_HASH,
         "REPLACE-ME-alertmanager-bearer-token",
         "REPLACE-ME-api-token",
@@ -483,6 +484,20 @@ class PublishSettings(Strict):
     unknown_services: Literal["triage", "publish"] = "triage"
 
 
+class FeedbackSettings(Strict):
+    """ "Was this update helpful?" and "technical details" links in customer notices."""
+
+    # Signs the links; none: notices carry no links.
+    secret: str | None = Field(default=None, min_length=16)
+    # How long a link keeps working.
+    expire_after: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
+    # Status-page providers (Statuspage, Instatus, Cachet) whose bodies carry the links too;
+    # e-mail, webhooks and the built-in page always do.
+    providers: list[str] = []
+    # A business tenant asking this many times for technical details may be in the wrong segment.
+    flag_detail_requests: int = Field(default=3, ge=1)
+
+
 class Settings(Strict):
     """Everything dualtrack needs to run, validated; paths already resolved."""
 
@@ -502,6 +517,7 @@ class Settings(Strict):
     reconcile: ReconcileSettings = ReconcileSettings()
     status_page: StatusPageSettings = StatusPageSettings()
     publish: PublishSettings = PublishSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     users: list[User] = []
     providers: list[ProviderSettings] = Field(
         default_factory=lambda: [ProviderSettings(name="status", type="builtin", audience="all")]
@@ -575,6 +591,8 @@ def weak_secrets(settings: Settings) -> list[WeakSecret]:
             check(f"api.tokens[{i}]", api_token)
     if auth.session_secret is not None:
         check("auth.session_secret", auth.session_secret)
+    if settings.feedback.secret is not None:
+        check("feedback.secret", settings.feedback.secret)
     for i, person in enumerate(settings.users):
         if person.password_hash == DEMO_PASSWORD_HASH:
             found.append(WeakSecret(f"users[{i}].password_hash", 'the demo password "dualtrack"'))
@@ -671,12 +689,13 @@ def load_settings(path: str | os.PathLike[str], check_provider: ProviderCheck | 
     provider_names = {p.name for p in settings.providers}
     policy = settings.policy
     for key, names in (
-        ("internal_providers", policy.internal_providers),
-        ("senior_authoring.providers", policy.senior_authoring.providers),
+        ("policy.internal_providers", policy.internal_providers),
+        ("policy.senior_authoring.providers", policy.senior_authoring.providers),
+        ("feedback.providers", settings.feedback.providers),
     ):
         for index, name in enumerate(names):
             if name not in provider_names:
-                problems.append(f"{where}: policy.{key}[{index}]: no provider named {name!r}")
+                problems.append(f"{where}: {key}[{index}]: no provider named {name!r}")
 
     catalog_path = base / settings.catalog_file
     catalog = load_catalog(catalog_path, problems)

@@ -16,6 +16,7 @@ from typing import Any
 from adapter.background import BackgroundLoop
 from adapter.clock import Clock
 from adapter.config import DeliverySettings, ProviderSettings
+from adapter.feedback import LinkMaker
 from adapter.metrics import Metrics
 from adapter.providers import DeliveryError, Message, Provider, RequestHooks, build_providers
 from adapter.rendering import render_html
@@ -206,9 +207,15 @@ class Dispatcher:
         clock: Clock,
         metrics: Metrics,
         owner: str | None = None,
+        *,
+        links: LinkMaker | None = None,
+        links_listed: frozenset[str] = frozenset(),
     ):
         self.store = store
         self.settings = settings
+        # Feedback links for customer notices, and the providers that put them in their bodies.
+        self.links = links
+        self.links_listed = links_listed
         self.clock = clock
         self.metrics = metrics
         # notices.lease_owner holds 64 characters; a long host name must not overflow it.
@@ -344,6 +351,7 @@ class Dispatcher:
         self.metrics.provider_request_seconds.labels(provider).observe(seconds)
 
     def _messages(self, notices: list[Notice]) -> dict[int, Message]:
+        now = self.clock.now()
         with self.store.read() as conn:
             incidents = {i.id: i for i in repo.incidents_by_id(conn, {n.incident_id for n in notices})}
             refs = outbox.first_refs(conn, notices)
@@ -359,13 +367,19 @@ class Dispatcher:
                 "tenants": incident.tenants,
                 **(notice.data or {}),
             }
+            links = None
+            if self.links is not None:
+                links = self.links.for_notice(notice.id, notice.phase, notice.audience, notice.tenant, now)
+            body = notice.body
+            if links is not None and provider is not None and self._links_in_body(provider):
+                body = f"{body}\n\n{links.text()}"
             messages[notice.id] = Message(
                 notice_id=notice.id,
                 incident_ref=incident.ref,
                 phase=notice.phase,
                 audience=notice.audience,
                 subject=notice.subject,
-                body=notice.body,
+                body=body,
                 level=int(facts["level"]),
                 status=str(facts["status"]),
                 services=list(facts["services"]),
@@ -373,9 +387,14 @@ class Dispatcher:
                 tenant=notice.tenant,
                 provider_ref=refs[outbox.ref_key(notice)],
                 data=facts,
-                html=render_html(notice.body, notice.subject) if provider and provider.sends_html else None,
+                html=render_html(body, notice.subject) if provider and provider.sends_html else None,
+                feedback=links,
             )
         return messages
+
+    def _links_in_body(self, provider: Provider) -> bool:
+        how = provider.links_in_body
+        return how == "always" or (how == "listed" and provider.name in self.links_listed)
 
     def _deliver(self, notice: Notice, message: Message) -> outbox.Outcome:
         """Send one notice; the outcome says how to record it."""

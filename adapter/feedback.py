@@ -94,3 +94,20 @@ def links(
         return f"{base_url.rstrip('/')}/{prefix}/{sign(secret, Link(kind, notice_id, tenant, expires))}"
 
     return Links(url("yes"), url("no"), url("details") if audience == "business" else None)
+
+
+@dataclass(frozen=True)
+class LinkMaker:
+    """Makes each customer notice's links as it goes out (`feedback` settings; none without a secret)."""
+
+    secret: str
+    base_url: str
+    ttl: timedelta
+    phases: frozenset[str]  # the customer-facing ones: the team's own notices carry no links
+
+    def for_notice(
+        self, notice_id: int, phase: str, audience: str, tenant: str | None, now: datetime
+    ) -> Links | None:
+        if phase not in self.phases:
+            return None
+        return links(self.secret, self.base_url, notice_id, tenant, audience, now, self.ttl)

@@ -96,7 +96,8 @@ def test_serve_refuses_demo_secrets_beyond_loopback():
         "missing secrets: auth.alertmanager.bearer_tokens[0] (AM_TOKEN), "
         "auth.alertmanager.basic_auth[0].password (AM_PASSWORD), auth.events.routing_keys[0] "
         "(EVENTS_ROUTING_KEY), api.tokens[0].token (DUALTRACK_API_TOKEN), auth.session_secret "
-        "(DUALTRACK_SESSION_SECRET), users[0].password_hash, status_page.tenant_token_secret "
+        "(DUALTRACK_SESSION_SECRET), feedback.secret (DUALTRACK_FEEDBACK_SECRET), "
+        "users[0].password_hash, status_page.tenant_token_secret "
         "(STATUS_PAGE_SECRET); set them (`dualtrack check-config` says more), or listen on 127.0.0.1"
     ]
     with pytest.raises(ConnectionRefusedError):
@@ -134,7 +135,8 @@ def test_serve_on_loopback_with_demo_secrets_starts_and_says_so(tmp_path):
             "with public demo or missing secrets: auth.alertmanager.bearer_tokens[0] (AM_TOKEN), "
             "auth.alertmanager.basic_auth[0].password (AM_PASSWORD), auth.events.routing_keys[0] "
             "(EVENTS_ROUTING_KEY), api.tokens[0].token (DUALTRACK_API_TOKEN), auth.session_secret "
-            "(DUALTRACK_SESSION_SECRET), users[0].password_hash, status_page.tenant_token_secret "
+            "(DUALTRACK_SESSION_SECRET), feedback.secret (DUALTRACK_FEEDBACK_SECRET), "
+            "users[0].password_hash, status_page.tenant_token_secret "
             "(STATUS_PAGE_SECRET)"
         )
     finally:

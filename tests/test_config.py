@@ -25,6 +25,7 @@ SHIPPED_DEMO = [
     ("auth.events.routing_keys[0]", "EVENTS_ROUTING_KEY"),
     ("api.tokens[0].token", "DUALTRACK_API_TOKEN"),
     ("auth.session_secret", "DUALTRACK_SESSION_SECRET"),
+    ("feedback.secret", "DUALTRACK_FEEDBACK_SECRET"),
     ("status_page.tenant_token_secret", "STATUS_PAGE_SECRET"),
 ]
 

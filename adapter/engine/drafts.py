@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from adapter.catalog import Tenant
-from adapter.config import Settings
+from adapter.config import ProviderSettings, Settings
 from adapter.engine.effects import Effects
 from adapter.engine.humans import Author, Conflict, Declaration, HumanActions, HumanUpdate, NotFound, signed
 from adapter.engine.planning import Recipient, affected_tenants, plan_notices, recipients
@@ -108,7 +108,8 @@ class Drafts:
 
     def update(self, ref: str, change: HumanUpdate, author: Author) -> list[Draft]:
         def updated(conn: Connection, now: datetime) -> Incident:
-            return repo.update_incident(conn, self._incident(conn, ref), change.values())
+            incident, values = self._incident(conn, ref), change.values()
+            return repo.update_incident(conn, incident, values) if values else incident
 
         messages = {"technical": change.technical, "business": change.business}
         return self._render(
@@ -158,3 +159,15 @@ class Drafts:
             return out
 
         return self._render(resolved, "sla_followup", {}, per_tenant)
+
+    def technical(self, ref: str, phase: str, tenant: Tenant | None) -> Draft:
+        """The technical version of an incident's notice of `phase`, as it reads now, for a reader
+        of its business version (the tenant's own view, with a tenant)."""
+        page = ProviderSettings(name="details", type="builtin", audience="technical")
+        reader = Recipient(page, "technical", tenant)
+
+        def current(conn: Connection, now: datetime) -> Incident:
+            return self._incident(conn, ref)
+
+        (draft,) = self._render(current, phase, {}, lambda conn, incident, now: [([reader], {})])
+        return draft

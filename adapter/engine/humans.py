@@ -505,3 +505,18 @@ class HumanActions:
             self._audit(conn, author, "discard", incident, now, audit.notice_changes(notice))
         self._done(1)
         return notice_id
+
+    def templates_reviewed(self, ref: str, author: Author) -> str:
+        """A person has reviewed the templates a resolved incident used, against its feedback."""
+        now = self.clock.now()
+        with writing(self.store) as (conn, _effects):
+            incident = self._incident(conn, ref)
+            if incident.status != "resolved":
+                raise Conflict(f"{ref} is still open; review its templates once it is resolved")
+            if repo.has_timeline(conn, incident.id, "templates_reviewed"):
+                raise Conflict(f"{ref}'s templates are already reviewed")
+            repo.add_timeline(
+                conn, incident.id, now, "templates_reviewed", "Templates reviewed", author=author.name
+            )
+            self._audit(conn, author, "templates_reviewed", incident, now, {})
+        return ref

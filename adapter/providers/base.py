@@ -10,12 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import requests
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from adapter.config import Duration, ProviderSettings
+from adapter.feedback import Links
 
 
 class DeliveryError(Exception):
@@ -56,6 +57,8 @@ class Message:
     data: dict[str, Any] = field(default_factory=dict)
     # The body as a small HTML page, for providers that send HTML (`sends_html`).
     html: str | None = None
+    # "Was this update helpful?" and technical-details links (customer notices, `feedback.secret`).
+    feedback: Links | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class Provider:
     publishes_on_commit: ClassVar[bool] = False
     # Messages carry `html`, the body as a small HTML page (rendered only for these providers).
     sends_html: ClassVar[bool] = False
+    # Whether the body ends with the feedback links: always, when named in feedback.providers
+    # (public status pages), or never (the provider carries them its own way, or has no reader).
+    links_in_body: ClassVar[Literal["always", "listed", "never"]] = "never"
 
     def __init__(self, settings: ProviderSettings, hooks: RequestHooks | None = None):
         self.name = settings.name

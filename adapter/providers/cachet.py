@@ -66,6 +66,7 @@ def component_ids(message: Message) -> list[int]:
 
 class Cachet(Provider):
     type = "cachet"
+    links_in_body = "listed"
     Options = CachetOptions
     options: CachetOptions
     # 3.x allows 300 requests a minute per user by default; 2.x has no limit on API routes.

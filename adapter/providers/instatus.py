@@ -56,6 +56,7 @@ def iso(moment: datetime) -> str:
 
 class Instatus(Provider):
     type = "instatus"
+    links_in_body = "listed"
     Options = InstatusOptions
     options: InstatusOptions
     # Rate limits are not documented; stay well clear of whatever they are.

@@ -99,6 +99,7 @@ def _address_list(values: list[str]) -> str:
 
 class Smtp(Provider):
     type = "smtp"
+    links_in_body = "always"
     Options = SmtpOptions
     options: SmtpOptions
     contact = "email"

@@ -45,6 +45,12 @@ class Webhook(Provider):
         return str(self.options.url)
 
     def payload(self, message: Message) -> dict[str, object]:
+        links = message.feedback
+        extra: dict[str, object] = {}
+        if links is not None:  # customer notices, when feedback.secret is set
+            extra["feedback_urls"] = {"yes": links.yes, "no": links.no}
+            if links.details:
+                extra["details_url"] = links.details
         return {
             "notice_id": message.notice_id,
             "incident": message.incident_ref,
@@ -57,6 +63,7 @@ class Webhook(Provider):
             "services": message.services,
             "tenants": message.tenants,
             "tenant": message.tenant,
+            **extra,
         }
 
     def send(self, message: Message) -> str:

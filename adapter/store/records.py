@@ -230,3 +230,45 @@ class DeskSession(Record):
     csrf: str
     created_at: datetime
     expires_at: datetime
+
+
+# --------------------------------------------------------------------------------------------
+# readers' feedback and the communication report (adapter/store/feedback.py)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeFacts(Record):
+    """What the report needs of a notice: where it went, when, its deadline, and its incident."""
+
+    id: int
+    incident_id: int
+    ref: str
+    incident_type: str
+    provider: str
+    audience: str
+    phase: str
+    tenant: str | None
+    state: str
+    data: dict[str, Any]
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Record):
+    """One reader's answer to "Was this update helpful?", with the notice it is about."""
+
+    notice: NoticeFacts
+    segment: str
+    helpful: bool
+    comment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DetailRequest(Record):
+    """A reader of a business notice opening its technical version."""
+
+    ref: str
+    tenant: str | None
+    segment: str
+    at: datetime

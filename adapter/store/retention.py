@@ -6,12 +6,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, select, update
 
-from adapter.store.schema import alerts, incidents, notices, timeline
+from adapter.store.schema import alerts, detail_requests, feedback, incidents, notices, timeline
 
 
 def prune(conn: Connection, resolved_before: datetime, now: datetime, limit: int) -> int:
-    """Delete the notices, alerts and timeline of up to `limit` incidents resolved before
-    `resolved_before`, oldest first; how many incidents were pruned.
+    """Delete the notices (with their readers' feedback), alerts and timeline of up to `limit`
+    incidents resolved before `resolved_before`, oldest first; how many incidents were pruned.
 
     The incidents' own rows stay (times, levels, services, tenants: what uptime bars and SLA
     figures are computed from). Whole rows go, not just their texts, because SQLite reuses the
@@ -26,7 +26,8 @@ def prune(conn: Connection, resolved_before: datetime, now: datetime, limit: int
     )
     ids = list(conn.execute(query).scalars())
     if ids:
-        for table in (notices, alerts, timeline):
+        # What readers said of the notices goes with them (the report covers the retained period).
+        for table in (feedback, detail_requests, notices, alerts, timeline):
             conn.execute(delete(table).where(table.c.incident_id.in_(ids)))
         conn.execute(update(incidents).where(incidents.c.id.in_(ids)).values(pruned_at=now))
     return len(ids)

@@ -277,3 +277,35 @@ desk_sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Index("ix_desk_sessions_expires", "expires_at"),
 )
+
+
+# Answers to "Was this update helpful?": one per notice and reader (`reader`: the tenant's id,
+# or "" for a shared notice's anonymous reader), the answer changing on a second click.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("notice_id", Integer, ForeignKey("notices.id"), nullable=False),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False),
+    Column("reader", String(64), nullable=False),
+    Column("segment", String(16), nullable=False),
+    Column("helpful", Boolean, nullable=False),
+    Column("comment", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("notice_id", "reader", name="uq_feedback_notice_reader"),
+    Index("ix_feedback_created", "created_at"),
+)
+
+# Each time a reader of a business notice opened its technical version.
+detail_requests = Table(
+    "detail_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("notice_id", Integer, ForeignKey("notices.id"), nullable=False),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), nullable=False),
+    Column("tenant", String(64)),
+    Column("segment", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_detail_requests_at", "at"),
+)

@@ -8,20 +8,23 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 from sqlalchemy import Connection
 
 from adapter.config import Role
 from adapter.durations import format_duration, parse_duration
+from adapter.engine import reports
 from adapter.engine.drafts import Draft
 from adapter.engine.humans import Author, Conflict, Declaration, HumanUpdate, Invalid, NotFound
+from adapter.engine.planning import PHASES
+from adapter.engine.reports import Report
 from adapter.sources import SOURCES
 from adapter.sources.fields import INCIDENT_TYPE_MAX, error_details, in_range, iso_time
 from adapter.sources.fields import Text as StorableText
 from adapter.sources.signal import PayloadError
-from adapter.store import audit, outbox
+from adapter.store import audit, feedback, outbox
 from adapter.store import incidents as repo
 from adapter.store.records import Alert, Incident, Notice, TimelineEntry
 from adapter.text import storable
@@ -48,6 +51,8 @@ Found = TypeVar("Found")
 ID_MAX = 2**31 - 1
 # How far ahead a relative ETA ("2h") may reach.
 ETA_MAX = timedelta(days=365)
+# The communication report's period when none is asked for.
+REPORT_DAYS = timedelta(days=30)
 # What the OpenAPI document says of an ETA: its validator is a function, which pydantic cannot describe.
 ETA_SCHEMA = {
     "type": "string",
@@ -384,14 +389,11 @@ def retry_notice(notice_id: int) -> ResponseReturnValue:
     return jsonify(notice_json(row))
 
 
-@bp.get("/audit")
-def list_audit() -> ResponseReturnValue:
-    """Who did what: `?incident=<ref>&author=<name>&from=<time>&to=<time>`, oldest first."""
-    _author("viewer")
-    args = request.args
+def time_bounds(args: Any) -> dict[str, datetime]:
+    """`from` and `to` of a query, as times (ISO 8601; without an offset, UTC); a 400 naming a bad one."""
     bounds = {}
     for name in ("from", "to"):
-        if name in args:
+        if args.get(name):
             try:
                 moment = iso_time(args[name])
                 bounds[name] = in_range(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
@@ -402,6 +404,50 @@ def list_audit() -> ResponseReturnValue:
                     f"{name} must be an ISO 8601 date and time",
                     [{"field": name, "message": f"got {args[name]!r}"}],
                 ) from None
+    return bounds
+
+
+def communication_report(svc: Services, args: Any) -> Report:
+    """The communication report over `from` to `to` (default: the 30 days up to now)."""
+    bounds = time_bounds(args)
+    end = bounds.get("to") or svc.clock.now()
+    start = bounds.get("from") or end - REPORT_DAYS
+    with svc.store.read() as conn:
+        notices = feedback.customer_notices(conn, start, end, PHASES)
+        answers = feedback.answers(conn, start, end)
+        details = feedback.details_asked(conn, start, end)
+    return reports.communication(svc.settings, notices, answers, details, start, end)
+
+
+@bp.get("/reports/communication")
+def report_communication() -> ResponseReturnValue:
+    """Deadlines kept, deliveries, feedback and detail requests by audience, segment, level, type
+    and provider; `?format=csv` for a spreadsheet."""
+    _author("viewer")
+    svc = services()
+    report = communication_report(svc, request.args)
+    if request.args.get("format") == "csv":
+        filename = f"communication-{report.start:%Y%m%d}-{report.end:%Y%m%d}.csv"
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+        return Response(report.csv(), mimetype="text/csv", headers=headers)
+    return jsonify(report.json())
+
+
+@bp.post("/incidents/<ref>/templates-reviewed")
+def review_templates(ref: str) -> ResponseReturnValue:
+    """A person has reviewed the templates a resolved incident of level 3 or more used."""
+    author = _author("author")
+    svc = services()
+    _human(svc.humans.templates_reviewed, ref, author)
+    return jsonify(_incident_document(svc, ref))
+
+
+@bp.get("/audit")
+def list_audit() -> ResponseReturnValue:
+    """Who did what: `?incident=<ref>&author=<name>&from=<time>&to=<time>`, oldest first."""
+    _author("viewer")
+    args = request.args
+    bounds = time_bounds(args)
     with services().store.read() as conn:
         rows = audit.entries(
             conn,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
@@ -15,11 +16,11 @@ from pydantic import BaseModel, ValidationError
 from adapter.config import Role
 from adapter.engine.drafts import Draft
 from adapter.engine.humans import Author, Conflict, Declaration, HumanUpdate, Invalid, NotFound
-from adapter.engine.planning import STATUS_TEXT, first_notice_deadline
+from adapter.engine.planning import PHASES, STATUS_TEXT, first_notice_deadline
 from adapter.sources.fields import error_details
-from adapter.store import audit, outbox
+from adapter.store import audit, feedback, outbox
 from adapter.store import incidents as repo
-from adapter.store.records import AwaitingNotice, Incident
+from adapter.store.records import Answer, AwaitingNotice, Incident, Notice
 from adapter.web import desklogin, identity
 from adapter.web.api import (
     DeclareBody,
@@ -28,6 +29,7 @@ from adapter.web.api import (
     ResolveBody,
     UpdateBody,
     call_list,
+    communication_report,
     human_update,
     read_history,
 )
@@ -43,6 +45,8 @@ DESK_CSP = (
 AUDIENCES = ("technical", "business")
 Done = TypeVar("Done")
 PER_PAGE = 25
+# After an incident of this level or more, its templates are reviewed against readers' feedback.
+REVIEW_LEVEL = 3
 STATUSES = ("investigating", "identified", "monitoring")
 
 
@@ -332,6 +336,38 @@ def declare() -> ResponseReturnValue:
 # an incident
 
 
+@dataclass
+class TemplateUse:
+    """A template an incident's notices were written with, and what their readers said."""
+
+    name: str
+    notices: int = 0
+    helpful: int = 0
+    not_helpful: int = 0
+    comments: list[str] = field(default_factory=list)
+
+
+def _reviewable(incident: Incident) -> bool:
+    """Resolved incidents of level 3 or more have their templates reviewed against the feedback."""
+    return incident.status == "resolved" and incident.level >= REVIEW_LEVEL
+
+
+def _templates(notices: list[Notice], answers: list[Answer]) -> list[TemplateUse]:
+    uses: dict[str, TemplateUse] = {}
+    for notice in notices:
+        name = notice.data.get("template")
+        if name and notice.phase in PHASES:
+            uses.setdefault(name, TemplateUse(name)).notices += 1
+    for answer in answers:
+        use = uses.get(answer.notice.data.get("template") or "")
+        if use is not None:
+            use.helpful += answer.helpful
+            use.not_helpful += not answer.helpful
+            if answer.comment:
+                use.comments.append(answer.comment)
+    return sorted(uses.values(), key=lambda u: u.name)
+
+
 def _incident_page(ref: str, status: int = 200, form: str | None = None, **extra: Any) -> ResponseReturnValue:
     svc = services()
     with svc.store.read() as conn:
@@ -340,6 +376,7 @@ def _incident_page(ref: str, status: int = 200, form: str | None = None, **extra
         trail = audit.entries(conn, ref=ref)
         auto_publish_after = svc.settings.policy.approval.auto_publish_after
         waiting = outbox.awaiting_approval(conn, auto_publish_after, incident_id=incident.id)
+        answers = feedback.answers(conn, incident_id=incident.id) if _reviewable(incident) else None
         heard = outbox.last_heard_open(conn) if incident.status != "resolved" else {}
     return _page(
         "desk/incident.html",
@@ -353,6 +390,8 @@ def _incident_page(ref: str, status: int = 200, form: str | None = None, **extra
         segments=_segments(svc, incident),
         call_list=call_list(svc, incident),
         waiting=waiting,
+        templates=None if answers is None else _templates(found.notices, answers),
+        reviewed=any(t.kind == "templates_reviewed" for t in found.timeline),
         catalog=svc.settings.catalog,
         statuses=STATUSES,
         form=form,
@@ -470,3 +509,47 @@ def decide(notice_id: int, decision: str) -> ResponseReturnValue:
     ref = request.form.get("ref", "")
     target = url_for("desk.incident", ref=ref) if ref else url_for("desk.approvals")
     return redirect(f"{target}?done={decision}", 303)
+
+
+# --------------------------------------------------------------------------------------------
+# the communication report, and reviewing templates against it
+
+
+def _report_args() -> dict[str, str]:
+    """The form's days as the API's bounds: `to` is the last day shown, so the day after it."""
+    args = {"from": request.args.get("from", ""), "to": request.args.get("to", "")}
+    if len(args["to"]) == 10:  # a date, from the form's date field; a bad one time_bounds refuses
+        with contextlib.suppress(ValueError):
+            args["to"] = (date.fromisoformat(args["to"]) + timedelta(days=1)).isoformat()
+    return args
+
+
+@bp.get("/reports")
+def report() -> ResponseReturnValue:
+    _author("viewer")
+    svc = services()
+    shown = communication_report(svc, _report_args())
+    return _page("desk/report.html", report=shown, args=request.args)
+
+
+@bp.get("/reports.csv")
+def report_csv() -> ResponseReturnValue:
+    _author("viewer")
+    shown = communication_report(services(), _report_args())
+    filename = f"communication-{shown.start:%Y%m%d}-{shown.end:%Y%m%d}.csv"
+    response = Response(shown.csv(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.post("/incidents/<ref>/templates-reviewed")
+def templates_reviewed(ref: str) -> ResponseReturnValue:
+    author = _author("author")
+    svc = services()
+    try:
+        svc.humans.templates_reviewed(ref, author)
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except Conflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return redirect(url_for("desk.incident", ref=ref, done="templates_reviewed") + "#templates", 303)

@@ -16,6 +16,7 @@ from adapter.engine.expand import Expander
 from adapter.engine.humans import HumanActions
 from adapter.engine.pagerduty import PagerDutyIntake
 from adapter.engine.scheduler import Scheduler
+from adapter.feedback import LinkMaker
 from adapter.metrics import Metrics
 from adapter.store import Store
 from adapter.web.pagecache import PageCache
@@ -38,6 +39,8 @@ class Services:
     clock: Clock
     # Rendered public pages, kept for `status_page.cache`.
     pages: PageCache
+    # Customer notices' feedback links (None without feedback.secret).
+    feedback_links: LinkMaker | None = None
     # Asks the server to re-read its configuration (None outside `dualtrack serve`).
     reload: Callable[[], None] | None = None
 

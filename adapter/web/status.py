@@ -18,6 +18,8 @@ from flask.typing import ResponseReturnValue
 
 from adapter.catalog import Service, Tenant
 from adapter.config import Settings
+from adapter.feedback import LinkMaker
+from adapter.feedback import Links as FeedbackLinks
 from adapter.rendering import human_duration
 from adapter.store import incidents as repo
 from adapter.store import pages
@@ -217,6 +219,15 @@ class Links:
 
     audience: str
     token: str | None = None
+    # Each notice's "Was this update helpful?" links (none without feedback.secret), for whom.
+    answers: LinkMaker | None = None
+    tenant: str | None = None
+    now: datetime | None = None
+
+    def feedback(self, notice_id: int, phase: str, audience: str) -> FeedbackLinks | None:
+        if self.answers is None or self.now is None:
+            return None
+        return self.answers.for_notice(notice_id, phase, audience, self.tenant, self.now)
 
     def _public(self) -> dict[str, Any]:
         return {"audience": "technical"} if self.audience == "technical" else {}
@@ -405,9 +416,9 @@ class Scope:
     def zone(self) -> str:
         return self.tenant.timezone if self.tenant is not None else "UTC"
 
-    @property
-    def links(self) -> Links:
-        return Links(self.audience, self.token)
+    def links(self, svc: Services) -> Links:
+        tenant = self.tenant.id if self.tenant is not None else None
+        return Links(self.audience, self.token, svc.feedback_links, tenant, svc.clock.now())
 
     @property
     def site(self) -> str:
@@ -475,7 +486,7 @@ def _overview_page(svc: Services, scope: Scope) -> Response:
             uptime_days=config.uptime_days,
             now=svc.clock.now(),
             tz=scope.zone,
-            links=scope.links,
+            links=scope.links(svc),
         )
 
     return _cached(svc, scope.key("page", page), render, private=scope.tenant is not None)
@@ -516,7 +527,7 @@ def _incident_page(svc: Services, scope: Scope, ref: str) -> Response:
             pages=max(1, math.ceil(total / per_page)),
             now=svc.clock.now(),
             tz=scope.zone,
-            links=scope.links,
+            links=scope.links(svc),
         )
 
     return _cached(svc, scope.key("incident", ref, page), render, private=scope.tenant is not None)
@@ -550,7 +561,7 @@ def _notice_page(svc: Services, scope: Scope | None, notice_id: int) -> Response
             pages=1,
             now=svc.clock.now(),
             tz=shown.zone,
-            links=shown.links,
+            links=shown.links(svc),
         )
 
     key = scope.key("notice", notice_id) if scope is not None else ("public", "notice", notice_id)
@@ -662,7 +673,7 @@ def _feed(svc: Services, scope: Scope, title: str) -> Response:
             reverse=True,
         )
         public = svc.settings.server.public_url.rstrip("/")
-        links = scope.links
+        links = scope.links(svc)
         body = render_template(
             "feed.atom.xml",
             title=title,

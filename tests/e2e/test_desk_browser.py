@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from argon2 import PasswordHasher
 
-from tests.support.server import AM_TOKEN, Dualtrack, Sink, wait_until
+from tests.support.server import AM_TOKEN, Dualtrack, Sink, wait_until, webhook_body
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +80,7 @@ def desk(dualtrack_factory: Any) -> Iterator[tuple[Dualtrack, Sink]]:
             ],
             # Business notices from level 3 wait for an approver.
             "policy": {"approval": {"business": {"min_level": 3}}},
+            "feedback": {"secret": "desk-browser-feedback-0123456789"},
             "auth": {
                 "alertmanager": {"bearer_tokens": [AM_TOKEN]},
                 "session_secret": "desk-browser-secret-0123456789",
@@ -278,3 +281,28 @@ def test_the_desk_works_by_keyboard(desk: tuple[Dualtrack, Sink], chromium: Any)
     incident = server.incident("INC-2026-0001")
     assert incident["level"] == 3 and incident["services"] == ["mysql-shared"]
     assert visit.problems == []
+
+
+def test_the_report_page_draws_its_charts(
+    desk: tuple[Dualtrack, Sink], chromium: Any, tmp_path: Path
+) -> None:
+    server, sink = desk
+    alert = {"alertname": "ReplicaLag", "service": "mysql-shared", "incident_level": "2"}
+    assert server.post_alertmanager(webhook_body({"service": "mysql-shared"}, [alert])).status_code == 202
+    wait_until(lambda: "/feedback/" in json.dumps([json.loads(r.body) for r in sink.received()]), timeout=30)
+    said = json.loads(sink.received()[0].body)
+    assert requests.get(said["feedback_urls"]["no"], timeout=10).status_code == 200
+    today = datetime.now(UTC).date().isoformat()  # the report's last day: the answer is in it
+
+    for size in SIZES:
+        visit = Visit(chromium, server.url, size)
+        visit.log_in("vic")
+        visit.go(f"/desk/reports?to={today}")
+        page = visit.page
+        assert page.locator("figure.chart").count() == 4
+        assert page.locator("figure.chart svg").count() == 3  # no progress update went out yet
+        assert page.locator("figure.chart svg rect.bar").count() >= 2  # first notices and feedback, at least
+        assert "Readers who found updates helpful" in page.inner_text("main")
+        page.screenshot(path=str(tmp_path / f"report-{size}.png"), full_page=True)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= SIZES[size]["width"]
+        assert visit.problems == []

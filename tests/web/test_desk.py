@@ -305,3 +305,49 @@ def test_approvers_approve_with_their_edits_or_discard_and_others_only_read(open
     )
     assert decisions[1][:2] == ("lea", "discard")
     store.dispose()
+
+
+def test_a_resolved_incident_lists_its_templates_with_their_feedback_until_reviewed(
+    open_store, make_settings, clock
+):
+    config = base_config()
+    config["users"] = USERS
+    config["auth"]["session_secret"] = "desk-session-secret-0123456789"
+    config["feedback"] = {"secret": "feedback-desk-secret-0123456789"}
+    settings = make_settings(config)
+    store = open_store(settings.storage.url)
+    app = create_app(settings, clock=clock, store=store, metrics=Metrics())
+    svc = app.extensions["dualtrack"]
+    from adapter.engine.humans import Declaration
+    from tests.support.people import ONCALL
+
+    svc.humans.declare(Declaration(("checkout",), 3, "Checkout is down"), ONCALL)
+    public = app.test_client().get("/status").text
+    no = re.search(r'href="http://[^/]+(/feedback/[^"]+)"[^>]*>No', public).group(1)
+    app.test_client().get(no)
+    app.test_client().post(no, data={"comment": "Say when it will be fixed"})  # no form token: refused
+    svc.humans.resolve("INC-2026-0001", None, None, None, ONCALL)
+
+    client = app.test_client()
+    log_in(client)
+    page = client.get("/desk/incidents/INC-2026-0001").text
+    assert "Templates used, and what readers said" in page and "To do: review these templates" in page
+    cells = r"<td>(\d+)</td><td>(\d+)</td><td>(\d+)</td>"
+    row = re.search(r"<tr><td>web/business/acknowledgement\.md\.j2</td>" + cells, page)
+    assert row is not None and row.groups() == ("1", "0", "1")
+    done = client.post("/desk/incidents/INC-2026-0001/templates-reviewed", data={"csrf": csrf_of(page)})
+    assert done.status_code == 303
+    assert "Templates reviewed." in client.get("/desk/incidents/INC-2026-0001").text
+    clock.advance(timedelta(minutes=1))
+    report = client.get("/desk/reports")
+    assert (
+        report.status_code == 200
+        and "<svg" in report.text
+        and "Readers who found updates helpful" in report.text
+    )
+    exported = client.get("/desk/reports.csv")
+    assert (
+        exported.headers["Content-Type"].startswith("text/csv")
+        and "helpful,business,business,3" in exported.text
+    )
+    store.dispose()

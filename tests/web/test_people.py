@@ -259,3 +259,13 @@ def test_the_desks_previews_are_in_the_api_too_and_keep_nothing(world):
     assert send(client, "POST", f"{url}/nothing", AUTHOR_TOKEN, {}).status_code == 404
     with svc.store.read() as conn:
         assert [n.phase for n in outbox.notices_of(conn, [1])] == ["acknowledgement"] * 4
+
+
+def test_a_draft_of_an_update_with_text_only_changes_nothing_else(world):
+    """Found by schemathesis: an update draft with no field to change was an empty UPDATE (500)."""
+    client, _ = world()
+    send(client, "POST", "/api/v1/incidents", AUTHOR_TOKEN, DECLARATION)
+    drafted = send(
+        client, "POST", "/api/v1/incidents/INC-2026-0001/drafts/update", AUTHOR_TOKEN, {"business": "0"}
+    )
+    assert drafted.status_code == 200 and any(d["body"] for d in drafted.get_json()["drafts"])

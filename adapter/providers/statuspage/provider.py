@@ -62,6 +62,7 @@ class Statuspage(Provider):
     """
 
     type = "statuspage"
+    links_in_body = "listed"
     Options = StatuspageOptions
     options: StatuspageOptions
     rate_limit = RATE_LIMIT
