@@ -37,6 +37,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/pages.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/segments.py
 
 clean:
 	rm -rf $(VENV) data/*.db data/*.db-* data/*.db.lock

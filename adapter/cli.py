@@ -485,6 +485,13 @@ def users_hash_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def segments_command(args: argparse.Namespace) -> int:
+    """`segment suggest` and `catalog import` (adapter/segments/commands.py)."""
+    from adapter.segments.commands import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dualtrack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -550,6 +557,28 @@ def build_parser() -> argparse.ArgumentParser:
     p_migrate = sub.add_parser("migrate", help="bring the database schema up to date")
     p_migrate.add_argument("--config", default=default)
     p_migrate.set_defaults(func=migrate)
+
+    catalog_help = "the catalog file (default: config/catalog.yaml)"
+    map_help = 'read an export\'s column COLUMN as FIELD (repeatable), e.g. "Org Name=account"'
+    p_segment = sub.add_parser("segment", help="tenants' segments from CRM and helpdesk exports")
+    segment_sub = p_segment.add_subparsers(dest="action", required=True)
+    p_suggest = segment_sub.add_parser("suggest", help="suggest each account's segment, with its reasons")
+    p_suggest.add_argument("--accounts", required=True, help="CRM export of accounts (CSV)")
+    p_suggest.add_argument("--tickets", required=True, help="helpdesk export of tickets (CSV)")
+    p_suggest.add_argument("--catalog", default="config/catalog.yaml", help=catalog_help)
+    p_suggest.add_argument("--apply", action="store_true", help="write the suggested segments to the catalog")
+    p_suggest.add_argument("--format", choices=["table", "json"], default="table")
+    p_suggest.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD", help=map_help)
+    p_suggest.add_argument("--detail-requests", metavar="REPORT", help="communication report (JSON)")
+    p_suggest.set_defaults(func=segments_command)
+    p_catalog = sub.add_parser("catalog", help="the catalog's tenants from a CRM export")
+    catalog_sub = p_catalog.add_subparsers(dest="action", required=True)
+    p_import = catalog_sub.add_parser("import", help="add and update tenants from a CRM export (CSV)")
+    p_import.add_argument("tenants", help="CRM export of tenants (CSV)")
+    p_import.add_argument("--catalog", default="config/catalog.yaml", help=catalog_help)
+    p_import.add_argument("--apply", action="store_true", help="write the changes to the catalog")
+    p_import.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD", help=map_help)
+    p_import.set_defaults(func=segments_command)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Segmenting tenants from CRM and helpdesk exports: `segment suggest` and `catalog import`."""
