@@ -18,14 +18,20 @@ Key = tuple[str, str, int, str, str]  # audience, segment, level, incident type,
 
 
 @dataclass
-class Share:
-    """A count of good out of all, by audience, segment, level, incident type and provider."""
+class Figure:
+    """Who a figure is about: audience, the reader's segment, level, incident type, provider."""
 
     audience: str
     segment: str
     level: int
     incident_type: str
     provider: str
+
+
+@dataclass
+class Share(Figure):
+    """A count of good out of all."""
+
     good: int = 0
     total: int = 0
     incidents: list[str] = field(default_factory=list)
@@ -45,12 +51,9 @@ class Share:
 
 
 @dataclass
-class Feedback:
-    audience: str
-    segment: str
-    level: int
-    incident_type: str
-    provider: str
+class Feedback(Figure):
+    """Readers' answers and comments."""
+
     helpful: int = 0
     not_helpful: int = 0
     comments: list[str] = field(default_factory=list)
@@ -239,5 +242,5 @@ def communication(
     )
 
 
-def _order(row: Share | Feedback) -> tuple[str, str, int, str, str]:
+def _order(row: Figure) -> tuple[str, str, int, str, str]:
     return (row.audience, row.segment, row.level, row.incident_type, row.provider)

@@ -163,7 +163,8 @@ def human_update(svc: Services, body: UpdateBody) -> HumanUpdate:
     return HumanUpdate(**{**body.model_dump(), "eta": eta, "tenants": tenants})
 
 
-def _human(action: Callable[..., Found], *args: Any) -> Found:
+def human(action: Callable[..., Found], *args: Any) -> Found:
+    """An engine action; what it refuses becomes the house error (404, 409, 422)."""
     try:
         return action(*args)
     except NotFound as exc:
@@ -269,7 +270,7 @@ def declare_incident() -> ResponseReturnValue:
     svc = services()
     body = _body(DeclareBody, svc)
     declaration = Declaration(**{**body.model_dump(), "services": tuple(body.services)})
-    ref = _human(svc.humans.declare, declaration, author)
+    ref = human(svc.humans.declare, declaration, author)
     return jsonify({"ref": ref, **_incident_document(svc, ref)}), 201
 
 
@@ -284,7 +285,7 @@ def post_update(ref: str) -> ResponseReturnValue:
     author = _author("author")
     svc = services()
     update = human_update(svc, _body(UpdateBody, svc))
-    _human(svc.humans.update, ref, update, author)
+    human(svc.humans.update, ref, update, author)
     return jsonify(_incident_document(svc, ref)), 201
 
 
@@ -293,7 +294,7 @@ def patch_incident(ref: str) -> ResponseReturnValue:
     author = _author("author")
     svc = services()
     body = _body(PatchBody, svc)
-    _human(
+    human(
         svc.humans.patch, ref, body.level, body.title, body.incident_type, body.services, body.publish, author
     )
     return jsonify(_incident_document(svc, ref))
@@ -304,7 +305,7 @@ def resolve_incident(ref: str) -> ResponseReturnValue:
     author = _author("author")
     svc = services()
     body = _body(ResolveBody, svc)
-    _human(svc.humans.resolve, ref, body.technical, body.business, body.root_cause, author)
+    human(svc.humans.resolve, ref, body.technical, body.business, body.root_cause, author)
     return jsonify(_incident_document(svc, ref))
 
 
@@ -313,9 +314,7 @@ def post_postmortem(ref: str) -> ResponseReturnValue:
     author = _author("author")
     svc = services()
     body = _body(PostmortemBody, svc)
-    _human(
-        svc.humans.postmortem, ref, body.technical, body.business, body.measures(), body.root_cause, author
-    )
+    human(svc.humans.postmortem, ref, body.technical, body.business, body.measures(), body.root_cause, author)
     return jsonify(_incident_document(svc, ref)), 201
 
 
@@ -381,7 +380,7 @@ def list_notices() -> ResponseReturnValue:
 def retry_notice(notice_id: int) -> ResponseReturnValue:
     author = _author("admin")
     svc = services()
-    _human(svc.humans.retry, notice_id, author)
+    human(svc.humans.retry, notice_id, author)
     svc.dispatcher.wake()
     with svc.store.read() as conn:
         row = outbox.one(conn, notice_id)
@@ -427,10 +426,15 @@ def report_communication() -> ResponseReturnValue:
     svc = services()
     report = communication_report(svc, request.args)
     if request.args.get("format") == "csv":
-        filename = f"communication-{report.start:%Y%m%d}-{report.end:%Y%m%d}.csv"
-        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-        return Response(report.csv(), mimetype="text/csv", headers=headers)
+        return csv_response(report)
     return jsonify(report.json())
+
+
+def csv_response(report: Report) -> Response:
+    """The report as a CSV file to download."""
+    filename = f"communication-{report.start:%Y%m%d}-{report.end:%Y%m%d}.csv"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(report.csv(), mimetype="text/csv", headers=headers)
 
 
 @bp.post("/incidents/<ref>/templates-reviewed")
@@ -438,7 +442,7 @@ def review_templates(ref: str) -> ResponseReturnValue:
     """A person has reviewed the templates a resolved incident of level 3 or more used."""
     author = _author("author")
     svc = services()
-    _human(svc.humans.templates_reviewed, ref, author)
+    human(svc.humans.templates_reviewed, ref, author)
     return jsonify(_incident_document(svc, ref))
 
 
@@ -490,7 +494,7 @@ def approve_notice(notice_id: int) -> ResponseReturnValue:
     author = _author("approver")
     svc = services()
     body = _body(ApproveBody, svc) if request.get_data(cache=True).strip() else ApproveBody()
-    _human(svc.humans.approve, notice_id, author, body.subject, body.body)
+    human(svc.humans.approve, notice_id, author, body.subject, body.body)
     return _decided(svc, notice_id)
 
 
@@ -499,7 +503,7 @@ def discard_notice(notice_id: int) -> ResponseReturnValue:
     """A notice awaiting approval is never sent."""
     author = _author("approver")
     svc = services()
-    _human(svc.humans.discard, notice_id, author)
+    human(svc.humans.discard, notice_id, author)
     return _decided(svc, notice_id)
 
 
@@ -518,7 +522,7 @@ def draft_declaration() -> ResponseReturnValue:
     svc = services()
     body = _body(DeclareBody, svc)
     declaration = Declaration(**{**body.model_dump(), "services": tuple(body.services)})
-    return _drafts_json(_human(svc.drafts.declare, declaration, author))
+    return _drafts_json(human(svc.drafts.declare, declaration, author))
 
 
 @bp.post("/incidents/<ref>/drafts/<form>")
@@ -529,14 +533,14 @@ def draft(ref: str, form: str) -> ResponseReturnValue:
     drafts = svc.drafts
     if form == "update":
         update = human_update(svc, _body(UpdateBody, svc))
-        return _drafts_json(_human(drafts.update, ref, update, author))
+        return _drafts_json(human(drafts.update, ref, update, author))
     if form == "resolve":
         done = _body(ResolveBody, svc)
-        return _drafts_json(_human(drafts.resolve, ref, done.technical, done.business, author))
+        return _drafts_json(human(drafts.resolve, ref, done.technical, done.business, author))
     if form == "postmortem":
         review = _body(PostmortemBody, svc)
         texts = (review.technical, review.business, review.measures())
-        return _drafts_json(_human(drafts.postmortem, ref, *texts, author))
+        return _drafts_json(human(drafts.postmortem, ref, *texts, author))
     if form == "sla_followup":
-        return _drafts_json(_human(drafts.sla_followup, ref))
+        return _drafts_json(human(drafts.sla_followup, ref))
     raise ApiError(404, "not_found", f"no draft {form}: update, resolve, postmortem or sla_followup")

@@ -30,6 +30,8 @@ from adapter.web.api import (
     UpdateBody,
     call_list,
     communication_report,
+    csv_response,
+    human,
     human_update,
     read_history,
 )
@@ -449,12 +451,7 @@ def act(ref: str, form: str) -> ResponseReturnValue:
 def retry(notice_id: int) -> ResponseReturnValue:
     author = _author("admin")
     svc = services()
-    try:
-        svc.humans.retry(notice_id, author)
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    except Conflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+    human(svc.humans.retry, notice_id, author)
     svc.dispatcher.wake()
     ref = request.form.get("ref", "")
     target = url_for("desk.incident", ref=ref, done="retry") if ref else url_for("desk.incidents")
@@ -499,12 +496,7 @@ def decide(notice_id: int, decision: str) -> ResponseReturnValue:
         action, args = svc.humans.discard, (notice_id, author)
     else:
         raise ApiError(404, "not_found", f"no action {decision}")
-    try:
-        action(*args)
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    except Conflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+    human(action, *args)
     svc.dispatcher.wake()
     ref = request.form.get("ref", "")
     target = url_for("desk.incident", ref=ref) if ref else url_for("desk.approvals")
@@ -535,21 +527,11 @@ def report() -> ResponseReturnValue:
 @bp.get("/reports.csv")
 def report_csv() -> ResponseReturnValue:
     _author("viewer")
-    shown = communication_report(services(), _report_args())
-    filename = f"communication-{shown.start:%Y%m%d}-{shown.end:%Y%m%d}.csv"
-    response = Response(shown.csv(), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    return csv_response(communication_report(services(), _report_args()))
 
 
 @bp.post("/incidents/<ref>/templates-reviewed")
 def templates_reviewed(ref: str) -> ResponseReturnValue:
     author = _author("author")
-    svc = services()
-    try:
-        svc.humans.templates_reviewed(ref, author)
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    except Conflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+    human(services().humans.templates_reviewed, ref, author)
     return redirect(url_for("desk.incident", ref=ref, done="templates_reviewed") + "#templates", 303)
