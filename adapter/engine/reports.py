@@ -66,9 +66,9 @@ class Feedback(Figure):
 
 
 @dataclass
-class Latency:
-    provider: str
-    audience: str
+class Latency(Figure):
+    """Deliveries that got through or were given up, and how long they took."""
+
     delivered: int = 0
     failed: int = 0
     seconds: list[float] = field(default_factory=list)
@@ -81,8 +81,11 @@ class Latency:
             cuts = quantiles(self.seconds, n=20) if len(self.seconds) > 1 else self.seconds * 19
             p50, p95 = round(cuts[9], 3), round(cuts[18], 3)
         return {
-            "provider": self.provider,
             "audience": self.audience,
+            "segment": self.segment,
+            "level": self.level,
+            "incident_type": self.incident_type,
+            "provider": self.provider,
             "delivered": self.delivered,
             "failed": self.failed,
             "finished": finished,
@@ -181,13 +184,12 @@ def communication(
     """The report over notices written and answers given in [start, end)."""
     firsts: dict[Key, Share] = {}
     updates: dict[Key, Share] = {}
-    latencies: dict[tuple[str, str], Latency] = {}
+    latencies: dict[Key, Latency] = {}
     for notice in notices:
         finished = notice.state in ("delivered", "dead")
         if finished:
-            latency = latencies.setdefault(
-                (notice.provider, notice.audience), Latency(notice.provider, notice.audience)
-            )
+            key = _key(settings, notice)
+            latency = latencies.setdefault(key, Latency(*key))
             latency.delivered += notice.state == "delivered"
             latency.failed += notice.state == "dead"
             if notice.delivered_at is not None:
@@ -236,7 +238,7 @@ def communication(
         end,
         sorted(firsts.values(), key=_order),
         sorted(updates.values(), key=_order),
-        sorted(latencies.values(), key=lambda x: (x.provider, x.audience)),
+        sorted(latencies.values(), key=_order),
         sorted(said.values(), key=_order),
         detail_rows,
     )
