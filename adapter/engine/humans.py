@@ -1,8 +1,4 @@
-"""What people do, through the API or the desk: declare, update, change, resolve, post-mortems,
-approve or discard notices.
-
-Each action is recorded in the audit trail with its author, in the transaction that does it.
-"""
+"""What people do through the API or the desk, each recorded in the audit trail as it is done."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The incident API (named Bearer API tokens with roles): read incidents and the audit trail;
-declare, update, change, resolve and review them; approve or discard their notices."""
+"""The incident API: what people read and do, through named Bearer tokens with roles."""
 
 from __future__ import annotations
 

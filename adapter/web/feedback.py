@@ -1,5 +1,4 @@
-"""Readers' links from their notices: /feedback/<token> records "helpful?" (and a comment), /details/<token>
-shows a business notice's technical version. No log-in: the signed token is the reader's key."""
+"""Readers' links from their notices: "helpful?" answers and technical details, keyed by signed tokens."""
 
 from __future__ import annotations
 
