@@ -7,6 +7,9 @@ from datetime import timedelta
 
 import pytest
 from argon2 import PasswordHasher
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from adapter.app import create_app
 from adapter.metrics import Metrics
@@ -351,3 +354,53 @@ def test_a_resolved_incident_lists_its_templates_with_their_feedback_until_revie
         and "helpful,business,business,3" in exported.text
     )
     store.dispose()
+
+
+FORM_TEXT = st.text(max_size=60) | st.sampled_from(["", "3", "9", "2h", "-1", "checkout", "nope", "x" * 600])
+REF = "incidents/INC-2026-0001"
+FORMS = [
+    "declare",
+    f"{REF}/update",
+    f"{REF}/change",
+    f"{REF}/resolve",
+    f"{REF}/postmortem",
+    f"{REF}/templates-reviewed",
+    "preview/declare",
+    f"{REF}/preview/update",
+    f"{REF}/preview/sla_followup",
+    f"{REF}/nothing",
+    "notices/1/approve",
+    "notices/99/discard",
+]
+FIELDS = [
+    *("services", "level", "title", "status", "technical", "business", "eta", "workaround"),
+    *("root_cause", "action_required", "tenants", "incident_type", "publish", "preventive_measures"),
+    *("subject", "body"),
+]
+
+
+@pytest.fixture
+def admin(desk):
+    """A logged-in admin's client, and an incident to act on."""
+    from adapter.engine.humans import Declaration
+    from tests.support.people import ONCALL
+
+    desk.extensions["dualtrack"].humans.declare(Declaration(("checkout",), 3, "Checkout is down"), ONCALL)
+    client = desk.test_client()
+    log_in(client, "root")
+    return client, csrf_of(client.get("/desk/").text)
+
+
+@hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(form=st.sampled_from(FORMS), data=st.dictionaries(st.sampled_from(FIELDS), FORM_TEXT, max_size=8))
+def test_no_form_input_gets_a_server_error(admin, form, data):
+    client, token = admin
+    answer = client.post(f"/desk/{form}", data={**data, "csrf": token})
+    assert answer.status_code < 500, (form, data, answer.text[:500])
+
+
+@hsettings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(token=st.text(max_size=120), kind=st.sampled_from(["feedback", "details"]))
+def test_no_token_gets_a_server_error(desk, token, kind):
+    answer = desk.test_client().get(f"/{kind}/{token}")
+    assert answer.status_code < 500
