@@ -339,6 +339,16 @@ def _merge_levels(value: Any) -> Any:
     return merged
 
 
+class LevelPolicy(Strict):
+    """One level's cadence per audience, and the channels that hear of its incidents at once."""
+
+    technical: AudiencePolicy
+    business: AudiencePolicy
+    # Providers that get the business version of this level's incidents at once, never held,
+    # whatever their own targeting: the framework's level-5 "immediate social media updates".
+    social: list[str] = []
+
+
 class SlaFollowupSettings(Strict):
     enabled: bool = False
     delay: Duration = timedelta(hours=2)
@@ -373,10 +383,9 @@ class SeniorAuthoringSettings(Strict):
 
 
 class PolicySettings(Strict):
-    levels: Annotated[
-        dict[Literal[1, 2, 3, 4, 5], dict[Literal["technical", "business"], AudiencePolicy]],
-        BeforeValidator(_merge_levels),
-    ] = Field(default_factory=dict, validate_default=True)
+    levels: Annotated[dict[Literal[1, 2, 3, 4, 5], LevelPolicy], BeforeValidator(_merge_levels)] = Field(
+        default_factory=dict, validate_default=True
+    )
     # Business notices word the default ETA as "within 2 hours" unless a human gives one.
     expected_resolution: dict[Literal[1, 2, 3, 4, 5], Duration] = {
         1: timedelta(hours=8),
@@ -411,7 +420,11 @@ class PolicySettings(Strict):
         return value
 
     def audience(self, level: int, audience: str) -> AudiencePolicy:
-        return self.levels[level][audience]  # type: ignore[index]
+        policy: AudiencePolicy = getattr(self.levels[level], audience)  # type: ignore[index]
+        return policy
+
+    def social(self, level: int) -> list[str]:
+        return self.levels[level].social  # type: ignore[index]
 
 
 class ProviderSettings(BaseModel):
@@ -688,14 +701,22 @@ def load_settings(path: str | os.PathLike[str], check_provider: ProviderCheck | 
 
     provider_names = {p.name for p in settings.providers}
     policy = settings.policy
+    socials = [(f"policy.levels.{level}.social", rules.social) for level, rules in policy.levels.items()]
     for key, names in (
         ("policy.internal_providers", policy.internal_providers),
         ("policy.senior_authoring.providers", policy.senior_authoring.providers),
         ("feedback.providers", settings.feedback.providers),
+        *socials,
     ):
         for index, name in enumerate(names):
             if name not in provider_names:
                 problems.append(f"{where}: {key}[{index}]: no provider named {name!r}")
+    for key, names in socials:
+        for index, name in enumerate(names):
+            if name in provider_names and settings.provider(name).per_tenant:
+                problems.append(
+                    f"{where}: {key}[{index}]: {name!r} delivers per tenant; social channels are shared"
+                )
 
     catalog_path = base / settings.catalog_file
     catalog = load_catalog(catalog_path, problems)

@@ -185,6 +185,32 @@ def test_provider_audiences(tmp_path: Path) -> None:
         settings.provider("nope")
 
 
+def test_levels_take_a_social_list_beside_each_audiences_cadence(tmp_path: Path) -> None:
+    config = base_config()
+    config["providers"].append({"name": "chat", "type": "apprise", "urls": "json://127.0.0.1:9/chat"})
+    config["policy"] = {"levels": {"2": {"business": {"hold_for": "5m"}}, 5: {"social": ["chat", "status"]}}}
+    policy = load_settings(write_config(config_dir(tmp_path), config), check_settings).policy
+    assert policy.audience(2, "business").hold_for == timedelta(minutes=5)
+    assert policy.audience(2, "business").update_every == timedelta(hours=3)  # the default kept
+    assert policy.audience(5, "business").hold_for == timedelta(0)
+    assert policy.social(5) == ["chat", "status"]
+    assert [policy.social(level) for level in (1, 2, 3, 4)] == [[], [], [], []]
+
+
+def test_social_names_configured_shared_providers(tmp_path: Path) -> None:
+    config = base_config()
+    config["providers"].append(
+        {"name": "mail", "type": "smtp", "host": "mx", "sender": "s@example.com", "per_tenant": True}
+    )
+    config["policy"] = {"levels": {5: {"social": ["status", "x", "mail"]}, 3: {"social": ["y"]}}}
+    path = write_config(config_dir(tmp_path), config)
+    assert problems_of(path) == [
+        f"{path}: policy.levels.3.social[0]: no provider named 'y'",
+        f"{path}: policy.levels.5.social[1]: no provider named 'x'",
+        f"{path}: policy.levels.5.social[2]: 'mail' delivers per tenant; social channels are shared",
+    ]
+
+
 # --- ${VAR} expansion --------------------------------------------------------------------------
 
 

@@ -327,7 +327,7 @@ class Notifier:
         if recipient.key in suppressed:
             return "suppressed", timedelta(0)
         if phase == "acknowledgement":
-            hold = hold_for(self.settings.policy, incident.level, recipient.audience)
+            hold = hold_for(self.settings.policy, incident.level, recipient.audience, recipient.provider.name)
             if hold > timedelta(0):
                 return "held", hold
         return self._unheld_state(phase, incident.level, recipient.audience), timedelta(0)
@@ -367,7 +367,7 @@ class Notifier:
     def rehold(self, conn: Connection, effects: Effects, incident: Incident, now: datetime) -> int:
         """After a level change: shorten holds to the new level's, and release what is due."""
         for notice in outbox.held(conn, incident.id):
-            hold = hold_for(self.settings.policy, incident.level, notice.audience)
+            hold = hold_for(self.settings.policy, incident.level, notice.audience, notice.provider)
             due = min(notice.due_at, notice.created_at + hold)
             if due != notice.due_at:
                 outbox.update_notice(conn, notice.id, {"due_at": due})

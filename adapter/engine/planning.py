@@ -105,7 +105,8 @@ def recipients(
     that audience (unless `only_when_affected: false`); an incident that touches no known tenant
     goes to the technical audience only. Per-tenant providers get one stream per affected tenant
     of their tiers, in the tenant's own segment: of the tenants in `only`, when it is given.
-    `shared=False` leaves out the providers that are not per tenant.
+    The providers in the level's `social` list get the business version whatever their own
+    targeting says. `shared=False` leaves out the providers that are not per tenant.
     """
     catalog = settings.catalog
     if phase in INTERNAL_PHASES:
@@ -145,6 +146,12 @@ def recipients(
             if provider.only_when_affected and audience not in segments():
                 continue
             out.append(Recipient(provider, audience))
+    if shared and phase != "sla_followup" and (not audiences or "business" in audiences):
+        social = settings.policy.social(incident.level)
+        streams = {r.key for r in out}
+        for provider in settings.providers:
+            if provider.name in social and (provider.name, "business", None) not in streams:
+                out.append(Recipient(provider, "business"))
     return out
 
 
@@ -276,6 +283,12 @@ def link_hosts(settings: Settings, phase: str) -> list[str] | None:
     return [*settings.publish.link_hosts, urlsplit(settings.server.public_url).hostname or ""]
 
 
+def status_url(settings: Settings, audience: str) -> str:
+    """The public status page of an audience's version."""
+    public = settings.server.public_url.rstrip("/")
+    return public + ("/status/technical" if audience == "technical" else "/status")
+
+
 def _event_view(facts: EventFacts, settings: Settings) -> dict[str, Any]:
     """The start of every recipient's context: the same for all of them, so built once per event."""
     incident = facts.incident
@@ -353,7 +366,7 @@ def _recipient_context(
         "urgent_contact": policy.urgent_contact if level >= 3 else None,
         "postmortem_due": policy.postmortem_due,
         "public_url": public,
-        "status_url": public + ("/status/technical" if audience == "technical" else "/status"),
+        "status_url": status_url(settings, audience),
         **facts.extra,
     }
 
@@ -393,6 +406,7 @@ def plan_notices(
         return rendered[cache_key]
 
     zones = cache(lambda: tenant_zones(settings, incident))  # read only if a shared page is a stream
+    customers = facts.phase not in INTERNAL_PHASES
     for recipient in streams:
         zoned: dict[str, dict[str, str]] = {}
         if recipient.key in unrendered:
@@ -421,6 +435,8 @@ def plan_notices(
                     "timezone": recipient.timezone,
                     **({"zoned": zoned} if zoned else {}),
                     "contact": recipient.tenant.contacts.model_dump() if recipient.tenant else None,
+                    # For providers that link to it; the team's own notices link where they need.
+                    "status_url": status_url(settings, recipient.audience) if customers else None,
                     # This provider's ids for the affected services (status-page components).
                     "components": [
                         service["components"][provider]
@@ -464,7 +480,10 @@ def first_notice_deadline(policy: PolicySettings, incident: Incident, audience: 
     return opened + (within or policy.immediate_grace)  # "immediate" still takes a request or two
 
 
-def hold_for(policy: PolicySettings, level: int, audience: str) -> timedelta:
+def hold_for(policy: PolicySettings, level: int, audience: str, provider: str) -> timedelta:
+    """How long a first notice to this provider waits before it goes out (flap damping)."""
+    if audience == "business" and provider in policy.social(level):
+        return timedelta(0)  # the level's social channels hear at once
     return policy.audience(level, audience).hold_for
 
 

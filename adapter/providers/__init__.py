@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from adapter.config import ProviderSettings
 from adapter.configfile import error_paths
+from adapter.providers.apprise import Apprise
 from adapter.providers.base import DeliveryError, Message, Provider, RequestHooks
 from adapter.providers.builtin import BuiltinStatusPage
 from adapter.providers.cachet import Cachet
@@ -21,6 +22,7 @@ REGISTRY: dict[str, type[Provider]] = {
     Statuspage.type: Statuspage,
     Instatus.type: Instatus,
     Cachet.type: Cachet,
+    Apprise.type: Apprise,
 }
 
 __all__ = [

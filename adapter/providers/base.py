@@ -241,6 +241,12 @@ def error_detail(response: requests.Response) -> str:
     return "; ".join(p for p in parts if p)[:500]
 
 
+def permanent_status(code: int) -> bool:
+    """Whether an HTTP error answer means the same request can never succeed: 4xx but a timeout,
+    a conflict, "too early" and the rate limits (420, 429); 5xx is the server's trouble."""
+    return code < 500 and code not in (408, 409, 420, 425, 429)
+
+
 def check_response(response: requests.Response, what: str) -> requests.Response:
     """Raise DeliveryError for anything but 2xx: 429 and 5xx retry, other 4xx are permanent."""
     code = response.status_code
@@ -248,11 +254,9 @@ def check_response(response: requests.Response, what: str) -> requests.Response:
         return response
     detail = error_detail(response)
     reason = f"{what}: HTTP {code} {response.reason or ''}".strip() + (f" ({detail})" if detail else "")
-    if code in (420, 429):
-        raise DeliveryError(reason, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
-    if code >= 500 or code in (408, 409, 425):
-        raise DeliveryError(reason, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
-    raise DeliveryError(reason, permanent=True)
+    if permanent_status(code):
+        raise DeliveryError(reason, permanent=True)
+    raise DeliveryError(reason, retry_after=retry_after_seconds(response.headers.get("Retry-After")))
 
 
 def http_request(

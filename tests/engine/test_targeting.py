@@ -166,6 +166,71 @@ def test_level_5_sends_an_executive_notice_to_internal_providers(make_world):
     assert streams(svc, "INC-2026-0002", phase="executive") == []
 
 
+CHAT = {"name": "chat", "type": "apprise", "audience": "technical", "urls": "json://127.0.0.1:9/chat"}
+SOCIAL_L5 = {"levels": {5: {"business": {"hold_for": "10m"}, "social": ["chat"]}}}
+
+
+def states(svc, ref="INC-2026-0001", phase="acknowledgement"):
+    return {(n.provider, n.audience): n.state for n in notices(svc, ref) if n.phase == phase}
+
+
+def test_level_5_social_channels_get_the_business_version_at_once(make_world):
+    svc = make_world([TECH, BIZ, CHAT], policy=SOCIAL_L5)
+    fire(svc, "mysql-shared")  # level 5: acme (technical) and nordlys (business)
+    # The business track is held at level 5 here; the social channel is not, though it serves
+    # the technical audience otherwise.
+    assert states(svc) == {
+        ("biz", "business"): "held",
+        ("chat", "business"): "pending",
+        ("chat", "technical"): "pending",
+        ("tech", "technical"): "pending",
+    }
+    chat = next(n for n in notices(svc) if (n.provider, n.audience) == ("chat", "business"))
+    assert chat.body and "db-7.prod" not in chat.body
+    assert chat.data["status_url"] == "http://status.example.test/status"
+
+
+def test_social_channels_hear_only_of_incidents_at_their_level(make_world):
+    svc = make_world([TECH, CHAT], policy=SOCIAL_L5)
+    fire(svc, "checkout")  # level 4
+    assert states(svc) == {("chat", "technical"): "pending", ("tech", "technical"): "pending"}
+    with svc.store.read() as conn:
+        (incident,) = repo.list_incidents(conn)
+    svc.humans.patch(incident.ref, 5, None, None, None, False, ONCALL)
+    # Raised to 5: the social channel's first business notice, at once.
+    assert states(svc)[("chat", "business")] == "pending"
+
+
+def test_a_held_notice_of_a_social_channel_goes_out_when_the_incident_reaches_its_level(make_world):
+    svc = make_world([{**CHAT, "audience": "business"}], policy=SOCIAL_L5)
+    fire(svc, "search", severity="warning")  # level 2: business notices held 10 minutes
+    assert states(svc) == {("chat", "business"): "held"}
+    with svc.store.read() as conn:
+        (incident,) = repo.list_incidents(conn)
+    svc.humans.patch(incident.ref, 5, None, None, None, False, ONCALL)
+    assert states(svc) == {("chat", "business"): "pending"}  # though level 5 holds business too
+
+
+def test_executive_and_authoring_requests_reach_chat_providers(make_world):
+    team = {**CHAT, "name": "team-chat"}
+    policy = {"internal_providers": ["team-chat"], "senior_authoring": {"providers": ["team-chat"]}}
+    svc = make_world([TECH, team], policy=policy)
+    fire(svc, "mysql-shared")
+    assert streams(svc, phase="executive") == [("team-chat", "technical", None)]
+    assert streams(svc, phase="authoring_request") == [("team-chat", "technical", None)]
+
+
+def test_per_tenant_chat_goes_to_tenants_with_a_chat_contact(make_world):
+    catalog = world_catalog()
+    catalog["tenants"][2]["contacts"]["chat"] = "mmost://chat.nordlys.example/hook-token"
+    direct = {"name": "direct-chat", "type": "apprise", "audience": "all", "per_tenant": True}
+    svc = make_world([direct], catalog=catalog)
+    fire(svc, "mysql-shared")  # acme (no chat contact) and nordlys
+    (notice,) = notices(svc)
+    assert notice.tenant == "nordlys"
+    assert notice.data["contact"]["chat"] == "mmost://chat.nordlys.example/hook-token"
+
+
 def test_per_tenant_provider_config_errors_name_the_key(make_settings):
     from adapter.config import ConfigError
 

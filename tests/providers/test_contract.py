@@ -151,6 +151,24 @@ ROWS = [
         not_applicable=frozenset({"420", "429"}),
         expected={"5xx": Failed(permanent=False)},
     ),
+    *(
+        Row(
+            f"apprise-{scheme}",
+            "apprise",
+            lambda url, scheme=scheme, path=path: {"urls": url.replace("http", scheme, 1) + path},
+            ref="apprise/7",
+            # Apprise reads no answer's body: any 2xx is a delivery.
+            malformed=Sent("apprise/7"),
+            # Nor its headers: Retry-After never reaches dualtrack, and the outbox's backoff applies.
+            expected={code: Failed(permanent=False) for code in ("5xx", "420", "429")},
+        )
+        for scheme, path in (
+            ("json", "/hook"),
+            ("form", "/hook"),
+            ("mmost", "/hooks-token-3f9a"),
+            ("ntfy", "/alerts"),
+        )
+    ),
 ]
 
 

@@ -397,16 +397,24 @@ class Sink:
     """A real HTTP server in a thread that records every request and answers `status`.
 
     With `forward` set it is a recording proxy instead: each request is passed on to
-    `forward + path` and the upstream status is recorded and returned.
+    `forward + path` and the upstream status is recorded and returned. With `answer` set, that
+    answers each request (status, body): a fake of some API (see tests/support/chat.py).
     """
 
     FORWARDED_HEADERS = ("Authorization", "Content-Type", "User-Agent")
 
-    def __init__(self, port: int | None = None, status: int = 200, forward: str | None = None):
+    def __init__(
+        self,
+        port: int | None = None,
+        status: int = 200,
+        forward: str | None = None,
+        answer: Callable[[Received], tuple[int, bytes]] | None = None,
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.status = status
         self.forward = forward
+        self.answer = answer
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._server: ThreadingHTTPServer | None = None
@@ -430,10 +438,12 @@ class Sink:
 
             def _handle(self) -> None:
                 body = self._read_body()
+                record = Received(self.command, self.path, dict(self.headers.items()), body)
                 status, payload = sink.status, b"{}"
                 if sink.forward is not None:
                     status, payload = sink._pass_on(self.command, self.path, self.headers, body)
-                record = Received(self.command, self.path, dict(self.headers.items()), body)
+                elif sink.answer is not None:
+                    status, payload = sink.answer(record)
                 record.answered = status
                 with sink._lock:
                     sink._received.append(record)
