@@ -74,12 +74,16 @@ class Drafts:
         phase: str,
         messages: dict[str, str | None],
         audience: Audience,
+        *,
+        writes: bool = True,
     ) -> list[Draft]:
-        """`change` applied in a transaction that is rolled back, then the notice of `phase`
-        rendered for every kind of reader; texts that read the same are shown once."""
+        """`change` applied in a transaction that is rolled back (or, when it `writes` nothing, on
+        a read-only connection, which waits for no writer), then the notice of `phase` rendered
+        for every kind of reader; texts that read the same are shown once."""
         now = self.humans.clock.now()
         planned = []
-        with self.humans.store.rolled_back() as conn:
+        store = self.humans.store
+        with store.rolled_back() if writes else store.read() as conn:
             incident = change(conn, now)
             for streams, extra in audience(conn, incident, now):
                 facts = self.humans.notifier.facts(
@@ -158,7 +162,7 @@ class Drafts:
                     out.append((streams, {"sla": sla}))
             return out
 
-        return self._render(resolved, "sla_followup", {}, per_tenant)
+        return self._render(resolved, "sla_followup", {}, per_tenant, writes=False)
 
     def technical(self, ref: str, phase: str, tenant: Tenant | None) -> Draft:
         """The technical version of an incident's notice of `phase`, as it reads now, for a reader
@@ -169,5 +173,8 @@ class Drafts:
         def current(conn: Connection, now: datetime) -> Incident:
             return self._incident(conn, ref)
 
-        (draft,) = self._render(current, phase, {}, lambda conn, incident, now: [([reader], {})])
+        # A public link's page: it must not take the write lock that webhooks wait for.
+        (draft,) = self._render(
+            current, phase, {}, lambda conn, incident, now: [([reader], {})], writes=False
+        )
         return draft
