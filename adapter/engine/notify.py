@@ -20,7 +20,7 @@ from adapter.engine.planning import (
     Recipient,
     first_notice_deadline,
     hold_for,
-    next_update_at,
+    next_notices,
     plan_notices,
     reaches_tenants,
     recipients,
@@ -447,15 +447,6 @@ class Notifier:
         return True
 
     def _next_updates(self, conn: Connection, incident: Incident) -> list[dict[str, Any]]:
-        """When each audience the incident reaches is next due a notice, soonest first: a progress
-        update on its cadence once it heard of the incident, else its first notice's deadline."""
-        policy = self.settings.policy
-        affected = {t.segment for t in map(self.settings.catalog.tenant, incident.tenants) if t is not None}
-        due = []
-        for audience in AUDIENCES:
-            last = outbox.last_heard(conn, incident.id, audience)
-            if last is not None:
-                due.append((next_update_at(policy, incident.level, audience, last), audience, "update"))
-            elif audience in (affected or {"technical"}):
-                due.append((first_notice_deadline(policy, incident, audience), audience, "first notice"))
-        return [{"audience": audience, "notice": notice, "at": at} for at, audience, notice in sorted(due)]
+        """When each audience the incident reaches is next due a notice (see `next_notices`)."""
+        due = next_notices(self.settings, incident, lambda a: outbox.last_heard(conn, incident.id, a))
+        return [{"audience": audience, "notice": notice, "at": at} for at, audience, notice in due]

@@ -487,6 +487,24 @@ def hold_for(policy: PolicySettings, level: int, audience: str, provider: str) -
     return policy.audience(level, audience).hold_for
 
 
+def next_notices(
+    settings: Settings, incident: Incident, last_heard: Callable[[str], datetime | None]
+) -> list[tuple[datetime, str, str]]:
+    """When each audience the incident reaches is next due a notice, soonest first, as (when,
+    audience, "update" | "first notice"): a progress update on its cadence once it heard of the
+    incident (`last_heard(audience)`), else its first notice's deadline."""
+    policy = settings.policy
+    affected = {t.segment for t in map(settings.catalog.tenant, incident.tenants) if t is not None}
+    due = []
+    for audience in ("technical", "business"):
+        last = last_heard(audience)
+        if last is not None:
+            due.append((next_update_at(policy, incident.level, audience, last), audience, "update"))
+        elif audience in (affected or {"technical"}):
+            due.append((first_notice_deadline(policy, incident, audience), audience, "first notice"))
+    return sorted(due)
+
+
 def next_update_at(policy: PolicySettings, level: int, audience: str, last: datetime | None) -> datetime:
     """When the audience's next progress update is due, `last` being when it last heard of the
     incident (`outbox.last_heard`): never, before it heard anything."""

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from adapter.config import Role
 from adapter.engine.drafts import Draft
 from adapter.engine.humans import Author, Conflict, Declaration, HumanUpdate, Invalid, NotFound
-from adapter.engine.planning import PHASES, STATUS_TEXT, first_notice_deadline
+from adapter.engine.planning import PHASES, STATUS_TEXT, next_notices
 from adapter.sources.fields import error_details
 from adapter.store import audit, feedback, outbox
 from adapter.store import incidents as repo
@@ -44,7 +44,6 @@ DESK_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-AUDIENCES = ("technical", "business")
 Done = TypeVar("Done")
 PER_PAGE = 25
 # After an incident of this level or more, its templates are reviewed against readers' feedback.
@@ -170,18 +169,10 @@ def logout() -> ResponseReturnValue:
 
 
 def _due(svc: Services, incident: Incident, heard: dict[tuple[int, str], datetime]) -> list[Due]:
-    """Each audience's next notice: the first within its deadline, then updates at its cadence."""
-    policy = svc.settings.policy
+    """Each audience's next notice (see planning.next_notices), and whether it is late."""
     now = svc.clock.now()
-    out = []
-    for audience in AUDIENCES:
-        last = heard.get((incident.id, audience))
-        if last is None:
-            at = first_notice_deadline(policy, incident, audience)
-        else:
-            at = last + policy.audience(incident.level, audience).update_every
-        out.append(Due(audience, at, at < now))
-    return out
+    due = next_notices(svc.settings, incident, lambda audience: heard.get((incident.id, audience)))
+    return [Due(audience, at, at < now) for at, audience, _ in due]
 
 
 def _segments(svc: Services, incident: Incident) -> dict[str, int]:
