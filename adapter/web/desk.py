@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -168,7 +168,7 @@ def logout() -> ResponseReturnValue:
 # the list
 
 
-def _due(svc: Services, incident: Incident, heard: dict[tuple[int, str], datetime]) -> list[Due]:
+def _due(svc: Services, incident: Incident, heard: Mapping[tuple[int, str], datetime | None]) -> list[Due]:
     """Each audience's next notice (see planning.next_notices), and whether it is late."""
     now = svc.clock.now()
     due = next_notices(svc.settings, incident, lambda audience: heard.get((incident.id, audience)))
@@ -370,7 +370,8 @@ def _incident_page(ref: str, status: int = 200, form: str | None = None, **extra
         auto_publish_after = svc.settings.policy.approval.auto_publish_after
         waiting = outbox.awaiting_approval(conn, auto_publish_after, incident_id=incident.id)
         answers = feedback.answers(conn, incident_id=incident.id) if _reviewable(incident) else None
-        heard = outbox.last_heard_open(conn) if incident.status != "resolved" else {}
+        # This incident's only, not every open incident's as the list reads them.
+        heard = {(incident.id, a): outbox.last_heard(conn, incident.id, a) for a in ("technical", "business")}
     return _page(
         "desk/incident.html",
         status,
