@@ -63,7 +63,7 @@ def sign(secret: str, link: Link) -> str:
 def read(secret: str, token: str, now: datetime) -> Link:
     """The link a token stands for; BadToken if it is forged, changed or expired."""
     payload, _, signature = token.partition(".")
-    if not payload or not hmac.compare_digest(_signature(secret, payload), signature):
+    if not payload or not hmac.compare_digest(_signature(secret, payload).encode(), signature.encode()):
         raise BadToken("this link is not one of ours, or it was changed")
     try:
         kind, notice_id, tenant, expires = json.loads(_unb64(payload))

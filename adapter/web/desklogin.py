@@ -43,7 +43,8 @@ def _session_id(settings: Settings, cookie: str) -> str | None:
     session_id, _, _ = cookie.partition(".")
     if settings.auth.session_secret is None or not session_id:
         return None
-    return session_id if hmac.compare_digest(_signed(settings, session_id), cookie) else None
+    signed = _signed(settings, session_id)
+    return session_id if hmac.compare_digest(signed.encode(), cookie.encode()) else None
 
 
 def visitor(svc: Services, request: Request) -> Visitor | None:
@@ -69,7 +70,7 @@ def visitor(svc: Services, request: Request) -> Visitor | None:
 
 def check_password(settings: Settings, name: str, password: str) -> Author | None:
     """The user if the password is theirs; an unknown name costs the same time as a wrong password."""
-    user = next((u for u in settings.users if hmac.compare_digest(u.name, name)), None)
+    user = next((u for u in settings.users if hmac.compare_digest(u.name.encode(), name.encode())), None)
     try:
         HASHER.verify(user.password_hash if user else DEMO_PASSWORD_HASH, password)
     except (VerificationError, InvalidHashError):
@@ -127,4 +128,5 @@ def set_login_token(response: BaseResponse, token: str, secure: bool) -> None:
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:
-    return bool(expected and given) and hmac.compare_digest(str(expected), str(given))
+    # Bytes: compare_digest refuses str with non-ASCII characters, which anyone can send.
+    return bool(expected and given) and hmac.compare_digest(str(expected).encode(), str(given).encode())

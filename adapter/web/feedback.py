@@ -75,7 +75,7 @@ def answer(token: str) -> ResponseReturnValue:
     now = svc.clock.now()
     if request.method == "POST":
         given = request.form.get("csrf", "")
-        if not hmac.compare_digest(given, _comment_key(svc, token)):
+        if not hmac.compare_digest(given.encode(), _comment_key(svc, token).encode()):
             raise Refused(403, "Sorry: this form has expired; open the link from your notice again.")
         text = request.form.get("comment", "").strip()[:COMMENT_MAX]
         if text:

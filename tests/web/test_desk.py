@@ -404,3 +404,18 @@ def test_no_form_input_gets_a_server_error(admin, form, data):
 def test_no_token_gets_a_server_error(desk, token, kind):
     answer = desk.test_client().get(f"/{kind}/{token}")
     assert answer.status_code < 500
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(max_size=80), password=st.text(max_size=80), next_url=st.text(max_size=40))
+def test_no_log_in_input_gets_a_server_error(desk, name, password, next_url):
+    client = desk.test_client()
+    token = csrf_of(client.get("/desk/login").text)
+    answer = client.post(
+        "/desk/login",
+        query_string={"next": next_url},
+        data={"name": name, "password": password, "csrf": token},
+    )
+    assert answer.status_code in (303, 401, 429)
+    if answer.status_code == 303:
+        assert answer.headers["Location"].startswith("/desk")
